@@ -1,0 +1,1 @@
+#include "tmp_kernels_api.h"
