@@ -1,0 +1,60 @@
+# genmod: `make demo` trains the main example on the bundled data and writes PNGs to out/;
+# `make test` builds and runs every test (ends with "N passed, N failed").
+CC      ?= cc
+CXX     ?= c++
+OPT     ?= -O2
+WARN    := -std=c99 -Wall -Wextra -Wpedantic
+LDLIBS  := -lm -lpthread
+SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+HEADERS := $(wildcard genmod*.h) $(wildcard src/*.h) examples/common.h
+TESTS   := test_core test_grad test_kernels test_data test_image
+EXAMPLES:= $(patsubst examples/%.c,%,$(wildcard examples/*.c))
+AARCH64_CC ?= aarch64-linux-gnu-gcc
+
+.PHONY: all test sanitize demo bench clean warnings neon fuzz data
+
+all: $(addprefix build/,$(EXAMPLES))
+
+build/%: examples/%.c $(HEADERS) | build
+	$(CC) $(OPT) $(WARN) -I. $< -o $@ $(LDLIBS)
+
+build/test_%: tests/test_%.c tests/gm_test.h $(HEADERS) | build
+	$(CC) $(OPT) $(WARN) -I. $< -o $@ $(LDLIBS)
+
+build/san/test_%: tests/test_%.c tests/gm_test.h $(HEADERS) | build
+	@mkdir -p build/san
+	$(CC) $(SAN) $(WARN) -I. $< -o $@ $(LDLIBS)
+
+build/neon/test_kernels: tests/test_kernels.c tests/gm_test.h $(HEADERS) | build
+	@mkdir -p build/neon
+	$(AARCH64_CC) -O2 -static $(WARN) -I. $< -o $@ $(LDLIBS)
+
+build:
+	@mkdir -p build out
+
+# The test command CI runs: unit tests, the warning-free build checks, and the NEON path under qemu
+# (skipped with a FAIL if the cross tools are missing: .ci/run installs them).
+test: $(addprefix build/,$(TESTS)) build/neon/test_kernels
+	@sh tests/run.sh $(addprefix build/,$(TESTS)) "sh tests/warnings.sh" "qemu-aarch64 build/neon/test_kernels"
+
+sanitize: $(addprefix build/san/,$(TESTS))
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/run.sh $(addprefix build/san/,$(TESTS))
+
+warnings:
+	@sh tests/warnings.sh
+
+demo: build/autoencoder
+	./build/autoencoder --out out
+
+bench: build/bench_gemm build/bench_train
+	./build/bench_gemm
+	./build/bench_train
+
+build/bench_%: bench/bench_%.c bench/bench_util.h $(HEADERS) | build
+	$(CC) $(OPT) $(WARN) -I. $< -o $@ $(LDLIBS) -lopenblas
+
+data:
+	sh data/fetch.sh
+
+clean:
+	rm -rf build

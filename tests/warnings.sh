@@ -1,0 +1,29 @@
+#!/bin/sh
+# Every header must compile warning-free with gcc and clang (C99) and as C++, with and without SIMD
+# and threads. One PASS/FAIL line per compiler configuration.
+cd "$(dirname "$0")/.." || exit 1
+src=$(mktemp --suffix=.c)
+cat > "$src" <<'C'
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include "third_party/stb_image_write.h"
+#define GENMOD_IMPLEMENTATION
+#include "genmod.h"
+#include "genmod.h"
+int main(void) { return gm_get_threads() > 0 ? 0 : 1; }
+C
+check() {
+    name=$1; shift
+    if out=$("$@" 2>&1) && [ -z "$out" ]; then echo "PASS warnings_$name"; else echo "FAIL warnings_$name"; echo "$out" | head -20; fi
+}
+W="-Wall -Wextra -Wpedantic -Werror -I. -fsyntax-only"
+check gcc_c99 gcc -std=c99 $W "$src"
+check gcc_c11 gcc -std=c11 $W "$src"
+check gcc_nosimd_nothreads gcc -std=c99 -DGENMOD_NO_SIMD -DGENMOD_NO_THREADS $W "$src"
+check gxx_cxx11 g++ -x c++ -std=c++11 $W "$src"
+if command -v clang >/dev/null; then
+    check clang_c99 clang -std=c99 $W "$src"
+    check clangxx_cxx11 clang++ -x c++ -std=c++11 $W "$src"
+else
+    echo "FAIL warnings_clang: clang is not installed"
+fi
+rm -f "$src"
