@@ -11,7 +11,7 @@ TESTS   := test_core test_grad test_kernels test_data test_image
 EXAMPLES:= $(patsubst examples/%.c,%,$(wildcard examples/*.c))
 AARCH64_CC ?= aarch64-linux-gnu-gcc
 
-.PHONY: all test sanitize demo bench clean warnings neon fuzz data
+.PHONY: all test sanitize demo bench clean warnings fuzz data interop
 
 all: $(addprefix build/,$(EXAMPLES))
 
@@ -20,6 +20,10 @@ build/%: examples/%.c $(HEADERS) | build
 
 build/test_%: tests/test_%.c tests/gm_test.h $(HEADERS) | build
 	$(CC) $(OPT) $(WARN) -I. $< -o $@ $(LDLIBS)
+
+build/san/fuzz_%: tests/fuzz_%.c $(HEADERS) | build
+	@mkdir -p build/san
+	$(CC) $(SAN) $(WARN) -I. $< -o $@ $(LDLIBS)
 
 build/san/test_%: tests/test_%.c tests/gm_test.h $(HEADERS) | build
 	@mkdir -p build/san
@@ -34,8 +38,10 @@ build:
 
 # The test command CI runs: unit tests, the warning-free build checks, and the NEON path under qemu
 # (skipped with a FAIL if the cross tools are missing: .ci/run installs them).
-test: $(addprefix build/,$(TESTS)) build/neon/test_kernels
-	@sh tests/run.sh $(addprefix build/,$(TESTS)) "sh tests/warnings.sh" "qemu-aarch64 build/neon/test_kernels"
+FUZZERS := fuzz_idx fuzz_safetensors
+test: $(addprefix build/,$(TESTS)) $(addprefix build/san/,$(FUZZERS)) build/neon/test_kernels
+	@sh tests/run.sh $(addprefix build/,$(TESTS)) "sh tests/warnings.sh" "qemu-aarch64 build/neon/test_kernels" \
+	    "build/san/fuzz_idx tests/corpus/idx/*" "build/san/fuzz_safetensors tests/corpus/safetensors/*"
 
 sanitize: $(addprefix build/san/,$(TESTS))
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/run.sh $(addprefix build/san/,$(TESTS))
@@ -55,6 +61,19 @@ build/bench_%: bench/bench_%.c bench/bench_util.h $(HEADERS) | build
 
 data:
 	sh data/fetch.sh
+
+# Coverage-guided fuzzing of the file loaders with libFuzzer (clang), FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 60
+fuzz: | build
+	@for f in $(FUZZERS); do \
+	    clang -g -O1 -DGM_LIBFUZZER -fsanitize=fuzzer,address,undefined -I. tests/$$f.c -o build/$$f-lf $(LDLIBS) || exit 1; \
+	    mkdir -p build/corpus-$$f; \
+	    ./build/$$f-lf -max_total_time=$(FUZZ_SECONDS) -timeout=10 build/corpus-$$f tests/corpus/$${f#fuzz_} 2>&1 | tail -n 3 || exit 1; \
+	done
+
+# A checkpoint written by genmod read by an independent Python reader, and the reverse.
+interop: build/test_data
+	python3 tests/safetensors_check.py roundtrip build/test_data
 
 clean:
 	rm -rf build

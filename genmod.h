@@ -258,6 +258,12 @@ GMDEF float gm_optim_lr(const gm_optim *o);                /* learning rate of t
 GMDEF void  gm_optim_free(gm_optim *o);
 GMDEF float gm_grad_norm(const gm_params *p);              /* global L2 norm of the gradients */
 
+/* ======================================================================================= */
+/* Data, pictures, checkpoints                                                             */
+/* ======================================================================================= */
+#include "src/gm_data_api.h"
+#include "src/gm_image_api.h"
+
 #ifdef __cplusplus
 }
 #endif

@@ -548,7 +548,7 @@ static int gm__same_shape(const gm_tensor *a, const gm_tensor *b) {
     return 1;
 }
 
-static const char *gm__shape_str(const gm_tensor *t, char *buf) {  /* buf: 64 chars */
+static const char *gm__shape_text(const gm_tensor *t, char *buf) {  /* buf: 64 chars */
     int k, n = 0;
     n += sprintf(buf + n, "(");
     for (k = 0; k < t->ndim; k++) n += sprintf(buf + n, k ? ",%d" : "%d", t->shape[k]);
@@ -582,7 +582,7 @@ static int gm__broadcast(gm_graph *g, const char *who, const gm_tensor *a, const
     gm__pad4(b, db);
     for (k = 0; k < 4; k++) {
         if (da[k] != db[k] && da[k] != 1 && db[k] != 1) {
-            gm__graph_error(g, "%s: shapes %s and %s do not broadcast", who, gm__shape_str(a, s1), gm__shape_str(b, s2));
+            gm__graph_error(g, "%s: shapes %s and %s do not broadcast", who, gm__shape_text(a, s1), gm__shape_text(b, s2));
             return -1;
         }
         bc->n[k] = GM__MAX(da[k], db[k]);
@@ -782,7 +782,7 @@ static gm_tensor *gm__expand(gm_graph *g, gm_tensor *x, int ndim, const int *sha
         int want = k < off ? 1 : shape[k - off];
         if (ndim < x->ndim || (dx[k] != 1 && dx[k] != want)) {
             char s1[64];
-            gm__graph_error(g, "gm_expand: %s cannot be broadcast to %d dims (%d,%d,%d,%d)", gm__shape_str(x, s1), ndim,
+            gm__graph_error(g, "gm_expand: %s cannot be broadcast to %d dims (%d,%d,%d,%d)", gm__shape_text(x, s1), ndim,
                             shape[0], ndim > 1 ? shape[1] : 0, ndim > 2 ? shape[2] : 0, ndim > 3 ? shape[3] : 0);
             return NULL;
         }
@@ -898,7 +898,7 @@ GMDEF gm_tensor *gm_reshape(gm_graph *g, gm_tensor *x, int d0, int d1, int d2, i
     if (ndim > 0 && infer >= 0 && known > 0 && x->size % known == 0) d[infer] = (int)(x->size / known);
     else if (ndim > 0 && infer >= 0) ndim = -1;
     if (ndim <= 0 || gm__shape_size(ndim, d) != x->size) {
-        gm__graph_error(g, "gm_reshape: cannot view %s as (%d,%d,%d,%d)", gm__shape_str(x, s1), d0, d1, d2, d3);
+        gm__graph_error(g, "gm_reshape: cannot view %s as (%d,%d,%d,%d)", gm__shape_text(x, s1), d0, d1, d2, d3);
         return NULL;
     }
     return gm__reshape(g, x, ndim, d);
@@ -971,7 +971,7 @@ GMDEF gm_tensor *gm_slice(gm_graph *g, gm_tensor *x, int axis, int start, int le
     char s1[64];
     if (!g || !x) return NULL;
     if (axis < 0 || axis >= x->ndim || start < 0 || len <= 0 || start + len > x->shape[axis]) {
-        gm__graph_error(g, "gm_slice: [%d, %d) of axis %d is outside %s", start, start + len, axis, gm__shape_str(x, s1));
+        gm__graph_error(g, "gm_slice: [%d, %d) of axis %d is outside %s", start, start + len, axis, gm__shape_text(x, s1));
         return NULL;
     }
     memcpy(shape, x->shape, sizeof shape);
@@ -1006,7 +1006,7 @@ GMDEF gm_tensor *gm_concat(gm_graph *g, gm_tensor *a, gm_tensor *b, int axis) {
     for (k = 0; k < a->ndim; k++)
         if (k != axis && (a->ndim != b->ndim || a->shape[k] != b->shape[k])) break;
     if (axis < 0 || axis >= a->ndim || a->ndim != b->ndim || k < a->ndim) {
-        gm__graph_error(g, "gm_concat: %s and %s do not join along axis %d", gm__shape_str(a, s1), gm__shape_str(b, s2), axis);
+        gm__graph_error(g, "gm_concat: %s and %s do not join along axis %d", gm__shape_text(a, s1), gm__shape_text(b, s2), axis);
         return NULL;
     }
     memcpy(shape, a->shape, sizeof shape);
@@ -1074,7 +1074,7 @@ GMDEF gm_tensor *gm_bias_add(gm_graph *g, gm_tensor *x, gm_tensor *b) {
     char s1[64], s2[64];
     if (!g || !x || !b) return NULL;
     if (x->ndim < 2 || b->size != x->shape[1]) {
-        gm__graph_error(g, "gm_bias_add: bias %s does not match dim 1 of %s", gm__shape_str(b, s1), gm__shape_str(x, s2));
+        gm__graph_error(g, "gm_bias_add: bias %s does not match dim 1 of %s", gm__shape_text(b, s1), gm__shape_text(x, s2));
         return NULL;
     }
     if (x->ndim == 2) return gm_add(g, x, b->ndim == 1 ? b : gm_reshape(g, b, b->size, 0, 0, 0));
@@ -1102,7 +1102,7 @@ GMDEF gm_tensor *gm_matmul(gm_graph *g, gm_tensor *a, gm_tensor *b, int ta, int 
     char s1[64], s2[64];
     if (!g || !a || !b) return NULL;
     if (a->ndim != 2 || b->ndim != 2) {
-        gm__graph_error(g, "gm_matmul: needs 2-D operands, got %s and %s", gm__shape_str(a, s1), gm__shape_str(b, s2));
+        gm__graph_error(g, "gm_matmul: needs 2-D operands, got %s and %s", gm__shape_text(a, s1), gm__shape_text(b, s2));
         return NULL;
     }
     m = ta ? a->shape[1] : a->shape[0];
@@ -1110,8 +1110,8 @@ GMDEF gm_tensor *gm_matmul(gm_graph *g, gm_tensor *a, gm_tensor *b, int ta, int 
     k2 = tb ? b->shape[1] : b->shape[0];
     n = tb ? b->shape[0] : b->shape[1];
     if (k != k2) {
-        gm__graph_error(g, "gm_matmul: inner dims differ: %s%s times %s%s", gm__shape_str(a, s1), ta ? "^T" : "",
-                        gm__shape_str(b, s2), tb ? "^T" : "");
+        gm__graph_error(g, "gm_matmul: inner dims differ: %s%s times %s%s", gm__shape_text(a, s1), ta ? "^T" : "",
+                        gm__shape_text(b, s2), tb ? "^T" : "");
         return NULL;
     }
     shape[0] = m;
@@ -1267,7 +1267,7 @@ GMDEF gm_tensor *gm_conv2d(gm_graph *g, gm_tensor *x, gm_tensor *w, int stride, 
     if (!g || !x || !w) return NULL;
     if (x->ndim != 4 || w->ndim != 4 || w->shape[1] != x->shape[1] || w->shape[2] != w->shape[3]) {
         gm__graph_error(g, "gm_conv2d: input %s and weight %s: want (N,Cin,H,W) and (Cout,Cin,k,k)",
-                        gm__shape_str(x, s1), gm__shape_str(w, s2));
+                        gm__shape_text(x, s1), gm__shape_text(w, s2));
         return NULL;
     }
     if (gm__geom(g, "gm_conv2d", &c, x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0], w->shape[2],
@@ -1283,7 +1283,7 @@ GMDEF gm_tensor *gm_conv_transpose2d(gm_graph *g, gm_tensor *x, gm_tensor *w, in
     if (x->ndim != 4 || w->ndim != 4 || w->shape[0] != x->shape[1] || w->shape[2] != w->shape[3] ||
         out_pad < 0 || out_pad >= GM__MAX(stride, 1)) {
         gm__graph_error(g, "gm_conv_transpose2d: input %s, weight %s, out_pad %d: want (N,Cin,H,W), (Cin,Cout,k,k), "
-                        "0 <= out_pad < stride", gm__shape_str(x, s1), gm__shape_str(w, s2), out_pad);
+                        "0 <= out_pad < stride", gm__shape_text(x, s1), gm__shape_text(w, s2), out_pad);
         return NULL;
     }
     h = (x->shape[2] - 1) * stride - 2 * pad + w->shape[2] + out_pad;
@@ -1315,7 +1315,7 @@ static gm_tensor *gm__pool_op(gm_graph *g, gm_tensor *x, int f, int up) {
     char s1[64];
     if (!g || !x) return NULL;
     if (x->ndim != 4 || f <= 0 || (!up && (x->shape[2] % f || x->shape[3] % f))) {
-        gm__graph_error(g, "%s: factor %d does not fit %s", up ? "gm_upsample_nearest" : "gm_avg_pool", f, gm__shape_str(x, s1));
+        gm__graph_error(g, "%s: factor %d does not fit %s", up ? "gm_upsample_nearest" : "gm_avg_pool", f, gm__shape_text(x, s1));
         return NULL;
     }
     shape[0] = x->shape[0]; shape[1] = x->shape[1];
@@ -1350,7 +1350,7 @@ GMDEF gm_tensor *gm_avg_pool(gm_graph *g, gm_tensor *x, int k) { return gm__pool
 static int gm__check_same(gm_graph *g, const char *who, const gm_tensor *a, const gm_tensor *b) {
     char s1[64], s2[64];
     if (gm__same_shape(a, b)) return 0;
-    gm__graph_error(g, "%s: shapes %s and %s differ", who, gm__shape_str(a, s1), gm__shape_str(b, s2));
+    gm__graph_error(g, "%s: shapes %s and %s differ", who, gm__shape_text(a, s1), gm__shape_text(b, s2));
     return -1;
 }
 
@@ -1690,7 +1690,7 @@ GMDEF gm_tensor *gm_linear_fwd(gm_graph *g, const gm_linear *l, gm_tensor *x) {
     char s1[64];
     if (!g || !l || !x) return NULL;
     if (x->ndim != 2 || x->shape[1] != l->in) {
-        gm__graph_error(g, "gm_linear_fwd: '%s' wants (N,%d), got %s", l->p->views[l->w].name, l->in, gm__shape_str(x, s1));
+        gm__graph_error(g, "gm_linear_fwd: '%s' wants (N,%d), got %s", l->p->views[l->w].name, l->in, gm__shape_text(x, s1));
         return NULL;
     }
     return gm_bias_add(g, gm_matmul(g, x, gm_param(g, l->p, l->w), 0, 1), gm_param(g, l->p, l->b));
@@ -1766,7 +1766,7 @@ GMDEF gm_tensor *gm_batchnorm_fwd(gm_graph *g, const gm_batchnorm *bn, gm_tensor
     char s1[64];
     if (!g || !bn || !x) return NULL;
     if ((x->ndim != 2 && x->ndim != 4) || x->shape[1] != bn->c) {
-        gm__graph_error(g, "gm_batchnorm_fwd: %d channels, input %s", bn->c, gm__shape_str(x, s1));
+        gm__graph_error(g, "gm_batchnorm_fwd: %d channels, input %s", bn->c, gm__shape_text(x, s1));
         return NULL;
     }
     axes = x->ndim == 2 ? GM_AXIS(0) : GM_AXIS(0) | GM_AXIS(2) | GM_AXIS(3);
@@ -1803,7 +1803,7 @@ GMDEF gm_tensor *gm_layernorm_fwd(gm_graph *g, const gm_layernorm *ln, gm_tensor
     char s1[64];
     if (!g || !ln || !x) return NULL;
     if (x->ndim < 2 || x->size / x->shape[0] != ln->n) {
-        gm__graph_error(g, "gm_layernorm_fwd: %d features, input %s", ln->n, gm__shape_str(x, s1));
+        gm__graph_error(g, "gm_layernorm_fwd: %d features, input %s", ln->n, gm__shape_text(x, s1));
         return NULL;
     }
     flat = gm_reshape(g, x, x->shape[0], ln->n, 0, 0);
@@ -1939,3 +1939,6 @@ GMDEF int gm_optim_step(gm_optim *o, gm_params *p) {
     gm_params_zero_grad(p);
     return 0;
 }
+
+#include "gm_data_impl.h"
+#include "gm_image_impl.h"

@@ -107,6 +107,16 @@ static int gm__src_open(gm__src *s, const char *what, const char *path) {
         return gm__fail("%s: %s: cannot determine the file size (not a regular file?)", what, path);
     }
     s->size = (uint64_t)end;
+    if (fgetc(s->f) == EOF && ferror(s->f)) { /* e.g. a directory: fopen and ftell "work" on Linux */
+        fclose(s->f);
+        s->f = NULL;
+        return gm__fail("%s: %s: cannot read (is it a directory?)", what, path);
+    }
+    if (fseek(s->f, 0, SEEK_SET) != 0) {
+        fclose(s->f);
+        s->f = NULL;
+        return gm__fail("%s: %s: cannot seek", what, path);
+    }
     return 0;
 }
 static void gm__src_mem(gm__src *s, const void *buf, size_t len, const char *name) {
@@ -1195,6 +1205,7 @@ static int gm__st_entry_parse(gm__st *st, gm__st_entry *e, int k) {
 static int gm__st_collect(gm__st *st) {
     int i, k, c = st->j.t[0].count;
     st->meta_tok = -1;
+    if ((size_t)c >= SIZE_MAX / sizeof(gm__st_entry)) return gm__fail("checkpoint: %s: too many header entries", st->path);
     st->e = (gm__st_entry *)GENMOD_MALLOC(((size_t)c + 1) * sizeof(gm__st_entry));
     if (!st->e) return gm__fail("checkpoint: %s: out of memory for %d header entries", st->path, c);
     for (i = 0, k = 1; i < c; i++) {
@@ -1294,13 +1305,15 @@ static int gm__st_match(gm__st *st, const gm_params *p, const gm_optim *opt, int
 
 static int gm__st_missing(gm__st *st, const gm_params *p, const gm_optim *opt, const int *have) {
     int i, any_opt = 0;
-    for (i = 0; i < p->nviews; i++) any_opt |= have[i * 3 + 1] | have[i * 3 + 2];
     for (i = 0; i < p->nviews; i++) {
+        any_opt |= have[i * 3 + 1] | have[i * 3 + 2];
         if (!have[i * 3]) return gm__fail("checkpoint: %s: tensor '%s' is missing", st->path, p->views[i].name);
-        if (opt && !any_opt)
-            return gm__fail("checkpoint: %s: no optimizer state in this checkpoint (pass NULL as the optimizer to load "
-                            "weights only)", st->path);
-        if (opt && (!have[i * 3 + 1] || !have[i * 3 + 2]))
+    }
+    if (opt && !any_opt && p->nviews > 0)
+        return gm__fail("checkpoint: %s: no optimizer state in this checkpoint (pass NULL as the optimizer to load "
+                        "weights only)", st->path);
+    for (i = 0; opt && i < p->nviews; i++) {
+        if (!have[i * 3 + 1] || !have[i * 3 + 2])
             return gm__fail("checkpoint: %s: optimizer tensor 'optim.%c.%s' is missing", st->path,
                             have[i * 3 + 1] ? 'v' : 'm', p->views[i].name);
     }
@@ -1365,6 +1378,9 @@ static int gm__st_apply(gm__st *st, gm_params *p, gm_optim *opt, const gm_optim 
             if (v != opt->v) GENMOD_FREE(v);
             return gm__fail("checkpoint: %s: out of memory for optimizer state", st->path);
         }
+        /* fresh buffers: zero the alignment gaps between views too, so nothing is left undefined */
+        if (m != opt->m) memset(m, 0, p->count * sizeof(float));
+        if (v != opt->v) memset(v, 0, p->count * sizeof(float));
     }
     for (i = 0; i < st->ne; i++) {
         const gm__st_entry *e = &st->e[i];

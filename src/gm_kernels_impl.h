@@ -259,11 +259,11 @@ static GM__TGT GM__VF gm__tanh1_##SFX(GM__VF x) {                               
     p = GM__V_FMA(p, z, GM__V_SET1(-5.39682540e-2f));                                             \
     p = GM__V_FMA(p, z, GM__V_SET1(1.33333333e-1f));                                              \
     p = GM__V_FMA(p, z, GM__V_SET1(-3.33333333e-1f));                                             \
-    small = GM__V_FMA(GM__V_MUL(p, z), x, x);                                                     \
+    small = GM__V_FMA(GM__V_MUL(p, z), ax, ax);                                                   \
     big = GM__V_ADD(gm__exp1_##SFX(GM__V_ADD(ax, ax)), GM__V_SET1(1.0f));                         \
     big = GM__V_SUB(GM__V_SET1(1.0f), GM__V_DIV(GM__V_SET1(2.0f), big));                          \
-    big = GM__V_ASF(GM__V_UOR(GM__V_ASU(big), sign));                                             \
-    return GM__V_SEL(GM__V_LT(ax, GM__V_SET1(0.55f)), small, big);                                \
+    big = GM__V_SEL(GM__V_LT(ax, GM__V_SET1(0.55f)), small, big); /* both >= 0 or NaN */          \
+    return GM__V_ASF(GM__V_UOR(GM__V_ASU(big), sign));                                            \
 }                                                                                                 \
 /* sigmoid: t = e^{-|x|} never overflows; 1/(1+t) for x >= 0, t/(1+t) for x < 0 keeps the        \
  * relative accuracy of tiny results (down into denormals). */                                   \
@@ -748,8 +748,14 @@ static int gm__ncores(void) {
 #if defined(GM__SERIAL)
     return 1;
 #else
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : (n > 64 ? 64 : (int)n);
+    static int cached = 0; /* sysconf reads /sys on every call: far too slow per GEMM */
+    int c = GM__ALOAD(&cached);
+    if (c == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c = n < 1 ? 1 : (n > 64 ? 64 : (int)n);
+        GM__ASTORE(&cached, c);
+    }
+    return c;
 #endif
 }
 

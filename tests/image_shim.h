@@ -6,11 +6,11 @@
 #define GM_IMAGE_SHIM_H
 #include <stdarg.h>
 #include <stdio.h>
-#include "../src/gm_shared_types.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+#include "../src/gm_shared_types.h"
 #include "../src/gm_image_api.h"
 #ifdef __cplusplus
 }
