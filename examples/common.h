@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <time.h>
 #ifdef _WIN32
@@ -142,15 +143,15 @@ static inline int ex_set_extra(const ex_opt *o, const char *v, char *msg, size_t
     switch (o->type) {
     case EX_INT:
         if (ex_parse_long(v, lo < -2147483647.0 ? -2147483647L : (long)lo, hi > 2147483647.0 ? 2147483647L : (long)hi, &l) != 0) {
-            snprintf(msg, cap, "--%s: '%s' is not a whole number%s%s", o->name, v, o->choices ? " in " : "",
-                     o->choices ? o->choices : "");
+            snprintf(msg, cap, "--%s: '%s' is not a whole number%s%s%s", o->name, v, o->choices ? " (allowed: " : "",
+                     o->choices ? o->choices : "", o->choices ? ")" : "");
             return -1;
         }
         *(int *)o->ptr = (int)l;
         return 0;
     case EX__LONG:
-        if (ex_parse_long(v, lo < -9e18 ? -2147483647L : (long)lo, hi > 9e18 ? 2147483647L : (long)hi, (long *)o->ptr) != 0) {
-            snprintf(msg, cap, "--%s: '%s' is not a whole number in %s", o->name, v, o->choices);
+        if (ex_parse_long(v, lo < -9e18 ? LONG_MIN : (long)lo, hi > 9e18 ? LONG_MAX : (long)hi, (long *)o->ptr) != 0) {
+            snprintf(msg, cap, "--%s: '%s' is not a whole number (allowed: %s)", o->name, v, o->choices);
             return -1;
         }
         return 0;
@@ -168,8 +169,8 @@ static inline int ex_set_extra(const ex_opt *o, const char *v, char *msg, size_t
     }
     case EX_FLOAT:
         if (ex_parse_float(v, lo, hi, (float *)o->ptr) != 0) {
-            snprintf(msg, cap, "--%s: '%s' is not a number%s%s", o->name, v, o->choices ? " in " : "",
-                     o->choices ? o->choices : "");
+            snprintf(msg, cap, "--%s: '%s' is not a number%s%s%s", o->name, v, o->choices ? " (allowed: " : "",
+                     o->choices ? o->choices : "", o->choices ? ")" : "");
             return -1;
         }
         return 0;
@@ -251,7 +252,9 @@ static inline int ex_parse(ex_args *a, int argc, char **argv, const ex_opt *extr
 
 static inline void ex_usage(FILE *f, const ex_args *a, const char *about, const ex_opt *extra, int nextra) {
     int i;
-    fprintf(f, "usage: %s [flags]\n%s%s\n\nflags (default in brackets):\n", a->name, about ? about : "", about ? "\n" : "");
+    fprintf(f, "usage: %s [flags]\n", a->name);
+    if (about && about[0]) fprintf(f, "%s\n", about);
+    fprintf(f, "\nflags (default in brackets):\n");
     fprintf(f, "  --data DIR          dataset directory [$GENMOD_DATA, else data/ or ../data/]\n");
     fprintf(f, "  --epochs N          training epochs [%d]\n", a->epochs);
     fprintf(f, "  --steps N           step budget; overrides --epochs [%s]\n", a->steps > 0 ? "set" : "off");
@@ -266,18 +269,24 @@ static inline void ex_usage(FILE *f, const ex_args *a, const char *about, const 
     fprintf(f, "  --quiet             only errors and the final JSON line\n  --help              this text\n");
     for (i = 0; i < nextra; i++) {
         const ex_opt *o = &extra[i];
-        char def[64];
+        char def[64], flag[64];
+        static const char *const meta[5] = {" N", " X", " S", "", " NAME"};
         if (o->type == EX_INT || o->type == EX_BOOL) snprintf(def, sizeof def, "%d", *(const int *)o->ptr);
         else if (o->type == EX_FLOAT) snprintf(def, sizeof def, "%g", *(const float *)o->ptr);
         else snprintf(def, sizeof def, "%s", *(const char *const *)o->ptr ? *(const char *const *)o->ptr : "none");
-        fprintf(f, "  --%-18s%s%s%s [%s]\n", o->name, o->help ? o->help : "", o->choices ? ": " : "",
+        snprintf(flag, sizeof flag, "%s%s", o->name, o->type >= 0 && o->type < 5 ? meta[o->type] : "");
+        fprintf(f, "  --%-18s%s%s%s [%s]\n", flag, o->help ? o->help : "", o->choices ? ": " : "",
                 o->choices ? o->choices : "", def);
     }
 }
 
 static inline int ex_is_dir(const char *p) {
     struct stat st;
-    return stat(p, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR;
+#ifdef _WIN32
+    return stat(p, &st) == 0 && (st.st_mode & _S_IFMT) == _S_IFDIR;
+#else
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+#endif
 }
 
 /* mkdir -p: creates every missing directory along the path. */

@@ -164,6 +164,10 @@ GMDEF int gm_params_add(gm_params *p, const char *name, int ndim, const int *sha
     }
     /* Keep every tensor 16-float aligned so SIMD loads on a view start on a cache line. */
     if (gm__grow_floats(p, ((p->count + 15) & ~(size_t)15) + size) != 0) return -1;
+    /* FIX(test_core): the alignment padding before the view was left uninitialized (realloc
+       garbage) in data and grad, though it lies inside `count`; zero it like the view itself. */
+    memset(p->data + p->count, 0, (((p->count + 15) & ~(size_t)15) - p->count) * sizeof(float));
+    memset(p->grad + p->count, 0, (((p->count + 15) & ~(size_t)15) - p->count) * sizeof(float));
     p->count = (p->count + 15) & ~(size_t)15;
     v = &p->views[p->nviews];
     memset(v, 0, sizeof *v);
@@ -895,6 +899,10 @@ GMDEF gm_tensor *gm_reshape(gm_graph *g, gm_tensor *x, int d0, int d1, int d2, i
         else known *= d[k];
         ndim++;
     }
+    /* FIX(test_core): a nonzero dim after the terminating zero, e.g. (6,0,1,0), was silently
+       dropped; the d0..d3 convention (and gm__shape4) rejects such gaps. */
+    for (k = ndim > 0 ? ndim : 4; k < 4; k++)
+        if (d[k] != 0) ndim = -1;
     if (ndim > 0 && infer >= 0 && known > 0 && x->size % known == 0) d[infer] = (int)(x->size / known);
     else if (ndim > 0 && infer >= 0) ndim = -1;
     if (ndim <= 0 || gm__shape_size(ndim, d) != x->size) {
@@ -1599,6 +1607,10 @@ GMDEF gm_tensor *gm_grad(gm_graph *g, gm_tensor *y, gm_tensor *x, int create_gra
     seed = gm__new_like(g, y);
     if (!seed) return NULL;
     for (k = 0; k < seed->size; k++) seed->data[k] = 1.0f;
+    /* FIX(test_grad): x->grad may still hold the result of an earlier gm_grad; when no backward
+       pass runs below (y does not depend on anything tracked) it was returned as if it were
+       d y / d x. Clear it so that case gives zeros. */
+    x->grad = NULL;
     if (y->requires_grad && y->id >= x->id && gm__backprop(g, y, seed, x, create_graph) != 0) return NULL;
     if (x->grad) return x->grad;
     seed = gm__new_like(g, x);  /* y does not depend on x */

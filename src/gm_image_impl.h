@@ -74,7 +74,7 @@ static void gm__im_blend(gm_image *img, int x, int y, const unsigned char c[3], 
     if (x < 0 || y < 0 || x >= img->w || y >= img->h || !(a > 0)) return;
     if (a > 1) a = 1;
     p = img->rgb + ((size_t)y * (size_t)img->w + (size_t)x) * 3;
-    for (k = 0; k < 3; k++) p[k] = (unsigned char)(p[k] + (c[k] - p[k]) * a + (c[k] >= p[k] ? 0.5 : -0.5));
+    for (k = 0; k < 3; k++) p[k] = (unsigned char)(p[k] + (c[k] - p[k]) * a + 0.5);   /* value >= 0: rounds */
 }
 
 static void gm__im_put(gm_image *img, int x, int y, const unsigned char c[3]) {
@@ -443,7 +443,7 @@ GMDEF int gm_image_vstack(gm_image *out, const gm_image *panels, int n, const ch
 /* ------------------------------------------------------------------------------------------ */
 #define GM__IM_MAXT 32
 #define GM__IM_MAXMINOR 96
-#define GM__IM_LABEL 24
+#define GM__IM_LABEL 32
 
 /* The smallest step of the form {1, 2, 5} x 10^k that puts at most maxn ticks in [lo, hi]. */
 static double gm__im_nice_step(double lo, double hi, int maxn) {
@@ -509,7 +509,7 @@ static void gm__im_fmt_tick(char *buf, double v, double step, double maxabs) {
         ex = atoi(e + 1);
         *e = 0;
         gm__im_trim_zeros(raw);
-        snprintf(buf, GM__IM_LABEL, "%se%d", raw, ex);
+        snprintf(buf, GM__IM_LABEL, "%.16se%d", raw, ex);
     }
 }
 
@@ -834,6 +834,8 @@ static int gm__im_heat_check(const float *v, int gw, int gh, float x0, float x1,
     const char *fn = "gm_plot_heatmap";
     if (!v) return gm__fail("%s: values are NULL", fn);
     if (gw <= 0 || gh <= 0) return gm__fail("%s: grid %d x %d: both sides must be positive", fn, gw, gh);
+    if (gw > GM_IMAGE_MAX_SIDE || gh > GM_IMAGE_MAX_SIDE)   /* more cells than pixels makes no picture */
+        return gm__fail("%s: grid %d x %d: a side exceeds GM_IMAGE_MAX_SIDE (%d)", fn, gw, gh, GM_IMAGE_MAX_SIDE);
     if ((size_t)gw > ((size_t)-1) / sizeof(float) / (size_t)gh)
         return gm__fail("%s: grid %d x %d overflows the address space", fn, gw, gh);
     if (!(gm__im_finite(x0) && gm__im_finite(x1) && x0 < x1 && gm__im_finite(y0) && gm__im_finite(y1) && y0 < y1))
@@ -1100,7 +1102,11 @@ static void gm__im_sink_write(void *ctx, void *data, int size) {
 static void gm__im_put_ppm(gm__im_sink *s, const gm_image *img) {
     size_t bytes = (size_t)img->w * (size_t)img->h * 3;
     if (fprintf(s->fp, "P6\n%d %d\n255\n", img->w, img->h) < 0) s->err = 1;
-    if (fwrite(img->rgb, 1, bytes, s->fp) != bytes) s->err = 1;
+    while (bytes > 0) {     /* in pieces: the sink takes an int count */
+        size_t part = bytes < (1u << 30) ? bytes : (1u << 30);
+        gm__im_sink_write(s, img->rgb + ((size_t)img->w * (size_t)img->h * 3 - bytes), (int)part);
+        bytes -= part;
+    }
 }
 
 static void gm__im_put_png(gm__im_sink *s, const gm_image *img) {

@@ -98,7 +98,8 @@ static void gemm_sweep(void) {
     {
         float Cs[6] = {1, 2, 3, 4, 5, 6}, Ad[1] = {0}, Bd[1] = {0};
         gm_sgemm(0, 0, 2, 3, 0, 1.0f, Ad, 1, Bd, 3, 2.0f, Cs, 3);
-        GM_CHECK(Cs[0] == 2.0f && Cs[5] == 12.0f, "K=0 must scale C by beta");
+        GM_CHECK_CLOSE(Cs[0], 2.0, 0.0);
+        GM_CHECK_CLOSE(Cs[5], 12.0, 0.0);
         gm_sgemm(0, 0, 2, 3, 0, 1.0f, Ad, 1, Bd, 3, 0.0f, Cs, 3);
         GM_CHECK(Cs[0] == 0.0f && Cs[5] == 0.0f, "K=0, beta=0 must zero C");
     }

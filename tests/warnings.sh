@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.." || exit 1
 src=$(mktemp --suffix=.c)
 cat > "$src" <<'C'
 #define STB_IMAGE_WRITE_IMPLEMENTATION
-#include "third_party/stb_image_write.h"
+#include <stb_image_write.h>
 #define GENMOD_IMPLEMENTATION
 #include "genmod.h"
 #include "genmod.h"
@@ -15,7 +15,8 @@ check() {
     name=$1; shift
     if out=$("$@" 2>&1) && [ -z "$out" ]; then echo "PASS warnings_$name"; else echo "FAIL warnings_$name"; echo "$out" | head -20; fi
 }
-W="-Wall -Wextra -Wpedantic -Werror -I. -fsyntax-only"
+# stb_image_write.h is vendored as it is: -isystem keeps its own warnings out of the check
+W="-Wall -Wextra -Wpedantic -Werror -I. -isystem third_party -fsyntax-only"
 check gcc_c99 gcc -std=c99 $W "$src"
 check gcc_c11 gcc -std=c11 $W "$src"
 check gcc_nosimd_nothreads gcc -std=c99 -DGENMOD_NO_SIMD -DGENMOD_NO_THREADS $W "$src"

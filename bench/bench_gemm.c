@@ -1,0 +1,99 @@
+/* bench_gemm.c: gm_sgemm vs OpenBLAS cblas_sgemm vs the FMA peak, in short interleaved rounds
+ * (this machine's speed drifts within seconds, so ratios are taken inside each round and the
+ * median over rounds is reported). Appends JSON lines to out/bench.jsonl.
+ *   gcc -O2 -std=c99 bench/bench_gemm.c -o /tmp/bench_gemm -lopenblas -lm -lpthread
+ *   /tmp/bench_gemm [rounds] [--trans]   (--trans also times NT, TN, TT on two shapes) */
+#include "bench_util.h"
+#define GENMOD_KERNELS_BENCH
+#include "../tests/kernels_shim.h"
+#include <stdio.h>
+#include <sys/stat.h>
+#include <cblas.h>
+
+typedef struct { int M, N, K, ta, tb; } shape;
+
+static float *rnd_buf(size_t n) {
+    float *p = (float *)malloc(n * sizeof(float));
+    size_t i;
+    unsigned s = 7u;
+    for (i = 0; i < n; i++) { s = s * 1664525u + 1013904223u; p[i] = (float)(s >> 9) / 8388608.0f - 1.0f; }
+    return p;
+}
+
+/* GFLOP/s of repeated calls for about `secs` seconds (one warm-up call first) */
+static double time_gemm(int ours, const shape *s, const float *A, const float *B, float *C, double secs) {
+    const int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
+    double t0, t;
+    long n = 0;
+    for (;;) {
+        if (ours) gm_sgemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C, s->N);
+        else cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans,
+                         s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C, s->N);
+        if (n == 0) t0 = gm_bench_now();
+        if (++n > 1 && (t = gm_bench_now() - t0) >= secs) break;
+    }
+    return 2.0 * s->M * s->N * s->K * (double)(n - 1) / t * 1e-9;
+}
+
+static FILE *jsonl;
+
+static void run(const shape *s, int threads, int rounds, double peak_out[2]) {
+    float *A = rnd_buf((size_t)s->M * s->K), *B = rnd_buf((size_t)s->K * s->N), *C = rnd_buf((size_t)s->M * s->N);
+    double ours[64], ref[64], peak[64], rp[64], rr[64];
+    double mo, mr, mp, mrp, mrr;
+    char name[96];
+    int r;
+    gm_set_threads(threads);
+    openblas_set_num_threads(threads);
+    for (r = 0; r < rounds; r++) {
+        peak[r] = gm_bench_fma_peak(threads, 0.15);
+        ours[r] = time_gemm(1, s, A, B, C, 0.25);
+        ref[r] = time_gemm(0, s, A, B, C, 0.25);
+        rp[r] = ours[r] / peak[r];
+        rr[r] = ours[r] / ref[r];
+    }
+    mo = gm_bench_median(ours, rounds); mr = gm_bench_median(ref, rounds); mp = gm_bench_median(peak, rounds);
+    mrp = gm_bench_median(rp, rounds); mrr = gm_bench_median(rr, rounds);
+    peak_out[threads - 1] = mp;
+    if (s->ta || s->tb)
+        snprintf(name, sizeof name, "sgemm_%dx%dx%d_%c%c_t%d", s->M, s->N, s->K, s->ta ? 'T' : 'N', s->tb ? 'T' : 'N', threads);
+    else snprintf(name, sizeof name, "sgemm_%dx%dx%d_t%d", s->M, s->N, s->K, threads);
+    printf("%-28s %8.1f %9.1f %8.1f   %6.3f   %6.3f\n", name, mo, mr, mp, mrp, mrr);
+    fflush(stdout);
+    if (jsonl)
+        fprintf(jsonl, "{\"name\": \"%s\", \"value\": %.2f, \"unit\": \"GFLOP/s\", \"ratio_to_peak\": %.4f, "
+                       "\"ref_name\": \"openblas\", \"ref_value\": %.2f, \"ratio_to_ref\": %.4f}\n",
+                name, mo, mrp, mr, mrr);
+    free(A); free(B); free(C);
+}
+
+int main(int argc, char **argv) {
+    static const shape shapes[] = {{100, 256, 784, 0, 0}, {100, 784, 256, 0, 0}, {256, 256, 256, 0, 0},
+                                   {256, 512, 784, 0, 0}, {1024, 1024, 1024, 0, 0}};
+    static const shape tshapes[] = {{100, 784, 256, 0, 1}, {100, 784, 256, 1, 0}, {256, 512, 784, 0, 1},
+                                    {256, 512, 784, 1, 0}, {256, 512, 784, 1, 1}};
+    int rounds = 7, trans = 0, i, t;
+    double peaks[2] = {0, 0};
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--trans") == 0) trans = 1;
+        else rounds = atoi(argv[i]);
+    }
+    if (rounds < 1) rounds = 1;
+    if (rounds > 64) rounds = 64;
+    gm_flush_denormals();
+    mkdir("out", 0777);
+    jsonl = fopen("out/bench.jsonl", "a");
+    printf("path %s, %d rounds (medians)\n", gm_simd_name(gm_simd_path()), rounds);
+    printf("%-28s %8s %9s %8s   %6s   %6s\n", "shape", "ours", "openblas", "peak", "/peak", "/oblas");
+    for (t = 1; t <= 2; t++) {
+        for (i = 0; i < 5; i++) run(&shapes[i], t, rounds, peaks);
+        if (trans)
+            for (i = 0; i < 5; i++) run(&tshapes[i], t, rounds > 3 ? 3 : rounds, peaks);
+    }
+    if (jsonl) {
+        fprintf(jsonl, "{\"name\": \"fma_peak_t1\", \"value\": %.2f, \"unit\": \"GFLOP/s\"}\n", peaks[0]);
+        fprintf(jsonl, "{\"name\": \"fma_peak_t2\", \"value\": %.2f, \"unit\": \"GFLOP/s\"}\n", peaks[1]);
+        fclose(jsonl);
+    }
+    return 0;
+}
