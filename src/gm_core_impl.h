@@ -1596,26 +1596,27 @@ GMDEF int gm_backward(gm_graph *g, gm_tensor *loss) {
     return 0;
 }
 
+static gm_tensor *gm__zeros_like(gm_graph *g, const gm_tensor *x) {
+    gm_tensor *z = gm__new_like(g, x);
+    if (z) memset(z->data, 0, (size_t)z->size * sizeof(float));
+    return z;
+}
+
 GMDEF gm_tensor *gm_grad(gm_graph *g, gm_tensor *y, gm_tensor *x, int create_graph) {
     gm_tensor *seed;
     int k;
     if (!g || !y || !x) return NULL;
-    if (!x->requires_grad || x->id < 0) {
+    if (!x->requires_grad) {
         gm__graph_error(g, "gm_grad: x is not tracked; call gm_requires_grad(x) before computing with it");
         return NULL;
     }
+    if (x->id < 0) return gm__zeros_like(g, x);  /* a tracked leaf no op has used yet */
     seed = gm__new_like(g, y);
     if (!seed) return NULL;
     for (k = 0; k < seed->size; k++) seed->data[k] = 1.0f;
-    /* FIX(test_grad): x->grad may still hold the result of an earlier gm_grad; when no backward
-       pass runs below (y does not depend on anything tracked) it was returned as if it were
-       d y / d x. Clear it so that case gives zeros. */
-    x->grad = NULL;
+    x->grad = NULL;   /* may hold an earlier gm_grad's result; no pass below clears it if y ignores x */
     if (y->requires_grad && y->id >= x->id && gm__backprop(g, y, seed, x, create_graph) != 0) return NULL;
-    if (x->grad) return x->grad;
-    seed = gm__new_like(g, x);  /* y does not depend on x */
-    if (seed) memset(seed->data, 0, (size_t)seed->size * sizeof(float));
-    return seed;
+    return x->grad ? x->grad : gm__zeros_like(g, x);
 }
 
 /* Builds fn on fresh copies of the inputs, with the graph's random stream restarted, so every

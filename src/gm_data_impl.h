@@ -1438,8 +1438,8 @@ GMDEF int gm_checkpoint_load_mem(const void *buf, size_t len, gm_params *p, gm_o
 }
 
 GMDEF int gm_checkpoint_load(const char *path, gm_params *p, gm_optim *opt, gm_meta *meta) {
-    unsigned char *buf;
-    size_t len;
+    unsigned char *buf = NULL;
+    size_t len = 0;
     int rc;
     if (!path || !p) return gm__fail("checkpoint: NULL path or params");
     if (gm__read_file("checkpoint", path, &buf, &len) != 0) return -1;

@@ -759,7 +759,7 @@ GMDEF void gm_flush_denormals(void) {
 
 static int gm__nthreads_want = 0; /* 0 = all cores */
 
-static int gm__ncores(void) {
+GM__MAYBE_UNUSED static int gm__ncores(void) {
 #if defined(GM__SERIAL)
     return 1;
 #else
@@ -802,7 +802,7 @@ static float *gm__scratch(size_t nfloats) {
     return gm__ws;
 }
 
-static void gm__scratch_free(void) {
+GM__MAYBE_UNUSED static void gm__scratch_free(void) {
     GENMOD_FREE(gm__ws_raw);
     gm__ws_raw = NULL;
     gm__ws = NULL;
@@ -823,7 +823,8 @@ GM__MAYBE_UNUSED static void gm__parallel_for(int ntasks, void (*fn)(void *ctx, 
 
 typedef struct {
     int go, done; /* job generation posted to / finished by this worker */
-    char pad[64 - 2 * sizeof(int)];
+    int start;    /* generation current when the worker was created: nothing pending before it */
+    char pad[64 - 3 * sizeof(int)];
 } gm__slot;
 
 static struct {
@@ -841,7 +842,7 @@ static struct {
     void *ctx;
     int ntasks;
     int next;                    /* next task to hand out */
-} gm__pool = {{{0, 0, {0}}}, {0}, 0, 0, 0, 0, 0, 0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+} gm__pool = {{{0, 0, 0, {0}}}, {0}, 0, 0, 0, 0, 0, 0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
               NULL, NULL, 0, 0};
 
 static GM__TLS int gm__in_task; /* nested parallel_for runs serially */
@@ -855,7 +856,7 @@ static void gm__run_tasks(void) {
 
 static void *gm__worker_main(void *arg) {
     int w = (int)(size_t)arg, i;
-    int seen = GM__ALOAD(&gm__pool.slot[w].go), g = seen; /* set before we were created */
+    int seen = gm__pool.slot[w].start, g = seen; /* written before pthread_create */
     gm_flush_denormals();
     gm__in_task = 1;
     for (;;) {
@@ -907,7 +908,8 @@ static int gm__pool_grow(int want) {
     }
     while (gm__pool.nworkers < want) {
         int w = gm__pool.nworkers;
-        gm__pool.slot[w].go = gm__pool.slot[w].done = gm__pool.gen; /* nothing pending */
+        gm__pool.slot[w].start = gm__pool.slot[w].done = gm__pool.gen; /* nothing pending */
+        GM__ASTORE(&gm__pool.slot[w].go, gm__pool.gen);
         if (pthread_create(&gm__pool.tid[w], NULL, gm__worker_main, (void *)(size_t)w) != 0) break;
         gm__pool.nworkers++;
     }

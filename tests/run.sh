@@ -8,7 +8,8 @@ log=$(mktemp)
 for cmd in "$@"; do
     name=$(basename "${cmd##* }")
     start=$(date +%s)
-    sh -c "$cmd" >"$log" 2>&1
+    # a hung test must fail, not stall CI: every command gets a time limit
+    timeout "${TEST_TIMEOUT:-900}" sh -c "$cmd" >"$log" 2>&1
     rc=$?
     grep -E '^(PASS|FAIL) |^#' "$log" | grep -v '^# .* passed, .* failed$'
     p=$(grep -c '^PASS ' "$log")

@@ -580,6 +580,28 @@ GM_TEST(grad_independent_after_grad) {
     gm_graph_free(g);
 }
 
+/* One parameter used twice in a step (weight sharing), and two backward passes in one graph (a GAN
+   step: the critic's loss, then the generator's): gradients add up in the gm_params. */
+GM_TEST(param_sharing_and_two_backwards) {
+    gm_params P;
+    gm_graph *g = gm_graph_new(1);
+    int v, s[1] = {3}, i;
+    gm_tensor *w1, *w2, *l1, *l2;
+    memset(&P, 0, sizeof P);
+    v = gm_params_add(&P, "w", 1, s);
+    for (i = 0; i < 3; i++) gm_params_data(&P, v)[i] = (float)(i + 1);
+    w1 = gm_param(g, &P, v);
+    w2 = gm_param(g, &P, v);
+    l1 = gm_sum(g, gm_mul(g, w1, w2));            /* d/dw = 2w */
+    l2 = gm_sum(g, gm_scale(g, w1, 3.0f));        /* d/dw = 3, built before l1's backward */
+    GM_CHECK(gm_backward(g, l1) == 0, "first backward");
+    for (i = 0; i < 3; i++) GM_CHECK(gm_params_grad(&P, v)[i] == 2.0f * (float)(i + 1), "shared weight grad[%d]", i);
+    GM_CHECK(gm_backward(g, l2) == 0, "second backward");
+    for (i = 0; i < 3; i++) GM_CHECK(gm_params_grad(&P, v)[i] == 2.0f * (float)(i + 1) + 3.0f, "accumulated grad[%d]", i);
+    gm_params_free(&P);
+    gm_graph_free(g);
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* Arena                                                                                           */
 /* ---------------------------------------------------------------------------------------------- */
@@ -1008,6 +1030,7 @@ int main(void) {
     GM_RUN(null_propagation);
     GM_RUN(backward_errors);
     GM_RUN(grad_independent_after_grad);
+    GM_RUN(param_sharing_and_two_backwards);
     GM_RUN(arena_steady_state);
     GM_RUN(optimizers_match_pytorch);
     GM_RUN(clipping);

@@ -1,0 +1,1266 @@
+/* genmod_gan.h - v0.1 - generative adversarial networks for genmod: GAN (minimax and
+   non-saturating), DCGAN, conditional GAN, LSGAN, WGAN (weight clipping), WGAN-GP (exact double
+   backprop), spectral normalization, instance noise, CycleGAN; and the measures that judge them
+   (Frechet distance in a digit classifier's feature space, label entropy, conditional accuracy,
+   mode coverage on the 8-Gaussians ring). Builds on genmod.h.
+
+   USAGE
+     In exactly one C or C++ file, the same one that holds genmod's implementation:
+         #define GENMOD_IMPLEMENTATION
+         #define GENMOD_GAN_IMPLEMENTATION
+         #include "genmod_gan.h"
+     Everywhere else just #include "genmod_gan.h". Build: cc -O2 prog.c -lm -lpthread
+
+   THE SHORTEST PROGRAM (the MLP GAN of Goodfellow et al. on MNIST in [-1,1])
+
+         gm_gan gan;  gm_gan_stats st;  gm_dataset tr;  gm_batcher b;  const int *idx;  int k;
+         gm_gan_arch ga = gm_gan_mlp_g(100, 784, 0), da = gm_gan_mlp_d(784, 0);
+         gm_gan_opts o = gm_gan_defaults(GM_GAN_NONSAT);
+         gm_mnist_load(&tr, NULL, "data", 0, 0, -1.0f, 1.0f);
+         gm_gan_init(&gan, &ga, &da, &o, gm_adam(2e-4f, 0.5f, 0.999f), gm_adam(2e-4f, 0.5f, 0.999f), 1);
+         gm_graph *g = gm_graph_new(1);
+         float *x = malloc(100 * 784 * sizeof(float));
+         gm_batcher_init(&b, tr.n, 100, 1, 1);
+         while ((k = gm_batcher_next(&b, &idx)) > 0) {          // one epoch
+             gm_dataset_gather(&tr, idx, k, x, NULL);
+             if (gm_gan_step(&gan, g, x, NULL, k, &st) != 0) { puts(gm_last_error()); break; }
+         }
+         gm_gan_sample(&gan, g, NULL, NULL, 64, x);               // 64 images, G in eval mode
+
+   CONCEPTS
+     gm_gan_arch   a plain description of one network (MLP, DCGAN-style conv, image-to-image, patch
+                   discriminator): sizes, conditioning classes, batch norm, dropout, activation,
+                   spectral normalization. gm_gan_mlp_g() etc. give the standard ones; edit fields.
+     gm_gan_net    a network built from an arch; owns its gm_params (one per network, so each has
+                   its own optimizer and can be frozen while the other trains).
+     gm_gan        G, D, their optimizers and the training options (loss variant, critic steps,
+                   gradient penalty, instance noise). gm_gan_step() does one D step and, every
+                   n_critic-th call, one G step on the same fake batch.
+     Losses        GM_GAN_NONSAT (-log D(G(z))), GM_GAN_MINIMAX (log(1 - D(G(z)))), GM_GAN_LSGAN
+                   (least squares), GM_GAN_WASSERSTEIN (with weight clipping: set optD.clip_value;
+                   with the gradient penalty: opts.gp = 10). D outputs logits; sigmoid+BCE is
+                   computed as BCE with logits.
+     Metrics       gm_digit_classifier (weights in data/digit_classifier.safetensors, made by
+                   tools/train_classifier.c) gives features and labels; gm_frechet_distance,
+                   gm_label_entropy and gm_ring_modes do the rest. gm_sqrtm_psd and gm_eigh_sym
+                   (Jacobi, double) are the linear algebra under the Frechet distance.
+
+   ERRORS: functions return 0 / a tensor on success and -1 / NULL on failure, with the reason in
+   gm_last_error(). A NaN or infinite loss stops gm_gan_step with a message.
+
+   LICENSE: MIT, at the end of the file.
+*/
+#ifndef GENMOD_GAN_H
+#define GENMOD_GAN_H
+
+#include "genmod.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ======================================================================================= */
+/* Spectral normalization (Miyato et al. 2018)                                             */
+/* ======================================================================================= */
+/* W viewed as a (rows = dim 0, cols = the rest) matrix is divided by its largest singular value,
+   estimated by power iteration: each forward pass in training mode does one step
+   v = W^T u / |W^T u|, u = W v / |W v|, and sigma = u^T W v, with u and v held constant (no
+   gradient through them, as in the paper). u and v persist between steps as buffers of the same
+   gm_params ("<weight>_sn_u", "<weight>_sn_v"), so they are saved in checkpoints and never trained. */
+typedef struct gm_spectral {
+    gm_params *p;
+    int w, u, v;            /* views: the weight, and the two power-iteration vectors (buffers) */
+    int rows, cols;
+} gm_spectral;
+
+GMDEF int gm_spectral_init(gm_spectral *sn, gm_params *p, int weight_view, gm_rng *r);
+GMDEF gm_tensor *gm_spectral_weight(gm_graph *g, const gm_spectral *sn);  /* W / sigma, W's shape */
+GMDEF float gm_spectral_sigma(const gm_spectral *sn);  /* the current estimate u^T W v */
+
+/* ======================================================================================= */
+/* Networks                                                                                */
+/* ======================================================================================= */
+enum { GM_GAN_MLP = 0,      /* dense layers */
+       GM_GAN_CONV,         /* DCGAN: G dense -> reshape -> conv-transpose 4x4/2 ...; D conv 4x4/2 ... -> dense 1 */
+       GM_GAN_IMG2IMG,      /* CycleGAN generator: 3x3 convs, stride 1, image in, image out */
+       GM_GAN_PATCH };      /* PatchGAN discriminator: conv 4x4/2 ... -> conv 3x3 to one logit per patch */
+enum { GM_GAN_ACT_NONE = 0, GM_GAN_ACT_RELU, GM_GAN_ACT_LEAKY, GM_GAN_ACT_TANH };
+#define GM_GAN_MAX_HIDDEN 8
+
+typedef struct gm_gan_arch {
+    int kind;               /* GM_GAN_MLP, GM_GAN_CONV, GM_GAN_IMG2IMG, GM_GAN_PATCH */
+    int generator;          /* 1: noise (N, z) -> data; 0: data -> (N, 1) scores (patch: (N,1,h',w')) */
+    int z;                  /* generator: noise size */
+    int c, h, w;            /* data shape; MLP data is c*h*w features (c = h = 1 for 2-D points) */
+    int hidden[GM_GAN_MAX_HIDDEN], nhidden;  /* MLP: widths; conv: channels per resolution */
+    int classes;            /* > 0: conditional; a one-hot label joins z / D's input (as planes for conv) */
+    int batchnorm;          /* after hidden layers (conv D: all but the first, as in DCGAN) */
+    int spectral;           /* 1: spectral normalization of every weight */
+    float dropout;          /* after hidden activations (training mode only) */
+    int act;                /* hidden activation, GM_GAN_ACT_* */
+    float slope;            /* LeakyReLU slope */
+    int out_act;            /* generator output: GM_GAN_ACT_TANH (images in [-1,1]) or NONE */
+} gm_gan_arch;
+
+/* The recipes of the issue; change fields of the result to vary them. */
+GMDEF gm_gan_arch gm_gan_mlp_g(int z, int features, int classes); /* z->256->512->1024->features, BN+ReLU, tanh */
+GMDEF gm_gan_arch gm_gan_mlp_d(int features, int classes);        /* features->1024->512->256->1, ReLU, dropout 0.3 */
+GMDEF gm_gan_arch gm_gan_dcgan_g(int z, int classes);  /* z->128x7x7 BN ReLU -> 64x14x14 BN ReLU -> 1x28x28 tanh */
+GMDEF gm_gan_arch gm_gan_dcgan_d(int classes);         /* 1x28x28 -> 64 LReLU -> 128 BN LReLU -> dense 1 */
+
+typedef struct gm_gan_layer {
+    int type;               /* private: dense, conv or conv-transpose */
+    gm_linear lin;
+    gm_conv conv;
+    int has_sn, has_bn, act, reshape;
+    gm_spectral sn;
+    gm_batchnorm bn;
+    float slope, dropout;
+    int oc, oh, ow;         /* reshape target of a dense layer feeding convs */
+} gm_gan_layer;
+
+typedef struct gm_gan_net {
+    gm_gan_arch a;
+    gm_params P;            /* every weight of this network (and its buffers) */
+    gm_gan_layer L[GM_GAN_MAX_HIDDEN + 2];
+    int nlayers;
+} gm_gan_net;
+
+GMDEF int gm_gan_net_init(gm_gan_net *net, const gm_gan_arch *a, const char *name, gm_rng *r);
+/* x: G (N, z); D (N, c*h*w) or (N, c, h, w). labels: N ints when conditional, else NULL.
+   G returns (N, c*h*w) for MLP, (N, c, h, w) for conv; D returns (N, 1) (patch: (N, 1, h', w')). */
+GMDEF gm_tensor *gm_gan_net_fwd(gm_graph *g, gm_gan_net *net, gm_tensor *x, const int *labels);
+GMDEF void gm_gan_net_free(gm_gan_net *net);
+
+/* ======================================================================================= */
+/* Losses, gradient penalty, instance noise                                                */
+/* ======================================================================================= */
+enum { GM_GAN_NONSAT = 0,   /* D: BCE; G: -log D(G(z)) */
+       GM_GAN_MINIMAX,      /* D: BCE; G: log(1 - D(G(z))) (saturates when D wins) */
+       GM_GAN_LSGAN,        /* D: (D(x)-1)^2/2 + D(G(z))^2/2; G: (D(G(z))-1)^2/2 */
+       GM_GAN_WASSERSTEIN,  /* D: D(G(z)) - D(x); G: -D(G(z)) (needs clipping or the penalty) */
+       GM_GAN_NLOSSES };
+GMDEF const char *gm_gan_loss_name(int loss);   /* "nonsat", "minimax", "lsgan", "wgan" */
+GMDEF int gm_gan_loss_parse(const char *name);  /* the reverse; -1 if unknown */
+/* Scalars, means over every element of the D outputs (any shape; patch outputs included). */
+GMDEF gm_tensor *gm_gan_d_loss(gm_graph *g, int loss, gm_tensor *d_real, gm_tensor *d_fake);
+GMDEF gm_tensor *gm_gan_g_loss(gm_graph *g, int loss, gm_tensor *d_fake);
+
+/* lambda * mean_i (|grad_x D(x_hat_i)| - 1)^2, x_hat = e*real + (1-e)*fake with one e ~ U[0,1)
+   per example (from the graph's rng). The gradient is taken with create_graph, so the penalty
+   trains D through a second backward pass. critic(g, x, ctx) must return (N, 1). */
+typedef gm_tensor *(*gm_gan_critic_fn)(gm_graph *g, gm_tensor *x, void *ctx);
+GMDEF gm_tensor *gm_gan_gradient_penalty(gm_graph *g, gm_gan_critic_fn critic, void *ctx, const gm_tensor *real,
+                                         const gm_tensor *fake, float lambda);
+
+/* Instance noise (Sonderby et al. 2016): x + std * N(0, I), std = std0 * (1 - step/steps), 0 after. */
+GMDEF float gm_gan_noise_std(float std0, long step, long steps);
+GMDEF gm_tensor *gm_gan_instance_noise(gm_graph *g, gm_tensor *x, float std);
+
+/* ======================================================================================= */
+/* Training a GAN                                                                          */
+/* ======================================================================================= */
+typedef struct gm_gan_opts {
+    int loss;               /* GM_GAN_NONSAT, ... */
+    int n_critic;           /* D steps per G step (1; WGAN 5) */
+    float gp;               /* > 0: gradient penalty weight (WGAN-GP: 10) */
+    float noise;            /* instance noise std at the start (0: off) */
+    long noise_steps;       /* D steps over which it anneals to zero */
+} gm_gan_opts;
+
+typedef struct gm_gan_stats {
+    float d_loss, g_loss;   /* g_loss: of the last G step */
+    float d_real, d_fake;   /* mean D output (logit or critic value) on the real and fake batch */
+    float gp;               /* penalty term (0 without) */
+    float noise;            /* instance noise std used */
+    int g_step;             /* 1 if this call also stepped G */
+} gm_gan_stats;
+
+typedef struct gm_gan {
+    gm_gan_net G, D;
+    gm_optim optG, optD;
+    gm_gan_opts o;
+    long d_steps, g_steps;
+} gm_gan;
+
+GMDEF gm_gan_opts gm_gan_defaults(int loss);   /* n_critic 1 (5 for WASSERSTEIN), no gp, no noise */
+GMDEF int  gm_gan_init(gm_gan *gan, const gm_gan_arch *ga, const gm_gan_arch *da, const gm_gan_opts *o,
+                       gm_optim opt_g, gm_optim opt_d, uint64_t seed);
+/* One D step on n real examples (n * c*h*w floats; labels when conditional, also given to the
+   fakes) and, when (d_steps % n_critic) == 0 afterwards, one G step on the same fake batch. */
+GMDEF int  gm_gan_step(gm_gan *gan, gm_graph *g, const float *real, const int *labels, int n, gm_gan_stats *st);
+/* n samples into out (n * c*h*w) with G in eval mode (batch-norm running statistics). z: n * z
+   floats, or NULL to draw them from the graph's rng; labels when conditional. Resets g. */
+GMDEF int  gm_gan_sample(gm_gan *gan, gm_graph *g, const float *z, const int *labels, int n, float *out);
+/* D's raw output on n inputs (eval mode: no dropout), into out (n floats). Resets g. */
+GMDEF int  gm_gan_discriminate(gm_gan *gan, gm_graph *g, const float *x, const int *labels, int n, float *out);
+GMDEF void gm_gan_free(gm_gan *gan);
+
+/* ======================================================================================= */
+/* CycleGAN (Zhu et al. 2017): unpaired translation A <-> B                                */
+/* ======================================================================================= */
+typedef struct gm_cyclegan_opts {
+    int loss;               /* adversarial loss, GM_GAN_LSGAN as in the paper */
+    float cycle;            /* weight of |F(G(a)) - a|_1 + |G(F(b)) - b|_1 (10) */
+    float identity;         /* weight of |G(b) - b|_1 + |F(a) - a|_1 (0: off; the paper uses cycle/2) */
+} gm_cyclegan_opts;
+
+typedef struct gm_cyclegan_stats { float g_adv, cycle, identity, d_a, d_b; } gm_cyclegan_stats;
+
+typedef struct gm_cyclegan {
+    gm_gan_net G, F, DA, DB;        /* G: A->B, F: B->A; DA judges A, DB judges B */
+    gm_optim optG, optF, optDA, optDB;
+    gm_cyclegan_opts o;
+    long steps;
+} gm_cyclegan;
+
+GMDEF gm_gan_arch gm_cyclegan_g(int c, int h, int w);   /* 3x3 convs 32-64-32, ReLU, tanh */
+GMDEF gm_gan_arch gm_cyclegan_d(int c, int h, int w);   /* patch D: 4x4/2 32, 64, then 3x3 to 1 */
+GMDEF int  gm_cyclegan_init(gm_cyclegan *m, const gm_gan_arch *gen, const gm_gan_arch *disc,
+                            const gm_cyclegan_opts *o, gm_optim opt_g, gm_optim opt_d, uint64_t seed);
+/* One step of G and F (D frozen), then one of DA and DB, on n images from A and n from B. */
+GMDEF int  gm_cyclegan_step(gm_cyclegan *m, gm_graph *g, const float *a, const float *b, int n, gm_cyclegan_stats *st);
+/* to_b = 1: G(x) (A -> B), else F(x) (B -> A); eval mode; n images into out. Resets g. */
+GMDEF int  gm_cyclegan_translate(gm_cyclegan *m, gm_graph *g, int to_b, const float *x, int n, float *out);
+GMDEF void gm_cyclegan_free(gm_cyclegan *m);
+
+/* Demo domains from one digit set: thin strokes as they are (A) vs the same digits dilated by a
+   3x3 max filter (B). x: n images h*w in [-1,1]; out: the dilated copies (may not alias x). */
+GMDEF void gm_dilate_images(const float *x, int n, int h, int w, float *out);
+
+/* ======================================================================================= */
+/* Measuring GANs                                                                          */
+/* ======================================================================================= */
+/* Linear algebra in double, for symmetric matrices (row-major n x n). */
+GMDEF int gm_eigh_sym(const double *a, int n, double *evals, double *evecs); /* Jacobi; evecs columns, ascending */
+GMDEF int gm_sqrtm_psd(const double *a, int n, double *out);  /* symmetric square root; eigenvalues < 0 count as 0 */
+/* Mean and covariance (divided by n - 1, as numpy.cov) of n rows of d floats. */
+GMDEF int gm_gaussian_fit(const float *x, int n, int d, double *mean, double *cov);
+/* |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2), with Tr (S1 S2)^1/2 = Tr (S1^1/2 S2 S1^1/2)^1/2.
+   Returns the distance (>= 0 up to rounding), or -1 after an error. */
+GMDEF double gm_frechet_distance(const double *mu1, const double *cov1, const double *mu2, const double *cov2, int d);
+/* Entropy (nats) of the histogram of n labels in 0..classes-1: ln(classes) when uniform. */
+GMDEF double gm_label_entropy(const int *labels, int n, int classes);
+/* Mode coverage on a ring of `modes` Gaussians of std `std` at radius `radius` (8-Gaussians: 8, 2,
+   0.02). A sample is of high quality within 3 std of its nearest mode; a mode is covered when at
+   least min_count high-quality samples lie at it. Returns the number of covered modes (or -1);
+   *hq gets the fraction of high-quality samples (NULL to skip). */
+GMDEF int gm_ring_modes(const float *xy, int n, int modes, float radius, float std, int min_count, float *hq);
+
+/* The metric classifier: conv 4x4/2 16 ReLU -> conv 4x4/2 32 ReLU -> dense 128 ReLU (the
+   features) -> dense 10. Inputs 28x28 in [-1,1]. */
+#define GM_DIGIT_FEATURES 128
+typedef struct gm_digit_classifier {
+    gm_params P;
+    gm_conv c1, c2;
+    gm_linear fc1, fc2;
+} gm_digit_classifier;
+GMDEF int  gm_digit_classifier_init(gm_digit_classifier *m, uint64_t seed);     /* random weights */
+GMDEF int  gm_digit_classifier_load(gm_digit_classifier *m, const char *path);  /* init + checkpoint */
+/* x (N,784) or (N,1,28,28) -> logits (N,10); *features (N,128) if features != NULL. */
+GMDEF gm_tensor *gm_digit_classifier_fwd(gm_graph *g, gm_digit_classifier *m, gm_tensor *x, gm_tensor **features);
+/* Runs n images through (eval mode, in chunks; resets g): features (n*128) and/or pred (n). */
+GMDEF int  gm_digit_classifier_run(gm_digit_classifier *m, gm_graph *g, const float *x, int n, float *features, int *pred);
+GMDEF void gm_digit_classifier_free(gm_digit_classifier *m);
+
+typedef struct gm_digit_scores {
+    double fd;              /* Frechet distance in feature space, samples vs reference */
+    double entropy;         /* of the predicted label histogram, nats (ln 10 = 2.303 is uniform) */
+    double accuracy;        /* conditional samples: fraction classified as their label (-1 if no labels) */
+} gm_digit_scores;
+/* n samples (labels: the class each was drawn for, or NULL) against nref reference images. */
+GMDEF int gm_digit_score(gm_digit_classifier *m, gm_graph *g, const float *samples, const int *labels, int n,
+                         const float *ref, int nref, gm_digit_scores *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GENMOD_GAN_H */
+
+/* ======================================================================================= */
+/* Implementation                                                                          */
+/* ======================================================================================= */
+#ifdef GENMOD_GAN_IMPLEMENTATION
+#ifndef GENMOD_GAN_IMPLEMENTATION_INCLUDED
+#define GENMOD_GAN_IMPLEMENTATION_INCLUDED
+#ifndef GENMOD_IMPLEMENTATION_INCLUDED
+#error "genmod_gan.h: define GENMOD_IMPLEMENTATION in the same file as GENMOD_GAN_IMPLEMENTATION"
+#endif
+
+/* ---------------------------------------------------------------------- spectral norm */
+static double gm__gan_normalize(float *x, int n) {
+    double s = 0;
+    int i;
+    for (i = 0; i < n; i++) s += (double)x[i] * x[i];
+    s = sqrt(s);
+    for (i = 0; i < n && s > 0; i++) x[i] = (float)(x[i] / (s + 1e-12));
+    return s;
+}
+
+/* out (rows) = W v, or out (cols) = W^T u when transposed; W (rows, cols). In double for accuracy. */
+static void gm__gan_matvec(const float *W, int rows, int cols, const float *x, float *out, int transposed) {
+    int i, j;
+    if (!transposed) {
+        for (i = 0; i < rows; i++) {
+            double s = 0;
+            for (j = 0; j < cols; j++) s += (double)W[(size_t)i * cols + j] * x[j];
+            out[i] = (float)s;
+        }
+        return;
+    }
+    for (j = 0; j < cols; j++) out[j] = 0;
+    for (i = 0; i < rows; i++)
+        for (j = 0; j < cols; j++) out[j] += W[(size_t)i * cols + j] * x[i];
+}
+
+GMDEF int gm_spectral_init(gm_spectral *sn, gm_params *p, int weight_view, gm_rng *r) {
+    char name[GM_NAME_MAX + 8];
+    int shape[4] = {0, 0, 0, 0};
+    gm_param_view *v;
+    if (!sn || !p || !r || weight_view < 0 || weight_view >= p->nviews)
+        return gm__fail("gm_spectral_init: bad arguments (view %d of %d)", weight_view, p ? p->nviews : 0);
+    v = &p->views[weight_view];
+    if (v->ndim < 2) return gm__fail("gm_spectral_init: '%s' is not a matrix (ndim %d)", v->name, v->ndim);
+    sn->p = p;
+    sn->w = weight_view;
+    sn->rows = v->shape[0];
+    sn->cols = (int)(v->size / (size_t)v->shape[0]);
+    snprintf(name, sizeof name, "%.*s_sn_u", GM_NAME_MAX - 8, v->name);
+    shape[0] = sn->rows;
+    if ((sn->u = gm_params_add(p, name, 1, shape)) < 0) return -1;
+    snprintf(name, sizeof name, "%.*s_sn_v", GM_NAME_MAX - 8, p->views[weight_view].name);
+    shape[0] = sn->cols;
+    if ((sn->v = gm_params_add(p, name, 1, shape)) < 0) return -1;
+    gm_params_mark_buffer(p, sn->u);
+    gm_params_mark_buffer(p, sn->v);
+    gm_init_normal(r, gm_params_data(p, sn->u), (size_t)sn->rows, 0.0f, 1.0f);
+    gm__gan_normalize(gm_params_data(p, sn->u), sn->rows);
+    gm__gan_matvec(gm_params_data(p, sn->w), sn->rows, sn->cols, gm_params_data(p, sn->u), gm_params_data(p, sn->v), 1);
+    gm__gan_normalize(gm_params_data(p, sn->v), sn->cols);
+    return 0;
+}
+
+static void gm__spectral_power_step(const gm_spectral *sn) {
+    float *W = gm_params_data(sn->p, sn->w), *u = gm_params_data(sn->p, sn->u), *v = gm_params_data(sn->p, sn->v);
+    gm__gan_matvec(W, sn->rows, sn->cols, u, v, 1);   /* v = W^T u / |.| */
+    gm__gan_normalize(v, sn->cols);
+    gm__gan_matvec(W, sn->rows, sn->cols, v, u, 0);   /* u = W v / |.| */
+    gm__gan_normalize(u, sn->rows);
+}
+
+GMDEF float gm_spectral_sigma(const gm_spectral *sn) {
+    const float *W = gm_params_data(sn->p, sn->w), *u = gm_params_data(sn->p, sn->u), *v = gm_params_data(sn->p, sn->v);
+    double s = 0;
+    int i, j;
+    for (i = 0; i < sn->rows; i++) {
+        double row = 0;
+        for (j = 0; j < sn->cols; j++) row += (double)W[(size_t)i * sn->cols + j] * v[j];
+        s += row * u[i];
+    }
+    return (float)s;
+}
+
+GMDEF gm_tensor *gm_spectral_weight(gm_graph *g, const gm_spectral *sn) {
+    gm_tensor *w, *wm, *u, *v, *sigma;
+    if (!g || !sn || !sn->p) return NULL;
+    if (gm_graph_training(g)) gm__spectral_power_step(sn);
+    w = gm_param(g, sn->p, sn->w);
+    if (!w) return NULL;
+    wm = gm_reshape(g, w, sn->rows, sn->cols, 0, 0);
+    u = gm_input(g, gm_params_data(sn->p, sn->u), 1, sn->rows, 0, 0);   /* constants: no gradient */
+    v = gm_input(g, gm_params_data(sn->p, sn->v), sn->cols, 1, 0, 0);
+    sigma = gm_matmul(g, gm_matmul(g, u, wm, 0, 0), v, 0, 0);           /* (1,1) = u^T W v */
+    if (w->ndim == 4) sigma = gm_reshape(g, sigma, 1, 1, 1, 1);
+    return gm_div(g, w, sigma);
+}
+
+/* ---------------------------------------------------------------------- architectures */
+static gm_gan_arch gm__gan_arch(int kind, int generator) {
+    gm_gan_arch a;
+    memset(&a, 0, sizeof a);
+    a.kind = kind; a.generator = generator;
+    a.c = 1; a.h = 28; a.w = 28;
+    a.act = GM_GAN_ACT_RELU; a.slope = 0.2f;
+    a.out_act = generator ? GM_GAN_ACT_TANH : GM_GAN_ACT_NONE;
+    return a;
+}
+
+GMDEF gm_gan_arch gm_gan_mlp_g(int z, int features, int classes) {
+    gm_gan_arch a = gm__gan_arch(GM_GAN_MLP, 1);
+    a.z = z; a.c = 1; a.h = 1; a.w = features; a.classes = classes;
+    a.hidden[0] = 256; a.hidden[1] = 512; a.hidden[2] = 1024; a.nhidden = 3;
+    a.batchnorm = 1;
+    return a;
+}
+
+GMDEF gm_gan_arch gm_gan_mlp_d(int features, int classes) {
+    gm_gan_arch a = gm__gan_arch(GM_GAN_MLP, 0);
+    a.c = 1; a.h = 1; a.w = features; a.classes = classes;
+    a.hidden[0] = 1024; a.hidden[1] = 512; a.hidden[2] = 256; a.nhidden = 3;
+    a.dropout = 0.3f;
+    return a;
+}
+
+GMDEF gm_gan_arch gm_gan_dcgan_g(int z, int classes) {
+    gm_gan_arch a = gm__gan_arch(GM_GAN_CONV, 1);
+    a.z = z; a.classes = classes;
+    a.hidden[0] = 128; a.hidden[1] = 64; a.nhidden = 2;
+    a.batchnorm = 1;
+    return a;
+}
+
+GMDEF gm_gan_arch gm_gan_dcgan_d(int classes) {
+    gm_gan_arch a = gm__gan_arch(GM_GAN_CONV, 0);
+    a.classes = classes;
+    a.hidden[0] = 64; a.hidden[1] = 128; a.nhidden = 2;
+    a.batchnorm = 1; a.act = GM_GAN_ACT_LEAKY;
+    return a;
+}
+
+GMDEF gm_gan_arch gm_cyclegan_g(int c, int h, int w) {
+    gm_gan_arch a = gm__gan_arch(GM_GAN_IMG2IMG, 1);
+    a.c = c; a.h = h; a.w = w;
+    a.hidden[0] = 32; a.hidden[1] = 64; a.hidden[2] = 32; a.nhidden = 3;
+    return a;
+}
+
+GMDEF gm_gan_arch gm_cyclegan_d(int c, int h, int w) {
+    gm_gan_arch a = gm__gan_arch(GM_GAN_PATCH, 0);
+    a.c = c; a.h = h; a.w = w;
+    a.hidden[0] = 32; a.hidden[1] = 64; a.nhidden = 2;
+    a.act = GM_GAN_ACT_LEAKY;
+    return a;
+}
+
+/* ---------------------------------------------------------------------- networks */
+enum { GM__GAN_DENSE = 0, GM__GAN_CONV, GM__GAN_CONVT };
+
+static int gm__gan_arch_check(const gm_gan_arch *a) {
+    int i, f = a->kind == GM_GAN_CONV || a->kind == GM_GAN_PATCH ? 1 << a->nhidden : 1;
+    if (a->kind < GM_GAN_MLP || a->kind > GM_GAN_PATCH) return gm__fail("gan arch: unknown kind %d", a->kind);
+    if (a->nhidden < 1 || a->nhidden > GM_GAN_MAX_HIDDEN)
+        return gm__fail("gan arch: nhidden is %d, must be 1..%d", a->nhidden, GM_GAN_MAX_HIDDEN);
+    for (i = 0; i < a->nhidden; i++)
+        if (a->hidden[i] <= 0) return gm__fail("gan arch: hidden[%d] = %d must be positive", i, a->hidden[i]);
+    if (a->c <= 0 || a->h <= 0 || a->w <= 0) return gm__fail("gan arch: data shape %dx%dx%d", a->c, a->h, a->w);
+    if (a->h % f || a->w % f)
+        return gm__fail("gan arch: conv net with %d stages needs h, w divisible by %d (got %dx%d)", a->nhidden, f, a->h, a->w);
+    if (a->generator && a->kind != GM_GAN_IMG2IMG && a->z <= 0) return gm__fail("gan arch: generator needs z > 0");
+    if (a->classes < 0 || a->classes > 1000) return gm__fail("gan arch: classes %d out of 0..1000", a->classes);
+    if (a->dropout < 0 || a->dropout >= 1) return gm__fail("gan arch: dropout %g out of [0,1)", a->dropout);
+    if (a->act < GM_GAN_ACT_NONE || a->act > GM_GAN_ACT_TANH) return gm__fail("gan arch: unknown activation %d", a->act);
+    return 0;
+}
+
+/* Adds one layer: weights (PyTorch's default init), then its spectral-norm vectors and batch norm. */
+static int gm__gan_add(gm_gan_net *net, int type, int in, int out, int k, int stride, int pad, int bn, int act,
+                       gm_rng *r) {
+    gm_gan_layer *L = &net->L[net->nlayers];
+    char name[32];
+    int rc, w;
+    memset(L, 0, sizeof *L);
+    snprintf(name, sizeof name, "l%d", net->nlayers);
+    L->type = type; L->act = act; L->slope = net->a.slope;
+    if (type == GM__GAN_DENSE) rc = gm_linear_init(&L->lin, &net->P, name, in, out, GM_INIT_TORCH, r);
+    else if (type == GM__GAN_CONV) rc = gm_conv_init(&L->conv, &net->P, name, in, out, k, stride, pad, GM_INIT_TORCH, r);
+    else rc = gm_conv_transpose_init(&L->conv, &net->P, name, in, out, k, stride, pad, 0, GM_INIT_TORCH, r);
+    if (rc != 0) return -1;
+    w = type == GM__GAN_DENSE ? L->lin.w : L->conv.w;
+    L->has_sn = net->a.spectral;
+    if (L->has_sn && gm_spectral_init(&L->sn, &net->P, w, r) != 0) return -1;
+    snprintf(name, sizeof name, "l%d.bn", net->nlayers);
+    L->has_bn = bn;
+    if (bn && gm_batchnorm_init(&L->bn, &net->P, name, out) != 0) return -1;
+    net->nlayers++;
+    return 0;
+}
+
+static int gm__gan_build_mlp(gm_gan_net *net, gm_rng *r) {
+    const gm_gan_arch *a = &net->a;
+    int i, in = (a->generator ? a->z : a->c * a->h * a->w) + a->classes;
+    for (i = 0; i < a->nhidden; i++) {
+        if (gm__gan_add(net, GM__GAN_DENSE, in, a->hidden[i], 0, 0, 0, a->batchnorm, a->act, r) != 0) return -1;
+        net->L[net->nlayers - 1].dropout = a->dropout;
+        in = a->hidden[i];
+    }
+    return gm__gan_add(net, GM__GAN_DENSE, in, a->generator ? a->c * a->h * a->w : 1, 0, 0, 0, 0,
+                       a->generator ? a->out_act : GM_GAN_ACT_NONE, r);
+}
+
+/* DCGAN generator: dense to hidden[0] planes at (h, w) / 2^nhidden, then a conv-transpose 4x4/2
+   per remaining stage, the last one to c channels. */
+static int gm__gan_build_conv_g(gm_gan_net *net, gm_rng *r) {
+    const gm_gan_arch *a = &net->a;
+    int i, s = 1 << a->nhidden, oh = a->h / s, ow = a->w / s;
+    gm_gan_layer *L;
+    if (gm__gan_add(net, GM__GAN_DENSE, a->z + a->classes, a->hidden[0] * oh * ow, 0, 0, 0, a->batchnorm, a->act, r) != 0)
+        return -1;
+    L = &net->L[0];
+    L->reshape = 1; L->oc = a->hidden[0]; L->oh = oh; L->ow = ow;
+    for (i = 1; i < a->nhidden; i++)
+        if (gm__gan_add(net, GM__GAN_CONVT, a->hidden[i - 1], a->hidden[i], 4, 2, 1, a->batchnorm, a->act, r) != 0) return -1;
+    return gm__gan_add(net, GM__GAN_CONVT, a->hidden[a->nhidden - 1], a->c, 4, 2, 1, 0, a->out_act, r);
+}
+
+/* DCGAN discriminator (conv 4x4/2 per stage, no batch norm on the first, dense 1) or PatchGAN
+   (same convs, then a 3x3 conv to one logit per patch). */
+static int gm__gan_build_conv_d(gm_gan_net *net, gm_rng *r) {
+    const gm_gan_arch *a = &net->a;
+    int i, in = a->c + a->classes, s = 1 << a->nhidden;
+    for (i = 0; i < a->nhidden; i++) {
+        if (gm__gan_add(net, GM__GAN_CONV, in, a->hidden[i], 4, 2, 1, a->batchnorm && i > 0, a->act, r) != 0) return -1;
+        net->L[net->nlayers - 1].dropout = a->dropout;
+        in = a->hidden[i];
+    }
+    if (a->kind == GM_GAN_PATCH) return gm__gan_add(net, GM__GAN_CONV, in, 1, 3, 1, 1, 0, GM_GAN_ACT_NONE, r);
+    return gm__gan_add(net, GM__GAN_DENSE, in * (a->h / s) * (a->w / s), 1, 0, 0, 0, 0, GM_GAN_ACT_NONE, r);
+}
+
+static int gm__gan_build_img2img(gm_gan_net *net, gm_rng *r) {
+    const gm_gan_arch *a = &net->a;
+    int i, in = a->c + a->classes;
+    for (i = 0; i < a->nhidden; i++) {
+        if (gm__gan_add(net, GM__GAN_CONV, in, a->hidden[i], 3, 1, 1, a->batchnorm, a->act, r) != 0) return -1;
+        in = a->hidden[i];
+    }
+    return gm__gan_add(net, GM__GAN_CONV, in, a->c, 3, 1, 1, 0, a->out_act, r);
+}
+
+GMDEF int gm_gan_net_init(gm_gan_net *net, const gm_gan_arch *a, const char *name, gm_rng *r) {
+    int rc;
+    (void)name;
+    if (!net || !a || !r) return gm__fail("gm_gan_net_init: NULL argument");
+    memset(net, 0, sizeof *net);
+    if (gm__gan_arch_check(a) != 0) return -1;
+    net->a = *a;
+    if (a->kind == GM_GAN_MLP) rc = gm__gan_build_mlp(net, r);
+    else if (a->kind == GM_GAN_IMG2IMG) rc = gm__gan_build_img2img(net, r);
+    else if (a->generator && a->kind == GM_GAN_CONV) rc = gm__gan_build_conv_g(net, r);
+    else if (!a->generator) rc = gm__gan_build_conv_d(net, r);
+    else rc = gm__fail("gm_gan_net_init: a patch network is a discriminator (set generator = 0)");
+    if (rc != 0) gm_gan_net_free(net);
+    return rc;
+}
+
+GMDEF void gm_gan_net_free(gm_gan_net *net) {
+    if (!net) return;
+    gm_params_free(&net->P);
+    memset(net, 0, sizeof *net);
+}
+
+static gm_tensor *gm__gan_act(gm_graph *g, gm_tensor *x, int act, float slope) {
+    switch (act) {
+    case GM_GAN_ACT_RELU: return gm_relu(g, x);
+    case GM_GAN_ACT_LEAKY: return gm_leaky_relu(g, x, slope);
+    case GM_GAN_ACT_TANH: return gm_tanh(g, x);
+    default: return x;
+    }
+}
+
+static gm_tensor *gm__gan_layer_fwd(gm_graph *g, gm_gan_layer *L, gm_tensor *x) {
+    gm_params *p = L->type == GM__GAN_DENSE ? L->lin.p : L->conv.p;
+    int wv = L->type == GM__GAN_DENSE ? L->lin.w : L->conv.w, bv = L->type == GM__GAN_DENSE ? L->lin.b : L->conv.b;
+    gm_tensor *w = L->has_sn ? gm_spectral_weight(g, &L->sn) : gm_param(g, p, wv), *y;
+    if (!x) return NULL;
+    if (L->type == GM__GAN_DENSE) {
+        if (x->ndim != 2) x = gm_flatten(g, x);            /* conv features (N,C,H,W) -> (N, C*H*W) */
+        y = gm_matmul(g, x, w, 0, 1);                       /* (N,in) (out,in)^T -> (N,out) */
+    } else if (L->type == GM__GAN_CONV) {
+        y = gm_conv2d(g, x, w, L->conv.stride, L->conv.pad);
+    } else {
+        y = gm_conv_transpose2d(g, x, w, L->conv.stride, L->conv.pad, L->conv.out_pad);
+    }
+    y = gm_bias_add(g, y, gm_param(g, p, bv));
+    if (L->has_bn) y = gm_batchnorm_fwd(g, &L->bn, y);
+    y = gm__gan_act(g, y, L->act, L->slope);
+    if (L->dropout > 0) y = gm_dropout(g, y, L->dropout);
+    if (L->reshape) y = gm_reshape(g, y, -1, L->oc, L->oh, L->ow);
+    return y;
+}
+
+/* Joins a one-hot label: as columns to (N, F), as constant planes to (N, C, H, W). */
+static gm_tensor *gm__gan_condition(gm_graph *g, gm_tensor *x, const int *labels, int classes) {
+    gm_tensor *oh;
+    if (!x || classes <= 0) return x;
+    if (!labels) {
+        gm__graph_error(g, "gan: a conditional network (%d classes) needs labels", classes);
+        return NULL;
+    }
+    oh = gm_one_hot(g, labels, x->shape[0], classes);                   /* (N, classes) */
+    if (x->ndim == 2) return gm_concat(g, x, oh, 1);
+    oh = gm_expand(g, gm_reshape(g, oh, x->shape[0], classes, 1, 1), x->shape[0], classes, x->shape[2], x->shape[3]);
+    return gm_concat(g, x, oh, 1);
+}
+
+GMDEF gm_tensor *gm_gan_net_fwd(gm_graph *g, gm_gan_net *net, gm_tensor *x, const int *labels) {
+    const gm_gan_arch *a;
+    int i;
+    if (!g || !net || !x) return NULL;
+    a = &net->a;
+    if (!a->generator || a->kind == GM_GAN_IMG2IMG) {
+        /* data in: MLPs take (N, F), conv nets (N, C, H, W); accept either layout */
+        if (a->kind == GM_GAN_MLP && x->ndim != 2) x = gm_flatten(g, x);
+        else if (a->kind != GM_GAN_MLP && x->ndim == 2) x = gm_reshape(g, x, -1, a->c, a->h, a->w);
+    }
+    x = gm__gan_condition(g, x, labels, a->classes);
+    for (i = 0; i < net->nlayers && x; i++) x = gm__gan_layer_fwd(g, &net->L[i], x);
+    return x;
+}
+
+/* ---------------------------------------------------------------------- losses */
+static const char *gm__gan_loss_names[GM_GAN_NLOSSES] = {"nonsat", "minimax", "lsgan", "wgan"};
+
+GMDEF const char *gm_gan_loss_name(int loss) {
+    return loss >= 0 && loss < GM_GAN_NLOSSES ? gm__gan_loss_names[loss] : "?";
+}
+
+GMDEF int gm_gan_loss_parse(const char *name) {
+    int i;
+    for (i = 0; name && i < GM_GAN_NLOSSES; i++)
+        if (strcmp(name, gm__gan_loss_names[i]) == 0) return i;
+    return -1;
+}
+
+static gm_tensor *gm__gan_full_like(gm_graph *g, const gm_tensor *t, float v) {
+    return t ? gm_full(g, v, t->shape[0], t->ndim > 1 ? t->shape[1] : 0, t->ndim > 2 ? t->shape[2] : 0,
+                       t->ndim > 3 ? t->shape[3] : 0) : NULL;
+}
+
+/* mean((x - target)^2) / 2 */
+static gm_tensor *gm__gan_half_sq(gm_graph *g, gm_tensor *x, float target) {
+    return gm_scale(g, gm_mean(g, gm_square(g, gm_affine(g, x, 1.0f, -target))), 0.5f);
+}
+
+GMDEF gm_tensor *gm_gan_d_loss(gm_graph *g, int loss, gm_tensor *d_real, gm_tensor *d_fake) {
+    if (!g || !d_real || !d_fake) return NULL;
+    switch (loss) {
+    case GM_GAN_NONSAT:
+    case GM_GAN_MINIMAX:
+        return gm_add(g, gm_bce_logits(g, d_real, gm__gan_full_like(g, d_real, 1.0f)),
+                      gm_bce_logits(g, d_fake, gm__gan_full_like(g, d_fake, 0.0f)));
+    case GM_GAN_LSGAN: return gm_add(g, gm__gan_half_sq(g, d_real, 1.0f), gm__gan_half_sq(g, d_fake, 0.0f));
+    case GM_GAN_WASSERSTEIN: return gm_sub(g, gm_mean(g, d_fake), gm_mean(g, d_real));
+    default: gm__fail("gm_gan_d_loss: unknown loss %d", loss); return NULL;
+    }
+}
+
+GMDEF gm_tensor *gm_gan_g_loss(gm_graph *g, int loss, gm_tensor *d_fake) {
+    if (!g || !d_fake) return NULL;
+    switch (loss) {
+    case GM_GAN_NONSAT: return gm_bce_logits(g, d_fake, gm__gan_full_like(g, d_fake, 1.0f));   /* -log D */
+    case GM_GAN_MINIMAX: return gm_neg(g, gm_bce_logits(g, d_fake, gm__gan_full_like(g, d_fake, 0.0f))); /* log(1-D) */
+    case GM_GAN_LSGAN: return gm__gan_half_sq(g, d_fake, 1.0f);
+    case GM_GAN_WASSERSTEIN: return gm_neg(g, gm_mean(g, d_fake));
+    default: gm__fail("gm_gan_g_loss: unknown loss %d", loss); return NULL;
+    }
+}
+
+GMDEF gm_tensor *gm_gan_gradient_penalty(gm_graph *g, gm_gan_critic_fn critic, void *ctx, const gm_tensor *real,
+                                         const gm_tensor *fake, float lambda) {
+    gm_tensor *xh, *dx, *norm;
+    gm_rng *rng;
+    int i, j, n, per;
+    if (!g || !critic || !real || !fake) return NULL;
+    if (real->size != fake->size || real->ndim != fake->ndim) {
+        gm__fail("gm_gan_gradient_penalty: real (%d values) and fake (%d) differ in shape", real->size, fake->size);
+        return NULL;
+    }
+    n = real->shape[0];
+    per = real->size / n;
+    xh = gm_zeros(g, real->shape[0], real->ndim > 1 ? real->shape[1] : 0, real->ndim > 2 ? real->shape[2] : 0,
+                  real->ndim > 3 ? real->shape[3] : 0);
+    if (!xh) return NULL;
+    rng = gm_graph_rng(g);
+    for (i = 0; i < n; i++) {           /* x_hat = e real + (1 - e) fake: a leaf, no path to G */
+        float e = gm_rng_uniform(rng);
+        for (j = 0; j < per; j++) {
+            size_t k = (size_t)i * per + j;
+            xh->data[k] = e * real->data[k] + (1 - e) * fake->data[k];
+        }
+    }
+    gm_requires_grad(xh);
+    dx = gm_grad(g, gm_sum(g, critic(g, xh, ctx)), xh, 1);     /* d D / d x_hat, itself differentiable */
+    norm = gm_sqrt(g, gm_affine(g, gm_sum_rows(g, gm_square(g, dx)), 1.0f, 1e-12f));  /* (N); eps keeps sqrt' finite */
+    return gm_scale(g, gm_mean(g, gm_square(g, gm_affine(g, norm, 1.0f, -1.0f))), lambda);
+}
+
+GMDEF float gm_gan_noise_std(float std0, long step, long steps) {
+    if (std0 <= 0 || steps <= 0 || step >= steps) return 0.0f;
+    return std0 * (1.0f - (float)step / (float)steps);
+}
+
+GMDEF gm_tensor *gm_gan_instance_noise(gm_graph *g, gm_tensor *x, float std) {
+    if (!g || !x || std <= 0) return x;
+    return gm_add(g, x, gm_scale(g, gm_randn_like(g, x), std));
+}
+
+/* ---------------------------------------------------------------------- training */
+GMDEF gm_gan_opts gm_gan_defaults(int loss) {
+    gm_gan_opts o;
+    memset(&o, 0, sizeof o);
+    o.loss = loss;
+    o.n_critic = loss == GM_GAN_WASSERSTEIN ? 5 : 1;
+    return o;
+}
+
+GMDEF int gm_gan_init(gm_gan *gan, const gm_gan_arch *ga, const gm_gan_arch *da, const gm_gan_opts *o,
+                      gm_optim opt_g, gm_optim opt_d, uint64_t seed) {
+    gm_rng r;
+    if (!gan || !ga || !da || !o) return gm__fail("gm_gan_init: NULL argument");
+    memset(gan, 0, sizeof *gan);
+    if (o->loss < 0 || o->loss >= GM_GAN_NLOSSES) return gm__fail("gm_gan_init: unknown loss %d", o->loss);
+    if (o->n_critic < 1) return gm__fail("gm_gan_init: n_critic is %d, must be >= 1", o->n_critic);
+    if (!ga->generator || da->generator) return gm__fail("gm_gan_init: ga must be a generator and da a discriminator");
+    if (ga->c * ga->h * ga->w != da->c * da->h * da->w)
+        return gm__fail("gm_gan_init: G makes %dx%dx%d, D takes %dx%dx%d", ga->c, ga->h, ga->w, da->c, da->h, da->w);
+    if (ga->classes != da->classes) return gm__fail("gm_gan_init: G has %d classes, D %d", ga->classes, da->classes);
+    gm_rng_seed(&r, seed);
+    if (gm_gan_net_init(&gan->G, ga, "G", &r) != 0) return -1;
+    if (gm_gan_net_init(&gan->D, da, "D", &r) != 0) { gm_gan_net_free(&gan->G); return -1; }
+    gan->optG = opt_g; gan->optD = opt_d; gan->o = *o;
+    return 0;
+}
+
+GMDEF void gm_gan_free(gm_gan *gan) {
+    if (!gan) return;
+    gm_gan_net_free(&gan->G); gm_gan_net_free(&gan->D);
+    gm_optim_free(&gan->optG); gm_optim_free(&gan->optD);
+    memset(gan, 0, sizeof *gan);
+}
+
+typedef struct gm__gan_critic_ctx { gm_gan_net *D; const int *labels; } gm__gan_critic_ctx;
+
+static gm_tensor *gm__gan_critic(gm_graph *g, gm_tensor *x, void *ctx) {
+    gm__gan_critic_ctx *c = (gm__gan_critic_ctx *)ctx;
+    return gm_gan_net_fwd(g, c->D, x, c->labels);
+}
+
+static int gm__gan_step_fail(gm_graph *g, const char *what) {
+    const char *e = gm_graph_error(g);
+    return gm__fail("gm_gan_step: %s: %s", what, e ? e : gm_last_error());
+}
+
+static float gm__gan_mean(const gm_tensor *t) {
+    double s = 0;
+    int i;
+    for (i = 0; i < t->size; i++) s += t->data[i];
+    return t->size ? (float)(s / t->size) : 0.0f;
+}
+
+/* D step: D on noisy real and detached fake, loss (+ penalty), backward, update D. */
+static int gm__gan_d_step(gm_gan *gan, gm_graph *g, gm_tensor *real, gm_tensor *fake, const int *labels, float std,
+                          gm_gan_stats *st) {
+    gm__gan_critic_ctx cc;
+    gm_tensor *xr = gm_gan_instance_noise(g, real, std), *xf = gm_gan_instance_noise(g, gm_detach(g, fake), std);
+    gm_tensor *dr = gm_gan_net_fwd(g, &gan->D, xr, labels), *df = gm_gan_net_fwd(g, &gan->D, xf, labels);
+    gm_tensor *loss = gm_gan_d_loss(g, gan->o.loss, dr, df), *gp = NULL;
+    if (gan->o.gp > 0 && loss) {
+        cc.D = &gan->D; cc.labels = labels;
+        gp = gm_gan_gradient_penalty(g, gm__gan_critic, &cc, xr, xf, gan->o.gp);
+        loss = gm_add(g, loss, gp);
+    }
+    if (!loss) return gm__gan_step_fail(g, "D loss");
+    if (gm_backward(g, loss) != 0) return gm__gan_step_fail(g, "D step");
+    if (gm_optim_step(&gan->optD, &gan->D.P) != 0) return -1;
+    st->d_loss = loss->data[0];
+    st->d_real = gm__gan_mean(dr);
+    st->d_fake = gm__gan_mean(df);
+    st->gp = gp ? gp->data[0] : 0.0f;
+    return 0;
+}
+
+/* G step on the same fake batch, with D frozen so only G's gradients are taken. */
+static int gm__gan_g_step(gm_gan *gan, gm_graph *g, gm_tensor *fake, const int *labels, float std, gm_gan_stats *st) {
+    gm_tensor *loss;
+    int rc;
+    gan->D.P.frozen = 1;
+    loss = gm_gan_g_loss(g, gan->o.loss, gm_gan_net_fwd(g, &gan->D, gm_gan_instance_noise(g, fake, std), labels));
+    rc = loss ? gm_backward(g, loss) : -1;
+    gan->D.P.frozen = 0;
+    if (rc != 0) return gm__gan_step_fail(g, "G step");
+    if (gm_optim_step(&gan->optG, &gan->G.P) != 0) return -1;
+    st->g_loss = loss->data[0];
+    return 0;
+}
+
+GMDEF int gm_gan_step(gm_gan *gan, gm_graph *g, const float *real, const int *labels, int n, gm_gan_stats *st) {
+    const gm_gan_arch *a;
+    gm_gan_stats dummy;
+    gm_tensor *z, *fake, *xr;
+    int do_g, rec;
+    float std;
+    if (!gan || !g || !real || n <= 0) return gm__fail("gm_gan_step: bad arguments (n = %d)", n);
+    a = &gan->G.a;
+    if (a->classes > 0 && !labels) return gm__fail("gm_gan_step: conditional GAN (%d classes) needs labels", a->classes);
+    if (!st) st = &dummy;
+    memset(st, 0, sizeof *st);
+    do_g = (gan->d_steps + 1) % gan->o.n_critic == 0;
+    std = gm_gan_noise_std(gan->o.noise, gan->d_steps, gan->o.noise_steps);
+    gm_graph_reset(g);
+    gm_graph_set_training(g, 1);
+    z = gm_randn(g, n, a->z, 0, 0);
+    rec = gm_graph_set_grad(g, do_g);     /* critic-only steps need no tape through G */
+    fake = gm_gan_net_fwd(g, &gan->G, z, labels);
+    gm_graph_set_grad(g, rec);
+    xr = a->kind == GM_GAN_MLP ? gm_input(g, real, n, a->c * a->h * a->w, 0, 0) : gm_input(g, real, n, a->c, a->h, a->w);
+    if (!fake || !xr) return gm__gan_step_fail(g, "generator");
+    st->noise = std;
+    if (gm__gan_d_step(gan, g, xr, fake, labels, std, st) != 0) return -1;
+    gan->d_steps++;
+    if (!do_g) return 0;
+    if (gm__gan_g_step(gan, g, fake, labels, std, st) != 0) return -1;
+    gan->g_steps++;
+    st->g_step = 1;
+    return 0;
+}
+
+/* Runs fn over n items in chunks of 250 with the graph in eval mode and no tape. */
+#define GM__GAN_CHUNK 250
+
+GMDEF int gm_gan_sample(gm_gan *gan, gm_graph *g, const float *z, const int *labels, int n, float *out) {
+    const gm_gan_arch *a;
+    int i, train, rec, per;
+    if (!gan || !g || !out || n < 0) return gm__fail("gm_gan_sample: bad arguments");
+    a = &gan->G.a;
+    if (a->classes > 0 && !labels) return gm__fail("gm_gan_sample: conditional GAN (%d classes) needs labels", a->classes);
+    per = a->c * a->h * a->w;
+    train = gm_graph_training(g);
+    rec = gm_graph_set_grad(g, 0);
+    gm_graph_set_training(g, 0);
+    for (i = 0; i < n; i += GM__GAN_CHUNK) {
+        int k = GM__MIN(GM__GAN_CHUNK, n - i);
+        gm_tensor *zt, *x;
+        gm_graph_reset(g);
+        zt = z ? gm_input(g, z + (size_t)i * a->z, k, a->z, 0, 0) : gm_randn(g, k, a->z, 0, 0);
+        x = gm_gan_net_fwd(g, &gan->G, zt, labels ? labels + i : NULL);
+        if (!x) break;
+        memcpy(out + (size_t)i * per, x->data, (size_t)k * per * sizeof(float));
+    }
+    gm_graph_set_training(g, train);
+    gm_graph_set_grad(g, rec);
+    if (i < n) return gm__fail("gm_gan_sample: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
+    return 0;
+}
+
+GMDEF int gm_gan_discriminate(gm_gan *gan, gm_graph *g, const float *x, const int *labels, int n, float *out) {
+    const gm_gan_arch *a;
+    int i, train, rec;
+    if (!gan || !g || !x || !out || n < 0) return gm__fail("gm_gan_discriminate: bad arguments");
+    a = &gan->D.a;
+    train = gm_graph_training(g);
+    rec = gm_graph_set_grad(g, 0);
+    gm_graph_set_training(g, 0);
+    for (i = 0; i < n; i += GM__GAN_CHUNK) {
+        int k = GM__MIN(GM__GAN_CHUNK, n - i);
+        gm_tensor *y;
+        gm_graph_reset(g);
+        y = gm_gan_net_fwd(g, &gan->D, gm_input(g, x + (size_t)i * a->c * a->h * a->w, k, a->c, a->h, a->w),
+                           labels ? labels + i : NULL);
+        if (!y) break;
+        memcpy(out + i, y->data, (size_t)k * sizeof(float));
+    }
+    gm_graph_set_training(g, train);
+    gm_graph_set_grad(g, rec);
+    if (i < n) return gm__fail("gm_gan_discriminate: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- CycleGAN */
+GMDEF int gm_cyclegan_init(gm_cyclegan *m, const gm_gan_arch *gen, const gm_gan_arch *disc, const gm_cyclegan_opts *o,
+                           gm_optim opt_g, gm_optim opt_d, uint64_t seed) {
+    gm_rng r;
+    if (!m || !gen || !disc || !o) return gm__fail("gm_cyclegan_init: NULL argument");
+    memset(m, 0, sizeof *m);
+    if (o->loss < 0 || o->loss >= GM_GAN_NLOSSES) return gm__fail("gm_cyclegan_init: unknown loss %d", o->loss);
+    if (gen->kind != GM_GAN_IMG2IMG || disc->generator)
+        return gm__fail("gm_cyclegan_init: want an image-to-image generator and a discriminator");
+    gm_rng_seed(&r, seed);
+    if (gm_gan_net_init(&m->G, gen, "G", &r) != 0 || gm_gan_net_init(&m->F, gen, "F", &r) != 0 ||
+        gm_gan_net_init(&m->DA, disc, "DA", &r) != 0 || gm_gan_net_init(&m->DB, disc, "DB", &r) != 0) {
+        gm_cyclegan_free(m);
+        return -1;
+    }
+    m->optG = opt_g; m->optF = opt_g; m->optDA = opt_d; m->optDB = opt_d;
+    m->o = *o;
+    return 0;
+}
+
+GMDEF void gm_cyclegan_free(gm_cyclegan *m) {
+    if (!m) return;
+    gm_gan_net_free(&m->G); gm_gan_net_free(&m->F); gm_gan_net_free(&m->DA); gm_gan_net_free(&m->DB);
+    gm_optim_free(&m->optG); gm_optim_free(&m->optF); gm_optim_free(&m->optDA); gm_optim_free(&m->optDB);
+    memset(m, 0, sizeof *m);
+}
+
+static gm_tensor *gm__l1(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm_mean(g, gm_abs(g, gm_sub(g, a, b))); }
+
+static void gm__cyclegan_freeze_d(gm_cyclegan *m, int frozen) { m->DA.P.frozen = frozen; m->DB.P.frozen = frozen; }
+
+GMDEF int gm_cyclegan_step(gm_cyclegan *m, gm_graph *g, const float *a, const float *b, int n, gm_cyclegan_stats *st) {
+    const gm_gan_arch *ar;
+    gm_tensor *xa, *xb, *fb, *fa, *adv, *cyc, *idt = NULL, *lg, *lda, *ldb;
+    int rc;
+    if (!m || !g || !a || !b || n <= 0) return gm__fail("gm_cyclegan_step: bad arguments (n = %d)", n);
+    ar = &m->G.a;
+    gm_graph_reset(g);
+    gm_graph_set_training(g, 1);
+    xa = gm_input(g, a, n, ar->c, ar->h, ar->w);
+    xb = gm_input(g, b, n, ar->c, ar->h, ar->w);
+    fb = gm_gan_net_fwd(g, &m->G, xa, NULL);              /* G(a): a fake B */
+    fa = gm_gan_net_fwd(g, &m->F, xb, NULL);              /* F(b): a fake A */
+    gm__cyclegan_freeze_d(m, 1);
+    adv = gm_add(g, gm_gan_g_loss(g, m->o.loss, gm_gan_net_fwd(g, &m->DB, fb, NULL)),
+                 gm_gan_g_loss(g, m->o.loss, gm_gan_net_fwd(g, &m->DA, fa, NULL)));
+    cyc = gm_add(g, gm__l1(g, gm_gan_net_fwd(g, &m->F, fb, NULL), xa), gm__l1(g, gm_gan_net_fwd(g, &m->G, fa, NULL), xb));
+    lg = gm_add(g, adv, gm_scale(g, cyc, m->o.cycle));
+    if (m->o.identity > 0) {
+        idt = gm_add(g, gm__l1(g, gm_gan_net_fwd(g, &m->G, xb, NULL), xb), gm__l1(g, gm_gan_net_fwd(g, &m->F, xa, NULL), xa));
+        lg = gm_add(g, lg, gm_scale(g, idt, m->o.identity));
+    }
+    rc = lg ? gm_backward(g, lg) : -1;
+    gm__cyclegan_freeze_d(m, 0);
+    if (rc != 0) return gm__fail("gm_cyclegan_step: generators: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
+    if (gm_optim_step(&m->optG, &m->G.P) != 0 || gm_optim_step(&m->optF, &m->F.P) != 0) return -1;
+    /* discriminators on real vs the (detached) fakes made above */
+    lda = gm_gan_d_loss(g, m->o.loss, gm_gan_net_fwd(g, &m->DA, xa, NULL), gm_gan_net_fwd(g, &m->DA, gm_detach(g, fa), NULL));
+    ldb = gm_gan_d_loss(g, m->o.loss, gm_gan_net_fwd(g, &m->DB, xb, NULL), gm_gan_net_fwd(g, &m->DB, gm_detach(g, fb), NULL));
+    if (!lda || !ldb || gm_backward(g, gm_add(g, lda, ldb)) != 0)
+        return gm__fail("gm_cyclegan_step: discriminators: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
+    if (gm_optim_step(&m->optDA, &m->DA.P) != 0 || gm_optim_step(&m->optDB, &m->DB.P) != 0) return -1;
+    m->steps++;
+    if (st) {
+        st->g_adv = adv->data[0]; st->cycle = cyc->data[0]; st->identity = idt ? idt->data[0] : 0.0f;
+        st->d_a = lda->data[0]; st->d_b = ldb->data[0];
+    }
+    return 0;
+}
+
+GMDEF int gm_cyclegan_translate(gm_cyclegan *m, gm_graph *g, int to_b, const float *x, int n, float *out) {
+    const gm_gan_arch *a;
+    int i, train, rec, per;
+    if (!m || !g || !x || !out || n < 0) return gm__fail("gm_cyclegan_translate: bad arguments");
+    a = &m->G.a;
+    per = a->c * a->h * a->w;
+    train = gm_graph_training(g);
+    rec = gm_graph_set_grad(g, 0);
+    gm_graph_set_training(g, 0);
+    for (i = 0; i < n; i += GM__GAN_CHUNK) {
+        int k = GM__MIN(GM__GAN_CHUNK, n - i);
+        gm_tensor *y;
+        gm_graph_reset(g);
+        y = gm_gan_net_fwd(g, to_b ? &m->G : &m->F, gm_input(g, x + (size_t)i * per, k, a->c, a->h, a->w), NULL);
+        if (!y) break;
+        memcpy(out + (size_t)i * per, y->data, (size_t)k * per * sizeof(float));
+    }
+    gm_graph_set_training(g, train);
+    gm_graph_set_grad(g, rec);
+    if (i < n) return gm__fail("gm_cyclegan_translate: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
+    return 0;
+}
+
+GMDEF void gm_dilate_images(const float *x, int n, int h, int w, float *out) {
+    int i, r, c, dr, dc;
+    for (i = 0; i < n; i++) {
+        const float *src = x + (size_t)i * h * w;
+        float *dst = out + (size_t)i * h * w;
+        for (r = 0; r < h; r++)
+            for (c = 0; c < w; c++) {
+                float m = src[r * w + c];
+                for (dr = -1; dr <= 1; dr++)
+                    for (dc = -1; dc <= 1; dc++) {
+                        int rr = r + dr, cc = c + dc;
+                        if (rr >= 0 && rr < h && cc >= 0 && cc < w && src[rr * w + cc] > m) m = src[rr * w + cc];
+                    }
+                dst[r * w + c] = m;
+            }
+    }
+}
+
+/* ---------------------------------------------------------------------- linear algebra */
+/* Cyclic Jacobi: rotate away each off-diagonal element until the off-diagonal mass is negligible.
+   Slow (O(n^3) per sweep, ~10 sweeps) but exact to double precision and simple. */
+GMDEF int gm_eigh_sym(const double *a, int n, double *evals, double *evecs) {
+    double *A, off, scale = 0;
+    int i, j, p, q, sweep;
+    if (!a || !evals || !evecs || n <= 0) return gm__fail("gm_eigh_sym: bad arguments (n = %d)", n);
+    A = (double *)GENMOD_MALLOC((size_t)n * n * sizeof(double));
+    if (!A) return gm__fail("gm_eigh_sym: out of memory for n = %d", n);
+    memcpy(A, a, (size_t)n * n * sizeof(double));
+    for (i = 0; i < n * n; i++) {
+        if (!isfinite(A[i])) { GENMOD_FREE(A); return gm__fail("gm_eigh_sym: matrix has a non-finite entry"); }
+        scale += A[i] * A[i];
+    }
+    for (i = 0; i < n; i++)
+        for (j = 0; j < n; j++) evecs[i * n + j] = i == j;
+    for (sweep = 0; sweep < 100; sweep++) {
+        for (off = 0, p = 0; p < n; p++)
+            for (q = p + 1; q < n; q++) off += A[p * n + q] * A[p * n + q];
+        if (off <= 1e-30 * scale || off == 0) break;
+        for (p = 0; p < n; p++)
+            for (q = p + 1; q < n; q++) {
+                double apq = A[p * n + q], theta, t, c, s;
+                if (fabs(apq) < 1e-300) continue;
+                theta = (A[q * n + q] - A[p * n + p]) / (2 * apq);
+                t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1));
+                c = 1 / sqrt(t * t + 1);
+                s = t * c;
+                for (i = 0; i < n; i++) {        /* columns p, q: A <- A J */
+                    double aip = A[i * n + p], aiq = A[i * n + q];
+                    A[i * n + p] = c * aip - s * aiq;
+                    A[i * n + q] = s * aip + c * aiq;
+                }
+                for (i = 0; i < n; i++) {        /* rows p, q: A <- J^T A */
+                    double api = A[p * n + i], aqi = A[q * n + i];
+                    A[p * n + i] = c * api - s * aqi;
+                    A[q * n + i] = s * api + c * aqi;
+                }
+                for (i = 0; i < n; i++) {        /* V <- V J */
+                    double vip = evecs[i * n + p], viq = evecs[i * n + q];
+                    evecs[i * n + p] = c * vip - s * viq;
+                    evecs[i * n + q] = s * vip + c * viq;
+                }
+            }
+    }
+    for (i = 0; i < n; i++) evals[i] = A[i * n + i];
+    GENMOD_FREE(A);
+    for (i = 1; i < n; i++)                      /* insertion sort, ascending, columns follow */
+        for (j = i; j > 0 && evals[j - 1] > evals[j]; j--) {
+            double t = evals[j];
+            evals[j] = evals[j - 1]; evals[j - 1] = t;
+            for (p = 0; p < n; p++) { t = evecs[p * n + j]; evecs[p * n + j] = evecs[p * n + j - 1]; evecs[p * n + j - 1] = t; }
+        }
+    return 0;
+}
+
+GMDEF int gm_sqrtm_psd(const double *a, int n, double *out) {
+    double *w, *V;
+    int i, j, k;
+    if (!a || !out || n <= 0) return gm__fail("gm_sqrtm_psd: bad arguments (n = %d)", n);
+    w = (double *)GENMOD_MALLOC((size_t)n * sizeof(double));
+    V = (double *)GENMOD_MALLOC((size_t)n * n * sizeof(double));
+    if (!w || !V || gm_eigh_sym(a, n, w, V) != 0) {
+        GENMOD_FREE(w); GENMOD_FREE(V);
+        return gm__fail("gm_sqrtm_psd: eigendecomposition failed (n = %d)", n);
+    }
+    for (k = 0; k < n; k++) w[k] = w[k] > 0 ? sqrt(w[k]) : 0;    /* round-off can make 0 slightly negative */
+    for (i = 0; i < n; i++)
+        for (j = 0; j < n; j++) {
+            double s = 0;
+            for (k = 0; k < n; k++) s += V[i * n + k] * w[k] * V[j * n + k];   /* V diag(sqrt w) V^T */
+            out[i * n + j] = s;
+        }
+    GENMOD_FREE(w); GENMOD_FREE(V);
+    return 0;
+}
+
+GMDEF int gm_gaussian_fit(const float *x, int n, int d, double *mean, double *cov) {
+    double *c;
+    int i, j, k;
+    if (!x || !mean || !cov || n < 2 || d <= 0) return gm__fail("gm_gaussian_fit: need n >= 2 rows (got %d), d > 0", n);
+    c = (double *)GENMOD_MALLOC((size_t)d * sizeof(double));
+    if (!c) return gm__fail("gm_gaussian_fit: out of memory");
+    for (j = 0; j < d; j++) mean[j] = 0;
+    for (i = 0; i < n; i++)
+        for (j = 0; j < d; j++) mean[j] += x[(size_t)i * d + j];
+    for (j = 0; j < d; j++) mean[j] /= n;
+    memset(cov, 0, (size_t)d * d * sizeof(double));
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < d; j++) c[j] = x[(size_t)i * d + j] - mean[j];
+        for (j = 0; j < d; j++)
+            for (k = j; k < d; k++) cov[j * d + k] += c[j] * c[k];
+    }
+    for (j = 0; j < d; j++)
+        for (k = j; k < d; k++) cov[k * d + j] = cov[j * d + k] /= (n - 1);
+    GENMOD_FREE(c);
+    return 0;
+}
+
+GMDEF double gm_frechet_distance(const double *mu1, const double *cov1, const double *mu2, const double *cov2, int d) {
+    double *r, *t, *m, *w, *V, dist = 0, tr_sqrt = 0;
+    int i, j, k, rc;
+    if (!mu1 || !cov1 || !mu2 || !cov2 || d <= 0) return gm__fail("gm_frechet_distance: bad arguments (d = %d)", d);
+    r = (double *)GENMOD_MALLOC((size_t)d * d * sizeof(double));
+    t = (double *)GENMOD_MALLOC((size_t)d * d * sizeof(double));
+    m = (double *)GENMOD_MALLOC((size_t)d * d * sizeof(double));
+    V = (double *)GENMOD_MALLOC((size_t)d * d * sizeof(double));
+    w = (double *)GENMOD_MALLOC((size_t)d * sizeof(double));
+    rc = r && t && m && V && w ? gm_sqrtm_psd(cov1, d, r) : gm__fail("gm_frechet_distance: out of memory");
+    if (rc == 0) {
+        for (i = 0; i < d; i++)          /* t = R S2, then m = t R = R S2 R (symmetric PSD) */
+            for (j = 0; j < d; j++) {
+                double s = 0;
+                for (k = 0; k < d; k++) s += r[i * d + k] * cov2[k * d + j];
+                t[i * d + j] = s;
+            }
+        for (i = 0; i < d; i++)
+            for (j = 0; j < d; j++) {
+                double s = 0;
+                for (k = 0; k < d; k++) s += t[i * d + k] * r[k * d + j];
+                m[i * d + j] = s;
+            }
+        for (i = 0; i < d; i++)          /* symmetrize away round-off */
+            for (j = i + 1; j < d; j++) m[i * d + j] = m[j * d + i] = 0.5 * (m[i * d + j] + m[j * d + i]);
+        rc = gm_eigh_sym(m, d, w, V);
+    }
+    if (rc == 0) {
+        for (k = 0; k < d; k++) tr_sqrt += w[k] > 0 ? sqrt(w[k]) : 0;
+        for (k = 0; k < d; k++) dist += (mu1[k] - mu2[k]) * (mu1[k] - mu2[k]) + cov1[k * d + k] + cov2[k * d + k];
+        dist -= 2 * tr_sqrt;
+    }
+    GENMOD_FREE(r); GENMOD_FREE(t); GENMOD_FREE(m); GENMOD_FREE(V); GENMOD_FREE(w);
+    return rc == 0 ? dist : -1.0;
+}
+
+/* ---------------------------------------------------------------------- sample statistics */
+GMDEF double gm_label_entropy(const int *labels, int n, int classes) {
+    double h = 0;
+    int *count, i;
+    if (!labels || n <= 0 || classes <= 0) return 0;
+    count = (int *)GENMOD_MALLOC((size_t)classes * sizeof(int));
+    if (!count) return gm__fail("gm_label_entropy: out of memory");
+    memset(count, 0, (size_t)classes * sizeof(int));
+    for (i = 0; i < n; i++)
+        if (labels[i] >= 0 && labels[i] < classes) count[labels[i]]++;
+    for (i = 0; i < classes; i++)
+        if (count[i] > 0) h -= (double)count[i] / n * log((double)count[i] / n);
+    GENMOD_FREE(count);
+    return h;
+}
+
+GMDEF int gm_ring_modes(const float *xy, int n, int modes, float radius, float std, int min_count, float *hq) {
+    int i, k, covered = 0, good = 0, counts[64];
+    if (!xy || n <= 0 || modes <= 0 || modes > 64 || std <= 0)
+        return gm__fail("gm_ring_modes: bad arguments (n %d, modes %d of at most 64, std %g)", n, modes, std);
+    memset(counts, 0, sizeof counts);
+    for (i = 0; i < n; i++) {
+        double best = 1e300;
+        int arg = 0;
+        for (k = 0; k < modes; k++) {
+            double a = 2 * 3.14159265358979323846 * k / modes;
+            double dx = xy[2 * i] - radius * cos(a), dy = xy[2 * i + 1] - radius * sin(a), d2 = dx * dx + dy * dy;
+            if (d2 < best) { best = d2; arg = k; }
+        }
+        if (sqrt(best) <= 3.0 * std) { good++; counts[arg]++; }
+    }
+    for (k = 0; k < modes; k++) covered += counts[k] >= GM__MAX(1, min_count);
+    if (hq) *hq = (float)good / n;
+    return covered;
+}
+
+/* ---------------------------------------------------------------------- digit classifier */
+GMDEF int gm_digit_classifier_init(gm_digit_classifier *m, uint64_t seed) {
+    gm_rng r;
+    if (!m) return gm__fail("gm_digit_classifier_init: NULL");
+    memset(m, 0, sizeof *m);
+    gm_rng_seed(&r, seed);
+    if (gm_conv_init(&m->c1, &m->P, "c1", 1, 16, 4, 2, 1, GM_INIT_TORCH, &r) != 0 ||    /* 16 x 14 x 14 */
+        gm_conv_init(&m->c2, &m->P, "c2", 16, 32, 4, 2, 1, GM_INIT_TORCH, &r) != 0 ||   /* 32 x 7 x 7 */
+        gm_linear_init(&m->fc1, &m->P, "fc1", 32 * 7 * 7, GM_DIGIT_FEATURES, GM_INIT_TORCH, &r) != 0 ||
+        gm_linear_init(&m->fc2, &m->P, "fc2", GM_DIGIT_FEATURES, 10, GM_INIT_TORCH, &r) != 0) {
+        gm_params_free(&m->P);
+        return -1;
+    }
+    return 0;
+}
+
+GMDEF int gm_digit_classifier_load(gm_digit_classifier *m, const char *path) {
+    if (gm_digit_classifier_init(m, 1) != 0) return -1;
+    if (gm_checkpoint_load(path, &m->P, NULL, NULL) != 0) {
+        gm_params_free(&m->P);
+        return -1;
+    }
+    return 0;
+}
+
+GMDEF void gm_digit_classifier_free(gm_digit_classifier *m) {
+    if (m) gm_params_free(&m->P);
+}
+
+GMDEF gm_tensor *gm_digit_classifier_fwd(gm_graph *g, gm_digit_classifier *m, gm_tensor *x, gm_tensor **features) {
+    gm_tensor *h;
+    if (!g || !m || !x) return NULL;
+    if (x->ndim == 2) x = gm_reshape(g, x, -1, 1, 28, 28);
+    h = gm_relu(g, gm_conv_fwd(g, &m->c1, x));
+    h = gm_relu(g, gm_conv_fwd(g, &m->c2, h));
+    h = gm_relu(g, gm_linear_fwd(g, &m->fc1, gm_flatten(g, h)));    /* (N, 128): the features */
+    if (features) *features = h;
+    return gm_linear_fwd(g, &m->fc2, h);
+}
+
+GMDEF int gm_digit_classifier_run(gm_digit_classifier *m, gm_graph *g, const float *x, int n, float *features, int *pred) {
+    int i, j, k, train, rec;
+    if (!m || !g || !x || n < 0) return gm__fail("gm_digit_classifier_run: bad arguments");
+    train = gm_graph_training(g);
+    rec = gm_graph_set_grad(g, 0);
+    gm_graph_set_training(g, 0);
+    for (i = 0; i < n; i += GM__GAN_CHUNK) {
+        gm_tensor *f = NULL, *logits;
+        k = GM__MIN(GM__GAN_CHUNK, n - i);
+        gm_graph_reset(g);
+        logits = gm_digit_classifier_fwd(g, m, gm_input(g, x + (size_t)i * 784, k, 784, 0, 0), &f);
+        if (!logits) break;
+        if (features) memcpy(features + (size_t)i * GM_DIGIT_FEATURES, f->data, (size_t)k * GM_DIGIT_FEATURES * sizeof(float));
+        for (j = 0; pred && j < k; j++) {
+            const float *row = logits->data + (size_t)j * 10;
+            int c, best = 0;
+            for (c = 1; c < 10; c++) if (row[c] > row[best]) best = c;
+            pred[i + j] = best;
+        }
+    }
+    gm_graph_set_training(g, train);
+    gm_graph_set_grad(g, rec);
+    if (i < n) return gm__fail("gm_digit_classifier_run: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
+    return 0;
+}
+
+/* Features of n images, then their Gaussian. */
+static int gm__digit_gaussian(gm_digit_classifier *m, gm_graph *g, const float *x, int n, int *pred, double *mu, double *cov) {
+    float *f = (float *)GENMOD_MALLOC((size_t)n * GM_DIGIT_FEATURES * sizeof(float));
+    int rc = f ? gm_digit_classifier_run(m, g, x, n, f, pred) : gm__fail("gm_digit_score: out of memory");
+    if (rc == 0) rc = gm_gaussian_fit(f, n, GM_DIGIT_FEATURES, mu, cov);
+    GENMOD_FREE(f);
+    return rc;
+}
+
+GMDEF int gm_digit_score(gm_digit_classifier *m, gm_graph *g, const float *samples, const int *labels, int n,
+                         const float *ref, int nref, gm_digit_scores *out) {
+    const int d = GM_DIGIT_FEATURES;
+    double *mu1 = (double *)GENMOD_MALLOC(2 * d * sizeof(double)), *mu2 = mu1 ? mu1 + d : NULL;
+    double *c1 = (double *)GENMOD_MALLOC(2 * (size_t)d * d * sizeof(double)), *c2 = c1 ? c1 + d * d : NULL;
+    int *pred = (int *)GENMOD_MALLOC((size_t)(n > 0 ? n : 1) * sizeof(int)), rc, i, hit = 0;
+    if (!m || !g || !samples || !ref || n < 2 || nref < 2 || !out) rc = gm__fail("gm_digit_score: bad arguments (n %d, nref %d)", n, nref);
+    else if (!mu1 || !c1 || !pred) rc = gm__fail("gm_digit_score: out of memory");
+    else rc = gm__digit_gaussian(m, g, samples, n, pred, mu1, c1);
+    if (rc == 0) rc = gm__digit_gaussian(m, g, ref, nref, NULL, mu2, c2);
+    if (rc == 0) {
+        out->fd = gm_frechet_distance(mu1, c1, mu2, c2, d);
+        out->entropy = gm_label_entropy(pred, n, 10);
+        for (i = 0; labels && i < n; i++) hit += pred[i] == labels[i];
+        out->accuracy = labels ? (double)hit / n : -1.0;
+        rc = out->fd < 0 ? -1 : 0;
+    }
+    GENMOD_FREE(mu1); GENMOD_FREE(c1); GENMOD_FREE(pred);
+    return rc;
+}
+
+#endif /* GENMOD_GAN_IMPLEMENTATION_INCLUDED */
+#endif /* GENMOD_GAN_IMPLEMENTATION */
+
+/*
+------------------------------------------------------------------------------
+MIT License
+Copyright (c) 2025 the genmod authors
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software and
+associated documentation files (the "Software"), to deal in the Software without restriction,
+including without limitation the rights to use, copy, modify, merge, publish, distribute,
+sublicense, and/or sell copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+The above copyright notice and this permission notice shall be included in all copies or
+substantial portions of the Software.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT
+NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND
+NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM,
+DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT
+OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+------------------------------------------------------------------------------
+*/
