@@ -40,7 +40,7 @@ build:
 # (skipped with a FAIL if the cross tools are missing: .ci/run installs them).
 FUZZERS := fuzz_idx fuzz_safetensors
 test: $(addprefix build/,$(TESTS)) $(addprefix build/san/,$(FUZZERS)) build/neon/test_kernels
-	@sh tests/run.sh $(addprefix build/,$(TESTS)) "sh tests/warnings.sh" "qemu-aarch64 build/neon/test_kernels" \
+	@sh tests/run.sh $(addprefix build/,$(TESTS)) "sh tests/warnings.sh" "GM_TEST_SMALL=1 qemu-aarch64 build/neon/test_kernels" \
 	    "build/san/fuzz_idx tests/corpus/idx/*" "build/san/fuzz_safetensors tests/corpus/safetensors/*"
 
 sanitize: $(addprefix build/san/,$(TESTS))

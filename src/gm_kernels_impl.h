@@ -56,13 +56,13 @@
 #endif
 
 #if defined(GM__SERIAL)
-#define GM__TLS
+#define GM__POOL_TLS
 #elif defined(__cplusplus) && __cplusplus >= 201103L
-#define GM__TLS thread_local
+#define GM__POOL_TLS thread_local
 #elif defined(GM__GNUC)
-#define GM__TLS __thread
+#define GM__POOL_TLS __thread
 #else
-#define GM__TLS _Thread_local
+#define GM__POOL_TLS _Thread_local
 #endif
 
 #if defined(GM__GNUC)
@@ -787,9 +787,9 @@ GMDEF int gm_get_threads(void) {
 
 /* Per-thread scratch (packed panels). Grow-only; freed when a worker exits or at pool shutdown
  * for the thread that runs it. 64-byte aligned. */
-static GM__TLS void *gm__ws_raw;
-static GM__TLS float *gm__ws;
-static GM__TLS size_t gm__ws_cap;
+static GM__POOL_TLS void *gm__ws_raw;
+static GM__POOL_TLS float *gm__ws;
+static GM__POOL_TLS size_t gm__ws_cap;
 
 static float *gm__scratch(size_t nfloats) {
     if (nfloats > gm__ws_cap) {
@@ -845,7 +845,7 @@ static struct {
 } gm__pool = {{{0, 0, 0, {0}}}, {0}, 0, 0, 0, 0, 0, 0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
               NULL, NULL, 0, 0};
 
-static GM__TLS int gm__in_task; /* nested parallel_for runs serially */
+static GM__POOL_TLS int gm__in_task; /* nested parallel_for runs serially */
 
 static void gm__run_tasks(void) {
     void (*fn)(void *, int) = gm__pool.fn;

@@ -1,1 +1,1 @@
-#include "tmp_kernels_api.h"
+#include "gm_kernels_api.h"

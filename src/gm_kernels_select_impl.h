@@ -1,1 +1,1 @@
-#include "tmp_kernels_impl.h"
+#include "gm_kernels_impl.h"

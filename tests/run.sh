@@ -6,7 +6,8 @@ pass=0
 fail=0
 log=$(mktemp)
 for cmd in "$@"; do
-    name=$(basename "${cmd##* }")
+    # the program's name: the first word that is not a VAR=value setting
+    name=$(basename "$(printf '%s\n' $cmd | grep -v '=' | head -n 1)")
     start=$(date +%s)
     # a hung test must fail, not stall CI: every command gets a time limit
     timeout "${TEST_TIMEOUT:-900}" sh -c "$cmd" >"$log" 2>&1

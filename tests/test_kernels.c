@@ -5,7 +5,8 @@
  * i.e. ~84 float epsilons relative to the magnitude of the sum (worst-case float accumulation
  * error for K=257 is ~K*eps/2 = 1.5e-5, the typical one is far below). Set GM_TEST_SMALL=1 (the
  * NEON run under qemu does) to skip the 257-sized cases and use a sparser vector-math sweep. */
-#include "kernels_shim.h"
+#define GENMOD_IMPLEMENTATION
+#include "../genmod.h"
 #include "gm_test.h"
 #include <stdlib.h>
 #include <string.h>
