@@ -1899,55 +1899,82 @@ static int gm__optim_reserve(gm_optim *o, size_t n) {
     return 0;
 }
 
-/* One update of the floats [0, n) of one view; w, gr, m, v point at the view's start. */
-static void gm__optim_update(const gm_optim *o, float lr, float gscale, float *w, const float *gr, float *m, float *v,
-                             size_t n) {
+/* SGD, scalar: momentum buffer in m. */
+static void gm__sgd_update(const gm_optim *o, float lr, float gscale, float *w, const float *gr, float *m, size_t n) {
     size_t i;
-    float b1 = o->beta1, b2 = o->beta2, wd = o->weight_decay;
-    double t = (double)o->step + 1.0;
-    float c1 = (float)(1.0 - pow((double)b1, t)), c2 = (float)sqrt(1.0 - pow((double)b2, t));
     for (i = 0; i < n; i++) {
-        float gi = gr[i] * gscale;
-        if (o->kind != GM_ADAMW && wd != 0) gi += wd * w[i];
-        switch (o->kind) {
-        case GM_SGD:
-            if (o->momentum != 0) { m[i] = o->momentum * m[i] + gi; gi = m[i]; }
-            w[i] -= lr * gi;
-            break;
-        case GM_RMSPROP:
-            v[i] = o->alpha * v[i] + (1 - o->alpha) * gi * gi;
-            gi = gi / (sqrtf(v[i]) + o->eps);
-            if (o->momentum != 0) { m[i] = o->momentum * m[i] + gi; gi = m[i]; }
-            w[i] -= lr * gi;
-            break;
-        default: /* ADAM, ADAMW (PyTorch's formulation) */
-            if (o->kind == GM_ADAMW) w[i] -= lr * wd * w[i];
-            m[i] = b1 * m[i] + (1 - b1) * gi;
-            v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-            w[i] -= lr * (m[i] / c1) / (sqrtf(v[i]) / c2 + o->eps);
-            break;
-        }
-        if (o->clip_value > 0) w[i] = w[i] < -o->clip_value ? -o->clip_value : w[i] > o->clip_value ? o->clip_value : w[i];
+        float gi = gr[i] * gscale + o->weight_decay * w[i];
+        if (o->momentum != 0) { m[i] = o->momentum * m[i] + gi; gi = m[i]; }
+        w[i] -= lr * gi;
     }
 }
 
-GMDEF int gm_optim_step(gm_optim *o, gm_params *p) {
-    float lr, gscale = 1.0f;
+/* The coefficients the SIMD updates read (see gm__adam1_* / gm__rmsprop1_* in the kernels). */
+static void gm__optim_coef(const gm_optim *o, float lr, float gscale, float *c) {
+    double t = (double)o->step + 1.0;
+    float wd = o->weight_decay;
+    memset(c, 0, 10 * sizeof(float));
+    c[0] = gscale;
+    if (o->kind == GM_RMSPROP) {
+        c[1] = wd; c[2] = o->alpha; c[3] = 1 - o->alpha; c[4] = lr; c[5] = o->eps; c[6] = o->momentum;
+        return;
+    }
+    c[1] = o->kind == GM_ADAMW ? 0.0f : wd;                 /* Adam: L2 added to the gradient */
+    c[2] = o->kind == GM_ADAMW ? 1.0f - lr * wd : 1.0f;     /* AdamW: decoupled decay */
+    c[3] = o->beta1; c[4] = 1 - o->beta1; c[5] = o->beta2; c[6] = 1 - o->beta2;
+    c[7] = lr / (float)(1.0 - pow((double)o->beta1, t));    /* bias corrections */
+    c[8] = 1.0f / (float)sqrt(1.0 - pow((double)o->beta2, t));
+    c[9] = o->eps;
+}
+
+/* The update runs on fixed chunks of the parameter buffer, the same whatever the thread count,
+   so training is bit-identical at any number of threads. */
+#define GM__OPTIM_CHUNK 8192
+typedef struct gm__optim_job { const gm_optim *o; gm_params *p; float lr, gscale, c[10]; } gm__optim_job;
+
+static void gm__optim_range(const gm__optim_job *j, size_t lo, size_t hi) {
+    const gm_params *p = j->p;
+    const gm_optim *o = j->o;
     int v;
+    for (v = 0; v < p->nviews; v++) {
+        size_t a = GM__MAX(lo, p->views[v].offset), b = GM__MIN(hi, p->views[v].offset + p->views[v].size);
+        if (a >= b || p->views[v].buffer) continue;
+        if (o->kind == GM_SGD) gm__sgd_update(o, j->lr, j->gscale, p->data + a, p->grad + a, o->m + a, b - a);
+        else (o->kind == GM_RMSPROP ? gm__kernels()->rmsprop : gm__kernels()->adam)(p->data + a, p->grad + a, o->m + a,
+                                                                                   o->v + a, b - a, j->c);
+        if (o->clip_value > 0) {
+            size_t i;
+            float cv = o->clip_value, *w = p->data;
+            for (i = a; i < b; i++) w[i] = w[i] < -cv ? -cv : w[i] > cv ? cv : w[i];
+        }
+    }
+}
+
+static void gm__optim_task(void *ctx, int task) {
+    const gm__optim_job *j = GM__CAST(const gm__optim_job *, ctx);
+    size_t lo = (size_t)task * GM__OPTIM_CHUNK;
+    gm__optim_range(j, lo, GM__MIN(lo + GM__OPTIM_CHUNK, j->p->count));
+}
+
+GMDEF int gm_optim_step(gm_optim *o, gm_params *p) {
+    gm__optim_job job;
+    int ntasks;
     if (!o || !p) return gm__fail("gm_optim_step: NULL argument");
     if (o->kind < GM_SGD || o->kind > GM_ADAMW) return gm__fail("gm_optim_step: unknown optimizer kind %d", o->kind);
     if (gm__optim_reserve(o, p->count) != 0) return -1;
+    job.o = o;
+    job.p = p;
+    job.gscale = 1.0f;
     if (o->clip_norm > 0) {
         float norm = gm_grad_norm(p);
         if (!isfinite(norm)) return gm__fail("gm_optim_step: gradient norm is not finite");
-        if (norm > o->clip_norm) gscale = o->clip_norm / norm;
+        if (norm > o->clip_norm) job.gscale = o->clip_norm / norm;
     }
-    lr = gm_optim_lr(o);
-    for (v = 0; v < p->nviews; v++) {
-        size_t off = p->views[v].offset;
-        if (p->views[v].buffer) continue;
-        gm__optim_update(o, lr, gscale, p->data + off, p->grad + off, o->m + off, o->v + off, p->views[v].size);
-    }
+    job.lr = gm_optim_lr(o);
+    gm__optim_coef(o, job.lr, job.gscale, job.c);
+    ntasks = (int)((p->count + GM__OPTIM_CHUNK - 1) / GM__OPTIM_CHUNK);
+    if (ntasks > 1) gm__parallel_for(ntasks, gm__optim_task, &job);
+    else if (ntasks == 1) gm__optim_task(&job, 0);
     o->step++;
     gm_params_zero_grad(p);
     return 0;

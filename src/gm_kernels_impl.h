@@ -283,13 +283,35 @@ static GM__TGT GM__VF gm__sigmoid1_##SFX(GM__VF x) {                            
     const GM__VF r = GM__V_DIV(GM__V_SET1(1.0f), GM__V_ADD(GM__V_SET1(1.0f), t));                 \
     return GM__V_SEL(GM__V_GE(x, GM__V_ZERO()), r, GM__V_MUL(t, r));                              \
 }                                                                                                 \
+/* Adam/AdamW on one vector of weights; c: see gm__optim_coef. */                                  \
+static GM__TGT void gm__adam1_##SFX(float *w, const float *g, float *m, float *v, const float *c) {\
+    const GM__VF gi = GM__V_FMA(GM__V_LOAD(g), GM__V_SET1(c[0]), GM__V_MUL(GM__V_SET1(c[1]), GM__V_LOAD(w)));\
+    const GM__VF mi = GM__V_FMA(GM__V_LOAD(m), GM__V_SET1(c[3]), GM__V_MUL(gi, GM__V_SET1(c[4])));  \
+    const GM__VF vi = GM__V_FMA(GM__V_LOAD(v), GM__V_SET1(c[5]), GM__V_MUL(GM__V_MUL(gi, gi), GM__V_SET1(c[6])));\
+    const GM__VF den = GM__V_FMA(GM__V_SQRT(vi), GM__V_SET1(c[8]), GM__V_SET1(c[9]));           \
+    const GM__VF wi = GM__V_SUB(GM__V_MUL(GM__V_LOAD(w), GM__V_SET1(c[2])),                      \
+                                GM__V_DIV(GM__V_MUL(mi, GM__V_SET1(c[7])), den));                \
+    GM__V_STORE(m, mi); GM__V_STORE(v, vi); GM__V_STORE(w, wi);                                   \
+}                                                                                                 \
+/* RMSProp (with optional momentum: c[6] = 0 makes m the plain step). */                          \
+static GM__TGT void gm__rmsprop1_##SFX(float *w, const float *g, float *m, float *v, const float *c) {\
+    const GM__VF gi = GM__V_FMA(GM__V_LOAD(g), GM__V_SET1(c[0]), GM__V_MUL(GM__V_SET1(c[1]), GM__V_LOAD(w)));\
+    const GM__VF vi = GM__V_FMA(GM__V_LOAD(v), GM__V_SET1(c[2]), GM__V_MUL(GM__V_MUL(gi, gi), GM__V_SET1(c[3])));\
+    const GM__VF q = GM__V_DIV(gi, GM__V_ADD(GM__V_SQRT(vi), GM__V_SET1(c[5])));                  \
+    const GM__VF mi = GM__V_FMA(GM__V_LOAD(m), GM__V_SET1(c[6]), q);                              \
+    GM__V_STORE(v, vi); GM__V_STORE(m, mi);                                                       \
+    GM__V_STORE(w, GM__V_SUB(GM__V_LOAD(w), GM__V_MUL(mi, GM__V_SET1(c[4]))));                     \
+}                                                                                                 \
+GM__DEFINE_OPTIM(SFX, adam)                                                                       \
+GM__DEFINE_OPTIM(SFX, rmsprop)                                                                    \
 GM__DEFINE_VMAP(SFX, exp)                                                                         \
 GM__DEFINE_VMAP(SFX, log)                                                                         \
 GM__DEFINE_VMAP(SFX, tanh)                                                                        \
 GM__DEFINE_VMAP(SFX, sigmoid)                                                                     \
 static const gm__path_ops gm__ops_##SFX = {                                                       \
     GM__MR, GM__NV * GM__VLANES, gm__ukernel_##SFX, gm__packbn_##SFX,                             \
-    gm__vexp_##SFX, gm__vlog_##SFX, gm__vtanh_##SFX, gm__vsigmoid_##SFX};
+    gm__vexp_##SFX, gm__vlog_##SFX, gm__vtanh_##SFX, gm__vsigmoid_##SFX,                          \
+    gm__adam_##SFX, gm__rmsprop_##SFX};
 
 /* y[i] = f(x[i]); the tail goes through a padded vector so every element sees the same code. */
 #define GM__DEFINE_VMAP(SFX, F)                                                                   \
@@ -306,6 +328,26 @@ static GM__TGT void gm__v##F##_##SFX(float *y, const float *x, size_t n) {      
     }                                                                                             \
 }
 
+/* An optimizer update over n floats: the vector body, then the tail through padded copies so
+ * every element sees the same arithmetic. */
+#define GM__DEFINE_OPTIM(SFX, F)                                                                  \
+static GM__TGT void gm__##F##_##SFX(float *w, const float *g, float *m, float *v, size_t n,       \
+                                    const float *c) {                                             \
+    size_t i = 0, j;                                                                              \
+    for (; i + GM__VLANES <= n; i += GM__VLANES) gm__##F##1_##SFX(w + i, g + i, m + i, v + i, c); \
+    if (i < n) {                                                                                  \
+        float tw[GM__VLMAX], tg[GM__VLMAX], tm[GM__VLMAX], tv[GM__VLMAX];                         \
+        for (j = 0; j < (size_t)GM__VLANES; j++) {                                                \
+            int in = i + j < n;                                                                   \
+            tw[j] = in ? w[i + j] : 0.0f; tg[j] = in ? g[i + j] : 0.0f;                           \
+            tm[j] = in ? m[i + j] : 0.0f; tv[j] = in ? v[i + j] : 0.0f;                           \
+        }                                                                                         \
+        gm__##F##1_##SFX(tw, tg, tm, tv, c);                                                      \
+        for (j = 0; i + j < n; j++) { w[i + j] = tw[j]; m[i + j] = tm[j]; v[i + j] = tv[j]; }     \
+    }                                                                                             \
+}
+
+typedef void (*gm__optim_fn)(float *w, const float *g, float *m, float *v, size_t n, const float *c);
 typedef void (*gm__ukernel_fn)(int kc, const float *a, const float *b, float *c, int ldc, float alpha,
                                float beta);
 typedef void (*gm__packb_fn)(int kc, const float *b, int ldb, float *dst);
@@ -315,6 +357,7 @@ typedef struct {
     gm__ukernel_fn ukernel;
     gm__packb_fn packbn;        /* full-width, non-transposed B panel */
     gm__vmap_fn vexp, vlog, vtanh, vsigmoid;
+    gm__optim_fn adam, rmsprop; /* coefficient layouts: gm__optim_coef in the optimizer section */
 } gm__path_ops;
 
 /* -- scalar: the reference path, plain C floats -- */
@@ -330,6 +373,7 @@ typedef struct {
 #define GM__V_SUB(a, b) ((a) - (b))
 #define GM__V_MUL(a, b) ((a) * (b))
 #define GM__V_DIV(a, b) ((a) / (b))
+#define GM__V_SQRT(a) sqrtf(a)
 #define GM__V_FMA(a, b, c) ((a) * (b) + (c))
 #define GM__V_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define GM__V_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -365,6 +409,7 @@ GM__DEFINE_PATH(scalar)
 #undef GM__V_SUB
 #undef GM__V_MUL
 #undef GM__V_DIV
+#undef GM__V_SQRT
 #undef GM__V_FMA
 #undef GM__V_MIN
 #undef GM__V_MAX
@@ -402,6 +447,7 @@ GM__DEFINE_PATH(scalar)
 #define GM__V_SUB(a, b) _mm_sub_ps((a), (b))
 #define GM__V_MUL(a, b) _mm_mul_ps((a), (b))
 #define GM__V_DIV(a, b) _mm_div_ps((a), (b))
+#define GM__V_SQRT(a) _mm_sqrt_ps(a)
 #define GM__V_FMA(a, b, c) _mm_add_ps(_mm_mul_ps((a), (b)), (c))
 #define GM__V_MIN(a, b) _mm_min_ps((a), (b))
 #define GM__V_MAX(a, b) _mm_max_ps((a), (b))
@@ -437,6 +483,7 @@ GM__DEFINE_PATH(sse2)
 #undef GM__V_SUB
 #undef GM__V_MUL
 #undef GM__V_DIV
+#undef GM__V_SQRT
 #undef GM__V_FMA
 #undef GM__V_MIN
 #undef GM__V_MAX
@@ -473,6 +520,7 @@ GM__DEFINE_PATH(sse2)
 #define GM__V_SUB(a, b) _mm256_sub_ps((a), (b))
 #define GM__V_MUL(a, b) _mm256_mul_ps((a), (b))
 #define GM__V_DIV(a, b) _mm256_div_ps((a), (b))
+#define GM__V_SQRT(a) _mm256_sqrt_ps(a)
 #define GM__V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define GM__V_MIN(a, b) _mm256_min_ps((a), (b))
 #define GM__V_MAX(a, b) _mm256_max_ps((a), (b))
@@ -508,6 +556,7 @@ GM__DEFINE_PATH(avx2)
 #undef GM__V_SUB
 #undef GM__V_MUL
 #undef GM__V_DIV
+#undef GM__V_SQRT
 #undef GM__V_FMA
 #undef GM__V_MIN
 #undef GM__V_MAX
@@ -545,6 +594,7 @@ GM__DEFINE_PATH(avx2)
 #define GM__V_SUB(a, b) _mm512_sub_ps((a), (b))
 #define GM__V_MUL(a, b) _mm512_mul_ps((a), (b))
 #define GM__V_DIV(a, b) _mm512_div_ps((a), (b))
+#define GM__V_SQRT(a) _mm512_sqrt_ps(a)
 #define GM__V_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #define GM__V_MIN(a, b) _mm512_maskz_min_ps((__mmask16)0xffff, (a), (b))
 #define GM__V_MAX(a, b) _mm512_maskz_max_ps((__mmask16)0xffff, (a), (b))
@@ -584,6 +634,7 @@ GM__DEFINE_PATH(avx512)
 #undef GM__V_SUB
 #undef GM__V_MUL
 #undef GM__V_DIV
+#undef GM__V_SQRT
 #undef GM__V_FMA
 #undef GM__V_MIN
 #undef GM__V_MAX
@@ -622,6 +673,7 @@ GM__DEFINE_PATH(avx512)
 #define GM__V_SUB(a, b) vsubq_f32((a), (b))
 #define GM__V_MUL(a, b) vmulq_f32((a), (b))
 #define GM__V_DIV(a, b) vdivq_f32((a), (b))
+#define GM__V_SQRT(a) vsqrtq_f32(a)
 #define GM__V_FMA(a, b, c) vfmaq_f32((c), (a), (b))
 #define GM__V_MIN(a, b) vminq_f32((a), (b))
 #define GM__V_MAX(a, b) vmaxq_f32((a), (b))
@@ -657,6 +709,7 @@ GM__DEFINE_PATH(neon)
 #undef GM__V_SUB
 #undef GM__V_MUL
 #undef GM__V_DIV
+#undef GM__V_SQRT
 #undef GM__V_FMA
 #undef GM__V_MIN
 #undef GM__V_MAX
@@ -1010,13 +1063,18 @@ static void gm__pack_b(const gm__gemm_job *j, int j0, int cols, int k0, int kc, 
             for (c = 0; c < cols; c++) dst[c] = src[c];
             for (; c < nr; c++) dst[c] = 0.0f;
         }
-    } else { /* op(B)(k,c) = B[c*ldb + k]: read each column's run of k, write with stride nr */
-        for (c = 0; c < cols; c++) {
-            const float *src = j->B + (size_t)(j0 + c) * j->ldb + k0;
-            for (k = 0; k < kc; k++) dst[k * nr + c] = src[k];
+    } else { /* op(B)(k,c) = B[c*ldb + k]: a transpose, done in blocks of 16 k so that both the
+                source lines and the destination rows being written stay in L1 */
+        int kb;
+        for (kb = 0; kb < kc; kb += 16) {
+            const int ke = kb + 16 < kc ? kb + 16 : kc;
+            for (c = 0; c < cols; c++) {
+                const float *src = j->B + (size_t)(j0 + c) * j->ldb + k0;
+                for (k = kb; k < ke; k++) dst[k * nr + c] = src[k];
+            }
+            for (; c < nr; c++)
+                for (k = kb; k < ke; k++) dst[k * nr + c] = 0.0f;
         }
-        for (; c < nr; c++)
-            for (k = 0; k < kc; k++) dst[k * nr + c] = 0.0f;
     }
 }
 
@@ -1132,3 +1190,4 @@ GM__MAYBE_UNUSED static void gm__vexp(float *y, const float *x, size_t n) { gm__
 GM__MAYBE_UNUSED static void gm__vlog(float *y, const float *x, size_t n) { gm__ops()->vlog(y, x, n); }
 GM__MAYBE_UNUSED static void gm__vtanh(float *y, const float *x, size_t n) { gm__ops()->vtanh(y, x, n); }
 GM__MAYBE_UNUSED static void gm__vsigmoid(float *y, const float *x, size_t n) { gm__ops()->vsigmoid(y, x, n); }
+GM__MAYBE_UNUSED static const gm__path_ops *gm__kernels(void) { return gm__ops(); }

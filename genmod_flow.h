@@ -1,0 +1,1467 @@
+/* genmod_flow.h - v0.1 - normalizing flows on top of genmod.h: NICE, RealNVP, Glow, FFJORD.
+   Single-header C library (stb style): the declarations are always visible, the implementation
+   is compiled where GENMOD_FLOW_IMPLEMENTATION is defined.
+
+   USAGE
+     In exactly one C or C++ file, in this order:
+         #define GENMOD_IMPLEMENTATION
+         #include "genmod.h"
+         #define GENMOD_FLOW_IMPLEMENTATION
+         #include "genmod_flow.h"
+     Elsewhere just #include "genmod_flow.h". Build: cc -O2 prog.c -lm -lpthread
+     (errors are reported through genmod's gm_last_error(), so for now the implementation must sit
+     in the same file as genmod's).
+
+   THE SHORTEST PROGRAM (RealNVP on two moons, the Keras recipe)
+
+         float xy[2 * 3000];
+         gm_toy2d("moons", 3000, 1, -1, xy, NULL);
+         gm_flow_config cfg = gm_flow_default_config(GM_FLOW_REALNVP, 2, 1, 1);  // 6 couplings, 2-256x4-2
+         gm_flow f;
+         if (gm_flow_init(&f, &cfg) != 0) { puts(gm_last_error()); return 1; }
+         gm_batcher b;  const int *idx;  int k;  float xb[2 * 256];
+         gm_batcher_init(&b, 3000, cfg.batch, 1, 0);
+         for (int epoch = 0; epoch < 300; epoch++)
+             while ((k = gm_batcher_next(&b, &idx)) > 0) {
+                 for (int i = 0; i < k; i++) { xb[2*i] = xy[2*idx[i]]; xb[2*i+1] = xy[2*idx[i]+1]; }
+                 if (gm_flow_train_step(&f, xb, k, NULL) != 0) { puts(gm_last_error()); return 1; }
+             }
+         double nll;  gm_flow_nll(&f, xy, 3000, 0, &nll, NULL);      // nats per point
+         float s[2 * 100];  gm_flow_sample(&f, 100, 1.0f, s);         // 100 new points
+         gm_flow_free(&f);
+
+   DIRECTION
+     "forward" is data -> latent (x -> z, the direction the likelihood is computed in), "inverse"
+     is latent -> data (sampling). log p(x) = log N(z; 0, I) + log|det dz/dx|. An affine coupling
+     maps x -> z as z2 = (x2 - t(x1)) exp(-s(x1)), so its inverse is the generative
+     x2 = z2 exp(s(z1)) + t(z1) of the RealNVP paper, with s bounded by tanh.
+
+   MODELS (gm_flow_config.model)
+     GM_FLOW_NICE     additive couplings (log-det 0) with alternating partitions, then a diagonal
+                      scaling layer. Images are flattened (dense couplings on all pixels).
+     GM_FLOW_REALNVP  affine couplings. Vectors: alternating masks, separate s and t MLPs (ReLU, tanh
+                      on s). Images: multi-scale: per scale 3 checkerboard couplings, squeeze (2x2
+                      space-to-depth), 3 channel-wise couplings, factor out half the channels; the
+                      last scale 4 checkerboard couplings. s/t nets are small ResNets.
+     GM_FLOW_GLOW     steps of actnorm (data-dependent init) + invertible 1x1 convolution (LU
+                      weight, log-det = H W sum log|diag U|) + affine coupling. Images: levels of
+                      squeeze, K steps, split. Vectors: the same steps on dense tensors.
+     gm_ffjord        a continuous flow dz/dt = f(z, t) (see its section below).
+     Custom stacks: gm_flow_begin, then gm_flow_add(kind, mask, parity) per layer.
+
+   IMAGES
+     Data in [0,1] holding k/255 values. Training dequantizes ((k + u)/256, u ~ U[0,1)), and with
+     cfg.logit the flow starts with y = logit(a + (1 - 2a) x), its log-det counted, so log p(x) is a
+     density on [0,1]^D and bits/dim = (-log p(x) + D log 256) / (D log 2).
+
+   LICENSE: MIT, at the end of the file.
+*/
+#ifndef GENMOD_FLOW_H
+#define GENMOD_FLOW_H
+
+#include "genmod.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ======================================================================================= */
+/* Configuration                                                                           */
+/* ======================================================================================= */
+#define GM_FLOW_MAX_LAYERS 96
+#define GM_FLOW_MAX_DEPTH 8      /* hidden layers of a dense s/t net */
+#define GM_FLOW_MAX_BLOCKS 8     /* residual blocks of a conv s/t net */
+
+enum { GM_FLOW_NICE = 0, GM_FLOW_REALNVP, GM_FLOW_GLOW };
+
+/* Layer kinds */
+enum {
+    GM_FLOW_ADDITIVE = 0,   /* z2 = x2 - t(x1)                               (NICE coupling) */
+    GM_FLOW_AFFINE,         /* z2 = (x2 - t(x1)) exp(-s(x1))                 (RealNVP/Glow coupling) */
+    GM_FLOW_SCALE,          /* z = x exp(s), s learned per dimension         (NICE's last layer) */
+    GM_FLOW_ACTNORM,        /* z = (x + b) exp(logs) per channel, data-dependent init */
+    GM_FLOW_INVCONV,        /* z = W x per pixel, W = P L U (invertible 1x1 convolution) */
+    GM_FLOW_SQUEEZE,        /* (C,H,W) -> (4C,H/2,W/2) */
+    GM_FLOW_SPLIT,          /* factor out the second half of the channels to the prior */
+    GM_FLOW_NKINDS
+};
+/* Coupling masks: which part conditions (passes through unchanged) */
+enum {
+    GM_FLOW_MASK_ALT = 0,   /* vectors: dims j with (j + parity) even condition */
+    GM_FLOW_MASK_CHECKER,   /* images: pixels (i + j + parity) even condition */
+    GM_FLOW_MASK_CHANNEL    /* images/vectors: first half of the channels (second if parity) condition */
+};
+
+typedef struct gm_flow_config {
+    int model;               /* GM_FLOW_NICE, GM_FLOW_REALNVP, GM_FLOW_GLOW */
+    int c, h, w;             /* one example; vectors: c = dimension, h = w = 1 */
+    /* vectors (and NICE on images) */
+    int n_couplings;         /* coupling layers (NICE 4, RealNVP 6) or Glow steps (6) */
+    int hidden, depth;       /* dense s/t nets: width and number of hidden layers (256, 4) */
+    int init;                /* dense kernels: GM_INIT_GLOROT_UNIFORM (Keras), biases zero */
+    float l2;                /* L2 on every dense kernel added to the loss (0.01, Keras regularizer) */
+    /* images */
+    int n_scales;            /* RealNVP scales / Glow levels (2) */
+    int steps;               /* Glow steps per level (4); RealNVP couplings per stage (3) */
+    int filters, blocks;     /* conv s/t nets: channels and residual blocks (32, 1) */
+    int logit;               /* 1: logit pre-transform of [0,1] data (images default 1) */
+    float logit_alpha;       /* a in logit(a + (1-2a) x) (0.05) */
+    int dequantize;          /* 1: train_step dequantizes its [0,1] k/255 input (images default 1) */
+    /* training */
+    float lr;                /* Adam (1e-4 vectors, 1e-3 images) */
+    int batch;               /* recommended batch (256 vectors, 64 images) */
+    float clip_norm;         /* gradient clipping (0: none) */
+    uint64_t seed;
+} gm_flow_config;
+
+typedef struct gm_flow_layer {
+    int kind, mask, parity;
+    int c, h, w;             /* input shape of one example (vectors: c = dim, h = w = 1) */
+    int img;                 /* 1: tensors are (N,C,H,W) and nets are convolutional; 0: (N,D), MLPs */
+    int nlin;                /* dense couplings: linears per net */
+    gm_linear s[GM_FLOW_MAX_DEPTH + 1], t[GM_FLOW_MAX_DEPTH + 1];
+    int nconv;               /* conv couplings: in, 2 per block, out */
+    gm_conv conv[2 * GM_FLOW_MAX_BLOCKS + 2];
+    int v[5];                /* parameter views, meaning per kind (see gm__flow_add_params) */
+} gm_flow_layer;
+
+typedef struct gm_flow {
+    gm_flow_config cfg;
+    gm_params P;
+    gm_optim opt;
+    gm_graph *g;             /* used by every call on this flow (one thread at a time) */
+    gm_rng rng;
+    int nlayers;
+    gm_flow_layer layers[GM_FLOW_MAX_LAYERS];
+    int dim;                 /* floats per example (c*h*w) */
+    int cur_c, cur_h, cur_w; /* shape after the last layer added (what the prior sees last) */
+    long step;
+    uint64_t deq_rng;        /* dequantization noise of train_step */
+    float *buf;              /* scratch of one batch */
+    size_t buf_cap;
+} gm_flow;
+
+typedef struct gm_flow_stats {
+    float loss;              /* objective minimized: nll + l2 term */
+    float nll;               /* -mean log p(x), nats per example */
+    float l2;                /* the L2 term */
+    float grad_norm;
+} gm_flow_stats;
+
+/* ======================================================================================= */
+/* Building and training                                                                   */
+/* ======================================================================================= */
+/* Defaults per model for data of shape c x h x w (vectors: h = w = 1): the recipes above. */
+GMDEF gm_flow_config gm_flow_default_config(int model, int c, int h, int w);
+GMDEF int  gm_flow_init(gm_flow *f, const gm_flow_config *cfg);   /* the model's recipe; 0 or -1 */
+GMDEF int  gm_flow_begin(gm_flow *f, const gm_flow_config *cfg);  /* an empty flow to add layers to */
+GMDEF int  gm_flow_add(gm_flow *f, int kind, int mask, int parity); /* one layer at the current shape */
+GMDEF void gm_flow_free(gm_flow *f);
+GMDEF const char *gm_flow_kind_name(int kind);
+/* One Adam step on n examples (n x dim floats); stats may be NULL. NaN loss: -1 with a message. */
+GMDEF int  gm_flow_train_step(gm_flow *f, const float *x, int n, gm_flow_stats *stats);
+/* Actnorm's data-dependent initialization from n examples (train_step does it on its first batch). */
+GMDEF int  gm_flow_data_init(gm_flow *f, const float *x, int n);
+
+/* ======================================================================================= */
+/* Graph level (for custom losses): emit the flow into your own graph                      */
+/* ======================================================================================= */
+/* x (N, dim) or (N,C,H,W) -> z (N, dim); *logdet (N) = log|det dz/dx| (with the logit). */
+GMDEF gm_tensor *gm_flow_forward(gm_graph *g, gm_flow *f, gm_tensor *x, gm_tensor **logdet);
+GMDEF gm_tensor *gm_flow_inverse(gm_graph *g, gm_flow *f, gm_tensor *z);   /* z (N, dim) -> x (N, dim) */
+GMDEF gm_tensor *gm_flow_log_prob(gm_graph *g, gm_flow *f, gm_tensor *x);  /* (N) nats */
+/* One layer: x in the layer's input shape -> its output; adds its log-det to *logdet (N) if
+   logdet != NULL. A split layer returns the kept half (the factored-out half in *out2). */
+GMDEF gm_tensor *gm_flow_layer_forward(gm_graph *g, gm_flow *f, int k, gm_tensor *x, gm_tensor **logdet,
+                                       gm_tensor **out2);
+GMDEF gm_tensor *gm_flow_layer_inverse(gm_graph *g, gm_flow *f, int k, gm_tensor *z, gm_tensor *z2);
+
+/* ======================================================================================= */
+/* Plain arrays (any n, processed in chunks)                                               */
+/* ======================================================================================= */
+GMDEF int gm_flow_log_prob_batch(gm_flow *f, const float *x, int n, float *logp);  /* n values, nats */
+/* Mean -log p over n examples. Images (cfg.dequantize): dequantized with noise seed `seed`, and
+   *bpd gets bits/dim; vectors: *bpd = nll / (dim log 2). Either output may be NULL. */
+GMDEF int gm_flow_nll(gm_flow *f, const float *x, int n, uint64_t seed, double *nll, double *bpd);
+GMDEF int gm_flow_encode(gm_flow *f, const float *x, int n, float *z);   /* x -> z, n x dim */
+GMDEF int gm_flow_decode(gm_flow *f, const float *z, int n, float *x);   /* z -> x */
+GMDEF int gm_flow_sample(gm_flow *f, int n, float temperature, float *x); /* z ~ N(0, T^2 I) */
+/* steps points on the line between the latents of a and b (both ends included), decoded. */
+GMDEF int gm_flow_interpolate(gm_flow *f, const float *a, const float *b, int steps, float *x);
+GMDEF int gm_flow_save(gm_flow *f, const char *path);   /* safetensors, config in the metadata */
+GMDEF int gm_flow_load(gm_flow *f, const char *path);   /* into a flow made with the same config */
+
+/* ======================================================================================= */
+/* FFJORD: continuous normalizing flow                                                     */
+/* ======================================================================================= */
+/* dz/dt = f(z, t), f an MLP whose every layer sees t (concat). x = z(0) is data, z(T) latent:
+     log p(x) = log N(z(T)) + integral_0^T tr(df/dz) dt.
+   Trace: exact (one vector-Jacobian product per dimension) or Hutchinson's e^T (df/dz) e with
+   one probe e per solve (Gaussian or Rademacher). Training backpropagates through the solver. */
+enum { GM_ODE_RK4 = 0, GM_ODE_DOPRI5 };
+enum { GM_TRACE_EXACT = 0, GM_TRACE_HUTCH_GAUSS, GM_TRACE_HUTCH_RADEMACHER };
+
+typedef struct gm_ffjord_config {
+    int dim;                 /* data dimension */
+    int hidden, depth;       /* f: hidden width and layers (64, 3) */
+    int act;                 /* 0 tanh, 1 softplus */
+    float T;                 /* integration time (1) */
+    int solver;              /* GM_ODE_RK4 or GM_ODE_DOPRI5 */
+    int rk4_steps;           /* fixed steps for RK4 (8) */
+    float rtol, atol;        /* DOPRI5 tolerances (1e-5, 1e-5 for evaluation; training uses train_tol) */
+    float train_tol;         /* DOPRI5 tolerance used while training (1e-3) */
+    int max_steps;           /* DOPRI5 step limit per solve (500) */
+    int trace;               /* training trace: GM_TRACE_* (exact for low dimensions) */
+    float lr;                /* Adam (1e-3) */
+    int batch;               /* 256 */
+    uint64_t seed;
+} gm_ffjord_config;
+
+typedef struct gm_ffjord {
+    gm_ffjord_config cfg;
+    gm_params P;
+    gm_linear l[GM_FLOW_MAX_DEPTH + 1];
+    int nlin;
+    gm_optim opt;
+    gm_graph *g;
+    gm_rng rng;
+    long step;
+    long nfe;                /* function evaluations of the last solve */
+    long nfe_total;
+    int last_steps;          /* solver steps of the last solve (accepted) */
+    float *buf;
+    size_t buf_cap;
+} gm_ffjord;
+
+GMDEF gm_ffjord_config gm_ffjord_default_config(int dim);
+GMDEF int  gm_ffjord_init(gm_ffjord *m, const gm_ffjord_config *cfg);
+GMDEF void gm_ffjord_free(gm_ffjord *m);
+/* f(z, t) and its divergence tr(df/dz) (N) into *div (NULL: not computed). z must be tracked
+   (a leaf marked with gm_requires_grad, or computed from one / from parameters). probe: NULL for
+   the exact trace, or the (N, dim) noise e of Hutchinson's estimator. create_graph: 1 to train. */
+GMDEF gm_tensor *gm_ffjord_dynamics(gm_graph *g, gm_ffjord *m, gm_tensor *z, float t, gm_tensor *probe,
+                                    int create_graph, gm_tensor **div);
+GMDEF int  gm_ffjord_train_step(gm_ffjord *m, const float *x, int n, gm_flow_stats *stats);
+GMDEF int  gm_ffjord_log_prob_batch(gm_ffjord *m, const float *x, int n, int trace, float *logp);
+GMDEF int  gm_ffjord_nll(gm_ffjord *m, const float *x, int n, double *nll);       /* exact trace */
+GMDEF int  gm_ffjord_encode(gm_ffjord *m, const float *x, int n, float *z);        /* t: 0 -> T */
+/* z -> x, t: T -> 0. traj (NULL or frames*n*dim floats): the points at `frames` evenly spaced times
+   from T down to 0 (frame 0 is z, the last is x). */
+GMDEF int  gm_ffjord_decode(gm_ffjord *m, const float *z, int n, float *x, int frames, float *traj);
+GMDEF int  gm_ffjord_sample(gm_ffjord *m, int n, float *x, int frames, float *traj);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GENMOD_FLOW_H */
+
+/* ======================================================================================= */
+/* Implementation                                                                          */
+/* ======================================================================================= */
+#ifdef GENMOD_FLOW_IMPLEMENTATION
+#ifndef GENMOD_FLOW_IMPLEMENTATION_INCLUDED
+#define GENMOD_FLOW_IMPLEMENTATION_INCLUDED
+
+#include <math.h>
+#include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define GM__FLOW_LOG2PI_HALF 0.91893853320467274f   /* 0.5 log(2 pi) */
+#define GM__FLOW_CHUNK 512
+
+/* ---------------------------------------------------------------------------------------- */
+/* Small helpers                                                                            */
+/* ---------------------------------------------------------------------------------------- */
+static int gm__flow_spatial(const gm_flow_layer *L) { return L->img; }
+/* Vector flows: 1-D data, and NICE on images (dense couplings on the flattened pixels). */
+static int gm__flow_is_vector(const gm_flow *f) { return f->cfg.h * f->cfg.w == 1 || f->cfg.model == GM_FLOW_NICE; }
+
+/* logdet += t, starting from nothing. t (N) or (1). */
+static void gm__flow_ld_add(gm_graph *g, gm_tensor **logdet, gm_tensor *t) {
+    if (!logdet) return;
+    *logdet = *logdet ? gm_add(g, *logdet, t) : t;
+}
+
+/* A constant tensor filled from a host function of the index. */
+static gm_tensor *gm__flow_mask(gm_graph *g, const gm_flow_layer *L, int complement) {
+    gm_tensor *m;
+    int i, j, D = L->c;
+    if (!gm__flow_spatial(L)) {   /* (1, D): dims with (j + parity) even condition */
+        m = gm_zeros(g, 1, D, 0, 0);
+        if (m) for (j = 0; j < D; j++) m->data[j] = (float)(((j + L->parity) % 2 == 0) != complement);
+        return m;
+    }
+    m = gm_zeros(g, 1, 1, L->h, L->w);     /* (1,1,H,W) checkerboard */
+    if (m) for (i = 0; i < L->h; i++) for (j = 0; j < L->w; j++)
+        m->data[i * L->w + j] = (float)(((i + j + L->parity) % 2 == 0) != complement);
+    return m;
+}
+
+/* Per-channel parameter vector (C) shaped to broadcast over x: (1,C) or (1,C,1,1). */
+static gm_tensor *gm__flow_chan(gm_graph *g, gm_flow *f, const gm_flow_layer *L, int view) {
+    gm_tensor *p = gm_param(g, &f->P, view);
+    int C = f->P.views[view].shape[0];
+    return gm__flow_spatial(L) ? gm_reshape(g, p, 1, C, 1, 1) : gm_reshape(g, p, 1, C, 0, 0);
+}
+
+static gm_tensor *gm__flow_mlp(gm_graph *g, const gm_linear *l, int n, gm_tensor *x) {
+    int i;
+    for (i = 0; i < n; i++) {
+        x = gm_linear_fwd(g, &l[i], x);
+        if (i < n - 1) x = gm_relu(g, x);
+    }
+    return x;
+}
+
+/* Conv s/t net: 3x3 in, residual blocks (relu conv relu conv + skip), relu, 3x3 out (zero init). */
+static gm_tensor *gm__flow_resnet(gm_graph *g, const gm_flow_layer *L, gm_tensor *x) {
+    int b, nb = (L->nconv - 2) / 2;
+    gm_tensor *h = gm_conv_fwd(g, &L->conv[0], x);
+    for (b = 0; b < nb; b++) {
+        gm_tensor *r = gm_conv_fwd(g, &L->conv[1 + 2 * b], gm_relu(g, h));
+        h = gm_add(g, h, gm_conv_fwd(g, &L->conv[2 + 2 * b], gm_relu(g, r)));
+    }
+    return gm_conv_fwd(g, &L->conv[L->nconv - 1], gm_relu(g, h));
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Building                                                                                 */
+/* ---------------------------------------------------------------------------------------- */
+GMDEF const char *gm_flow_kind_name(int kind) {
+    static const char *names[GM_FLOW_NKINDS] = {"additive", "affine", "scale", "actnorm", "invconv", "squeeze", "split"};
+    return kind >= 0 && kind < GM_FLOW_NKINDS ? names[kind] : "?";
+}
+
+GMDEF gm_flow_config gm_flow_default_config(int model, int c, int h, int w) {
+    gm_flow_config k;
+    int image = h * w > 1;
+    memset(&k, 0, sizeof k);
+    k.model = model; k.c = c; k.h = h; k.w = w;
+    k.n_couplings = model == GM_FLOW_NICE ? 4 : 6;
+    k.hidden = 256; k.depth = 4;
+    k.init = GM_INIT_GLOROT_UNIFORM;
+    k.l2 = image ? 0.0f : 0.01f;
+    k.n_scales = 2;
+    k.steps = model == GM_FLOW_GLOW ? 4 : 3;
+    k.filters = 32; k.blocks = 1;
+    k.logit = image; k.logit_alpha = 0.05f; k.dequantize = image;
+    k.lr = image ? 1e-3f : 1e-4f;
+    k.batch = image ? 64 : 256;
+    k.seed = 1;
+    if (image && model == GM_FLOW_NICE) { k.hidden = 256; k.depth = 3; }
+    return k;
+}
+
+/* Adds the dense s/t MLPs of a coupling: in -> hidden x depth -> out. */
+static int gm__flow_add_mlps(gm_flow *f, gm_flow_layer *L, int k, int affine) {
+    const gm_flow_config *c = &f->cfg;
+    char name[48];
+    int i, D = L->c;
+    L->nlin = c->depth + 1;
+    for (i = 0; i < L->nlin; i++) {
+        int in = i == 0 ? D : c->hidden, out = i == L->nlin - 1 ? D : c->hidden;
+        snprintf(name, sizeof name, "f%d.t%d", k, i);
+        if (gm_linear_init(&L->t[i], &f->P, name, in, out, c->init, &f->rng) != 0) return -1;
+        if (!affine) continue;
+        snprintf(name, sizeof name, "f%d.s%d", k, i);
+        if (gm_linear_init(&L->s[i], &f->P, name, in, out, c->init, &f->rng) != 0) return -1;
+    }
+    return 0;
+}
+
+/* Adds a conv coupling's ResNet (cin -> 2 cout channels; the last conv starts at zero so the
+   coupling starts as the identity) and its per-channel tanh scale (v[0], init 1). */
+static int gm__flow_add_resnet(gm_flow *f, gm_flow_layer *L, int k, int cin, int cout) {
+    const gm_flow_config *c = &f->cfg;
+    char name[48];
+    int b, F = c->filters, shape[1];
+    float *sc;
+    L->nconv = 2 + 2 * c->blocks;
+    snprintf(name, sizeof name, "f%d.in", k);
+    if (gm_conv_init(&L->conv[0], &f->P, name, cin, F, 3, 1, 1, GM_INIT_TORCH, &f->rng) != 0) return -1;
+    for (b = 0; b < 2 * c->blocks; b++) {
+        snprintf(name, sizeof name, "f%d.res%d", k, b);
+        if (gm_conv_init(&L->conv[1 + b], &f->P, name, F, F, 3, 1, 1, GM_INIT_TORCH, &f->rng) != 0) return -1;
+    }
+    snprintf(name, sizeof name, "f%d.out", k);
+    if (gm_conv_init(&L->conv[L->nconv - 1], &f->P, name, F, 2 * cout, 3, 1, 1, GM_INIT_ZERO, &f->rng) != 0) return -1;
+    snprintf(name, sizeof name, "f%d.scale", k);
+    shape[0] = cout;
+    if ((L->v[0] = gm_params_add(&f->P, name, 1, shape)) < 0) return -1;
+    sc = gm_params_data(&f->P, L->v[0]);
+    for (b = 0; b < cout; b++) sc[b] = 1.0f;
+    return 0;
+}
+
+/* Plain-double LU with partial pivoting of an n x n row-major matrix: a = P^T L U in place
+   (unit-lower L below the diagonal, U on and above); perm[i] = source row of row i. -1 if
+   singular. Model-specific: the invertible 1x1 convolution's parametrization and inverse. */
+static int gm__flow_lu(int n, double *a, int *perm) {
+    int i, j, k;
+    for (i = 0; i < n; i++) perm[i] = i;
+    for (k = 0; k < n; k++) {
+        int p = k;
+        for (i = k + 1; i < n; i++) if (fabs(a[i * n + k]) > fabs(a[p * n + k])) p = i;
+        if (fabs(a[p * n + k]) < 1e-300) return -1;
+        if (p != k) {
+            for (j = 0; j < n; j++) { double tmp = a[k * n + j]; a[k * n + j] = a[p * n + j]; a[p * n + j] = tmp; }
+            i = perm[k]; perm[k] = perm[p]; perm[p] = i;
+        }
+        for (i = k + 1; i < n; i++) {
+            a[i * n + k] /= a[k * n + k];
+            for (j = k + 1; j < n; j++) a[i * n + j] -= a[i * n + k] * a[k * n + j];
+        }
+    }
+    return 0;
+}
+
+/* Invertible 1x1 conv parameters from a random rotation: views v[0] lower, v[1] upper, v[2] log|s|
+   (trained), v[3] the permutation matrix, v[4] sign(s) (buffers). */
+static int gm__flow_add_invconv(gm_flow *f, gm_flow_layer *L, int k) {
+    int C = L->c, i, j, shape[2], *perm;
+    double *a = (double *)GENMOD_MALLOC(sizeof(double) * (size_t)C * C);
+    char name[48];
+    float *lo, *up, *ls, *pm, *sg;
+    perm = (int *)GENMOD_MALLOC(sizeof(int) * (size_t)C);
+    if (!a || !perm) { GENMOD_FREE(a); GENMOD_FREE(perm); return gm__fail("flow: out of memory"); }
+    /* Gram-Schmidt on a Gaussian matrix: a random orthogonal W, as Glow initializes it */
+    for (i = 0; i < C * C; i++) a[i] = gm_rng_normal(&f->rng);
+    for (i = 0; i < C; i++) {
+        double nrm = 0;
+        for (j = 0; j < i; j++) {
+            double d = 0; int q;
+            for (q = 0; q < C; q++) d += a[i * C + q] * a[j * C + q];
+            for (q = 0; q < C; q++) a[i * C + q] -= d * a[j * C + q];
+        }
+        for (j = 0; j < C; j++) nrm += a[i * C + j] * a[i * C + j];
+        nrm = sqrt(nrm);
+        for (j = 0; j < C; j++) a[i * C + j] /= nrm;
+    }
+    if (gm__flow_lu(C, a, perm) != 0) { GENMOD_FREE(a); GENMOD_FREE(perm); return gm__fail("flow: singular 1x1 init"); }
+    shape[0] = C; shape[1] = C;
+    snprintf(name, sizeof name, "f%d.lower", k);  L->v[0] = gm_params_add(&f->P, name, 2, shape);
+    snprintf(name, sizeof name, "f%d.upper", k);  L->v[1] = gm_params_add(&f->P, name, 2, shape);
+    snprintf(name, sizeof name, "f%d.logs", k);   L->v[2] = gm_params_add(&f->P, name, 1, shape);
+    snprintf(name, sizeof name, "f%d.perm", k);   L->v[3] = gm_params_add(&f->P, name, 2, shape);
+    snprintf(name, sizeof name, "f%d.sign", k);   L->v[4] = gm_params_add(&f->P, name, 1, shape);
+    if (L->v[0] < 0 || L->v[1] < 0 || L->v[2] < 0 || L->v[3] < 0 || L->v[4] < 0) {
+        GENMOD_FREE(a); GENMOD_FREE(perm); return -1;
+    }
+    gm_params_mark_buffer(&f->P, L->v[3]);
+    gm_params_mark_buffer(&f->P, L->v[4]);
+    lo = gm_params_data(&f->P, L->v[0]); up = gm_params_data(&f->P, L->v[1]); ls = gm_params_data(&f->P, L->v[2]);
+    pm = gm_params_data(&f->P, L->v[3]); sg = gm_params_data(&f->P, L->v[4]);
+    for (i = 0; i < C; i++) for (j = 0; j < C; j++) {
+        lo[i * C + j] = i > j ? (float)a[i * C + j] : 0.0f;
+        up[i * C + j] = i < j ? (float)a[i * C + j] : 0.0f;
+        pm[i * C + j] = 0.0f;
+    }
+    for (i = 0; i < C; i++) {
+        pm[perm[i] * C + i] = 1.0f;       /* W = P^T L U: row perm[i] of W is row i of L U */
+        ls[i] = (float)log(fabs(a[i * C + i]));
+        sg[i] = a[i * C + i] < 0 ? -1.0f : 1.0f;
+    }
+    GENMOD_FREE(a); GENMOD_FREE(perm);
+    return 0;
+}
+
+/* Parameters per kind. Couplings: MLPs or a ResNet. SCALE: v[0] s (D). ACTNORM: v[0] bias,
+   v[1] log-scale (C), v[2] "initialized" flag (buffer, so checkpoints keep it). */
+static int gm__flow_add_params(gm_flow *f, gm_flow_layer *L, int k) {
+    char name[48];
+    int shape[1];
+    shape[0] = L->c;
+    switch (L->kind) {
+    case GM_FLOW_ADDITIVE: case GM_FLOW_AFFINE:
+        if (!gm__flow_spatial(L)) return gm__flow_add_mlps(f, L, k, L->kind == GM_FLOW_AFFINE);
+        if (L->mask == GM_FLOW_MASK_CHECKER) return gm__flow_add_resnet(f, L, k, L->c, L->c);
+        return gm__flow_add_resnet(f, L, k, L->parity ? L->c - L->c / 2 : L->c / 2, L->parity ? L->c / 2 : L->c - L->c / 2);
+    case GM_FLOW_SCALE:
+        snprintf(name, sizeof name, "f%d.s", k);
+        return (L->v[0] = gm_params_add(&f->P, name, 1, shape)) < 0 ? -1 : 0;   /* zero: identity */
+    case GM_FLOW_ACTNORM:
+        snprintf(name, sizeof name, "f%d.bias", k);  L->v[0] = gm_params_add(&f->P, name, 1, shape);
+        snprintf(name, sizeof name, "f%d.logs", k);  L->v[1] = gm_params_add(&f->P, name, 1, shape);
+        shape[0] = 1;
+        snprintf(name, sizeof name, "f%d.inited", k); L->v[2] = gm_params_add(&f->P, name, 1, shape);
+        if (L->v[0] < 0 || L->v[1] < 0 || L->v[2] < 0) return -1;
+        gm_params_mark_buffer(&f->P, L->v[2]);
+        return 0;
+    case GM_FLOW_INVCONV:
+        return gm__flow_add_invconv(f, L, k);
+    default:
+        return 0;
+    }
+}
+
+GMDEF int gm_flow_add(gm_flow *f, int kind, int mask, int parity) {
+    gm_flow_layer *L;
+    int C, H, W, img, coupling;
+    if (!f || !f->g) return gm__fail("gm_flow_add: flow not begun (call gm_flow_begin first)");
+    if (kind < 0 || kind >= GM_FLOW_NKINDS) return gm__fail("gm_flow_add: unknown layer kind %d", kind);
+    if (f->nlayers >= GM_FLOW_MAX_LAYERS) return gm__fail("gm_flow_add: more than %d layers", GM_FLOW_MAX_LAYERS);
+    C = f->cur_c; H = f->cur_h; W = f->cur_w;
+    img = !gm__flow_is_vector(f);
+    coupling = kind == GM_FLOW_ADDITIVE || kind == GM_FLOW_AFFINE;
+    if ((kind == GM_FLOW_SQUEEZE || kind == GM_FLOW_SPLIT) && !img)
+        return gm__fail("gm_flow_add: %s works on images only", gm_flow_kind_name(kind));
+    if (kind == GM_FLOW_SQUEEZE && (H % 2 || W % 2))
+        return gm__fail("gm_flow_add: squeeze needs even height and width, have %dx%d", H, W);
+    if (kind == GM_FLOW_SPLIT && C < 2)
+        return gm__fail("gm_flow_add: split needs at least 2 channels, have %d", C);
+    if (coupling && C * H * W < 2) return gm__fail("gm_flow_add: a coupling needs at least 2 dimensions");
+    if (coupling && img && mask == GM_FLOW_MASK_ALT) mask = GM_FLOW_MASK_CHECKER;
+    if (coupling && img && H * W == 1) mask = GM_FLOW_MASK_CHANNEL;   /* no checkerboard on 1 pixel */
+    if (coupling && img && mask == GM_FLOW_MASK_CHANNEL && C < 2)
+        return gm__fail("gm_flow_add: a channel-wise coupling needs at least 2 channels, have %d", C);
+    if (coupling && !img) mask = GM_FLOW_MASK_ALT;
+    L = &f->layers[f->nlayers];
+    memset(L, 0, sizeof *L);
+    L->kind = kind; L->mask = mask; L->parity = parity & 1;
+    L->c = C; L->h = H; L->w = W; L->img = img;
+    if (gm__flow_add_params(f, L, f->nlayers) != 0) return -1;
+    if (kind == GM_FLOW_SQUEEZE) { f->cur_c = 4 * C; f->cur_h = H / 2; f->cur_w = W / 2; }
+    if (kind == GM_FLOW_SPLIT) f->cur_c = C / 2;
+    f->nlayers++;
+    return 0;
+}
+
+GMDEF int gm_flow_begin(gm_flow *f, const gm_flow_config *cfg) {
+    if (!f || !cfg) return gm__fail("gm_flow_begin: NULL argument");
+    memset(f, 0, sizeof *f);
+    if (cfg->model < GM_FLOW_NICE || cfg->model > GM_FLOW_GLOW) return gm__fail("flow: unknown model %d", cfg->model);
+    if (cfg->c <= 0 || cfg->h <= 0 || cfg->w <= 0 || (double)cfg->c * cfg->h * cfg->w > 1e7)
+        return gm__fail("flow: bad data shape %dx%dx%d", cfg->c, cfg->h, cfg->w);
+    if (cfg->hidden <= 0 || cfg->depth < 1 || cfg->depth > GM_FLOW_MAX_DEPTH)
+        return gm__fail("flow: dense nets need hidden > 0 and 1..%d hidden layers (have %d, %d)", GM_FLOW_MAX_DEPTH,
+                        cfg->hidden, cfg->depth);
+    if (cfg->filters <= 0 || cfg->blocks < 0 || cfg->blocks > GM_FLOW_MAX_BLOCKS)
+        return gm__fail("flow: conv nets need filters > 0 and 0..%d blocks", GM_FLOW_MAX_BLOCKS);
+    if (cfg->logit && !(cfg->logit_alpha >= 0 && cfg->logit_alpha < 0.5f))
+        return gm__fail("flow: logit_alpha must be in [0, 0.5), is %g", (double)cfg->logit_alpha);
+    if (!(cfg->lr > 0) || cfg->batch <= 0) return gm__fail("flow: need lr > 0 and batch > 0");
+    f->cfg = *cfg;
+    f->dim = cfg->c * cfg->h * cfg->w;
+    f->cur_c = cfg->c; f->cur_h = cfg->h; f->cur_w = cfg->w;
+    /* NICE on images: dense couplings on the flattened pixels */
+    if (cfg->model == GM_FLOW_NICE) { f->cur_c = f->dim; f->cur_h = f->cur_w = 1; }
+    gm_rng_seed(&f->rng, cfg->seed);
+    f->deq_rng = cfg->seed * 0x9E3779B97F4A7C15ULL + 7;
+    f->opt = gm_adam(cfg->lr, 0.9f, 0.999f);
+    f->opt.clip_norm = cfg->clip_norm;
+    f->g = gm_graph_new(cfg->seed + 11);
+    if (!f->g) return gm__fail("flow: out of memory for the graph");
+    return 0;
+}
+
+static int gm__flow_recipe_vectors(gm_flow *f) {
+    const gm_flow_config *c = &f->cfg;
+    int k, rc = 0;
+    for (k = 0; k < c->n_couplings && rc == 0; k++) {
+        if (c->model == GM_FLOW_GLOW) {
+            rc = gm_flow_add(f, GM_FLOW_ACTNORM, 0, 0);
+            if (rc == 0) rc = gm_flow_add(f, GM_FLOW_INVCONV, 0, 0);
+        }
+        if (rc == 0) rc = gm_flow_add(f, c->model == GM_FLOW_NICE ? GM_FLOW_ADDITIVE : GM_FLOW_AFFINE, GM_FLOW_MASK_ALT, k);
+    }
+    if (rc == 0 && c->model == GM_FLOW_NICE) rc = gm_flow_add(f, GM_FLOW_SCALE, 0, 0);
+    return rc;
+}
+
+/* RealNVP multi-scale (Dinh et al. 2017, section 3.6). */
+static int gm__flow_recipe_realnvp(gm_flow *f) {
+    const gm_flow_config *c = &f->cfg;
+    int s, k, rc = 0;
+    for (s = 0; s < c->n_scales && rc == 0; s++) {
+        int last = s == c->n_scales - 1 || f->cur_h % 2 || f->cur_w % 2;
+        for (k = 0; k < (last ? c->steps + 1 : c->steps) && rc == 0; k++)
+            rc = gm_flow_add(f, GM_FLOW_AFFINE, GM_FLOW_MASK_CHECKER, k);
+        if (last) break;
+        if (rc == 0) rc = gm_flow_add(f, GM_FLOW_SQUEEZE, 0, 0);
+        for (k = 0; k < c->steps && rc == 0; k++) rc = gm_flow_add(f, GM_FLOW_AFFINE, GM_FLOW_MASK_CHANNEL, k);
+        if (rc == 0) rc = gm_flow_add(f, GM_FLOW_SPLIT, 0, 0);
+    }
+    return rc;
+}
+
+/* Glow (Kingma & Dhariwal 2018): per level squeeze, K x (actnorm, 1x1 conv, coupling), split. */
+static int gm__flow_recipe_glow(gm_flow *f) {
+    const gm_flow_config *c = &f->cfg;
+    int s, k, rc = 0;
+    for (s = 0; s < c->n_scales && rc == 0; s++) {
+        if (f->cur_h % 2 == 0 && f->cur_w % 2 == 0) rc = gm_flow_add(f, GM_FLOW_SQUEEZE, 0, 0);
+        for (k = 0; k < c->steps && rc == 0; k++) {
+            rc = gm_flow_add(f, GM_FLOW_ACTNORM, 0, 0);
+            if (rc == 0) rc = gm_flow_add(f, GM_FLOW_INVCONV, 0, 0);
+            if (rc == 0) rc = gm_flow_add(f, GM_FLOW_AFFINE, f->cur_c >= 2 ? GM_FLOW_MASK_CHANNEL : GM_FLOW_MASK_CHECKER, k);
+        }
+        if (rc == 0 && s < c->n_scales - 1) rc = gm_flow_add(f, GM_FLOW_SPLIT, 0, 0);
+    }
+    return rc;
+}
+
+GMDEF int gm_flow_init(gm_flow *f, const gm_flow_config *cfg) {
+    int rc;
+    if (gm_flow_begin(f, cfg) != 0) { if (f) gm_flow_free(f); return -1; }
+    if (gm__flow_is_vector(f)) rc = gm__flow_recipe_vectors(f);
+    else if (cfg->model == GM_FLOW_REALNVP) rc = gm__flow_recipe_realnvp(f);
+    else rc = gm__flow_recipe_glow(f);
+    if (rc != 0) gm_flow_free(f);
+    return rc;
+}
+
+GMDEF void gm_flow_free(gm_flow *f) {
+    if (!f) return;
+    gm_graph_free(f->g);
+    gm_optim_free(&f->opt);
+    gm_params_free(&f->P);
+    GENMOD_FREE(f->buf);
+    f->g = NULL; f->buf = NULL; f->buf_cap = 0; f->nlayers = 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Layers: forward (x -> z) and inverse (z -> x)                                             */
+/* ---------------------------------------------------------------------------------------- */
+/* s (tanh-bounded) and t of a coupling from its conditioning input; both (N, like x2). */
+static void gm__flow_st(gm_graph *g, gm_flow *f, const gm_flow_layer *L, gm_tensor *cond, int c2,
+                        gm_tensor **s, gm_tensor **t) {
+    if (!gm__flow_spatial(L)) {
+        *t = gm__flow_mlp(g, L->t, L->nlin, cond);
+        *s = L->kind == GM_FLOW_AFFINE ? gm_tanh(g, gm__flow_mlp(g, L->s, L->nlin, cond)) : NULL;
+        return;
+    } else {
+        gm_tensor *h = gm__flow_resnet(g, L, cond);          /* (N, 2 c2, H, W) */
+        *t = gm_slice(g, h, 1, c2, c2);
+        *s = L->kind == GM_FLOW_AFFINE
+                 ? gm_mul(g, gm_tanh(g, gm_slice(g, h, 1, 0, c2)), gm__flow_chan(g, f, L, L->v[0])) : NULL;
+    }
+}
+
+/* Masked coupling (alternating or checkerboard): z = xm + (1-m)(x - t) e^{-s}. */
+static gm_tensor *gm__flow_coupling_mask(gm_graph *g, gm_flow *f, const gm_flow_layer *L, gm_tensor *x,
+                                         gm_tensor **logdet, int inverse) {
+    gm_tensor *m = gm__flow_mask(g, L, 0), *mc = gm__flow_mask(g, L, 1), *s, *t;
+    gm_tensor *xm = gm_mul(g, x, m);
+    gm__flow_st(g, f, L, xm, L->c, &s, &t);
+    t = gm_mul(g, t, mc);
+    if (s) s = gm_mul(g, s, mc);
+    if (!inverse) {
+        gm_tensor *d = gm_sub(g, x, t);    /* t is 0 where m = 1, so xm passes */
+        if (!s) return d;
+        gm__flow_ld_add(g, logdet, gm_neg(g, gm_sum_rows(g, s)));
+        return gm_add(g, xm, gm_mul(g, gm_mul(g, d, mc), gm_exp(g, gm_neg(g, s))));
+    }
+    if (!s) return gm_add(g, x, t);
+    gm__flow_ld_add(g, logdet, gm_sum_rows(g, s));
+    return gm_add(g, xm, gm_mul(g, gm_add(g, gm_mul(g, x, gm_exp(g, s)), t), mc));
+}
+
+/* Channel-wise coupling: one half of the channels conditions the other. */
+static gm_tensor *gm__flow_coupling_chan(gm_graph *g, gm_flow *f, const gm_flow_layer *L, gm_tensor *x,
+                                         gm_tensor **logdet, int inverse) {
+    int ca = L->c / 2, cb = L->c - ca;
+    gm_tensor *a = gm_slice(g, x, 1, 0, ca), *b = gm_slice(g, x, 1, ca, cb), *cond, *other, *s, *t, *y;
+    cond = L->parity ? b : a;
+    other = L->parity ? a : b;
+    gm__flow_st(g, f, L, cond, other->shape[1], &s, &t);
+    if (!inverse) {
+        y = gm_sub(g, other, t);
+        if (s) { y = gm_mul(g, y, gm_exp(g, gm_neg(g, s))); gm__flow_ld_add(g, logdet, gm_neg(g, gm_sum_rows(g, s))); }
+    } else {
+        y = other;
+        if (s) { y = gm_mul(g, y, gm_exp(g, s)); gm__flow_ld_add(g, logdet, gm_sum_rows(g, s)); }
+        y = gm_add(g, y, t);
+    }
+    return L->parity ? gm_concat(g, y, cond, 1) : gm_concat(g, cond, y, 1);
+}
+
+/* NICE scaling: z = x e^s, log-det = sum s. */
+static gm_tensor *gm__flow_scale(gm_graph *g, gm_flow *f, const gm_flow_layer *L, gm_tensor *x, gm_tensor **logdet,
+                                 int inverse) {
+    gm_tensor *s = gm__flow_chan(g, f, L, L->v[0]);
+    gm__flow_ld_add(g, logdet, inverse ? gm_neg(g, gm_sum(g, s)) : gm_sum(g, s));
+    return gm_mul(g, x, gm_exp(g, inverse ? gm_neg(g, s) : s));
+}
+
+/* Actnorm's data-dependent init: per channel, bias = -mean, logs = -log(std) of this batch. */
+static void gm__flow_actnorm_init(gm_flow *f, const gm_flow_layer *L, const gm_tensor *x) {
+    int C = L->c, HW = L->h * L->w, N = x->shape[0], n, c, q;
+    float *b = gm_params_data(&f->P, L->v[0]), *ls = gm_params_data(&f->P, L->v[1]);
+    for (c = 0; c < C; c++) {
+        double s = 0, s2 = 0, cnt = (double)N * HW, mean, var;
+        for (n = 0; n < N; n++) for (q = 0; q < HW; q++) {
+            double v = x->data[((size_t)n * C + c) * HW + q];
+            s += v; s2 += v * v;
+        }
+        mean = s / cnt;
+        var = s2 / cnt - mean * mean;
+        b[c] = (float)-mean;
+        ls[c] = (float)(-0.5 * log(var > 1e-12 ? var + 1e-6 : 1.0));
+    }
+    gm_params_data(&f->P, L->v[2])[0] = 1.0f;
+}
+
+static gm_tensor *gm__flow_actnorm(gm_graph *g, gm_flow *f, const gm_flow_layer *L, gm_tensor *x, gm_tensor **logdet,
+                                   int inverse) {
+    gm_tensor *b, *ls;
+    if (!x) return NULL;
+    if (!inverse && gm_params_data(&f->P, L->v[2])[0] == 0.0f) gm__flow_actnorm_init(f, L, x);
+    b = gm__flow_chan(g, f, L, L->v[0]);
+    ls = gm__flow_chan(g, f, L, L->v[1]);
+    gm__flow_ld_add(g, logdet, gm_scale(g, gm_sum(g, ls), (float)(inverse ? -L->h * L->w : L->h * L->w)));
+    if (!inverse) return gm_mul(g, gm_add(g, x, b), gm_exp(g, ls));
+    return gm_sub(g, gm_mul(g, x, gm_exp(g, gm_neg(g, ls))), b);
+}
+
+/* W = P (L + I) (U + diag(sign e^logs)) as ops, so gradients reach lower, upper and logs. */
+static gm_tensor *gm__flow_invconv_weight(gm_graph *g, gm_flow *f, const gm_flow_layer *L) {
+    int C = L->c, i, j;
+    gm_tensor *lm = gm_zeros(g, C, C, 0, 0), *um = gm_zeros(g, C, C, 0, 0), *eye = gm_zeros(g, C, C, 0, 0);
+    gm_tensor *lo, *up, *d;
+    if (!lm || !um || !eye) return NULL;
+    for (i = 0; i < C; i++) for (j = 0; j < C; j++) {
+        lm->data[i * C + j] = (float)(i > j);
+        um->data[i * C + j] = (float)(i < j);
+        eye->data[i * C + j] = (float)(i == j);
+    }
+    lo = gm_add(g, gm_mul(g, gm_param(g, &f->P, L->v[0]), lm), eye);
+    d = gm_mul(g, gm_reshape(g, gm_param(g, &f->P, L->v[4]), 1, C, 0, 0),
+               gm_exp(g, gm_reshape(g, gm_param(g, &f->P, L->v[2]), 1, C, 0, 0)));
+    up = gm_add(g, gm_mul(g, gm_param(g, &f->P, L->v[1]), um), gm_mul(g, eye, d));   /* eye * row d: diag(d) */
+    return gm_matmul(g, gm_param(g, &f->P, L->v[3]), gm_matmul(g, lo, up, 0, 0), 0, 0);
+}
+
+/* In-place inverse of an n x n double matrix by LU; -1 if singular. */
+static int gm__flow_invert(int n, const double *a, double *inv) {
+    double *lu = (double *)GENMOD_MALLOC(sizeof(double) * (size_t)n * n);
+    int *perm = (int *)GENMOD_MALLOC(sizeof(int) * (size_t)n), i, j, k, rc = -1;
+    if (lu && perm) {
+        memcpy(lu, a, sizeof(double) * (size_t)n * n);
+        if (gm__flow_lu(n, lu, perm) == 0) {
+            for (j = 0; j < n; j++) {             /* column j of the inverse: solve A x = e_j */
+                double *x = inv;                  /* x is column j, strided by n */
+                for (i = 0; i < n; i++) {         /* forward: L y = P e_j */
+                    double s = perm[i] == j ? 1.0 : 0.0;
+                    for (k = 0; k < i; k++) s -= lu[i * n + k] * x[k * n + j];
+                    x[i * n + j] = s;
+                }
+                for (i = n - 1; i >= 0; i--) {    /* back: U x = y */
+                    double s = x[i * n + j];
+                    for (k = i + 1; k < n; k++) s -= lu[i * n + k] * x[k * n + j];
+                    x[i * n + j] = s / lu[i * n + i];
+                }
+            }
+            rc = 0;
+        }
+    }
+    GENMOD_FREE(lu); GENMOD_FREE(perm);
+    return rc;
+}
+
+static gm_tensor *gm__flow_invconv(gm_graph *g, gm_flow *f, const gm_flow_layer *L, gm_tensor *x, gm_tensor **logdet,
+                                   int inverse) {
+    int C = L->c, i;
+    gm_tensor *w = gm__flow_invconv_weight(g, f, L);
+    gm__flow_ld_add(g, logdet, gm_scale(g, gm_sum(g, gm_param(g, &f->P, L->v[2])),
+                                        (float)(inverse ? -L->h * L->w : L->h * L->w)));
+    if (!w || !x) return NULL;
+    if (inverse) {   /* W^-1 from the current weights, in double; sampling needs no gradient */
+        double *a = (double *)GENMOD_MALLOC(sizeof(double) * 2 * (size_t)C * C);
+        gm_tensor *wi = gm_zeros(g, C, C, 0, 0);
+        int rc = a && wi ? 0 : -1;
+        if (rc == 0) {
+            for (i = 0; i < C * C; i++) a[i] = w->data[i];
+            rc = gm__flow_invert(C, a, a + C * C);
+            for (i = 0; rc == 0 && i < C * C; i++) wi->data[i] = (float)a[C * C + i];
+        }
+        GENMOD_FREE(a);
+        if (rc != 0) { gm__fail("flow: 1x1 convolution %d is singular", (int)(L - f->layers)); return NULL; }
+        w = wi;
+    }
+    if (!gm__flow_spatial(L)) return gm_matmul(g, x, w, 0, 1);     /* (N,C) W^T */
+    return gm_conv2d(g, x, gm_reshape(g, w, C, C, 1, 1), 1, 0);
+}
+
+/* Space-to-depth: x[n, c, 2i+a, 2j+b] -> y[n, 4c + 2a + b, i, j], with 4-D reshapes only. */
+static gm_tensor *gm__flow_squeeze(gm_graph *g, gm_tensor *x, int C, int H, int W) {
+    int N = x ? x->shape[0] : 0, h = H / 2, w = W / 2;
+    gm_tensor *y = gm_reshape(g, x, N * C * h, 2, w, 2);            /* [nci, a, j, b] */
+    y = gm_permute(g, y, 0, 1, 3, 2);                                /* [nci, a, b, j] */
+    y = gm_reshape(g, y, N * C, h, 4, w);                            /* [nc, i, ab, j] */
+    y = gm_permute(g, y, 0, 2, 1, 3);                                /* [nc, ab, i, j] */
+    return gm_reshape(g, y, N, 4 * C, h, w);
+}
+
+static gm_tensor *gm__flow_unsqueeze(gm_graph *g, gm_tensor *y, int C, int H, int W) {
+    int N = y ? y->shape[0] : 0, h = H / 2, w = W / 2;
+    gm_tensor *x = gm_reshape(g, y, N * C, 4, h, w);                 /* [nc, ab, i, j] */
+    x = gm_permute(g, x, 0, 2, 1, 3);                                /* [nc, i, ab, j] */
+    x = gm_reshape(g, x, N * C * h, 2, 2, w);                        /* [nci, a, b, j] */
+    x = gm_permute(g, x, 0, 1, 3, 2);                                /* [nci, a, j, b] */
+    return gm_reshape(g, x, N, C, H, W);
+}
+
+static gm_tensor *gm__flow_layer(gm_graph *g, gm_flow *f, int k, gm_tensor *x, gm_tensor **logdet, int inverse) {
+    const gm_flow_layer *L = &f->layers[k];
+    switch (L->kind) {
+    case GM_FLOW_ADDITIVE: case GM_FLOW_AFFINE:
+        if (gm__flow_spatial(L) && L->mask == GM_FLOW_MASK_CHANNEL) return gm__flow_coupling_chan(g, f, L, x, logdet, inverse);
+        return gm__flow_coupling_mask(g, f, L, x, logdet, inverse);
+    case GM_FLOW_SCALE:   return gm__flow_scale(g, f, L, x, logdet, inverse);
+    case GM_FLOW_ACTNORM: return gm__flow_actnorm(g, f, L, x, logdet, inverse);
+    case GM_FLOW_INVCONV: return gm__flow_invconv(g, f, L, x, logdet, inverse);
+    case GM_FLOW_SQUEEZE:
+        return inverse ? gm__flow_unsqueeze(g, x, L->c, L->h, L->w) : gm__flow_squeeze(g, x, L->c, L->h, L->w);
+    default: return x;
+    }
+}
+
+static int gm__flow_check_layer(gm_graph *g, gm_flow *f, int k) {
+    if (!f || k < 0 || k >= f->nlayers) {
+        if (g) gm__fail("flow: no layer %d", k);
+        return -1;
+    }
+    return 0;
+}
+
+GMDEF gm_tensor *gm_flow_layer_forward(gm_graph *g, gm_flow *f, int k, gm_tensor *x, gm_tensor **logdet,
+                                       gm_tensor **out2) {
+    const gm_flow_layer *L;
+    if (!g || !x || gm__flow_check_layer(g, f, k) != 0) return NULL;
+    L = &f->layers[k];
+    if (L->kind == GM_FLOW_SPLIT) {
+        if (out2) *out2 = gm_slice(g, x, 1, L->c / 2, L->c - L->c / 2);
+        return gm_slice(g, x, 1, 0, L->c / 2);
+    }
+    return gm__flow_layer(g, f, k, x, logdet, 0);
+}
+
+GMDEF gm_tensor *gm_flow_layer_inverse(gm_graph *g, gm_flow *f, int k, gm_tensor *z, gm_tensor *z2) {
+    if (!g || !z || gm__flow_check_layer(g, f, k) != 0) return NULL;
+    if (f->layers[k].kind == GM_FLOW_SPLIT) return gm_concat(g, z, z2, 1);
+    return gm__flow_layer(g, f, k, z, NULL, 1);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The whole flow                                                                           */
+/* ---------------------------------------------------------------------------------------- */
+/* x in [0,1] -> logit(a + (1-2a) x); adds log|dy/dx| = sum log(1-2a) - log s - log(1-s). */
+static gm_tensor *gm__flow_logit(gm_graph *g, gm_flow *f, gm_tensor *x, gm_tensor **logdet) {
+    float a = f->cfg.logit_alpha;
+    gm_tensor *s = gm_affine(g, x, 1.0f - 2.0f * a, a), *l1 = gm_log(g, s), *l2 = gm_log(g, gm_affine(g, s, -1.0f, 1.0f));
+    gm__flow_ld_add(g, logdet, gm_affine(g, gm_neg(g, gm_sum_rows(g, gm_add(g, l1, l2))), 1.0f,
+                                         (float)(f->dim * log(1.0 - 2.0 * a))));
+    return gm_sub(g, l1, l2);
+}
+
+GMDEF gm_tensor *gm_flow_forward(gm_graph *g, gm_flow *f, gm_tensor *x, gm_tensor **logdet) {
+    gm_tensor *h, *z = NULL, *ld = NULL;
+    int k, N;
+    if (!g || !f || !x) return NULL;
+    if (f->nlayers == 0 || x->size != x->shape[0] * f->dim) {
+        gm__fail("gm_flow_forward: want %d floats per example, got a tensor of %d with %d rows", f->dim, x->size,
+                 x->shape[0]);
+        return NULL;
+    }
+    N = x->shape[0];
+    h = gm_reshape(g, x, N, f->dim, 0, 0);
+    if (f->cfg.logit) h = gm__flow_logit(g, f, h, &ld);
+    if (!gm__flow_is_vector(f)) h = gm_reshape(g, h, N, f->cfg.c, f->cfg.h, f->cfg.w);
+    for (k = 0; k < f->nlayers && h; k++) {
+        gm_tensor *out = NULL;
+        h = gm_flow_layer_forward(g, f, k, h, &ld, &out);
+        if (out) { out = gm_flatten(g, out); z = z ? gm_concat(g, z, out, 1) : out; }
+    }
+    h = h && h->ndim > 2 ? gm_flatten(g, h) : h;
+    z = z ? gm_concat(g, z, h, 1) : h;
+    if (logdet) *logdet = ld ? ld : gm_zeros(g, N, 0, 0, 0);
+    if (logdet && (*logdet)->size == 1 && N > 1) *logdet = gm_add(g, *logdet, gm_zeros(g, N, 0, 0, 0));
+    return z;
+}
+
+GMDEF gm_tensor *gm_flow_log_prob(gm_graph *g, gm_flow *f, gm_tensor *x) {
+    gm_tensor *ld = NULL, *z = gm_flow_forward(g, f, x, &ld);
+    gm_tensor *lpz = gm_affine(g, gm_sum_rows(g, gm_square(g, z)), -0.5f, -GM__FLOW_LOG2PI_HALF * (float)f->dim);
+    return gm_add(g, lpz, ld);
+}
+
+GMDEF gm_tensor *gm_flow_inverse(gm_graph *g, gm_flow *f, gm_tensor *z) {
+    int k, N, off, c, h, w, sizes[GM_FLOW_MAX_LAYERS];
+    gm_tensor *x;
+    if (!g || !f || !z) return NULL;
+    if (f->nlayers == 0 || z->size != z->shape[0] * f->dim) {
+        gm__fail("gm_flow_inverse: want %d floats per example, got %d with %d rows", f->dim, z->size, z->shape[0]);
+        return NULL;
+    }
+    N = z->shape[0];
+    z = gm_reshape(g, z, N, f->dim, 0, 0);
+    /* z = [factored pieces in layer order..., final]: the final part is the last cur dims */
+    off = f->dim - f->cur_c * f->cur_h * f->cur_w;
+    x = gm_slice(g, z, 1, off, f->dim - off);
+    if (!gm__flow_is_vector(f)) x = gm_reshape(g, x, N, f->cur_c, f->cur_h, f->cur_w);
+    for (k = 0; k < f->nlayers; k++) {
+        const gm_flow_layer *L = &f->layers[k];
+        sizes[k] = L->kind == GM_FLOW_SPLIT ? (L->c - L->c / 2) * L->h * L->w : 0;
+    }
+    for (k = f->nlayers - 1; k >= 0 && x; k--) {
+        const gm_flow_layer *L = &f->layers[k];
+        gm_tensor *z2 = NULL;
+        if (L->kind == GM_FLOW_SPLIT) {
+            c = L->c - L->c / 2; h = L->h; w = L->w;
+            off -= sizes[k];
+            z2 = gm_reshape(g, gm_slice(g, z, 1, off, sizes[k]), N, c, h, w);
+        }
+        x = gm_flow_layer_inverse(g, f, k, x, z2);
+    }
+    x = x && x->ndim > 2 ? gm_flatten(g, x) : x;
+    if (x && f->cfg.logit)
+        x = gm_affine(g, gm_sigmoid(g, x), 1.0f / (1.0f - 2.0f * f->cfg.logit_alpha),
+                      -f->cfg.logit_alpha / (1.0f - 2.0f * f->cfg.logit_alpha));
+    return x;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Training                                                                                 */
+/* ---------------------------------------------------------------------------------------- */
+static float *gm__flow_buf(float **buf, size_t *cap, size_t n) {
+    if (*cap < n) {
+        float *b = (float *)GENMOD_REALLOC(*buf, n * sizeof(float));
+        if (!b) { gm__fail("flow: out of memory for %zu floats", n); return NULL; }
+        *buf = b; *cap = n;
+    }
+    return *buf;
+}
+
+/* Keras-style L2 on the dense kernels: adds 2 l2 W to their gradients, returns l2 sum W^2. */
+static double gm__flow_l2(gm_flow *f, int apply) {
+    double tot = 0;
+    int k, i;
+    size_t j;
+    for (k = 0; k < f->nlayers; k++) {
+        gm_flow_layer *L = &f->layers[k];
+        for (i = 0; i < L->nlin; i++) {
+            int views[2], q;
+            views[0] = L->t[i].w; views[1] = L->kind == GM_FLOW_AFFINE ? L->s[i].w : -1;
+            for (q = 0; q < 2; q++) {
+                float *w, *gr;
+                if (views[q] < 0) continue;
+                w = gm_params_data(&f->P, views[q]); gr = gm_params_grad(&f->P, views[q]);
+                for (j = 0; j < f->P.views[views[q]].size; j++) {
+                    tot += (double)w[j] * w[j];
+                    if (apply) gr[j] += 2.0f * f->cfg.l2 * w[j];
+                }
+            }
+        }
+    }
+    return f->cfg.l2 * tot;
+}
+
+static int gm__flow_check_x(const gm_flow *f, const void *x, int n, const char *who) {
+    if (!f || !f->g) return gm__fail("%s: flow not initialized", who);
+    if (!x || n <= 0) return gm__fail("%s: need data and n > 0 (n = %d)", who, n);
+    return 0;
+}
+
+GMDEF int gm_flow_data_init(gm_flow *f, const float *x, int n) {
+    gm_tensor *in;
+    if (gm__flow_check_x(f, x, n, "gm_flow_data_init") != 0) return -1;
+    gm_graph_reset(f->g);
+    gm_graph_set_grad(f->g, 0);
+    in = gm_input(f->g, x, n, f->dim, 0, 0);
+    in = gm_flow_forward(f->g, f, in, NULL);   /* the first forward initializes every actnorm */
+    gm_graph_set_grad(f->g, 1);
+    return in ? 0 : gm__fail("gm_flow_data_init: %s", gm_graph_error(f->g) ? gm_graph_error(f->g) : gm_last_error());
+}
+
+GMDEF int gm_flow_train_step(gm_flow *f, const float *x, int n, gm_flow_stats *stats) {
+    gm_graph *g;
+    gm_tensor *lp, *loss;
+    float *xb;
+    double l2;
+    if (gm__flow_check_x(f, x, n, "gm_flow_train_step") != 0) return -1;
+    g = f->g;
+    if (!(xb = gm__flow_buf(&f->buf, &f->buf_cap, (size_t)n * f->dim))) return -1;
+    memcpy(xb, x, sizeof(float) * (size_t)n * f->dim);
+    if (f->cfg.dequantize) gm_dequantize(xb, (size_t)n * f->dim, &f->deq_rng);
+    gm_graph_reset(g);
+    gm_graph_set_grad(g, 1);
+    lp = gm_flow_log_prob(g, f, gm_input(g, xb, n, f->dim, 0, 0));
+    loss = gm_neg(g, gm_mean(g, lp));
+    if (!loss || gm_backward(g, loss) != 0) {
+        const char *e = gm_graph_error(g);
+        return gm__fail("flow: step %ld: %s", f->step, e ? e : gm_last_error());
+    }
+    l2 = f->cfg.l2 > 0 ? gm__flow_l2(f, 1) : 0.0;
+    if (stats) {
+        stats->nll = loss->data[0];
+        stats->l2 = (float)l2;
+        stats->loss = (float)(loss->data[0] + l2);
+        stats->grad_norm = gm_grad_norm(&f->P);
+    }
+    if (gm_optim_step(&f->opt, &f->P) != 0) return -1;
+    f->step++;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Inference on plain arrays                                                                */
+/* ---------------------------------------------------------------------------------------- */
+GMDEF int gm_flow_log_prob_batch(gm_flow *f, const float *x, int n, float *logp) {
+    int i0, saved;
+    if (gm__flow_check_x(f, x, n, "gm_flow_log_prob_batch") != 0 || !logp) return -1;
+    saved = gm_graph_set_grad(f->g, 0);
+    for (i0 = 0; i0 < n; i0 += GM__FLOW_CHUNK) {
+        int k = n - i0 < GM__FLOW_CHUNK ? n - i0 : GM__FLOW_CHUNK;
+        gm_tensor *lp;
+        gm_graph_reset(f->g);
+        lp = gm_flow_log_prob(f->g, f, gm_input(f->g, x + (size_t)i0 * f->dim, k, f->dim, 0, 0));
+        if (!lp) { gm_graph_set_grad(f->g, saved); return gm__fail("flow: %s", gm_graph_error(f->g) ? gm_graph_error(f->g) : gm_last_error()); }
+        memcpy(logp + i0, lp->data, sizeof(float) * (size_t)k);
+    }
+    gm_graph_set_grad(f->g, saved);
+    return 0;
+}
+
+GMDEF int gm_flow_nll(gm_flow *f, const float *x, int n, uint64_t seed, double *nll, double *bpd) {
+    float *xb, *lp;
+    double s = 0;
+    uint64_t r = seed * 0x9E3779B97F4A7C15ULL + 3;
+    int i;
+    if (gm__flow_check_x(f, x, n, "gm_flow_nll") != 0) return -1;
+    xb = (float *)GENMOD_MALLOC(sizeof(float) * ((size_t)n * f->dim + (size_t)n));
+    if (!xb) return gm__fail("gm_flow_nll: out of memory");
+    lp = xb + (size_t)n * f->dim;
+    memcpy(xb, x, sizeof(float) * (size_t)n * f->dim);
+    if (f->cfg.dequantize) gm_dequantize(xb, (size_t)n * f->dim, &r);
+    if (gm_flow_log_prob_batch(f, xb, n, lp) != 0) { GENMOD_FREE(xb); return -1; }
+    for (i = 0; i < n; i++) s -= lp[i];
+    s /= n;
+    GENMOD_FREE(xb);
+    if (nll) *nll = s;
+    if (bpd) *bpd = (s + (f->cfg.dequantize ? f->dim * log(256.0) : 0.0)) / (f->dim * log(2.0));
+    return isfinite(s) ? 0 : gm__fail("gm_flow_nll: log-likelihood is not finite");
+}
+
+/* Runs x -> z (dir 0) or z -> x (dir 1) in chunks without gradients. */
+static int gm__flow_map(gm_flow *f, const float *in, int n, float *out, int dir) {
+    int i0, saved;
+    if (gm__flow_check_x(f, in, n, dir ? "gm_flow_decode" : "gm_flow_encode") != 0 || !out) return -1;
+    saved = gm_graph_set_grad(f->g, 0);
+    for (i0 = 0; i0 < n; i0 += GM__FLOW_CHUNK) {
+        int k = n - i0 < GM__FLOW_CHUNK ? n - i0 : GM__FLOW_CHUNK;
+        gm_tensor *t;
+        gm_graph_reset(f->g);
+        t = gm_input(f->g, in + (size_t)i0 * f->dim, k, f->dim, 0, 0);
+        t = dir ? gm_flow_inverse(f->g, f, t) : gm_flow_forward(f->g, f, t, NULL);
+        if (!t) { gm_graph_set_grad(f->g, saved); return gm__fail("flow: %s", gm_graph_error(f->g) ? gm_graph_error(f->g) : gm_last_error()); }
+        memcpy(out + (size_t)i0 * f->dim, t->data, sizeof(float) * (size_t)k * f->dim);
+    }
+    gm_graph_set_grad(f->g, saved);
+    return 0;
+}
+
+GMDEF int gm_flow_encode(gm_flow *f, const float *x, int n, float *z) { return gm__flow_map(f, x, n, z, 0); }
+GMDEF int gm_flow_decode(gm_flow *f, const float *z, int n, float *x) { return gm__flow_map(f, z, n, x, 1); }
+
+GMDEF int gm_flow_sample(gm_flow *f, int n, float temperature, float *x) {
+    size_t i, m;
+    float *z;
+    int rc;
+    if (!f || !f->g || n <= 0 || !x) return gm__fail("gm_flow_sample: bad arguments (n = %d)", n);
+    if (!(temperature >= 0)) return gm__fail("gm_flow_sample: temperature must be >= 0");
+    m = (size_t)n * f->dim;
+    z = (float *)GENMOD_MALLOC(sizeof(float) * m);
+    if (!z) return gm__fail("gm_flow_sample: out of memory");
+    for (i = 0; i < m; i++) z[i] = temperature * gm_rng_normal(&f->rng);
+    rc = gm_flow_decode(f, z, n, x);
+    GENMOD_FREE(z);
+    return rc;
+}
+
+GMDEF int gm_flow_interpolate(gm_flow *f, const float *a, const float *b, int steps, float *x) {
+    float *z;
+    int s, j, rc;
+    if (!f || !a || !b || !x || steps < 2) return gm__fail("gm_flow_interpolate: bad arguments (steps = %d)", steps);
+    z = (float *)GENMOD_MALLOC(sizeof(float) * (size_t)(steps + 2) * f->dim);
+    if (!z) return gm__fail("gm_flow_interpolate: out of memory");
+    memcpy(z, a, sizeof(float) * f->dim);
+    memcpy(z + f->dim, b, sizeof(float) * f->dim);
+    rc = gm_flow_encode(f, z, 2, z + (size_t)2 * f->dim);   /* za, zb at rows 2 and 3 */
+    if (rc == 0) {
+        const float *za = z + (size_t)2 * f->dim, *zb = z + (size_t)3 * f->dim;
+        for (s = 0; s < steps; s++) {
+            float al = (float)s / (float)(steps - 1);
+            for (j = 0; j < f->dim; j++) x[(size_t)s * f->dim + j] = (1 - al) * za[j] + al * zb[j];
+        }
+        rc = gm_flow_decode(f, x, steps, x);
+    }
+    GENMOD_FREE(z);
+    return rc;
+}
+
+GMDEF int gm_flow_save(gm_flow *f, const char *path) {
+    gm_meta m;
+    if (!f || !path) return gm__fail("gm_flow_save: NULL argument");
+    memset(&m, 0, sizeof m);
+    gm_meta_setf(&m, "flow.model", "%d", f->cfg.model);
+    gm_meta_setf(&m, "flow.shape", "%d,%d,%d", f->cfg.c, f->cfg.h, f->cfg.w);
+    gm_meta_setf(&m, "flow.layers", "%d", f->nlayers);
+    gm_meta_setf(&m, "flow.step", "%ld", f->step);
+    return gm_checkpoint_save(path, &f->P, &f->opt, &m);
+}
+
+GMDEF int gm_flow_load(gm_flow *f, const char *path) {
+    gm_meta m;
+    const char *v;
+    if (!f || !path) return gm__fail("gm_flow_load: NULL argument");
+    memset(&m, 0, sizeof m);
+    if (gm_checkpoint_load(path, &f->P, &f->opt, &m) != 0) return -1;
+    if ((v = gm_meta_get(&m, "flow.step")) != NULL) f->step = atol(v);
+    return 0;
+}
+
+/* ======================================================================================= */
+/* FFJORD                                                                                  */
+/* ======================================================================================= */
+GMDEF gm_ffjord_config gm_ffjord_default_config(int dim) {
+    gm_ffjord_config c;
+    memset(&c, 0, sizeof c);
+    c.dim = dim; c.hidden = 64; c.depth = 3; c.act = 0; c.T = 1.0f;
+    c.solver = GM_ODE_RK4; c.rk4_steps = 8;
+    c.rtol = 1e-5f; c.atol = 1e-5f; c.train_tol = 1e-3f; c.max_steps = 500;
+    c.trace = GM_TRACE_EXACT;
+    c.lr = 1e-3f; c.batch = 256; c.seed = 1;
+    return c;
+}
+
+GMDEF int gm_ffjord_init(gm_ffjord *m, const gm_ffjord_config *cfg) {
+    int i;
+    char name[32];
+    if (!m || !cfg) return gm__fail("gm_ffjord_init: NULL argument");
+    memset(m, 0, sizeof *m);
+    if (cfg->dim <= 0 || cfg->hidden <= 0 || cfg->depth < 1 || cfg->depth > GM_FLOW_MAX_DEPTH)
+        return gm__fail("ffjord: bad sizes (dim %d, hidden %d, depth %d)", cfg->dim, cfg->hidden, cfg->depth);
+    if (!(cfg->T > 0) || cfg->rk4_steps <= 0 || !(cfg->rtol > 0) || !(cfg->atol > 0) || cfg->max_steps <= 0)
+        return gm__fail("ffjord: need T > 0, rk4_steps > 0, tolerances > 0, max_steps > 0");
+    if (cfg->solver != GM_ODE_RK4 && cfg->solver != GM_ODE_DOPRI5) return gm__fail("ffjord: unknown solver %d", cfg->solver);
+    if (cfg->trace < GM_TRACE_EXACT || cfg->trace > GM_TRACE_HUTCH_RADEMACHER) return gm__fail("ffjord: unknown trace %d", cfg->trace);
+    m->cfg = *cfg;
+    gm_rng_seed(&m->rng, cfg->seed);
+    m->nlin = cfg->depth + 1;
+    for (i = 0; i < m->nlin; i++) {   /* every layer sees [h, t]: FFJORD's "concat" layers */
+        int in = (i == 0 ? cfg->dim : cfg->hidden) + 1, out = i == m->nlin - 1 ? cfg->dim : cfg->hidden;
+        snprintf(name, sizeof name, "ode%d", i);
+        if (gm_linear_init(&m->l[i], &m->P, name, in, out, GM_INIT_TORCH, &m->rng) != 0) { gm_ffjord_free(m); return -1; }
+    }
+    m->opt = gm_adam(cfg->lr, 0.9f, 0.999f);
+    m->g = gm_graph_new(cfg->seed + 5);
+    if (!m->g) { gm_ffjord_free(m); return gm__fail("ffjord: out of memory"); }
+    return 0;
+}
+
+GMDEF void gm_ffjord_free(gm_ffjord *m) {
+    if (!m) return;
+    gm_graph_free(m->g);
+    gm_optim_free(&m->opt);
+    gm_params_free(&m->P);
+    GENMOD_FREE(m->buf);
+    m->g = NULL; m->buf = NULL; m->buf_cap = 0;
+}
+
+GMDEF gm_tensor *gm_ffjord_dynamics(gm_graph *g, gm_ffjord *m, gm_tensor *z, float t, gm_tensor *probe,
+                                    int create_graph, gm_tensor **div) {
+    int i, N, D;
+    gm_tensor *h = z, *tc, *fz;
+    if (!g || !m || !z) return NULL;
+    N = z->shape[0]; D = m->cfg.dim;
+    tc = gm_full(g, t, N, 1, 0, 0);
+    for (i = 0; i < m->nlin; i++) {
+        h = gm_linear_fwd(g, &m->l[i], gm_concat(g, h, tc, 1));
+        if (i < m->nlin - 1) h = m->cfg.act ? gm_softplus(g, h) : gm_tanh(g, h);
+    }
+    fz = h;
+    m->nfe++;
+    if (!div) return fz;
+    if (probe) {   /* Hutchinson: e^T (df/dz) e, the vector-Jacobian product e^T df/dz by autodiff */
+        gm_tensor *vjp = gm_grad(g, gm_mul(g, fz, probe), z, create_graph);
+        *div = gm_sum_rows(g, gm_mul(g, vjp, probe));
+    } else {       /* exact: d f_i / d z_i, one reverse pass per dimension */
+        gm_tensor *tr = NULL;
+        for (i = 0; i < D; i++) {
+            gm_tensor *row = gm_grad(g, gm_slice(g, fz, 1, i, 1), z, create_graph);
+            gm_tensor *d = gm_reshape(g, gm_slice(g, row, 1, i, 1), N, 0, 0, 0);
+            tr = tr ? gm_add(g, tr, d) : d;
+        }
+        *div = tr;
+    }
+    return fz;
+}
+
+/* Probe noise for a whole solve (FFJORD keeps e fixed over the integration). */
+static gm_tensor *gm__ffjord_probe(gm_graph *g, gm_ffjord *m, int N, int trace) {
+    gm_tensor *e;
+    int i;
+    if (trace == GM_TRACE_EXACT) return NULL;
+    e = gm_zeros(g, N, m->cfg.dim, 0, 0);
+    if (!e) return NULL;
+    for (i = 0; i < e->size; i++)
+        e->data[i] = trace == GM_TRACE_HUTCH_GAUSS ? gm_rng_normal(&m->rng) : (gm_rng_u32(&m->rng) & 1 ? 1.0f : -1.0f);
+    return e;
+}
+
+/* Dormand-Prince 5(4) tableau */
+static const double gm__dp_c[7] = {0, 1.0 / 5, 3.0 / 10, 4.0 / 5, 8.0 / 9, 1, 1};
+static const double gm__dp_a[7][6] = {
+    {0, 0, 0, 0, 0, 0},
+    {1.0 / 5, 0, 0, 0, 0, 0},
+    {3.0 / 40, 9.0 / 40, 0, 0, 0, 0},
+    {44.0 / 45, -56.0 / 15, 32.0 / 9, 0, 0, 0},
+    {19372.0 / 6561, -25360.0 / 2187, 64448.0 / 6561, -212.0 / 729, 0, 0},
+    {9017.0 / 3168, -355.0 / 33, 46732.0 / 5247, 49.0 / 176, -5103.0 / 18656, 0},
+    {35.0 / 384, 0, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784, 11.0 / 84}};
+static const double gm__dp_e[7] = {71.0 / 57600, 0, -71.0 / 16695, 71.0 / 1920, -17253.0 / 339200, 22.0 / 525, -1.0 / 40};
+
+/* y + h * sum_j a_j k_j on the graph (a_j = 0 terms skipped). */
+static gm_tensor *gm__ode_comb(gm_graph *g, gm_tensor *y, gm_tensor **k, const double *a, int n, double h) {
+    int j;
+    for (j = 0; j < n; j++)
+        if (a[j] != 0 && k[j]) y = gm_add(g, y, gm_scale(g, k[j], (float)(h * a[j])));
+    return y;
+}
+
+/* The augmented state (z, integral of the trace) advanced from t0 to t1 on the graph.
+   sign +1: z' = f (data -> latent, the trace integral is accumulated); -1: z' = -f(z, t1 - ...)
+   is never needed on the graph (decoding uses the array solver). want_div 0: no trace. */
+typedef struct gm__ode_state { gm_tensor *z, *acc; } gm__ode_state;
+
+static gm__ode_state gm__ode_rhs(gm_graph *g, gm_ffjord *m, gm_tensor *z, double t, gm_tensor *probe, int cg,
+                                 int want_div, double dir) {
+    gm__ode_state d;
+    gm_tensor *div = NULL;
+    d.z = gm_ffjord_dynamics(g, m, z, (float)t, probe, cg, want_div ? &div : NULL);
+    if (dir < 0) d.z = gm_neg(g, d.z);
+    d.acc = div;
+    return d;
+}
+
+/* One RK4 step of size h (dir: +1 forward in t, -1 backward: then t decreases). */
+static gm__ode_state gm__rk4_step(gm_graph *g, gm_ffjord *m, gm__ode_state y, double t, double h, gm_tensor *probe,
+                                  int cg, int want_div, double dir) {
+    gm__ode_state k1, k2, k3, k4, out;
+    k1 = gm__ode_rhs(g, m, y.z, t, probe, cg, want_div, dir);
+    k2 = gm__ode_rhs(g, m, gm_add(g, y.z, gm_scale(g, k1.z, (float)(h / 2))), t + dir * h / 2, probe, cg, want_div, dir);
+    k3 = gm__ode_rhs(g, m, gm_add(g, y.z, gm_scale(g, k2.z, (float)(h / 2))), t + dir * h / 2, probe, cg, want_div, dir);
+    k4 = gm__ode_rhs(g, m, gm_add(g, y.z, gm_scale(g, k3.z, (float)h)), t + dir * h, probe, cg, want_div, dir);
+    out.z = gm_add(g, y.z, gm_scale(g, gm_add(g, gm_add(g, k1.z, k4.z), gm_scale(g, gm_add(g, k2.z, k3.z), 2.0f)),
+                                    (float)(h / 6)));
+    out.acc = NULL;
+    if (want_div)
+        out.acc = gm_add(g, y.acc, gm_scale(g, gm_add(g, gm_add(g, k1.acc, k4.acc), gm_scale(g, gm_add(g, k2.acc, k3.acc), 2.0f)),
+                                            (float)(h / 6)));
+    return out;
+}
+
+/* RMS error norm of DOPRI5's embedded estimate over z (FFJORD's tolerances act on the state). */
+static double gm__dp_error(const gm_tensor *y0, const gm_tensor *y1, gm_tensor **k, double h, double rtol, double atol) {
+    double s = 0;
+    int i, j;
+    for (i = 0; i < y0->size; i++) {
+        double e = 0, sc;
+        for (j = 0; j < 7; j++) if (gm__dp_e[j] != 0) e += gm__dp_e[j] * k[j]->data[i];
+        e *= h;
+        sc = atol + rtol * (fabs(y0->data[i]) > fabs(y1->data[i]) ? fabs(y0->data[i]) : fabs(y1->data[i]));
+        s += (e / sc) * (e / sc);
+    }
+    return sqrt(s / (y0->size > 0 ? y0->size : 1));
+}
+
+/* Integrates from t = 0 to T (dir +1) or T to 0 (dir -1) on the graph. Returns the end state. */
+static gm__ode_state gm__ode_solve(gm_graph *g, gm_ffjord *m, gm__ode_state y, gm_tensor *probe, int cg, int want_div,
+                                   double dir, double rtol, double atol) {
+    double T = m->cfg.T, t = dir > 0 ? 0.0 : T, done = 0, h;
+    int steps = 0, j, q, have_k0 = 0;
+    gm__ode_state k0;
+    k0.z = k0.acc = NULL;
+    m->nfe = 0;
+    if (m->cfg.solver == GM_ODE_RK4) {
+        h = T / m->cfg.rk4_steps;
+        for (steps = 0; steps < m->cfg.rk4_steps && y.z; steps++, t += dir * h)
+            y = gm__rk4_step(g, m, y, t, h, probe, cg, want_div, dir);
+        m->last_steps = steps;
+        return y;
+    }
+    h = T / 8;
+    while (done < T - 1e-9 && y.z) {
+        gm__ode_state k[7], y1;
+        gm_tensor *kz[7];
+        double err;
+        if (h > T - done) h = T - done;
+        /* first-same-as-last: after an accepted step, k0 is the previous step's k6 */
+        k[0] = have_k0 ? k0 : gm__ode_rhs(g, m, y.z, t, probe, cg, want_div, dir);
+        for (j = 1; j < 7; j++) {
+            for (q = 0; q < j; q++) kz[q] = k[q].z;
+            k[j] = gm__ode_rhs(g, m, gm__ode_comb(g, y.z, kz, gm__dp_a[j], j, h), t + dir * gm__dp_c[j] * h, probe, cg,
+                               want_div, dir);
+            if (!k[j].z) { y.z = NULL; return y; }
+        }
+        for (q = 0; q < 7; q++) kz[q] = k[q].z;
+        y1.z = gm__ode_comb(g, y.z, kz, gm__dp_a[6], 6, h);   /* the 5th-order solution (FSAL row) */
+        y1.acc = NULL;
+        if (want_div) {
+            for (q = 0; q < 7; q++) kz[q] = k[q].acc;
+            y1.acc = gm__ode_comb(g, y.acc, kz, gm__dp_a[6], 6, h);
+        }
+        for (q = 0; q < 7; q++) kz[q] = k[q].z;
+        err = y1.z ? gm__dp_error(y.z, y1.z, kz, h, rtol, atol) : 1e9;
+        have_k0 = 0;
+        if (err <= 1.0 || h < 1e-6) {
+            y = y1; done += h; t += dir * h; steps++;
+            k0 = k[6]; have_k0 = 1;
+        } else {
+            k0 = k[0]; have_k0 = 1;     /* rejected: same point, reuse its first stage */
+        }
+        h *= err > 0 ? fmin(10.0, fmax(0.2, 0.9 * pow(err, -0.2))) : 10.0;
+        if (steps + 1 > m->cfg.max_steps) { gm__fail("ffjord: DOPRI5 needed more than %d steps", m->cfg.max_steps); y.z = NULL; break; }
+    }
+    m->last_steps = steps;
+    return y;
+}
+
+static gm_tensor *gm__ffjord_logp(gm_graph *g, gm_ffjord *m, gm_tensor *x, int trace, int cg, double rtol, double atol) {
+    int N = x->shape[0];
+    gm__ode_state y;
+    gm_tensor *probe = gm__ffjord_probe(g, m, N, trace), *lpz;
+    y.z = x;
+    y.acc = gm_zeros(g, N, 0, 0, 0);
+    y = gm__ode_solve(g, m, y, probe, cg, 1, 1.0, rtol, atol);
+    if (!y.z || !y.acc) return NULL;
+    lpz = gm_affine(g, gm_sum_rows(g, gm_square(g, y.z)), -0.5f, -GM__FLOW_LOG2PI_HALF * (float)m->cfg.dim);
+    return gm_add(g, lpz, y.acc);
+}
+
+GMDEF int gm_ffjord_train_step(gm_ffjord *m, const float *x, int n, gm_flow_stats *stats) {
+    gm_graph *g;
+    gm_tensor *xin, *lp, *loss;
+    if (!m || !m->g || !x || n <= 0) return gm__fail("gm_ffjord_train_step: bad arguments (n = %d)", n);
+    g = m->g;
+    gm_graph_reset(g);
+    gm_graph_set_grad(g, 1);
+    xin = gm_requires_grad(gm_input(g, x, n, m->cfg.dim, 0, 0));   /* the trace differentiates f w.r.t. z */
+    lp = gm__ffjord_logp(g, m, xin, m->cfg.trace, 1, m->cfg.train_tol, m->cfg.train_tol);
+    loss = gm_neg(g, gm_mean(g, lp));
+    if (!loss || gm_backward(g, loss) != 0) {
+        const char *e = gm_graph_error(g);
+        return gm__fail("ffjord: step %ld: %s", m->step, e ? e : gm_last_error());
+    }
+    m->nfe_total += m->nfe;
+    if (stats) { stats->nll = stats->loss = loss->data[0]; stats->l2 = 0; stats->grad_norm = gm_grad_norm(&m->P); }
+    if (gm_optim_step(&m->opt, &m->P) != 0) return -1;
+    m->step++;
+    return 0;
+}
+
+GMDEF int gm_ffjord_log_prob_batch(gm_ffjord *m, const float *x, int n, int trace, float *logp) {
+    int i0;
+    if (!m || !m->g || !x || n <= 0 || !logp) return gm__fail("gm_ffjord_log_prob_batch: bad arguments");
+    for (i0 = 0; i0 < n; i0 += GM__FLOW_CHUNK) {
+        int k = n - i0 < GM__FLOW_CHUNK ? n - i0 : GM__FLOW_CHUNK;
+        gm_tensor *xin, *lp;
+        gm_graph_reset(m->g);
+        gm_graph_set_grad(m->g, 1);   /* the trace needs the tape; no graph of the gradient is kept */
+        xin = gm_requires_grad(gm_input(m->g, x + (size_t)i0 * m->cfg.dim, k, m->cfg.dim, 0, 0));
+        lp = gm__ffjord_logp(m->g, m, xin, trace, 0, m->cfg.rtol, m->cfg.atol);
+        if (!lp) return gm__fail("ffjord: %s", gm_graph_error(m->g) ? gm_graph_error(m->g) : gm_last_error());
+        memcpy(logp + i0, lp->data, sizeof(float) * (size_t)k);
+    }
+    return 0;
+}
+
+GMDEF int gm_ffjord_nll(gm_ffjord *m, const float *x, int n, double *nll) {
+    float *lp;
+    double s = 0;
+    int i;
+    if (!m || !x || n <= 0) return gm__fail("gm_ffjord_nll: bad arguments");
+    lp = (float *)GENMOD_MALLOC(sizeof(float) * (size_t)n);
+    if (!lp) return gm__fail("gm_ffjord_nll: out of memory");
+    if (gm_ffjord_log_prob_batch(m, x, n, GM_TRACE_EXACT, lp) != 0) { GENMOD_FREE(lp); return -1; }
+    for (i = 0; i < n; i++) s -= lp[i];
+    GENMOD_FREE(lp);
+    if (nll) *nll = s / n;
+    return isfinite(s) ? 0 : gm__fail("gm_ffjord_nll: not finite");
+}
+
+/* z(0) -> z(T) (dir +1) or back (dir -1) without gradients, in chunks; traj as in decode. */
+static int gm__ffjord_map(gm_ffjord *m, const float *in, int n, float *out, double dir, int frames, float *traj) {
+    int i0, D = m->cfg.dim, fr;
+    for (i0 = 0; i0 < n; i0 += GM__FLOW_CHUNK) {
+        int k = n - i0 < GM__FLOW_CHUNK ? n - i0 : GM__FLOW_CHUNK, saved, nf = traj && frames > 1 ? frames - 1 : 1;
+        gm__ode_state y;
+        gm_ffjord_config keep = m->cfg;
+        gm_graph_reset(m->g);
+        saved = gm_graph_set_grad(m->g, 0);
+        y.z = gm_input(m->g, in + (size_t)i0 * D, k, D, 0, 0);
+        y.acc = NULL;
+        if (traj && frames > 1) memcpy(traj + (size_t)i0 * D, y.z->data, sizeof(float) * (size_t)k * D);
+        for (fr = 0; fr < nf && y.z; fr++) {   /* each frame is one solve over T / (frames - 1) */
+            m->cfg.T = keep.T / nf;
+            if (m->cfg.solver == GM_ODE_RK4) m->cfg.rk4_steps = keep.rk4_steps / nf > 0 ? keep.rk4_steps / nf : 1;
+            y = gm__ode_solve(m->g, m, y, NULL, 0, 0, dir, m->cfg.rtol, m->cfg.atol);
+            m->cfg = keep;
+            if (y.z && traj && frames > 1) memcpy(traj + ((size_t)(fr + 1) * n + i0) * D, y.z->data, sizeof(float) * (size_t)k * D);
+        }
+        gm_graph_set_grad(m->g, saved);
+        if (!y.z) return gm__fail("ffjord: %s", gm_graph_error(m->g) ? gm_graph_error(m->g) : gm_last_error());
+        memcpy(out + (size_t)i0 * D, y.z->data, sizeof(float) * (size_t)k * D);
+    }
+    return 0;
+}
+
+GMDEF int gm_ffjord_encode(gm_ffjord *m, const float *x, int n, float *z) {
+    if (!m || !m->g || !x || !z || n <= 0) return gm__fail("gm_ffjord_encode: bad arguments");
+    return gm__ffjord_map(m, x, n, z, 1.0, 0, NULL);
+}
+
+GMDEF int gm_ffjord_decode(gm_ffjord *m, const float *z, int n, float *x, int frames, float *traj) {
+    if (!m || !m->g || !z || !x || n <= 0) return gm__fail("gm_ffjord_decode: bad arguments");
+    return gm__ffjord_map(m, z, n, x, -1.0, frames, traj);
+}
+
+GMDEF int gm_ffjord_sample(gm_ffjord *m, int n, float *x, int frames, float *traj) {
+    float *z;
+    size_t i;
+    int rc;
+    if (!m || !m->g || !x || n <= 0) return gm__fail("gm_ffjord_sample: bad arguments");
+    z = (float *)GENMOD_MALLOC(sizeof(float) * (size_t)n * m->cfg.dim);
+    if (!z) return gm__fail("gm_ffjord_sample: out of memory");
+    for (i = 0; i < (size_t)n * m->cfg.dim; i++) z[i] = gm_rng_normal(&m->rng);
+    rc = gm_ffjord_decode(m, z, n, x, frames, traj);
+    GENMOD_FREE(z);
+    return rc;
+}
+
+#endif /* GENMOD_FLOW_IMPLEMENTATION_INCLUDED */
+#endif /* GENMOD_FLOW_IMPLEMENTATION */
+
+/*
+------------------------------------------------------------------------------
+MIT License
+
+Copyright (c) 2025 the genmod authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software and
+associated documentation files (the "Software"), to deal in the Software without restriction,
+including without limitation the rights to use, copy, modify, merge, publish, distribute,
+sublicense, and/or sell copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all copies or
+substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT
+NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND
+NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM,
+DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT
+OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+------------------------------------------------------------------------------
+*/

@@ -1,0 +1,475 @@
+/* test_flow.c: normalizing flows (genmod_flow.h): exactness of every layer and model (inverse,
+   log-det against the autodiff Jacobian), that the models learn two moons, that a trained density
+   integrates to 1, FFJORD's solvers and the unbiasedness of Hutchinson's trace estimator. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <time.h>
+#define GENMOD_IMPLEMENTATION
+#include "genmod.h"
+#define GENMOD_FLOW_IMPLEMENTATION
+#include "genmod_flow.h"
+#include "gm_test.h"
+
+/* ---- helpers ---- */
+
+/* Every trained float to N(0, sd): a freshly built flow is the identity in places (zero output
+   convs, zero scales), which would make the checks below trivial. Actnorms count as initialized. */
+static void randomize(gm_flow *f, float sd, uint64_t seed) {
+    gm_rng r;
+    int v;
+    size_t i;
+    gm_rng_seed(&r, seed);
+    for (v = 0; v < f->P.nviews; v++) {
+        float *d = gm_params_data(&f->P, v);
+        if (strstr(f->P.views[v].name, "inited")) { d[0] = 1.0f; continue; }
+        if (f->P.views[v].buffer) continue;
+        for (i = 0; i < f->P.views[v].size; i++) d[i] += sd * gm_rng_normal(&r);
+    }
+}
+
+static float *rand_data(int n, uint64_t seed, float lo, float hi) {
+    float *x = (float *)malloc(sizeof(float) * (size_t)n);
+    gm_rng r;
+    int i;
+    gm_rng_seed(&r, seed);
+    for (i = 0; i < n; i++) x[i] = lo + (hi - lo) * gm_rng_uniform(&r);
+    return x;
+}
+
+/* max |inverse(forward(x)) - x| over n examples */
+static double roundtrip_err(gm_flow *f, const float *x, int n) {
+    float *z = (float *)malloc(sizeof(float) * (size_t)n * f->dim), *y = (float *)malloc(sizeof(float) * (size_t)n * f->dim);
+    double e = 0;
+    int i;
+    if (gm_flow_encode(f, x, n, z) != 0 || gm_flow_decode(f, z, n, y) != 0) { printf("  %s\n", gm_last_error()); e = 1e9; }
+    else for (i = 0; i < n * f->dim; i++) e = fmax(e, fabs((double)y[i] - x[i]));
+    free(z); free(y);
+    return e;
+}
+
+/* log|det| of an n x n matrix (double, partial pivoting) */
+static double logabsdet(int n, double *a) {
+    double s = 0;
+    int i, j, k;
+    for (k = 0; k < n; k++) {
+        int p = k;
+        for (i = k + 1; i < n; i++) if (fabs(a[i * n + k]) > fabs(a[p * n + k])) p = i;
+        if (p != k) for (j = 0; j < n; j++) { double t = a[k * n + j]; a[k * n + j] = a[p * n + j]; a[p * n + j] = t; }
+        s += log(fabs(a[k * n + k]));
+        for (i = k + 1; i < n; i++) {
+            double m = a[i * n + k] / a[k * n + k];
+            for (j = k; j < n; j++) a[i * n + j] -= m * a[k * n + j];
+        }
+    }
+    return s;
+}
+
+/* |flow log-det - log|det dz/dx|| for one example, the Jacobian row by row with gm_grad. */
+static double logdet_err(gm_flow *f, const float *x1, double *ld_out) {
+    gm_graph *g = gm_graph_new(3);
+    int D = f->dim, i, j;
+    double *J = (double *)malloc(sizeof(double) * (size_t)D * D), ref, err;
+    gm_tensor *x = gm_requires_grad(gm_input(g, x1, 1, D, 0, 0)), *ld = NULL;
+    gm_tensor *z = gm_flow_forward(g, f, x, &ld);
+    if (!z || !ld) { printf("  forward failed: %s\n", gm_last_error()); free(J); gm_graph_free(g); return 1e9; }
+    for (i = 0; i < D; i++) {
+        gm_tensor *row = gm_grad(g, gm_slice(g, z, 1, i, 1), x, 0);
+        if (!row) { printf("  gm_grad failed: %s\n", gm_last_error()); free(J); gm_graph_free(g); return 1e9; }
+        for (j = 0; j < D; j++) J[i * D + j] = row->data[j];
+    }
+    ref = logabsdet(D, J);
+    err = fabs(ref - ld->data[0]);
+    if (ld_out) *ld_out = ld->data[0];
+    if (err > 1e-3) printf("  logdet %.6f vs Jacobian %.6f\n", ld->data[0], ref);
+    free(J);
+    gm_graph_free(g);
+    return err;
+}
+
+/* A flow holding one layer of a kind (after a squeeze when shape needs it). */
+static int one_layer(gm_flow *f, int model, int c, int h, int w, int kind, int mask, int parity) {
+    gm_flow_config cfg = gm_flow_default_config(model, c, h, w);
+    cfg.hidden = 8; cfg.depth = 2; cfg.filters = 4; cfg.blocks = 1;
+    cfg.logit = 0; cfg.dequantize = 0;
+    if (gm_flow_begin(f, &cfg) != 0) return -1;
+    return gm_flow_add(f, kind, mask, parity);
+}
+
+/* ---- exactness: every layer type ---- */
+
+typedef struct { const char *what; int model, c, h, w, kind, mask, parity; } layer_case;
+static const layer_case CASES[] = {
+    {"additive vec", GM_FLOW_NICE, 5, 1, 1, GM_FLOW_ADDITIVE, GM_FLOW_MASK_ALT, 0},
+    {"additive vec p1", GM_FLOW_NICE, 5, 1, 1, GM_FLOW_ADDITIVE, GM_FLOW_MASK_ALT, 1},
+    {"affine vec", GM_FLOW_REALNVP, 5, 1, 1, GM_FLOW_AFFINE, GM_FLOW_MASK_ALT, 0},
+    {"affine vec p1", GM_FLOW_REALNVP, 4, 1, 1, GM_FLOW_AFFINE, GM_FLOW_MASK_ALT, 1},
+    {"scale vec", GM_FLOW_NICE, 5, 1, 1, GM_FLOW_SCALE, 0, 0},
+    {"actnorm vec", GM_FLOW_GLOW, 5, 1, 1, GM_FLOW_ACTNORM, 0, 0},
+    {"invconv vec", GM_FLOW_GLOW, 5, 1, 1, GM_FLOW_INVCONV, 0, 0},
+    {"affine checker", GM_FLOW_REALNVP, 2, 4, 4, GM_FLOW_AFFINE, GM_FLOW_MASK_CHECKER, 0},
+    {"affine checker p1", GM_FLOW_REALNVP, 1, 4, 4, GM_FLOW_AFFINE, GM_FLOW_MASK_CHECKER, 1},
+    {"additive checker", GM_FLOW_REALNVP, 2, 4, 4, GM_FLOW_ADDITIVE, GM_FLOW_MASK_CHECKER, 0},
+    {"affine channel", GM_FLOW_REALNVP, 3, 4, 4, GM_FLOW_AFFINE, GM_FLOW_MASK_CHANNEL, 0},
+    {"affine channel p1", GM_FLOW_REALNVP, 3, 4, 4, GM_FLOW_AFFINE, GM_FLOW_MASK_CHANNEL, 1},
+    {"actnorm img", GM_FLOW_GLOW, 3, 4, 4, GM_FLOW_ACTNORM, 0, 0},
+    {"invconv img", GM_FLOW_GLOW, 3, 4, 4, GM_FLOW_INVCONV, 0, 0},
+    {"squeeze", GM_FLOW_REALNVP, 2, 4, 6, GM_FLOW_SQUEEZE, 0, 0},
+    {"split", GM_FLOW_GLOW, 4, 2, 2, GM_FLOW_SPLIT, 0, 0},
+};
+#define NCASES ((int)(sizeof CASES / sizeof CASES[0]))
+
+GM_TEST(test_layer_inverse) {
+    int k;
+    for (k = 0; k < NCASES; k++) {
+        const layer_case *c = &CASES[k];
+        gm_flow f;
+        float *x;
+        double e;
+        GM_CHECK(one_layer(&f, c->model, c->c, c->h, c->w, c->kind, c->mask, c->parity) == 0, "%s: %s", c->what, gm_last_error());
+        randomize(&f, 0.3f, 10 + k);
+        x = rand_data(7 * f.dim, 100 + k, -2, 2);
+        e = roundtrip_err(&f, x, 7);
+        GM_CHECK(e < 1e-4, "%s: inverse(forward(x)) off by %g", c->what, e);
+        printf("  %-18s max |x - f^-1(f(x))| = %.2g\n", c->what, e);
+        free(x);
+        gm_flow_free(&f);
+    }
+}
+
+GM_TEST(test_layer_logdet) {
+    int k;
+    for (k = 0; k < NCASES; k++) {
+        const layer_case *c = &CASES[k];
+        gm_flow f;
+        float *x;
+        double e, ld = 0;
+        GM_CHECK(one_layer(&f, c->model, c->c, c->h, c->w, c->kind, c->mask, c->parity) == 0, "%s: %s", c->what, gm_last_error());
+        randomize(&f, 0.3f, 20 + k);
+        x = rand_data(f.dim, 200 + k, -2, 2);
+        e = logdet_err(&f, x, &ld);
+        GM_CHECK(e < 1e-3, "%s: log-det off by %g", c->what, e);
+        printf("  %-18s logdet %9.5f, |err| vs log|det J| = %.2g\n", c->what, ld, e);
+        free(x);
+        gm_flow_free(&f);
+    }
+}
+
+/* The reverse pass of a layer must also be its exact inverse's log-det: log|det dx/dz| = -forward. */
+GM_TEST(test_actnorm_data_init) {
+    gm_flow f;
+    float *x = rand_data(64 * 3, 5, 0, 1), *z = (float *)malloc(sizeof(float) * 64 * 3);
+    int i, c;
+    for (i = 0; i < 64 * 3; i++) x[i] = x[i] * (float)(1 + i % 3) + (float)(i % 3) * 5.0f;   /* channel c: scale 1+c, shift 5c */
+    GM_CHECK(one_layer(&f, GM_FLOW_GLOW, 3, 1, 1, GM_FLOW_ACTNORM, 0, 0) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_flow_data_init(&f, x, 64) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_flow_encode(&f, x, 64, z) == 0, "%s", gm_last_error());
+    for (c = 0; c < 3; c++) {
+        double m = 0, v = 0;
+        for (i = 0; i < 64; i++) m += z[i * 3 + c];
+        m /= 64;
+        for (i = 0; i < 64; i++) v += (z[i * 3 + c] - m) * (z[i * 3 + c] - m);
+        v /= 64;
+        GM_CHECK(fabs(m) < 1e-4 && fabs(v - 1) < 1e-3, "channel %d: mean %g var %g after data init", c, m, v);
+    }
+    free(x); free(z);
+    gm_flow_free(&f);
+}
+
+/* ---- exactness: whole models ---- */
+
+static gm_flow_config small_config(int model, int c, int h, int w) {
+    gm_flow_config cfg = gm_flow_default_config(model, c, h, w);
+    cfg.hidden = 8; cfg.depth = 2; cfg.filters = 4; cfg.blocks = 1; cfg.steps = 2;
+    cfg.n_couplings = 4;
+    return cfg;
+}
+
+GM_TEST(test_models_exact) {
+    static const struct { const char *what; int model, c, h, w; } M[] = {
+        {"nice 2-d", GM_FLOW_NICE, 2, 1, 1},      {"realnvp 2-d", GM_FLOW_REALNVP, 2, 1, 1},
+        {"glow 2-d", GM_FLOW_GLOW, 2, 1, 1},      {"nice 1x4x4", GM_FLOW_NICE, 1, 4, 4},
+        {"realnvp 1x4x4", GM_FLOW_REALNVP, 1, 4, 4}, {"glow 1x4x4", GM_FLOW_GLOW, 1, 4, 4},
+        {"realnvp 2x4x4 3sc", GM_FLOW_REALNVP, 2, 4, 4},
+    };
+    int k;
+    for (k = 0; k < (int)(sizeof M / sizeof M[0]); k++) {
+        gm_flow_config cfg = small_config(M[k].model, M[k].c, M[k].h, M[k].w);
+        gm_flow f;
+        float *x;
+        double e, el, ld = 0;
+        if (k == 6) cfg.n_scales = 3;
+        GM_CHECK(gm_flow_init(&f, &cfg) == 0, "%s: %s", M[k].what, gm_last_error());
+        randomize(&f, 0.2f, 30 + k);
+        /* images go through the logit: inputs in (0,1) */
+        x = rand_data(5 * f.dim, 300 + k, cfg.logit ? 0.02f : -2.0f, cfg.logit ? 0.98f : 2.0f);
+        e = roundtrip_err(&f, x, 5);
+        el = logdet_err(&f, x, &ld);
+        GM_CHECK(e < 1e-4, "%s: inverse(forward(x)) off by %g", M[k].what, e);
+        GM_CHECK(el < 1e-3, "%s: log-det off by %g", M[k].what, el);
+        printf("  %-18s %2d layers  roundtrip %.2g  logdet %9.4f (|err| %.2g)\n", M[k].what, f.nlayers, e, ld, el);
+        free(x);
+        gm_flow_free(&f);
+    }
+}
+
+/* ---- learning: two moons ---- */
+
+static void gauss_fit_nll(const float *tr, int n, const float *te, int m, double *nll) {
+    double mu[2] = {0, 0}, S[4] = {0, 0, 0, 0}, det, inv[4], s = 0;
+    int i;
+    for (i = 0; i < n; i++) { mu[0] += tr[2 * i]; mu[1] += tr[2 * i + 1]; }
+    mu[0] /= n; mu[1] /= n;
+    for (i = 0; i < n; i++) {
+        double a = tr[2 * i] - mu[0], b = tr[2 * i + 1] - mu[1];
+        S[0] += a * a; S[1] += a * b; S[3] += b * b;
+    }
+    S[0] /= n; S[1] /= n; S[3] /= n; S[2] = S[1];
+    det = S[0] * S[3] - S[1] * S[2];
+    inv[0] = S[3] / det; inv[1] = -S[1] / det; inv[2] = inv[1]; inv[3] = S[0] / det;
+    for (i = 0; i < m; i++) {
+        double a = te[2 * i] - mu[0], b = te[2 * i + 1] - mu[1];
+        s += 0.5 * (a * (inv[0] * a + inv[1] * b) + b * (inv[2] * a + inv[3] * b)) + 0.5 * log(det) + log(2 * 3.14159265358979);
+    }
+    *nll = s / m;
+}
+
+static float MOONS_TR[2 * 2000], MOONS_TE[2 * 2000];
+static gm_flow TRAINED;          /* shared by the learning and the integration test */
+static int TRAINED_OK;
+
+static int train_moons(gm_flow *f, int model, int steps, double *test_nll, double *secs) {
+    gm_flow_config cfg = gm_flow_default_config(model, 2, 1, 1);
+    gm_batcher b;
+    const int *idx;
+    float xb[2 * 256];
+    int s = 0, k, i;
+    clock_t t0 = clock();
+    cfg.hidden = 64; cfg.depth = 2; cfg.lr = 3e-3f; cfg.l2 = 0; cfg.batch = 256;
+    if (model == GM_FLOW_GLOW) cfg.n_couplings = 4;
+    if (gm_flow_init(f, &cfg) != 0) return -1;
+    gm_batcher_init(&b, 2000, cfg.batch, 3, 0);
+    while (s < steps) {
+        while (s < steps && (k = gm_batcher_next(&b, &idx)) > 0) {
+            for (i = 0; i < k; i++) { xb[2 * i] = MOONS_TR[2 * idx[i]]; xb[2 * i + 1] = MOONS_TR[2 * idx[i] + 1]; }
+            if (gm_flow_train_step(f, xb, k, NULL) != 0) { gm_batcher_free(&b); return -1; }
+            s++;
+        }
+    }
+    gm_batcher_free(&b);
+    *secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    return gm_flow_nll(f, MOONS_TE, 2000, 0, test_nll, NULL);
+}
+
+static void make_moons(void) {
+    float mean[2], sd[2];
+    gm_toy2d("moons", 2000, 11, -1, MOONS_TR, NULL);
+    gm_toy2d("moons", 2000, 12, -1, MOONS_TE, NULL);
+    gm_standardize_fit(MOONS_TR, 2000, 2, mean, sd);       /* the train statistics for both, as Keras */
+    gm_standardize_apply(MOONS_TR, 2000, 2, mean, sd);
+    gm_standardize_apply(MOONS_TE, 2000, 2, mean, sd);
+}
+
+/* RealNVP must beat the best Gaussian by a wide margin within a few seconds. */
+GM_TEST(test_moons_realnvp_learns) {
+    double nll = 99, gauss, secs = 0;
+    gauss_fit_nll(MOONS_TR, 2000, MOONS_TE, 2000, &gauss);
+    GM_CHECK(train_moons(&TRAINED, GM_FLOW_REALNVP, 400, &nll, &secs) == 0, "%s", gm_last_error());
+    TRAINED_OK = nll < 2.7;
+    printf("  realnvp 6x(2-64-64-2), 400 steps: test NLL %.4f nats (Gaussian fit on this data %.4f; reference "
+           "full-cov Gaussian 2.7305), %.1f cpu s\n", nll, gauss, secs);
+    GM_CHECK(nll < gauss - 0.5 && nll < 2.7305 - 0.5, "test NLL %.4f does not beat the Gaussian %.4f", nll, gauss);
+}
+
+GM_TEST(test_moons_nice_glow_learn) {
+    int models[2] = {GM_FLOW_NICE, GM_FLOW_GLOW}, k;
+    double gauss;
+    gauss_fit_nll(MOONS_TR, 2000, MOONS_TE, 2000, &gauss);
+    for (k = 0; k < 2; k++) {
+        gm_flow f;
+        double nll = 99, secs = 0;
+        GM_CHECK(train_moons(&f, models[k], 300, &nll, &secs) == 0, "%s", gm_last_error());
+        printf("  %s, 300 steps: test NLL %.4f nats (Gaussian %.4f), %.1f cpu s\n", k ? "glow" : "nice", nll, gauss, secs);
+        GM_CHECK(nll < gauss - 0.2, "%s: test NLL %.4f does not beat the Gaussian %.4f", k ? "glow" : "nice", nll, gauss);
+        gm_flow_free(&f);
+    }
+}
+
+/* The trained density integrates to 1 (midpoint rule on [-5,5]^2, 240 x 240). */
+GM_TEST(test_density_integrates) {
+    int G = 240, i, j;
+    float *xy = (float *)malloc(sizeof(float) * 2 * (size_t)G * G), *lp = (float *)malloc(sizeof(float) * (size_t)G * G);
+    double lo = -5, hi = 5, cell = (hi - lo) / G, sum = 0;
+    GM_CHECK(TRAINED_OK, "needs the trained model of test_moons_realnvp_learns");
+    for (j = 0; j < G; j++) for (i = 0; i < G; i++) {
+        xy[2 * (j * G + i)] = (float)(lo + (i + 0.5) * cell);
+        xy[2 * (j * G + i) + 1] = (float)(lo + (j + 0.5) * cell);
+    }
+    if (TRAINED_OK) {
+        GM_CHECK(gm_flow_log_prob_batch(&TRAINED, xy, G * G, lp) == 0, "%s", gm_last_error());
+        for (i = 0; i < G * G; i++) sum += exp((double)lp[i]) * cell * cell;
+        printf("  integral of p over [-5,5]^2 = %.4f\n", sum);
+        GM_CHECK(fabs(sum - 1) < 0.02, "density integrates to %.4f", sum);
+    }
+    free(xy); free(lp);
+}
+
+/* Sampling, interpolation and a checkpoint round trip on the trained model. */
+GM_TEST(test_sample_interpolate_checkpoint) {
+    float s[2 * 500], lp[500], path[2 * 5], a[2] = {-1, 0.5f}, b[2] = {1, -0.5f};
+    float lp0[4], lp1[4];
+    const char *file = "/tmp/genmod_test_flow.safetensors";
+    gm_flow f2;
+    gm_flow_config cfg;
+    double mean = 0;
+    int i;
+    if (!TRAINED_OK) { GM_CHECK(0, "needs the trained model"); return; }
+    GM_CHECK(gm_flow_sample(&TRAINED, 500, 1.0f, s) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_flow_log_prob_batch(&TRAINED, s, 500, lp) == 0, "%s", gm_last_error());
+    for (i = 0; i < 500; i++) mean += lp[i] / 500.0;
+    printf("  mean log p of 500 samples: %.3f\n", mean);
+    GM_CHECK(mean > -2.5, "samples fall where the density is low (mean log p %.3f)", mean);
+    GM_CHECK(gm_flow_interpolate(&TRAINED, a, b, 5, path) == 0, "%s", gm_last_error());
+    GM_CHECK(fabs(path[0] - a[0]) < 1e-3 && fabs(path[9] - b[1]) < 1e-3, "interpolation ends are not a and b");
+    GM_CHECK(gm_flow_sample(&TRAINED, 100, 0.0f, s) == 0 && fabs(s[0] - s[198]) < 1e-6, "T = 0 samples differ");
+    GM_CHECK(gm_flow_save(&TRAINED, file) == 0, "%s", gm_last_error());
+    cfg = TRAINED.cfg;
+    cfg.seed = 99;
+    GM_CHECK(gm_flow_init(&f2, &cfg) == 0 && gm_flow_load(&f2, file) == 0, "%s", gm_last_error());
+    gm_flow_log_prob_batch(&TRAINED, MOONS_TE, 4, lp0);
+    gm_flow_log_prob_batch(&f2, MOONS_TE, 4, lp1);
+    for (i = 0; i < 4; i++) GM_CHECK(lp0[i] == lp1[i], "loaded model differs: %g vs %g", lp0[i], lp1[i]);
+    gm_flow_free(&f2);
+    remove(file);
+}
+
+GM_TEST(test_bad_input) {
+    gm_flow f;
+    gm_flow_config cfg = gm_flow_default_config(GM_FLOW_REALNVP, 2, 1, 1);
+    float x[4] = {0, 0, 0, 0}, nan4[4];
+    cfg.c = 0;
+    GM_CHECK(gm_flow_init(&f, &cfg) != 0 && strstr(gm_last_error(), "shape"), "bad shape accepted: %s", gm_last_error());
+    cfg = gm_flow_default_config(GM_FLOW_REALNVP, 2, 1, 1);
+    cfg.depth = 99;
+    GM_CHECK(gm_flow_init(&f, &cfg) != 0, "depth 99 accepted");
+    cfg = small_config(GM_FLOW_REALNVP, 1, 3, 3);
+    GM_CHECK(gm_flow_begin(&f, &cfg) == 0 && gm_flow_add(&f, GM_FLOW_SQUEEZE, 0, 0) != 0, "squeeze of 3x3 accepted");
+    gm_flow_free(&f);
+    cfg = small_config(GM_FLOW_REALNVP, 2, 1, 1);
+    GM_CHECK(gm_flow_init(&f, &cfg) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_flow_train_step(&f, x, 0, NULL) != 0, "n = 0 accepted");
+    GM_CHECK(gm_flow_sample(&f, 3, -1.0f, x) != 0, "negative temperature accepted");
+    nan4[0] = nan4[1] = nan4[2] = nan4[3] = (float)NAN;
+    GM_CHECK(gm_flow_train_step(&f, nan4, 2, NULL) != 0 && strstr(gm_last_error(), "NaN"), "NaN loss trained on: %s",
+             gm_last_error());
+    gm_flow_free(&f);
+}
+
+/* ---- FFJORD ---- */
+
+static void ffjord_small(gm_ffjord *m, int dim, int solver) {
+    gm_ffjord_config c = gm_ffjord_default_config(dim);
+    c.hidden = 16; c.depth = 2; c.solver = solver; c.rk4_steps = 8;
+    gm_ffjord_init(m, &c);
+}
+
+/* Hutchinson: E[e^T J e] = tr J for Gaussian and Rademacher e, at fixed z. */
+GM_TEST(test_ffjord_hutchinson_unbiased) {
+    gm_ffjord m;
+    gm_graph *g;
+    int D = 4, K = 3000, kind, i, k;
+    float z0[4] = {0.3f, -0.7f, 1.1f, 0.2f};
+    ffjord_small(&m, D, GM_ODE_RK4);
+    g = gm_graph_new(9);
+    for (kind = GM_TRACE_HUTCH_GAUSS; kind <= GM_TRACE_HUTCH_RADEMACHER; kind++) {
+        gm_tensor *z, *div = NULL, *probe;
+        double exact, s = 0, s2 = 0, mean, se;
+        float zr[4 * 3000];
+        gm_graph_reset(g);
+        z = gm_requires_grad(gm_input(g, z0, 1, D, 0, 0));
+        gm_ffjord_dynamics(g, &m, z, 0.4f, NULL, 0, &div);
+        GM_CHECK(div != NULL, "%s", gm_last_error());
+        if (!div) break;
+        exact = div->data[0];
+        /* K probes at once: the same z repeated K times, one probe per row */
+        for (k = 0; k < K; k++) for (i = 0; i < D; i++) zr[k * D + i] = z0[i];
+        gm_graph_reset(g);
+        z = gm_requires_grad(gm_input(g, zr, K, D, 0, 0));
+        probe = gm_zeros(g, K, D, 0, 0);
+        for (i = 0; i < K * D; i++)
+            probe->data[i] = kind == GM_TRACE_HUTCH_GAUSS ? gm_rng_normal(&m.rng) : (gm_rng_u32(&m.rng) & 1 ? 1.0f : -1.0f);
+        gm_ffjord_dynamics(g, &m, z, 0.4f, probe, 0, &div);
+        for (k = 0; k < K; k++) { s += div->data[k]; s2 += (double)div->data[k] * div->data[k]; }
+        mean = s / K;
+        se = sqrt((s2 / K - mean * mean) / (K - 1));
+        printf("  %s: exact trace %.5f, Hutchinson mean of %d = %.5f (SE %.5f, %.2f SE away)\n",
+               kind == GM_TRACE_HUTCH_GAUSS ? "gaussian  " : "rademacher", exact, K, mean, se, fabs(mean - exact) / se);
+        GM_CHECK(fabs(mean - exact) < 3 * se, "Hutchinson mean %.5f vs exact %.5f (SE %.5f)", mean, exact, se);
+    }
+    gm_graph_free(g);
+    gm_ffjord_free(&m);
+}
+
+/* The ODE map is invertible, RK4 and DOPRI5 agree on log p, and NFE is counted. */
+GM_TEST(test_ffjord_solvers) {
+    gm_ffjord a, b;
+    float x[2 * 16], z[2 * 16], y[2 * 16], la[16], lb[16];
+    double e = 0, d = 0;
+    int i;
+    ffjord_small(&a, 2, GM_ODE_RK4);
+    ffjord_small(&b, 2, GM_ODE_DOPRI5);
+    for (i = 0; i < 32; i++) x[i] = (float)sin(i * 1.7) * 1.5f;
+    a.cfg.rk4_steps = 32;
+    GM_CHECK(gm_ffjord_encode(&b, x, 16, z) == 0 && gm_ffjord_decode(&b, z, 16, y, 0, NULL) == 0, "%s", gm_last_error());
+    for (i = 0; i < 32; i++) e = fmax(e, fabs(y[i] - x[i]));
+    GM_CHECK(gm_ffjord_log_prob_batch(&a, x, 16, GM_TRACE_EXACT, la) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_ffjord_log_prob_batch(&b, x, 16, GM_TRACE_EXACT, lb) == 0, "%s", gm_last_error());
+    for (i = 0; i < 16; i++) d = fmax(d, fabs(la[i] - lb[i]));
+    printf("  dopri5 roundtrip %.2g; |log p rk4(32) - dopri5| %.2g; dopri5 %d steps, %ld evaluations\n", e, d,
+           b.last_steps, b.nfe);
+    GM_CHECK(e < 1e-3, "DOPRI5 decode(encode(x)) off by %g", e);
+    GM_CHECK(d < 1e-3, "RK4 and DOPRI5 log p differ by %g", d);
+    GM_CHECK(b.nfe > 0 && a.nfe == 32 * 4, "NFE: dopri5 %ld, rk4 %ld (want 128)", b.nfe, a.nfe);
+    gm_ffjord_free(&a);
+    gm_ffjord_free(&b);
+}
+
+/* A continuous flow's log p of a fixed map equals the change of variables: compare with the
+   log-det of the Jacobian of the whole ODE map (autodiff through the RK4 solver). */
+GM_TEST(test_ffjord_learns) {
+    gm_ffjord m;
+    gm_ffjord_config c = gm_ffjord_default_config(2);
+    double before = 0, after = 0;
+    int s, i;
+    float xb[2 * 128];
+    c.hidden = 32; c.depth = 2; c.rk4_steps = 4; c.lr = 1e-2f;
+    GM_CHECK(gm_ffjord_init(&m, &c) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_ffjord_nll(&m, MOONS_TE, 500, &before) == 0, "%s", gm_last_error());
+    for (s = 0; s < 40; s++) {
+        for (i = 0; i < 128; i++) { int r = gm_rng_int(&m.rng, 2000); xb[2 * i] = MOONS_TR[2 * r]; xb[2 * i + 1] = MOONS_TR[2 * r + 1]; }
+        if (gm_ffjord_train_step(&m, xb, 128, NULL) != 0) { GM_CHECK(0, "%s", gm_last_error()); break; }
+    }
+    GM_CHECK(gm_ffjord_nll(&m, MOONS_TE, 500, &after) == 0, "%s", gm_last_error());
+    printf("  ffjord 40 steps (rk4 x4, exact trace): test NLL %.4f -> %.4f\n", before, after);
+    GM_CHECK(after < before - 0.2, "NLL did not fall: %.4f -> %.4f", before, after);
+    gm_ffjord_free(&m);
+}
+
+int main(void) {
+    make_moons();
+    GM_RUN(test_layer_inverse);
+    GM_RUN(test_layer_logdet);
+    GM_RUN(test_actnorm_data_init);
+    GM_RUN(test_models_exact);
+    GM_RUN(test_moons_realnvp_learns);
+    GM_RUN(test_density_integrates);
+    GM_RUN(test_sample_interpolate_checkpoint);
+    GM_RUN(test_moons_nice_glow_learn);
+    GM_RUN(test_bad_input);
+    GM_RUN(test_ffjord_hutchinson_unbiased);
+    GM_RUN(test_ffjord_solvers);
+    GM_RUN(test_ffjord_learns);
+    if (TRAINED_OK) gm_flow_free(&TRAINED);
+    return gm_test_summary();
+}
