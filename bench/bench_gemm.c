@@ -4,8 +4,8 @@
  *   gcc -O2 -std=c99 bench/bench_gemm.c -o /tmp/bench_gemm -lopenblas -lm -lpthread
  *   /tmp/bench_gemm [rounds] [--trans]   (--trans also times NT, TN, TT on two shapes) */
 #include "bench_util.h"
-#define GENMOD_KERNELS_BENCH
-#include "../tests/kernels_shim.h"
+#define GENMOD_IMPLEMENTATION
+#include "genmod.h"
 #include <stdio.h>
 #include <sys/stat.h>
 #include <cblas.h>
