@@ -129,7 +129,7 @@ struct gm_tensor {
     float *param_grad;      /* parameter leaves: where their gradient is added */
 };
 
-GMDEF gm_graph *gm_graph_new(uint64_t seed);     /* NULL if out of memory */
+GMDEF gm_graph *gm_graph_new(uint64_t seed);     /* NULL if out of memory; sets FTZ/DAZ in this thread */
 GMDEF void      gm_graph_free(gm_graph *g);
 GMDEF void      gm_graph_reset(gm_graph *g);     /* drop every tensor of the last step */
 GMDEF void      gm_graph_set_training(gm_graph *g, int training); /* dropout, batch norm (default 1) */

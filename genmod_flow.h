@@ -1405,7 +1405,7 @@ static int gm__ffjord_map(gm_ffjord *m, const float *in, int n, float *out, doub
         if (traj && frames > 1) memcpy(traj + (size_t)i0 * D, y.z->data, sizeof(float) * (size_t)k * D);
         for (fr = 0; fr < nf && y.z; fr++) {   /* each frame is one solve over T / (frames - 1) */
             m->cfg.T = keep.T / nf;
-            if (m->cfg.solver == GM_ODE_RK4) m->cfg.rk4_steps = keep.rk4_steps / nf > 0 ? keep.rk4_steps / nf : 1;
+            if (m->cfg.solver == GM_ODE_RK4) m->cfg.rk4_steps = (keep.rk4_steps + nf - 1) / nf;
             y = gm__ode_solve(m->g, m, y, NULL, 0, 0, dir, m->cfg.rtol, m->cfg.atol);
             m->cfg = keep;
             if (y.z && traj && frames > 1) memcpy(traj + ((size_t)(fr + 1) * n + i0) * D, y.z->data, sizeof(float) * (size_t)k * D);

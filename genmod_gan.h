@@ -214,8 +214,8 @@ typedef struct gm_cyclegan {
     long steps;
 } gm_cyclegan;
 
-GMDEF gm_gan_arch gm_cyclegan_g(int c, int h, int w);   /* 3x3 convs 32-64-32, ReLU, tanh */
-GMDEF gm_gan_arch gm_cyclegan_d(int c, int h, int w);   /* patch D: 4x4/2 32, 64, then 3x3 to 1 */
+GMDEF gm_gan_arch gm_cyclegan_g(int c, int h, int w);   /* 3x3 convs 16-32-16, ReLU, tanh */
+GMDEF gm_gan_arch gm_cyclegan_d(int c, int h, int w);   /* patch D: 4x4/2 32, 64, LReLU, 3x3 to 1 */
 GMDEF int  gm_cyclegan_init(gm_cyclegan *m, const gm_gan_arch *gen, const gm_gan_arch *disc,
                             const gm_cyclegan_opts *o, gm_optim opt_g, gm_optim opt_d, uint64_t seed);
 /* One step of G and F (D frozen), then one of DA and DB, on n images from A and n from B. */
@@ -420,7 +420,7 @@ GMDEF gm_gan_arch gm_gan_dcgan_d(int classes) {
 GMDEF gm_gan_arch gm_cyclegan_g(int c, int h, int w) {
     gm_gan_arch a = gm__gan_arch(GM_GAN_IMG2IMG, 1);
     a.c = c; a.h = h; a.w = w;
-    a.hidden[0] = 32; a.hidden[1] = 64; a.hidden[2] = 32; a.nhidden = 3;
+    a.hidden[0] = 16; a.hidden[1] = 32; a.hidden[2] = 16; a.nhidden = 3;
     return a;
 }
 

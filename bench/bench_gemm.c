@@ -1,9 +1,13 @@
 /* bench_gemm.c: gm_sgemm vs OpenBLAS cblas_sgemm vs the FMA peak, in short interleaved rounds
  * (this machine's speed drifts within seconds, so ratios are taken inside each round and the
  * median over rounds is reported). Appends JSON lines to out/bench.jsonl.
- *   gcc -O2 -std=c99 bench/bench_gemm.c -o /tmp/bench_gemm -lopenblas -lm -lpthread
- *   /tmp/bench_gemm [rounds] [--trans]   (--trans also times NT, TN, TT on two shapes) */
+ *   gcc -O2 -std=c99 -I. bench/bench_gemm.c -o /tmp/bench_gemm -lopenblas -lm -lpthread
+ *   make build/bench_gemm && ./build/bench_gemm [rounds=5] [--nn] [--t1] [--only SUBSTR]
+ * Default: the five target shapes as NN and NT (C = A B^T), TN/TT on two of them, at 1 and 2
+ * threads (~70 s). --nn: NN shapes only; --t1: one thread only; --only: shapes whose name contains
+ * SUBSTR (e.g. "_NT_t1"). */
 #include "bench_util.h"
+#include <stdio.h>
 #define GENMOD_IMPLEMENTATION
 #include "genmod.h"
 #include <stdio.h>
@@ -37,27 +41,29 @@ static double time_gemm(int ours, const shape *s, const float *A, const float *B
 
 static FILE *jsonl;
 
-static void run(const shape *s, int threads, int rounds, double peak_out[2]) {
-    float *A = rnd_buf((size_t)s->M * s->K), *B = rnd_buf((size_t)s->K * s->N), *C = rnd_buf((size_t)s->M * s->N);
+static void run(const shape *s, int threads, int rounds, double peak_out[2], const char *only) {
+    float *A, *B, *C;
     double ours[64], ref[64], peak[64], rp[64], rr[64];
     double mo, mr, mp, mrp, mrr;
     char name[96];
     int r;
+    if (s->ta || s->tb)
+        snprintf(name, sizeof name, "sgemm_%dx%dx%d_%c%c_t%d", s->M, s->N, s->K, s->ta ? 'T' : 'N', s->tb ? 'T' : 'N', threads);
+    else snprintf(name, sizeof name, "sgemm_%dx%dx%d_t%d", s->M, s->N, s->K, threads);
+    if (only && !strstr(name, only)) return;
+    A = rnd_buf((size_t)s->M * s->K); B = rnd_buf((size_t)s->K * s->N); C = rnd_buf((size_t)s->M * s->N);
     gm_set_threads(threads);
     openblas_set_num_threads(threads);
     for (r = 0; r < rounds; r++) {
-        peak[r] = gm_bench_fma_peak(threads, 0.15);
-        ours[r] = time_gemm(1, s, A, B, C, 0.25);
-        ref[r] = time_gemm(0, s, A, B, C, 0.25);
+        peak[r] = gm_bench_fma_peak(threads, 0.1);
+        ours[r] = time_gemm(1, s, A, B, C, 0.2);
+        ref[r] = time_gemm(0, s, A, B, C, 0.2);
         rp[r] = ours[r] / peak[r];
         rr[r] = ours[r] / ref[r];
     }
     mo = gm_bench_median(ours, rounds); mr = gm_bench_median(ref, rounds); mp = gm_bench_median(peak, rounds);
     mrp = gm_bench_median(rp, rounds); mrr = gm_bench_median(rr, rounds);
     peak_out[threads - 1] = mp;
-    if (s->ta || s->tb)
-        snprintf(name, sizeof name, "sgemm_%dx%dx%d_%c%c_t%d", s->M, s->N, s->K, s->ta ? 'T' : 'N', s->tb ? 'T' : 'N', threads);
-    else snprintf(name, sizeof name, "sgemm_%dx%dx%d_t%d", s->M, s->N, s->K, threads);
     printf("%-28s %8.1f %9.1f %8.1f   %6.3f   %6.3f\n", name, mo, mr, mp, mrp, mrr);
     fflush(stdout);
     if (jsonl)
@@ -68,14 +74,23 @@ static void run(const shape *s, int threads, int rounds, double peak_out[2]) {
 }
 
 int main(int argc, char **argv) {
-    static const shape shapes[] = {{100, 256, 784, 0, 0}, {100, 784, 256, 0, 0}, {256, 256, 256, 0, 0},
-                                   {256, 512, 784, 0, 0}, {1024, 1024, 1024, 0, 0}};
-    static const shape tshapes[] = {{100, 784, 256, 0, 1}, {100, 784, 256, 1, 0}, {256, 512, 784, 0, 1},
-                                    {256, 512, 784, 1, 0}, {256, 512, 784, 1, 1}};
-    int rounds = 7, trans = 0, i, t;
+    /* the five target shapes as NN, then C = A B^T (tb=1: every dense layer's forward pass) on all
+     * five, then A^T B (ta=1: weight gradients) and TT on the two mid-size ones */
+    static const shape shapes[] = {
+        {100, 256, 784, 0, 0}, {100, 784, 256, 0, 0}, {256, 256, 256, 0, 0}, {256, 512, 784, 0, 0},
+        {1024, 1024, 1024, 0, 0},
+        {100, 256, 784, 0, 1}, {100, 784, 256, 0, 1}, {256, 256, 256, 0, 1}, {256, 512, 784, 0, 1},
+        {1024, 1024, 1024, 0, 1},
+        {100, 784, 256, 1, 0}, {256, 512, 784, 1, 0}, {256, 512, 784, 1, 1}};
+    const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
+    int rounds = 5, nn_only = 0, tmax = 2, i, t;
+    const char *only = NULL;
     double peaks[2] = {0, 0};
     for (i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--trans") == 0) trans = 1;
+        if (strcmp(argv[i], "--nn") == 0) nn_only = 1;           /* only the NN shapes */
+        else if (strcmp(argv[i], "--t1") == 0) tmax = 1;         /* only 1 thread */
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i]; /* name filter */
+        else if (strcmp(argv[i], "--trans") == 0) {}             /* (default now; kept for scripts) */
         else rounds = atoi(argv[i]);
     }
     if (rounds < 1) rounds = 1;
@@ -83,16 +98,16 @@ int main(int argc, char **argv) {
     gm_flush_denormals();
     mkdir("out", 0777);
     jsonl = fopen("out/bench.jsonl", "a");
-    printf("path %s, %d rounds (medians)\n", gm_simd_name(gm_simd_path()), rounds);
+    printf("path %s, %d rounds (medians of per-round ratios)\n", gm_simd_name(gm_simd_path()), rounds);
     printf("%-28s %8s %9s %8s   %6s   %6s\n", "shape", "ours", "openblas", "peak", "/peak", "/oblas");
-    for (t = 1; t <= 2; t++) {
-        for (i = 0; i < 5; i++) run(&shapes[i], t, rounds, peaks);
-        if (trans)
-            for (i = 0; i < 5; i++) run(&tshapes[i], t, rounds > 3 ? 3 : rounds, peaks);
-    }
+    for (t = 1; t <= tmax; t++)
+        for (i = 0; i < nshapes; i++) {
+            if (nn_only && (shapes[i].ta || shapes[i].tb)) continue;
+            run(&shapes[i], t, rounds, peaks, only);
+        }
     if (jsonl) {
-        fprintf(jsonl, "{\"name\": \"fma_peak_t1\", \"value\": %.2f, \"unit\": \"GFLOP/s\"}\n", peaks[0]);
-        fprintf(jsonl, "{\"name\": \"fma_peak_t2\", \"value\": %.2f, \"unit\": \"GFLOP/s\"}\n", peaks[1]);
+        if (peaks[0] > 0) fprintf(jsonl, "{\"name\": \"fma_peak_t1\", \"value\": %.2f, \"unit\": \"GFLOP/s\"}\n", peaks[0]);
+        if (peaks[1] > 0) fprintf(jsonl, "{\"name\": \"fma_peak_t2\", \"value\": %.2f, \"unit\": \"GFLOP/s\"}\n", peaks[1]);
         fclose(jsonl);
     }
     return 0;

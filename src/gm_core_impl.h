@@ -324,6 +324,9 @@ GMDEF gm_graph *gm_graph_new(uint64_t seed) {
     g->record = 1;
     g->training = 1;
     gm_rng_seed(&g->rng, seed);
+    /* Denormals slow training several-fold and the pool's threads flush them; the thread that
+       builds graphs must do the same, or results would depend on which thread ran a kernel. */
+    gm_flush_denormals();
     return g;
 }
 

@@ -99,7 +99,9 @@
 
 #if defined(GM__GNUC)
 #define GM__PREFETCH(p) __builtin_prefetch((p), 1, 3)
+#define GM__PREFETCHR(p) __builtin_prefetch((p), 0, 3)
 #else
+#define GM__PREFETCHR(p) ((void)0)
 #define GM__PREFETCH(p) ((void)0)
 #endif
 #if defined(GM__GNUC) && (defined(__x86_64__) || defined(__i386__))
@@ -146,6 +148,8 @@ static gm__u32 gm__f2u(float f) { gm__u32 u; memcpy(&u, &f, sizeof u); return u;
 #define GM__R12(X) GM__R11(X) X(11)
 #define GM__R13(X) GM__R12(X) X(12)
 #define GM__R14(X) GM__R13(X) X(13)
+#define GM__R15(X) GM__R14(X) X(14)
+#define GM__R16(X) GM__R15(X) X(15)
 #define GM__C1(X, i) X(i, 0)
 #define GM__C2(X, i) GM__C1(X, i) X(i, 1)
 #define GM__C3(X, i) GM__C2(X, i) X(i, 2)
@@ -156,6 +160,18 @@ static gm__u32 gm__f2u(float f) { gm__u32 u; memcpy(&u, &f, sizeof u); return u;
 /* the C tile is needed only after the k loop: start pulling its lines in now */
 #define GM__MK_PFROW(i) GM__PREFETCH(c + (i) * ldc); GM__PREFETCH(c + (i) * ldc + GM__NV * GM__VLANES - 1);
 #define GM__MK_ACCROW(i) GM__COLS(GM__MK_ACC, i)
+#ifndef GM__KPF
+#define GM__KPF 0
+#endif
+#if GM__KPF == 1
+#define GM__MK_KPF GM__PREFETCHR(a + 16 * GM__MR); GM__PREFETCHR(b + 8 * GM__NV * GM__VLANES);
+#elif GM__KPF == 2
+#define GM__MK_KPF GM__PREFETCHR(a + 16 * GM__MR); GM__PREFETCHR(b + 16 * GM__NV * GM__VLANES); GM__PREFETCHR(b + 16 * GM__NV * GM__VLANES + 16);
+#elif GM__KPF == 3
+#define GM__MK_KPF GM__PREFETCHR(a + 32 * GM__MR);
+#else
+#define GM__MK_KPF
+#endif
 #define GM__MK_BLOAD(i, j) const GM__VF b##j = GM__V_LOAD(b + (j) * GM__VLANES);
 #define GM__MK_FMA(i, j) c##i##_##j = GM__V_FMA(a##i, b##j, c##i##_##j);
 #define GM__MK_FMAROW(i) { const GM__VF a##i = GM__V_SET1(a[i]); GM__COLS(GM__MK_FMA, i) }
@@ -186,6 +202,7 @@ static GM__TGT void gm__ukernel_##SFX(int kc, const float *a, const float *b, fl
     GM__ROWS(GM__MK_PFROW)                                                                        \
     GM__ROWS(GM__MK_ACCROW)                                                                       \
     for (k = 0; k < kc; k++) {                                                                    \
+        GM__MK_KPF                                                                                \
         GM__COLS(GM__MK_BLOAD, 0)                                                                 \
         GM__ROWS(GM__MK_FMAROW)                                                                   \
         a += GM__MR;                                                                              \
@@ -202,6 +219,42 @@ static GM__TGT void gm__ukernel_##SFX(int kc, const float *a, const float *b, fl
 static GM__TGT void gm__packbn_##SFX(int kc, const float *b, int ldb, float *dst) {               \
     int k;                                                                                        \
     for (k = 0; k < kc; k++, b += ldb, dst += GM__NV * GM__VLANES) { GM__COLS(GM__MK_PACK, 0) }   \
+}                                                                                                 \
+/* Transposed B panel: column c < cols of the panel is the row b + c*ldb (contiguous in k)      \
+ * -> dst (kc, NR), columns >= cols zero. VLANES x VLANES blocks go through the in-register     \
+ * transpose GM__V_TR; the k tail (kc % VLANES) is copied element by element. */                  \
+static GM__TGT void gm__packbt_##SFX(int kc, const float *b, int ldb, int cols, float *dst) {     \
+    const int nr = GM__NV * GM__VLANES;                                                           \
+    int k = 0, c;                                                                                 \
+    for (; k + GM__VLANES <= kc; k += GM__VLANES)                                                 \
+        for (c = 0; c < nr; c += GM__VLANES)                                                      \
+            GM__V_TR(b + (size_t)c * ldb + k, ldb, cols - c, dst + (size_t)k * nr + c, nr);        \
+    for (; k < kc; k++)                                                                           \
+        for (c = 0; c < nr; c++) dst[(size_t)k * nr + c] = c < cols ? b[(size_t)c * ldb + k] : 0.0f; \
+}                                                                                                 \
+/* Transposed A micro-panel: op(A)(i, k) = a[k*lda + i], i.e. a copy of MR contiguous floats   \
+ * per k (fixed size, so the compiler emits vector moves) -> dst (kc, MR), rows >= rows zero. */ \
+static GM__TGT void gm__packat_##SFX(int kc, const float *a, int lda, int rows, float *dst) {     \
+    int k, i;                                                                                     \
+    if (rows == GM__MR)                                                                           \
+        for (k = 0; k < kc; k++, a += lda, dst += GM__MR) memcpy(dst, a, sizeof(float) * GM__MR); \
+    else                                                                                          \
+        for (k = 0; k < kc; k++, a += lda, dst += GM__MR)                                         \
+            for (i = 0; i < GM__MR; i++) dst[i] = i < rows ? a[i] : 0.0f;                         \
+}                                                                                                 \
+/* Non-transposed A micro-panel: row i < rows of the panel is a + i*lda (contiguous in k)       \
+ * -> dst (kc, MR), rows >= rows zero. Row groups of VLANES go through GM__V_TR with row stride  \
+ * MR in dst; when MR is not a multiple of VLANES a block's stores run past its group into the   \
+ * next k rows (or past the panel: the caller leaves VLANES floats of slack). Groups are done     \
+ * last to first and k in increasing order, so every such spill is overwritten afterwards. */    \
+static GM__TGT void gm__packa_##SFX(int kc, const float *a, int lda, int rows, float *dst) {      \
+    int k = 0, g, i;                                                                              \
+    for (; k + GM__VLANES <= kc; k += GM__VLANES)                                                 \
+        for (g = ((GM__MR - 1) / GM__VLANES) * GM__VLANES; g >= 0; g -= GM__VLANES)               \
+            GM__V_TR(a + (size_t)g * lda + k, lda, (rows < GM__MR ? rows : GM__MR) - g,            \
+                     dst + (size_t)k * GM__MR + g, GM__MR);                                       \
+    for (; k < kc; k++)                                                                           \
+        for (i = 0; i < GM__MR; i++) dst[(size_t)k * GM__MR + i] = i < rows ? a[(size_t)i * lda + k] : 0.0f; \
 }                                                                                                 \
 /* exp: n = round(x/ln2), r = x - n*ln2 (Cody-Waite, ln2_hi has 9 bits so n*ln2_hi is exact),    \
  * e^r by degree-7 Taylor on |r| <= 0.35, times 2^n built in two halves so n in [-150,128]       \
@@ -309,7 +362,8 @@ GM__DEFINE_VMAP(SFX, log)                                                       
 GM__DEFINE_VMAP(SFX, tanh)                                                                        \
 GM__DEFINE_VMAP(SFX, sigmoid)                                                                     \
 static const gm__path_ops gm__ops_##SFX = {                                                       \
-    GM__MR, GM__NV * GM__VLANES, gm__ukernel_##SFX, gm__packbn_##SFX,                             \
+    GM__MR, GM__NV * GM__VLANES, gm__ukernel_##SFX, gm__packbn_##SFX, gm__packbt_##SFX,           \
+    gm__packa_##SFX, gm__packat_##SFX,                                                            \
     gm__vexp_##SFX, gm__vlog_##SFX, gm__vtanh_##SFX, gm__vsigmoid_##SFX,                          \
     gm__adam_##SFX, gm__rmsprop_##SFX};
 
@@ -351,11 +405,15 @@ typedef void (*gm__optim_fn)(float *w, const float *g, float *m, float *v, size_
 typedef void (*gm__ukernel_fn)(int kc, const float *a, const float *b, float *c, int ldc, float alpha,
                                float beta);
 typedef void (*gm__packb_fn)(int kc, const float *b, int ldb, float *dst);
+typedef void (*gm__packt_fn)(int kc, const float *src, int ld, int n, float *dst);
 typedef void (*gm__vmap_fn)(float *y, const float *x, size_t n);
 typedef struct {
     int mr, nr;                 /* micro-tile shape */
     gm__ukernel_fn ukernel;
     gm__packb_fn packbn;        /* full-width, non-transposed B panel */
+    gm__packt_fn packbt;        /* transposed B panel (n = columns present, rest zero) */
+    gm__packt_fn packa;         /* non-transposed A micro-panel (n = rows present, rest zero) */
+    gm__packt_fn packat;        /* transposed A micro-panel (n = rows present, rest zero) */
     gm__vmap_fn vexp, vlog, vtanh, vsigmoid;
     gm__optim_fn adam, rmsprop; /* coefficient layouts: gm__optim_coef in the optimizer section */
 } gm__path_ops;
@@ -396,6 +454,13 @@ typedef struct {
 #define GM__ROWS GM__R4
 #define GM__COLS GM__C4
 #define GM__TGT
+/* GM__V_TR(s, ls, n, d, ld): d[c*ld + r] = r < n ? s[r*ls + c] : 0 for r, c < VLANES (rows >= n
+ * are not read; all VLANES floats of each d row are written). */
+static void gm__tr_scalar(const float *s, int ls, int n, float *d, int ld) {
+    (void)ls; (void)ld;
+    d[0] = n > 0 ? s[0] : 0.0f;
+}
+#define GM__V_TR gm__tr_scalar
 GM__DEFINE_PATH(scalar)
 #undef GM__VF
 #undef GM__VU
@@ -432,6 +497,7 @@ GM__DEFINE_PATH(scalar)
 #undef GM__ROWS
 #undef GM__COLS
 #undef GM__TGT
+#undef GM__V_TR
 
 #if defined(GM__X86)
 /* -- SSE2: 4 lanes, no FMA (the FMA macro is mul+add, two roundings), 6x8 tile = 12 of 16 xmm -- */
@@ -470,6 +536,17 @@ GM__DEFINE_PATH(scalar)
 #define GM__ROWS GM__R6
 #define GM__COLS GM__C2
 #define GM__TGT __attribute__((target("sse2")))
+#define GM__TR_LD(x) const GM__VF r##x = (x) < n ? GM__V_LOAD(s + (size_t)(x) * ls) : GM__V_ZERO();
+static GM__TGT void gm__tr_sse2(const float *s, int ls, int n, float *d, int ld) {
+    GM__R4(GM__TR_LD)
+    const __m128 t0 = _mm_unpacklo_ps(r0, r1), t1 = _mm_unpackhi_ps(r0, r1);
+    const __m128 t2 = _mm_unpacklo_ps(r2, r3), t3 = _mm_unpackhi_ps(r2, r3);
+    _mm_storeu_ps(d, _mm_movelh_ps(t0, t2));
+    _mm_storeu_ps(d + ld, _mm_movehl_ps(t2, t0));
+    _mm_storeu_ps(d + 2 * ld, _mm_movelh_ps(t1, t3));
+    _mm_storeu_ps(d + 3 * ld, _mm_movehl_ps(t3, t1));
+}
+#define GM__V_TR gm__tr_sse2
 GM__DEFINE_PATH(sse2)
 #undef GM__VF
 #undef GM__VU
@@ -506,6 +583,7 @@ GM__DEFINE_PATH(sse2)
 #undef GM__ROWS
 #undef GM__COLS
 #undef GM__TGT
+#undef GM__V_TR
 
 /* -- AVX2+FMA: 8 lanes, 6x16 tile = 12 of 16 ymm -- */
 #define GM__VF __m256
@@ -543,6 +621,26 @@ GM__DEFINE_PATH(sse2)
 #define GM__ROWS GM__R6
 #define GM__COLS GM__C2
 #define GM__TGT __attribute__((target("avx2,fma")))
+static GM__TGT void gm__tr_avx2(const float *s, int ls, int n, float *d, int ld) {
+    GM__R8(GM__TR_LD)
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(d + ld, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(d + 2 * ld, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(d + 3 * ld, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(d + 4 * ld, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(d + 5 * ld, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(d + 6 * ld, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(d + 7 * ld, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#define GM__V_TR gm__tr_avx2
 GM__DEFINE_PATH(avx2)
 #undef GM__VF
 #undef GM__VU
@@ -579,6 +677,7 @@ GM__DEFINE_PATH(avx2)
 #undef GM__ROWS
 #undef GM__COLS
 #undef GM__TGT
+#undef GM__V_TR
 
 /* -- AVX-512: 16 lanes, 10x32 tile = 20 of 32 zmm accumulators (measured faster than 12 or 14
  *    on this Zen-class core, and 100-row batches split into whole panels) -- */
@@ -621,6 +720,49 @@ GM__DEFINE_PATH(avx2)
 #define GM__ROWS GM__CAT(GM__R, GM__AVX512_MR)
 #define GM__COLS GM__C2
 #define GM__TGT __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+/* 16x16: 4x4 transposes inside 128-bit lanes, then two rounds of 128-bit lane shuffles */
+#define GM__TR_UNP(x, y) const __m512 t##x = _mm512_unpacklo_ps(r##x, r##y), t##y = _mm512_unpackhi_ps(r##x, r##y);
+static GM__TGT void gm__tr_avx512(const float *s, int ls, int n, float *d, int ld) {
+    GM__R16(GM__TR_LD)
+    GM__TR_UNP(0, 1) GM__TR_UNP(2, 3) GM__TR_UNP(4, 5) GM__TR_UNP(6, 7)
+    GM__TR_UNP(8, 9) GM__TR_UNP(10, 11) GM__TR_UNP(12, 13) GM__TR_UNP(14, 15)
+    /* u(4q+m): column m of each 128-bit lane, rows 4q..4q+3 */
+    const __m512 u0 = _mm512_shuffle_ps(t0, t2, 0x44), u1 = _mm512_shuffle_ps(t0, t2, 0xee);
+    const __m512 u2 = _mm512_shuffle_ps(t1, t3, 0x44), u3 = _mm512_shuffle_ps(t1, t3, 0xee);
+    const __m512 u4 = _mm512_shuffle_ps(t4, t6, 0x44), u5 = _mm512_shuffle_ps(t4, t6, 0xee);
+    const __m512 u6 = _mm512_shuffle_ps(t5, t7, 0x44), u7 = _mm512_shuffle_ps(t5, t7, 0xee);
+    const __m512 u8 = _mm512_shuffle_ps(t8, t10, 0x44), u9 = _mm512_shuffle_ps(t8, t10, 0xee);
+    const __m512 u10 = _mm512_shuffle_ps(t9, t11, 0x44), u11 = _mm512_shuffle_ps(t9, t11, 0xee);
+    const __m512 u12 = _mm512_shuffle_ps(t12, t14, 0x44), u13 = _mm512_shuffle_ps(t12, t14, 0xee);
+    const __m512 u14 = _mm512_shuffle_ps(t13, t15, 0x44), u15 = _mm512_shuffle_ps(t13, t15, 0xee);
+    /* v(m) = lanes 0,2 of u(m), u(4+m); v(4+m) = lanes 1,3; same for rows 8..15 in v(8..15) */
+    const __m512 v0 = _mm512_shuffle_f32x4(u0, u4, 0x88), v4 = _mm512_shuffle_f32x4(u0, u4, 0xdd);
+    const __m512 v1 = _mm512_shuffle_f32x4(u1, u5, 0x88), v5 = _mm512_shuffle_f32x4(u1, u5, 0xdd);
+    const __m512 v2 = _mm512_shuffle_f32x4(u2, u6, 0x88), v6 = _mm512_shuffle_f32x4(u2, u6, 0xdd);
+    const __m512 v3 = _mm512_shuffle_f32x4(u3, u7, 0x88), v7 = _mm512_shuffle_f32x4(u3, u7, 0xdd);
+    const __m512 v8 = _mm512_shuffle_f32x4(u8, u12, 0x88), v12 = _mm512_shuffle_f32x4(u8, u12, 0xdd);
+    const __m512 v9 = _mm512_shuffle_f32x4(u9, u13, 0x88), v13 = _mm512_shuffle_f32x4(u9, u13, 0xdd);
+    const __m512 v10 = _mm512_shuffle_f32x4(u10, u14, 0x88), v14 = _mm512_shuffle_f32x4(u10, u14, 0xdd);
+    const __m512 v11 = _mm512_shuffle_f32x4(u11, u15, 0x88), v15 = _mm512_shuffle_f32x4(u11, u15, 0xdd);
+    _mm512_storeu_ps(d, _mm512_shuffle_f32x4(v0, v8, 0x88));
+    _mm512_storeu_ps(d + ld, _mm512_shuffle_f32x4(v1, v9, 0x88));
+    _mm512_storeu_ps(d + 2 * ld, _mm512_shuffle_f32x4(v2, v10, 0x88));
+    _mm512_storeu_ps(d + 3 * ld, _mm512_shuffle_f32x4(v3, v11, 0x88));
+    _mm512_storeu_ps(d + 4 * ld, _mm512_shuffle_f32x4(v4, v12, 0x88));
+    _mm512_storeu_ps(d + 5 * ld, _mm512_shuffle_f32x4(v5, v13, 0x88));
+    _mm512_storeu_ps(d + 6 * ld, _mm512_shuffle_f32x4(v6, v14, 0x88));
+    _mm512_storeu_ps(d + 7 * ld, _mm512_shuffle_f32x4(v7, v15, 0x88));
+    _mm512_storeu_ps(d + 8 * ld, _mm512_shuffle_f32x4(v0, v8, 0xdd));
+    _mm512_storeu_ps(d + 9 * ld, _mm512_shuffle_f32x4(v1, v9, 0xdd));
+    _mm512_storeu_ps(d + 10 * ld, _mm512_shuffle_f32x4(v2, v10, 0xdd));
+    _mm512_storeu_ps(d + 11 * ld, _mm512_shuffle_f32x4(v3, v11, 0xdd));
+    _mm512_storeu_ps(d + 12 * ld, _mm512_shuffle_f32x4(v4, v12, 0xdd));
+    _mm512_storeu_ps(d + 13 * ld, _mm512_shuffle_f32x4(v5, v13, 0xdd));
+    _mm512_storeu_ps(d + 14 * ld, _mm512_shuffle_f32x4(v6, v14, 0xdd));
+    _mm512_storeu_ps(d + 15 * ld, _mm512_shuffle_f32x4(v7, v15, 0xdd));
+}
+#undef GM__TR_UNP
+#define GM__V_TR gm__tr_avx512
 GM__DEFINE_PATH(avx512)
 #undef GM__VF
 #undef GM__VU
@@ -657,6 +799,8 @@ GM__DEFINE_PATH(avx512)
 #undef GM__ROWS
 #undef GM__COLS
 #undef GM__TGT
+#undef GM__V_TR
+#undef GM__TR_LD
 #endif /* GM__X86 */
 
 #if defined(GM__NEON)
@@ -696,6 +840,17 @@ GM__DEFINE_PATH(avx512)
 #define GM__ROWS GM__R8
 #define GM__COLS GM__C2
 #define GM__TGT
+#define GM__TR_LD(x) const GM__VF r##x = (x) < n ? GM__V_LOAD(s + (size_t)(x) * ls) : GM__V_ZERO();
+static void gm__tr_neon(const float *s, int ls, int n, float *d, int ld) {
+    GM__R4(GM__TR_LD)
+    const float32x4x2_t p = vtrnq_f32(r0, r1), q = vtrnq_f32(r2, r3);
+    vst1q_f32(d, vcombine_f32(vget_low_f32(p.val[0]), vget_low_f32(q.val[0])));
+    vst1q_f32(d + ld, vcombine_f32(vget_low_f32(p.val[1]), vget_low_f32(q.val[1])));
+    vst1q_f32(d + 2 * ld, vcombine_f32(vget_high_f32(p.val[0]), vget_high_f32(q.val[0])));
+    vst1q_f32(d + 3 * ld, vcombine_f32(vget_high_f32(p.val[1]), vget_high_f32(q.val[1])));
+}
+#undef GM__TR_LD
+#define GM__V_TR gm__tr_neon
 GM__DEFINE_PATH(neon)
 #undef GM__VF
 #undef GM__VU
@@ -732,6 +887,7 @@ GM__DEFINE_PATH(neon)
 #undef GM__ROWS
 #undef GM__COLS
 #undef GM__TGT
+#undef GM__V_TR
 #endif /* GM__NEON */
 
 /* ---- 3. path selection --------------------------------------------------------------------- */
@@ -1013,7 +1169,8 @@ GM__MAYBE_UNUSED static void gm__parallel_for(int ntasks, void (*fn)(void *ctx, 
  * element is computed by the same operations whatever the thread count. */
 
 #ifndef GM__KC
-#define GM__KC 384
+#define GM__KC 400 /* most k per slice; K is cut into equal slices (rounded up to 16), so that
+                      K=784 runs as 400+384 instead of 384+384+16 */
 #endif
 #ifndef GM__MC
 #define GM__MC 384 /* rows of A per packed block (rounded down to a multiple of MR) */
@@ -1026,26 +1183,17 @@ typedef struct {
     const float *A, *B;
     float *C;
     int mp, np; /* number of MR row panels, NR column panels */
+    int kcs;    /* k per slice (depends on K only: every thread slices K the same way) */
     int pm, pn; /* task grid: pm x pn rectangles of tiles */
 } gm__gemm_job;
 
 /* dst (kc, mr) row-major = op(A)(i0 .. i0+mr-1, k0 .. k0+kc-1)^T, rows >= rows are zero. */
 static void gm__pack_a(const gm__gemm_job *j, int i0, int rows, int k0, int kc, float *dst) {
-    const int mr = j->ops->mr;
-    int i, k;
     if (j->ta) { /* op(A)(i,k) = A[k*lda + i]: each k is a contiguous run of rows */
-        const float *src = j->A + (size_t)k0 * j->lda + i0;
-        for (k = 0; k < kc; k++, src += j->lda, dst += mr) {
-            for (i = 0; i < rows; i++) dst[i] = src[i];
-            for (; i < mr; i++) dst[i] = 0.0f;
-        }
-    } else { /* op(A)(i,k) = A[i*lda + k]: read rows sequentially, write with stride mr */
-        for (i = 0; i < rows; i++) {
-            const float *src = j->A + (size_t)(i0 + i) * j->lda + k0;
-            for (k = 0; k < kc; k++) dst[k * mr + i] = src[k];
-        }
-        for (; i < mr; i++)
-            for (k = 0; k < kc; k++) dst[k * mr + i] = 0.0f;
+        j->ops->packat(kc, j->A + (size_t)k0 * j->lda + i0, j->lda, rows, dst);
+    } else { /* op(A)(i,k) = A[i*lda + k]: in-register transposes (may write VLANES floats past
+                the panel: see gm__packa and the slack in gm__gemm_rect) */
+        j->ops->packa(kc, j->A + (size_t)i0 * j->lda + k0, j->lda, rows, dst);
     }
 }
 
@@ -1063,18 +1211,8 @@ static void gm__pack_b(const gm__gemm_job *j, int j0, int cols, int k0, int kc, 
             for (c = 0; c < cols; c++) dst[c] = src[c];
             for (; c < nr; c++) dst[c] = 0.0f;
         }
-    } else { /* op(B)(k,c) = B[c*ldb + k]: a transpose, done in blocks of 16 k so that both the
-                source lines and the destination rows being written stay in L1 */
-        int kb;
-        for (kb = 0; kb < kc; kb += 16) {
-            const int ke = kb + 16 < kc ? kb + 16 : kc;
-            for (c = 0; c < cols; c++) {
-                const float *src = j->B + (size_t)(j0 + c) * j->ldb + k0;
-                for (k = kb; k < ke; k++) dst[k * nr + c] = src[k];
-            }
-            for (; c < nr; c++)
-                for (k = kb; k < ke; k++) dst[k * nr + c] = 0.0f;
-        }
+    } else { /* op(B)(k,c) = B[c*ldb + k]: in-register VLANES x VLANES transposes */
+        j->ops->packbt(kc, j->B + (size_t)j0 * j->ldb + k0, j->ldb, cols, dst);
     }
 }
 
@@ -1101,12 +1239,13 @@ static void gm__gemm_tile(const gm__gemm_job *j, int row, int col, int kc, const
 static void gm__gemm_rect(const gm__gemm_job *j, int p0, int p1, int q0, int q1) {
     const int mr = j->ops->mr, nr = j->ops->nr;
     const int mcp = GM__MC / mr > 0 ? GM__MC / mr : 1; /* row panels per packed A block */
-    const int kcmax = j->K < GM__KC ? j->K : GM__KC;
-    float *ws = gm__scratch((size_t)kcmax * (mcp * mr + nr) + (size_t)mr * nr);
-    float *abuf = ws, *bbuf = ws + (size_t)kcmax * mcp * mr, *tmp = bbuf + (size_t)kcmax * nr;
+    const int kcmax = j->kcs;
+    /* abuf, GM__VLMAX floats of slack (gm__packa may write that far past a panel), bbuf, tmp */
+    float *ws = gm__scratch((size_t)kcmax * (mcp * mr + nr) + GM__VLMAX + (size_t)mr * nr);
+    float *abuf = ws, *bbuf = ws + (size_t)kcmax * mcp * mr + GM__VLMAX, *tmp = bbuf + (size_t)kcmax * nr;
     int pc, ib, ip, q;
-    for (pc = 0; pc < j->K; pc += GM__KC) {
-        const int kc = j->K - pc < GM__KC ? j->K - pc : GM__KC;
+    for (pc = 0; pc < j->K; pc += j->kcs) {
+        const int kc = j->K - pc < j->kcs ? j->K - pc : j->kcs;
         const float beta = pc == 0 ? j->beta : 1.0f; /* later K slices accumulate */
         for (ib = p0; ib < p1; ib += mcp) {
             const int ie = ib + mcp < p1 ? ib + mcp : p1;
@@ -1177,6 +1316,11 @@ GMDEF void gm_sgemm(int ta, int tb, int M, int N, int K, float alpha, const floa
     j.A = A; j.B = B; j.C = C;
     j.mp = (M + j.ops->mr - 1) / j.ops->mr;
     j.np = (N + j.ops->nr - 1) / j.ops->nr;
+    {
+        const int nslices = (K + GM__KC - 1) / GM__KC;
+        j.kcs = ((K + nslices - 1) / nslices + 15) & ~15;
+        if (j.kcs > K) j.kcs = K;
+    }
     /* below ~0.5 MFLOP a fork/join costs more than it saves */
     nthreads = (double)M * N * K < 262144.0 ? 1 : gm_get_threads();
     gm__gemm_grid(&j, nthreads);
