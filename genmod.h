@@ -6,6 +6,11 @@
          #define GENMOD_IMPLEMENTATION
          #include "genmod.h"
      Everywhere else just #include "genmod.h". Build: cc -O2 prog.c -lm -lpthread
+     A family header (genmod_vae.h, genmod_gan.h, genmod_flow.h) is used the same way, and its
+     implementation goes in the same file as GENMOD_IMPLEMENTATION (it uses the core's internals):
+         #define GENMOD_IMPLEMENTATION
+         #define GENMOD_GAN_IMPLEMENTATION
+         #include "genmod_gan.h"
 
    THE SHORTEST PROGRAM (fits y = 2x - 1 with one linear layer)
 
@@ -135,6 +140,7 @@ GMDEF void      gm_graph_reset(gm_graph *g);     /* drop every tensor of the las
 GMDEF void      gm_graph_set_training(gm_graph *g, int training); /* dropout, batch norm (default 1) */
 GMDEF int       gm_graph_training(const gm_graph *g);
 GMDEF int       gm_graph_set_grad(gm_graph *g, int enabled);  /* 0: record nothing (sampling); returns the old value */
+GMDEF int       gm_graph_grad(const gm_graph *g);             /* 1 if ops are being recorded */
 GMDEF gm_rng   *gm_graph_rng(gm_graph *g);
 GMDEF size_t    gm_graph_memory(const gm_graph *g);    /* bytes the graph holds now (arena + tape) */
 GMDEF size_t    gm_graph_peak(const gm_graph *g);      /* most arena bytes one step has used */

@@ -473,7 +473,7 @@ GMDEF gm_ae_config gm_ae_default_config(void) {
     c.arch.n_dec = 2; c.arch.dec[0] = 128; c.arch.dec[1] = 256;
     c.arch.act = GM_VAE_RELU;
     c.code_act = GM_VAE_RELU;
-    c.sparsity_weight = 1e-3f;
+    c.sparsity_weight = 1e-4f;      /* L1; a KL penalty wants ~3e-3 */
     c.sparsity_target = 0.05f;
     c.zero_thresh = 0.01f;
     c.optim = GM_RMSPROP;

@@ -273,6 +273,7 @@ struct gm_graph {
     gm_tensor **tape;     /* tensors that need gradients, in creation (topological) order */
     int ntape, tape_capacity;
     int record, training;
+    int pass;             /* number of the current backward pass (marks tape entries on its path) */
     gm_rng rng;
     double flops;
     char error[512];
@@ -360,6 +361,7 @@ GMDEF void gm_graph_reset(gm_graph *g) {
 
 GMDEF void gm_graph_set_training(gm_graph *g, int training) { if (g) g->training = training; }
 GMDEF int gm_graph_training(const gm_graph *g) { return g ? g->training : 0; }
+GMDEF int gm_graph_grad(const gm_graph *g) { return g ? g->record : 0; }
 GMDEF int gm_graph_set_grad(gm_graph *g, int enabled) {
     int old = g ? g->record : 0;
     if (g) g->record = enabled;
@@ -1412,7 +1414,7 @@ GMDEF gm_tensor *gm_kl_std_normal(gm_graph *g, gm_tensor *mu, gm_tensor *logvar)
 /* Automatic differentiation                                                               */
 /* ======================================================================================= */
 /* Does t take part in this backward pass? (`i[7]` is the pass's mark; see gm__backprop.) */
-#define GM__WANT(t) ((t) && (t)->requires_grad && (t)->i[7])
+#define GM__WANT(t) ((t) && (t)->requires_grad && (t)->i[7] == g->pass)
 
 static void gm__accumulate(gm_graph *g, gm_tensor *t, gm_tensor *dt) {
     if (!GM__WANT(t) || !dt) return;
@@ -1541,27 +1543,27 @@ static void gm__backward_op(gm_graph *g, gm_tensor *y) {
     }
 }
 
-/* Reverse pass from y (seeded with dy) over the tape. Marks (i[7]) which tape entries lie on a
-   path from `from` (or from any leaf when from is NULL) to y, so nothing else is computed. Backward
-   ops are recorded only when create_graph is set, which is what makes gradients differentiable. */
+/* Reverse pass from y (seeded with dy) over the tape. Marks which tape entries lie on a path from
+   `from` (or from any leaf when from is NULL) to y, so nothing else is computed: a tensor is marked
+   when its i[7] equals this pass's number, so entries older than `from` need no visit at all (FFJORD's
+   exact trace takes one pass per dimension on a long tape). Backward ops are recorded only when
+   create_graph is set, which is what makes gradients differentiable. */
 static int gm__backprop(gm_graph *g, gm_tensor *y, gm_tensor *dy, gm_tensor *from, int create_graph) {
-    int k, j, saved = g->record, top = y->id;
-    for (k = 0; k <= top; k++) {
+    int k, j, saved = g->record, top = y->id, bottom = from ? from->id : 0;
+    g->pass++;
+    for (k = bottom; k <= top; k++) {
         gm_tensor *t = g->tape[k];
+        int on_path = !from || t == from;
+        for (j = 0; j < 3 && !on_path; j++) on_path = t->src[j] && t->src[j]->id >= bottom && t->src[j]->i[7] == g->pass;
         t->grad = NULL;
-        if (from) {
-            t->i[7] = t == from;
-            for (j = 0; j < 3 && !t->i[7]; j++) t->i[7] = t->src[j] && t->src[j]->id >= 0 && t->src[j]->i[7];
-        } else {
-            t->i[7] = 1;
-        }
+        t->i[7] = on_path ? g->pass : 0;
     }
-    if (!y->i[7]) return 0;   /* y does not depend on `from` */
+    if (y->i[7] != g->pass) return 0;   /* y does not depend on `from` */
     g->record = create_graph;
     y->grad = dy;
-    for (k = top; k >= 0; k--) {
+    for (k = top; k >= bottom; k--) {
         gm_tensor *t = g->tape[k];
-        if (t->grad && t->op != GM__OP_LEAF && t->i[7]) gm__backward_op(g, t);
+        if (t->grad && t->op != GM__OP_LEAF && t->i[7] == g->pass) gm__backward_op(g, t);
         if (g->error[0]) break;
     }
     g->record = saved;

@@ -99,10 +99,13 @@
 
 #if defined(GM__GNUC)
 #define GM__PREFETCH(p) __builtin_prefetch((p), 1, 3)
-#define GM__PREFETCHR(p) __builtin_prefetch((p), 0, 3)
 #else
-#define GM__PREFETCHR(p) ((void)0)
 #define GM__PREFETCH(p) ((void)0)
+#endif
+#if defined(GM__GNUC)
+#define GM__INLINE inline __attribute__((always_inline))
+#else
+#define GM__INLINE
 #endif
 #if defined(GM__GNUC) && (defined(__x86_64__) || defined(__i386__))
 #define GM__RELAX() __builtin_ia32_pause()
@@ -160,18 +163,6 @@ static gm__u32 gm__f2u(float f) { gm__u32 u; memcpy(&u, &f, sizeof u); return u;
 /* the C tile is needed only after the k loop: start pulling its lines in now */
 #define GM__MK_PFROW(i) GM__PREFETCH(c + (i) * ldc); GM__PREFETCH(c + (i) * ldc + GM__NV * GM__VLANES - 1);
 #define GM__MK_ACCROW(i) GM__COLS(GM__MK_ACC, i)
-#ifndef GM__KPF
-#define GM__KPF 0
-#endif
-#if GM__KPF == 1
-#define GM__MK_KPF GM__PREFETCHR(a + 16 * GM__MR); GM__PREFETCHR(b + 8 * GM__NV * GM__VLANES);
-#elif GM__KPF == 2
-#define GM__MK_KPF GM__PREFETCHR(a + 16 * GM__MR); GM__PREFETCHR(b + 16 * GM__NV * GM__VLANES); GM__PREFETCHR(b + 16 * GM__NV * GM__VLANES + 16);
-#elif GM__KPF == 3
-#define GM__MK_KPF GM__PREFETCHR(a + 32 * GM__MR);
-#else
-#define GM__MK_KPF
-#endif
 #define GM__MK_BLOAD(i, j) const GM__VF b##j = GM__V_LOAD(b + (j) * GM__VLANES);
 #define GM__MK_FMA(i, j) c##i##_##j = GM__V_FMA(a##i, b##j, c##i##_##j);
 #define GM__MK_FMAROW(i) { const GM__VF a##i = GM__V_SET1(a[i]); GM__COLS(GM__MK_FMA, i) }
@@ -181,7 +172,7 @@ static gm__u32 gm__f2u(float f) { gm__u32 u; memcpy(&u, &f, sizeof u); return u;
                 GM__V_FMA(vb, GM__V_LOAD(c + (i) * ldc + (j) * GM__VLANES), GM__V_MUL(va, c##i##_##j)));
 #define GM__MK_OUT0ROW(i) GM__COLS(GM__MK_OUT0, i)
 #define GM__MK_OUT1ROW(i) GM__COLS(GM__MK_OUT1, i)
-#define GM__MK_PACK(i, j) GM__V_STORE(dst + (j) * GM__VLANES, GM__V_LOAD(b + (j) * GM__VLANES));
+#define GM__MK_PACK(i, j) GM__V_STORE(d + (j) * GM__VLANES, GM__V_LOAD(src + (j) * GM__VLANES));
 
 /* Polynomial coefficients (Taylor series; derived by hand, not tuned minimax). */
 #define GM__EXP_C2 0.5f
@@ -202,7 +193,6 @@ static GM__TGT void gm__ukernel_##SFX(int kc, const float *a, const float *b, fl
     GM__ROWS(GM__MK_PFROW)                                                                        \
     GM__ROWS(GM__MK_ACCROW)                                                                       \
     for (k = 0; k < kc; k++) {                                                                    \
-        GM__MK_KPF                                                                                \
         GM__COLS(GM__MK_BLOAD, 0)                                                                 \
         GM__ROWS(GM__MK_FMAROW)                                                                   \
         a += GM__MR;                                                                              \
@@ -215,10 +205,18 @@ static GM__TGT void gm__ukernel_##SFX(int kc, const float *a, const float *b, fl
         (void)vb;                                                                                 \
     }                                                                                             \
 }                                                                                                 \
-/* Full-width B panel, not transposed: b is (kc, >=NR) with row stride ldb -> dst (kc, NR). */    \
-static GM__TGT void gm__packbn_##SFX(int kc, const float *b, int ldb, float *dst) {               \
-    int k;                                                                                        \
-    for (k = 0; k < kc; k++, b += ldb, dst += GM__NV * GM__VLANES) { GM__COLS(GM__MK_PACK, 0) }   \
+/* npan full-width B panels, not transposed: b is (kc, >= npan*NR) with row stride ldb; panel q  \
+ * -> dst + q*kc*NR as (kc, NR). Row by row, so B is read sequentially (a panel at a time would   \
+ * touch a new page per k when ldb is large). */                                                 \
+static GM__TGT void gm__packbn_##SFX(int kc, const float *b, int ldb, int npan, float *dst) {     \
+    const size_t ps = (size_t)kc * GM__NV * GM__VLANES;                                           \
+    int k, q;                                                                                     \
+    for (k = 0; k < kc; k++, b += ldb)                                                            \
+        for (q = 0; q < npan; q++) {                                                              \
+            const float *src = b + (size_t)q * GM__NV * GM__VLANES;                               \
+            float *d = dst + q * ps + (size_t)k * GM__NV * GM__VLANES;                            \
+            GM__COLS(GM__MK_PACK, 0)                                                              \
+        }                                                                                         \
 }                                                                                                 \
 /* Transposed B panel: column c < cols of the panel is the row b + c*ldb (contiguous in k)      \
  * -> dst (kc, NR), columns >= cols zero. VLANES x VLANES blocks go through the in-register     \
@@ -226,6 +224,10 @@ static GM__TGT void gm__packbn_##SFX(int kc, const float *b, int ldb, float *dst
 static GM__TGT void gm__packbt_##SFX(int kc, const float *b, int ldb, int cols, float *dst) {     \
     const int nr = GM__NV * GM__VLANES;                                                           \
     int k = 0, c;                                                                                 \
+    if (cols >= nr) /* (constant row count: the transpose inlines without its row checks) */     \
+        for (; k + GM__VLANES <= kc; k += GM__VLANES)                                             \
+            for (c = 0; c < nr; c += GM__VLANES)                                                  \
+                GM__V_TR(b + (size_t)c * ldb + k, ldb, GM__VLANES, dst + (size_t)k * nr + c, nr); \
     for (; k + GM__VLANES <= kc; k += GM__VLANES)                                                 \
         for (c = 0; c < nr; c += GM__VLANES)                                                      \
             GM__V_TR(b + (size_t)c * ldb + k, ldb, cols - c, dst + (size_t)k * nr + c, nr);        \
@@ -249,6 +251,10 @@ static GM__TGT void gm__packat_##SFX(int kc, const float *a, int lda, int rows, 
  * last to first and k in increasing order, so every such spill is overwritten afterwards. */    \
 static GM__TGT void gm__packa_##SFX(int kc, const float *a, int lda, int rows, float *dst) {      \
     int k = 0, g, i;                                                                              \
+    if (rows >= GM__MR) /* (constant row counts: the transposes inline, zero rows fold away) */ \
+        for (; k + GM__VLANES <= kc; k += GM__VLANES)                                             \
+            for (g = ((GM__MR - 1) / GM__VLANES) * GM__VLANES; g >= 0; g -= GM__VLANES)           \
+                GM__V_TR(a + (size_t)g * lda + k, lda, GM__MR - g, dst + (size_t)k * GM__MR + g, GM__MR); \
     for (; k + GM__VLANES <= kc; k += GM__VLANES)                                                 \
         for (g = ((GM__MR - 1) / GM__VLANES) * GM__VLANES; g >= 0; g -= GM__VLANES)               \
             GM__V_TR(a + (size_t)g * lda + k, lda, (rows < GM__MR ? rows : GM__MR) - g,            \
@@ -404,13 +410,13 @@ static GM__TGT void gm__##F##_##SFX(float *w, const float *g, float *m, float *v
 typedef void (*gm__optim_fn)(float *w, const float *g, float *m, float *v, size_t n, const float *c);
 typedef void (*gm__ukernel_fn)(int kc, const float *a, const float *b, float *c, int ldc, float alpha,
                                float beta);
-typedef void (*gm__packb_fn)(int kc, const float *b, int ldb, float *dst);
+typedef void (*gm__packb_fn)(int kc, const float *b, int ldb, int npan, float *dst);
 typedef void (*gm__packt_fn)(int kc, const float *src, int ld, int n, float *dst);
 typedef void (*gm__vmap_fn)(float *y, const float *x, size_t n);
 typedef struct {
     int mr, nr;                 /* micro-tile shape */
     gm__ukernel_fn ukernel;
-    gm__packb_fn packbn;        /* full-width, non-transposed B panel */
+    gm__packb_fn packbn;        /* full-width, non-transposed B panels */
     gm__packt_fn packbt;        /* transposed B panel (n = columns present, rest zero) */
     gm__packt_fn packa;         /* non-transposed A micro-panel (n = rows present, rest zero) */
     gm__packt_fn packat;        /* transposed A micro-panel (n = rows present, rest zero) */
@@ -456,7 +462,7 @@ typedef struct {
 #define GM__TGT
 /* GM__V_TR(s, ls, n, d, ld): d[c*ld + r] = r < n ? s[r*ls + c] : 0 for r, c < VLANES (rows >= n
  * are not read; all VLANES floats of each d row are written). */
-static void gm__tr_scalar(const float *s, int ls, int n, float *d, int ld) {
+static GM__INLINE void gm__tr_scalar(const float *s, int ls, int n, float *d, int ld) {
     (void)ls; (void)ld;
     d[0] = n > 0 ? s[0] : 0.0f;
 }
@@ -537,7 +543,7 @@ GM__DEFINE_PATH(scalar)
 #define GM__COLS GM__C2
 #define GM__TGT __attribute__((target("sse2")))
 #define GM__TR_LD(x) const GM__VF r##x = (x) < n ? GM__V_LOAD(s + (size_t)(x) * ls) : GM__V_ZERO();
-static GM__TGT void gm__tr_sse2(const float *s, int ls, int n, float *d, int ld) {
+static GM__TGT GM__INLINE void gm__tr_sse2(const float *s, int ls, int n, float *d, int ld) {
     GM__R4(GM__TR_LD)
     const __m128 t0 = _mm_unpacklo_ps(r0, r1), t1 = _mm_unpackhi_ps(r0, r1);
     const __m128 t2 = _mm_unpacklo_ps(r2, r3), t3 = _mm_unpackhi_ps(r2, r3);
@@ -621,7 +627,7 @@ GM__DEFINE_PATH(sse2)
 #define GM__ROWS GM__R6
 #define GM__COLS GM__C2
 #define GM__TGT __attribute__((target("avx2,fma")))
-static GM__TGT void gm__tr_avx2(const float *s, int ls, int n, float *d, int ld) {
+static GM__TGT GM__INLINE void gm__tr_avx2(const float *s, int ls, int n, float *d, int ld) {
     GM__R8(GM__TR_LD)
     const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
     const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
@@ -693,7 +699,7 @@ GM__DEFINE_PATH(avx2)
 #define GM__V_SUB(a, b) _mm512_sub_ps((a), (b))
 #define GM__V_MUL(a, b) _mm512_mul_ps((a), (b))
 #define GM__V_DIV(a, b) _mm512_div_ps((a), (b))
-#define GM__V_SQRT(a) _mm512_sqrt_ps(a)
+#define GM__V_SQRT(a) _mm512_maskz_sqrt_ps((__mmask16)0xffff, (a))
 #define GM__V_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #define GM__V_MIN(a, b) _mm512_maskz_min_ps((__mmask16)0xffff, (a), (b))
 #define GM__V_MAX(a, b) _mm512_maskz_max_ps((__mmask16)0xffff, (a), (b))
@@ -720,9 +726,13 @@ GM__DEFINE_PATH(avx2)
 #define GM__ROWS GM__CAT(GM__R, GM__AVX512_MR)
 #define GM__COLS GM__C2
 #define GM__TGT __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
-/* 16x16: 4x4 transposes inside 128-bit lanes, then two rounds of 128-bit lane shuffles */
-#define GM__TR_UNP(x, y) const __m512 t##x = _mm512_unpacklo_ps(r##x, r##y), t##y = _mm512_unpackhi_ps(r##x, r##y);
-static GM__TGT void gm__tr_avx512(const float *s, int ls, int n, float *d, int ld) {
+/* 16x16: 4x4 transposes inside 128-bit lanes, then two rounds of 128-bit lane shuffles (maskz
+ * forms: see the note on g++-12 above) */
+#define GM__M16 ((__mmask16)0xffff)
+#define GM__TR_L(a, b, imm) _mm512_maskz_shuffle_f32x4(GM__M16, (a), (b), (imm)) /* 128-bit lanes */
+#define GM__TR_UNP(x, y) const __m512 t##x = _mm512_maskz_unpacklo_ps(GM__M16, r##x, r##y), \
+                                      t##y = _mm512_maskz_unpackhi_ps(GM__M16, r##x, r##y);
+static GM__TGT GM__INLINE void gm__tr_avx512(const float *s, int ls, int n, float *d, int ld) {
     GM__R16(GM__TR_LD)
     GM__TR_UNP(0, 1) GM__TR_UNP(2, 3) GM__TR_UNP(4, 5) GM__TR_UNP(6, 7)
     GM__TR_UNP(8, 9) GM__TR_UNP(10, 11) GM__TR_UNP(12, 13) GM__TR_UNP(14, 15)
@@ -736,32 +746,34 @@ static GM__TGT void gm__tr_avx512(const float *s, int ls, int n, float *d, int l
     const __m512 u12 = _mm512_shuffle_ps(t12, t14, 0x44), u13 = _mm512_shuffle_ps(t12, t14, 0xee);
     const __m512 u14 = _mm512_shuffle_ps(t13, t15, 0x44), u15 = _mm512_shuffle_ps(t13, t15, 0xee);
     /* v(m) = lanes 0,2 of u(m), u(4+m); v(4+m) = lanes 1,3; same for rows 8..15 in v(8..15) */
-    const __m512 v0 = _mm512_shuffle_f32x4(u0, u4, 0x88), v4 = _mm512_shuffle_f32x4(u0, u4, 0xdd);
-    const __m512 v1 = _mm512_shuffle_f32x4(u1, u5, 0x88), v5 = _mm512_shuffle_f32x4(u1, u5, 0xdd);
-    const __m512 v2 = _mm512_shuffle_f32x4(u2, u6, 0x88), v6 = _mm512_shuffle_f32x4(u2, u6, 0xdd);
-    const __m512 v3 = _mm512_shuffle_f32x4(u3, u7, 0x88), v7 = _mm512_shuffle_f32x4(u3, u7, 0xdd);
-    const __m512 v8 = _mm512_shuffle_f32x4(u8, u12, 0x88), v12 = _mm512_shuffle_f32x4(u8, u12, 0xdd);
-    const __m512 v9 = _mm512_shuffle_f32x4(u9, u13, 0x88), v13 = _mm512_shuffle_f32x4(u9, u13, 0xdd);
-    const __m512 v10 = _mm512_shuffle_f32x4(u10, u14, 0x88), v14 = _mm512_shuffle_f32x4(u10, u14, 0xdd);
-    const __m512 v11 = _mm512_shuffle_f32x4(u11, u15, 0x88), v15 = _mm512_shuffle_f32x4(u11, u15, 0xdd);
-    _mm512_storeu_ps(d, _mm512_shuffle_f32x4(v0, v8, 0x88));
-    _mm512_storeu_ps(d + ld, _mm512_shuffle_f32x4(v1, v9, 0x88));
-    _mm512_storeu_ps(d + 2 * ld, _mm512_shuffle_f32x4(v2, v10, 0x88));
-    _mm512_storeu_ps(d + 3 * ld, _mm512_shuffle_f32x4(v3, v11, 0x88));
-    _mm512_storeu_ps(d + 4 * ld, _mm512_shuffle_f32x4(v4, v12, 0x88));
-    _mm512_storeu_ps(d + 5 * ld, _mm512_shuffle_f32x4(v5, v13, 0x88));
-    _mm512_storeu_ps(d + 6 * ld, _mm512_shuffle_f32x4(v6, v14, 0x88));
-    _mm512_storeu_ps(d + 7 * ld, _mm512_shuffle_f32x4(v7, v15, 0x88));
-    _mm512_storeu_ps(d + 8 * ld, _mm512_shuffle_f32x4(v0, v8, 0xdd));
-    _mm512_storeu_ps(d + 9 * ld, _mm512_shuffle_f32x4(v1, v9, 0xdd));
-    _mm512_storeu_ps(d + 10 * ld, _mm512_shuffle_f32x4(v2, v10, 0xdd));
-    _mm512_storeu_ps(d + 11 * ld, _mm512_shuffle_f32x4(v3, v11, 0xdd));
-    _mm512_storeu_ps(d + 12 * ld, _mm512_shuffle_f32x4(v4, v12, 0xdd));
-    _mm512_storeu_ps(d + 13 * ld, _mm512_shuffle_f32x4(v5, v13, 0xdd));
-    _mm512_storeu_ps(d + 14 * ld, _mm512_shuffle_f32x4(v6, v14, 0xdd));
-    _mm512_storeu_ps(d + 15 * ld, _mm512_shuffle_f32x4(v7, v15, 0xdd));
+    const __m512 v0 = GM__TR_L(u0, u4, 0x88), v4 = GM__TR_L(u0, u4, 0xdd);
+    const __m512 v1 = GM__TR_L(u1, u5, 0x88), v5 = GM__TR_L(u1, u5, 0xdd);
+    const __m512 v2 = GM__TR_L(u2, u6, 0x88), v6 = GM__TR_L(u2, u6, 0xdd);
+    const __m512 v3 = GM__TR_L(u3, u7, 0x88), v7 = GM__TR_L(u3, u7, 0xdd);
+    const __m512 v8 = GM__TR_L(u8, u12, 0x88), v12 = GM__TR_L(u8, u12, 0xdd);
+    const __m512 v9 = GM__TR_L(u9, u13, 0x88), v13 = GM__TR_L(u9, u13, 0xdd);
+    const __m512 v10 = GM__TR_L(u10, u14, 0x88), v14 = GM__TR_L(u10, u14, 0xdd);
+    const __m512 v11 = GM__TR_L(u11, u15, 0x88), v15 = GM__TR_L(u11, u15, 0xdd);
+    _mm512_storeu_ps(d, GM__TR_L(v0, v8, 0x88));
+    _mm512_storeu_ps(d + ld, GM__TR_L(v1, v9, 0x88));
+    _mm512_storeu_ps(d + 2 * ld, GM__TR_L(v2, v10, 0x88));
+    _mm512_storeu_ps(d + 3 * ld, GM__TR_L(v3, v11, 0x88));
+    _mm512_storeu_ps(d + 4 * ld, GM__TR_L(v4, v12, 0x88));
+    _mm512_storeu_ps(d + 5 * ld, GM__TR_L(v5, v13, 0x88));
+    _mm512_storeu_ps(d + 6 * ld, GM__TR_L(v6, v14, 0x88));
+    _mm512_storeu_ps(d + 7 * ld, GM__TR_L(v7, v15, 0x88));
+    _mm512_storeu_ps(d + 8 * ld, GM__TR_L(v0, v8, 0xdd));
+    _mm512_storeu_ps(d + 9 * ld, GM__TR_L(v1, v9, 0xdd));
+    _mm512_storeu_ps(d + 10 * ld, GM__TR_L(v2, v10, 0xdd));
+    _mm512_storeu_ps(d + 11 * ld, GM__TR_L(v3, v11, 0xdd));
+    _mm512_storeu_ps(d + 12 * ld, GM__TR_L(v4, v12, 0xdd));
+    _mm512_storeu_ps(d + 13 * ld, GM__TR_L(v5, v13, 0xdd));
+    _mm512_storeu_ps(d + 14 * ld, GM__TR_L(v6, v14, 0xdd));
+    _mm512_storeu_ps(d + 15 * ld, GM__TR_L(v7, v15, 0xdd));
 }
 #undef GM__TR_UNP
+#undef GM__M16
+#undef GM__TR_L
 #define GM__V_TR gm__tr_avx512
 GM__DEFINE_PATH(avx512)
 #undef GM__VF
@@ -841,7 +853,7 @@ GM__DEFINE_PATH(avx512)
 #define GM__COLS GM__C2
 #define GM__TGT
 #define GM__TR_LD(x) const GM__VF r##x = (x) < n ? GM__V_LOAD(s + (size_t)(x) * ls) : GM__V_ZERO();
-static void gm__tr_neon(const float *s, int ls, int n, float *d, int ld) {
+static GM__INLINE void gm__tr_neon(const float *s, int ls, int n, float *d, int ld) {
     GM__R4(GM__TR_LD)
     const float32x4x2_t p = vtrnq_f32(r0, r1), q = vtrnq_f32(r2, r3);
     vst1q_f32(d, vcombine_f32(vget_low_f32(p.val[0]), vget_low_f32(q.val[0])));
@@ -1172,6 +1184,9 @@ GM__MAYBE_UNUSED static void gm__parallel_for(int ntasks, void (*fn)(void *ctx, 
 #define GM__KC 400 /* most k per slice; K is cut into equal slices (rounded up to 16), so that
                       K=784 runs as 400+384 instead of 384+384+16 */
 #endif
+#ifndef GM__NC
+#define GM__NC 1024 /* columns of B per packed block (rounded down to a multiple of NR) */
+#endif
 #ifndef GM__MC
 #define GM__MC 384 /* rows of A per packed block (rounded down to a multiple of MR) */
 #endif
@@ -1197,22 +1212,27 @@ static void gm__pack_a(const gm__gemm_job *j, int i0, int rows, int k0, int kc, 
     }
 }
 
-/* dst (kc, nr) row-major = op(B)(k0 .. k0+kc-1, j0 .. j0+nr-1), columns >= cols are zero. */
-static void gm__pack_b(const gm__gemm_job *j, int j0, int cols, int k0, int kc, float *dst) {
+/* Column panels [q0, q1) of op(B)(k0 .. k0+kc-1, :) -> dst, panel q at dst + (q-q0)*kc*nr as
+ * (kc, nr) row-major; columns past N are zero. */
+static void gm__pack_b(const gm__gemm_job *j, int q0, int q1, int k0, int kc, float *dst) {
     const int nr = j->ops->nr;
-    int c, k;
+    const int nfull = (q1 * nr <= j->N ? q1 : j->N / nr) - q0; /* full-width panels */
+    int c, k, q;
     if (!j->tb) { /* op(B)(k,c) = B[k*ldb + c] */
-        const float *src = j->B + (size_t)k0 * j->ldb + j0;
-        if (cols == nr) {
-            j->ops->packbn(kc, src, j->ldb, dst);
-            return;
-        }
-        for (k = 0; k < kc; k++, src += j->ldb, dst += nr) {
-            for (c = 0; c < cols; c++) dst[c] = src[c];
-            for (; c < nr; c++) dst[c] = 0.0f;
+        if (nfull > 0) j->ops->packbn(kc, j->B + (size_t)k0 * j->ldb + (size_t)q0 * nr, j->ldb, nfull, dst);
+        for (q = q0 + (nfull > 0 ? nfull : 0); q < q1; q++) { /* the edge panel */
+            const int cols = j->N - q * nr;
+            const float *src = j->B + (size_t)k0 * j->ldb + (size_t)q * nr;
+            float *d = dst + (size_t)(q - q0) * kc * nr;
+            for (k = 0; k < kc; k++, src += j->ldb, d += nr) {
+                for (c = 0; c < cols; c++) d[c] = src[c];
+                for (; c < nr; c++) d[c] = 0.0f;
+            }
         }
     } else { /* op(B)(k,c) = B[c*ldb + k]: in-register VLANES x VLANES transposes */
-        j->ops->packbt(kc, j->B + (size_t)j0 * j->ldb + k0, j->ldb, cols, dst);
+        for (q = q0; q < q1; q++)
+            j->ops->packbt(kc, j->B + (size_t)q * nr * j->ldb + k0, j->ldb, j->N - q * nr,
+                           dst + (size_t)(q - q0) * kc * nr);
     }
 }
 
@@ -1239,25 +1259,29 @@ static void gm__gemm_tile(const gm__gemm_job *j, int row, int col, int kc, const
 static void gm__gemm_rect(const gm__gemm_job *j, int p0, int p1, int q0, int q1) {
     const int mr = j->ops->mr, nr = j->ops->nr;
     const int mcp = GM__MC / mr > 0 ? GM__MC / mr : 1; /* row panels per packed A block */
+    const int ncp = GM__NC / nr > 0 ? GM__NC / nr : 1; /* column panels per packed B block */
+    const int nqb = q1 - q0 < ncp ? q1 - q0 : ncp;
     const int kcmax = j->kcs;
     /* abuf, GM__VLMAX floats of slack (gm__packa may write that far past a panel), bbuf, tmp */
-    float *ws = gm__scratch((size_t)kcmax * (mcp * mr + nr) + GM__VLMAX + (size_t)mr * nr);
-    float *abuf = ws, *bbuf = ws + (size_t)kcmax * mcp * mr + GM__VLMAX, *tmp = bbuf + (size_t)kcmax * nr;
-    int pc, ib, ip, q;
+    float *ws = gm__scratch((size_t)kcmax * (mcp * mr + nqb * nr) + GM__VLMAX + (size_t)mr * nr);
+    float *abuf = ws, *bbuf = ws + (size_t)kcmax * mcp * mr + GM__VLMAX, *tmp = bbuf + (size_t)kcmax * nqb * nr;
+    int pc, jb, ib, ip, q;
     for (pc = 0; pc < j->K; pc += j->kcs) {
         const int kc = j->K - pc < j->kcs ? j->K - pc : j->kcs;
         const float beta = pc == 0 ? j->beta : 1.0f; /* later K slices accumulate */
-        for (ib = p0; ib < p1; ib += mcp) {
-            const int ie = ib + mcp < p1 ? ib + mcp : p1;
-            for (ip = ib; ip < ie; ip++) {
-                const int row = ip * mr, rows = j->M - row < mr ? j->M - row : mr;
-                gm__pack_a(j, row, rows, pc, kc, abuf + (size_t)(ip - ib) * kc * mr);
-            }
-            for (q = q0; q < q1; q++) {
-                const int col = q * nr, cols = j->N - col < nr ? j->N - col : nr;
-                gm__pack_b(j, col, cols, pc, kc, bbuf);
-                for (ip = ib; ip < ie; ip++)
-                    gm__gemm_tile(j, ip * mr, col, kc, abuf + (size_t)(ip - ib) * kc * mr, bbuf, beta, tmp);
+        for (jb = q0; jb < q1; jb += ncp) {
+            const int je = jb + ncp < q1 ? jb + ncp : q1;
+            gm__pack_b(j, jb, je, pc, kc, bbuf); /* once per slice, reused by every A block */
+            for (ib = p0; ib < p1; ib += mcp) {
+                const int ie = ib + mcp < p1 ? ib + mcp : p1;
+                for (ip = ib; ip < ie; ip++) {
+                    const int row = ip * mr, rows = j->M - row < mr ? j->M - row : mr;
+                    gm__pack_a(j, row, rows, pc, kc, abuf + (size_t)(ip - ib) * kc * mr);
+                }
+                for (q = jb; q < je; q++)
+                    for (ip = ib; ip < ie; ip++)
+                        gm__gemm_tile(j, ip * mr, q * nr, kc, abuf + (size_t)(ip - ib) * kc * mr,
+                                      bbuf + (size_t)(q - jb) * kc * nr, beta, tmp);
             }
         }
     }

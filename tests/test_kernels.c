@@ -95,6 +95,12 @@ static void gemm_sweep(void) {
     /* K > 256 crosses a KC slice: later slices accumulate into C */
     if (fails == 0) fails += gemm_case(1, 0, 19, 37, small_run ? 300 : 600, 0.75f, 0.5f, 1);
     if (fails == 0) fails += gemm_case(0, 1, 21, 41, small_run ? 300 : 700, 1.0f, 0.0f, 2);
+    /* N > 1024 spans two packed B blocks (GM__NC); M > 384 two packed A blocks (GM__MC);
+     * K = 784 is cut into two equal slices */
+    if (fails == 0) fails += gemm_case(0, 1, 13, 1100, 40, 1.0f, 0.5f, 1);
+    if (fails == 0) fails += gemm_case(0, 0, 11, 1090, 33, -1.0f, 0.0f, 0);
+    if (!small_run && fails == 0) fails += gemm_case(0, 1, 400, 45, 784, 1.0f, 0.0f, 3);
+    if (!small_run && fails == 0) fails += gemm_case(1, 1, 390, 70, 100, 1.0f, 1.0f, 0);
     /* degenerate: K == 0 scales C, alpha == 0 too */
     {
         float Cs[6] = {1, 2, 3, 4, 5, 6}, Ad[1] = {0}, Bd[1] = {0};

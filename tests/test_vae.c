@@ -101,19 +101,21 @@ GM_TEST(test_ae_learns) {
     gm_ae_free(&m);
 }
 
-/* Convolutional autoencoder (convs 8, 16 -> code 32 -> deconvs): same bound, 150 Adam steps. */
+/* Convolutional autoencoder (convs 8, 16 -> code 32 -> deconvs, ELU, linear code): 200 Adam
+   steps; bound 0.045 (the mean image scores ~0.065, where a conv AE sits for its first ~100 steps). */
 GM_TEST(test_ae_conv_learns) {
     gm_ae_config c = gm_ae_conv_config();
     gm_ae m;
     gm_ae_stats after;
     float code[32 * 2], rec[784 * 2];
     c.arch.conv_ch[0] = 8; c.arch.conv_ch[1] = 16; c.arch.enc[0] = 32;
+    c.arch.act = GM_VAE_ELU; c.code_act = GM_VAE_IDENTITY;
     GM_CHECK(gm_ae_init(&m, &c) == 0, "%s", gm_last_error());
     GM_CHECK(m.code_dim == 32, "code dim %d", m.code_dim);
-    GM_CHECK(train_ae(&m, 150, 64) == 0, "training failed");
+    GM_CHECK(train_ae(&m, 200, 64) == 0, "training failed");
     GM_CHECK(gm_ae_evaluate(&m, test_.x, NTEST, &after) == 0, "%s", gm_last_error());
-    printf("# conv ae: test mse/pixel trained %.4f (bound 0.04)\n", after.mse);
-    GM_CHECK(after.mse < 0.04, "trained mse %g", after.mse);
+    printf("# conv ae: test mse/pixel trained %.4f (bound 0.045)\n", after.mse);
+    GM_CHECK(after.mse < 0.045, "trained mse %g", after.mse);
     /* encode then decode is reconstruct */
     GM_CHECK(gm_ae_encode(&m, test_.x, 2, code) == 0 && gm_ae_decode(&m, code, 2, rec) == 0, "%s", gm_last_error());
     {
@@ -157,16 +159,18 @@ GM_TEST(test_dae_denoises) {
     free(out);
 }
 
-/* Sparse codes: an L1 penalty makes more code units exactly zero than no penalty; a KL penalty
-   towards rho = 0.05 pulls the mean sigmoid activation from ~0.5 down near rho (bound < 0.12). */
+/* Sparse codes: an L1 penalty (1e-4) makes more code values exactly zero than no penalty (measured
+   0.82 vs 0.58) and lowers the mean; a KL penalty (0.003) towards rho = 0.05 pulls the mean sigmoid
+   activation from ~0.5 down to ~0.1 (bound < 0.12). Both still reconstruct: MSE below 0.06 (the
+   mean image scores ~0.065). */
 GM_TEST(test_sparse_penalties) {
     gm_ae_config c = small_ae();
     gm_ae plain, l1, kl;
     gm_ae_stats sp, sl, sk;
     GM_CHECK(gm_ae_init(&plain, &c) == 0, "%s", gm_last_error());
-    c.sparsity = GM_AE_SPARSE_L1; c.sparsity_weight = 1e-2f;
+    c.sparsity = GM_AE_SPARSE_L1; c.sparsity_weight = 1e-4f;
     GM_CHECK(gm_ae_init(&l1, &c) == 0, "%s", gm_last_error());
-    c.sparsity = GM_AE_SPARSE_KL; c.sparsity_weight = 0.1f; c.sparsity_target = 0.05f; c.code_act = GM_VAE_SIGMOID;
+    c.sparsity = GM_AE_SPARSE_KL; c.sparsity_weight = 0.003f; c.sparsity_target = 0.05f; c.code_act = GM_VAE_SIGMOID;
     GM_CHECK(gm_ae_init(&kl, &c) == 0, "%s", gm_last_error());
     GM_CHECK(train_ae(&plain, 150, 64) == 0 && train_ae(&l1, 150, 64) == 0 && train_ae(&kl, 150, 64) == 0, "training");
     GM_CHECK(gm_ae_evaluate(&plain, test_.x, NTEST, &sp) == 0 && gm_ae_evaluate(&l1, test_.x, NTEST, &sl) == 0 &&
@@ -176,7 +180,7 @@ GM_TEST(test_sparse_penalties) {
     GM_CHECK(sl.code_zero_frac > sp.code_zero_frac + 0.1, "L1 zero fraction %g vs plain %g", sl.code_zero_frac, sp.code_zero_frac);
     GM_CHECK(sl.code_mean < sp.code_mean, "L1 code mean %g vs plain %g", sl.code_mean, sp.code_mean);
     GM_CHECK(sk.code_mean < 0.12, "KL code mean %g, target 0.05", sk.code_mean);
-    GM_CHECK(sl.mse < 0.067 && sk.mse < 0.067, "sparse models should still beat the mean image: %g %g", sl.mse, sk.mse);
+    GM_CHECK(sl.mse < 0.06 && sk.mse < 0.06, "sparse models should still beat the mean image: %g %g", sl.mse, sk.mse);
     gm_ae_free(&plain);
     gm_ae_free(&l1);
     gm_ae_free(&kl);
@@ -227,7 +231,7 @@ GM_TEST(test_vae_gaussian) {
         GM_CHECK(after.neg_elbo < before.neg_elbo - 100, "-elbo %g -> %g", before.neg_elbo, after.neg_elbo);
         if (kind == GM_VAE_GAUSSIAN_LEARNED) {
             float lv = gm_params_data(&m.P, m.out_logvar)[0];
-            GM_CHECK(fabsf(lv - 2 * logf(0.2f)) > 0.05f, "learned log-variance did not move: %g", lv);
+            GM_CHECK(fabsf(lv - 2 * logf(0.2f)) > 0.02f, "learned log-variance did not move: %g", lv);
         }
         gm_vae_free(&m);
     }
@@ -282,29 +286,43 @@ GM_TEST(test_cvae_label) {
     gm_vae_free(&m);
 }
 
-/* beta-VAE: with beta = 4 and 16 latent dimensions most dimensions are driven to collapse; the
-   per-dimension KL shows it: the smallest is near zero (< 0.02 nats) while a few stay active. */
-GM_TEST(test_kl_collapse) {
-    gm_vae_config c = small_vae(16);
-    gm_vae m;
+/* beta-VAE: beta = 20 drives latent dimensions to collapse; the per-dimension KL report shows
+   it. Same model and budget at beta 1: every dimension carries > 0.05 nats (measured ~1.3 to
+   2.6); at beta 20 the smallest is near zero (< 0.01 nats) and even the largest stays below
+   beta 1's smallest. */
+static void kl_range(gm_vae *m, float *lo, float *hi, int *active) {
     gm_vae_eval ev;
-    gm_vae_stats st;
-    float lo = 1e30f, hi = 0;
     int j;
-    c.beta.beta = 4.0f;
-    GM_CHECK(gm_vae_init(&m, &c) == 0, "%s", gm_last_error());
-    GM_CHECK(train_vae(&m, 250, 50) == 0, "training failed");
-    GM_CHECK(gm_vae_train_step(&m, train_.x, NULL, 50, &st) == 0, "%s", gm_last_error());
-    GM_CHECK(st.beta == 4.0f && st.kl_dim == m.kl_dim, "stats beta %g", st.beta);
-    GM_CHECK(gm_vae_evaluate(&m, test_.x, NULL, NTEST, &ev) == 0, "%s", gm_last_error());
-    for (j = 0; j < 16; j++) {
-        lo = ev.kl_dim[j] < lo ? ev.kl_dim[j] : lo;
-        hi = ev.kl_dim[j] > hi ? ev.kl_dim[j] : hi;
+    *lo = 1e30f; *hi = 0; *active = -1;
+    if (gm_vae_evaluate(m, test_.x, NULL, NTEST, &ev) != 0) return;
+    for (j = 0; j < m->cfg.latent; j++) {
+        *lo = ev.kl_dim[j] < *lo ? ev.kl_dim[j] : *lo;
+        *hi = ev.kl_dim[j] > *hi ? ev.kl_dim[j] : *hi;
     }
-    printf("# beta 4: KL per dim min %.4f max %.3f, %d of 16 active (>0.01 nats), total KL %.2f\n", lo, hi, ev.active, ev.kl);
-    GM_CHECK(lo < 0.02f, "smallest per-dimension KL %g", lo);
-    GM_CHECK(hi > 0.5f && ev.active >= 1 && ev.active < 16, "max %g active %d", hi, ev.active);
-    gm_vae_free(&m);
+    *active = ev.active;
+}
+
+GM_TEST(test_kl_collapse) {
+    gm_vae_config c = small_vae(8);
+    gm_vae m1, m20;
+    gm_vae_stats st;
+    float lo1, hi1, lo20, hi20;
+    int act1, act20;
+    GM_CHECK(gm_vae_init(&m1, &c) == 0, "%s", gm_last_error());
+    c.beta.beta = 20.0f;
+    GM_CHECK(gm_vae_init(&m20, &c) == 0, "%s", gm_last_error());
+    GM_CHECK(train_vae(&m1, 300, 50) == 0 && train_vae(&m20, 300, 50) == 0, "training failed");
+    GM_CHECK(gm_vae_train_step(&m20, train_.x, NULL, 50, &st) == 0, "%s", gm_last_error());
+    GM_CHECK(st.beta == 20.0f && st.kl_dim == m20.kl_dim, "stats beta %g", st.beta);
+    kl_range(&m1, &lo1, &hi1, &act1);
+    kl_range(&m20, &lo20, &hi20, &act20);
+    printf("# KL per dim: beta 1 min %.3f max %.3f (%d of 8 > 0.01 nats); beta 20 min %.4f max %.3f (%d of 8)\n",
+           lo1, hi1, act1, lo20, hi20, act20);
+    GM_CHECK(lo1 > 0.05f, "beta 1: smallest per-dimension KL %g", lo1);
+    GM_CHECK(lo20 < 0.01f, "beta 20: smallest per-dimension KL %g", lo20);
+    GM_CHECK(hi20 < lo1, "beta 20's largest per-dimension KL %g should be below beta 1's smallest %g", hi20, lo1);
+    gm_vae_free(&m1);
+    gm_vae_free(&m20);
 }
 
 GM_TEST(test_beta_schedules) {
@@ -341,14 +359,14 @@ GM_TEST(test_vae_warmup_in_step) {
     gm_vae_free(&m);
 }
 
-/* Convolutional VAE (convs 8, 16, fc 64, z 8): 150 steps reach the same 175-nat bound. */
+/* Convolutional VAE (convs 8, 16, fc 64, z 8): 200 steps reach the same 175-nat bound. */
 GM_TEST(test_conv_vae_learns) {
     gm_vae_config c = gm_vae_conv_config();
     gm_vae m;
     gm_vae_eval ev;
     c.arch.conv_ch[0] = 8; c.arch.conv_ch[1] = 16; c.arch.enc[0] = 64; c.arch.dec[0] = 64; c.latent = 8;
     GM_CHECK(gm_vae_init(&m, &c) == 0, "%s", gm_last_error());
-    GM_CHECK(train_vae(&m, 150, 50) == 0, "training failed");
+    GM_CHECK(train_vae(&m, 200, 50) == 0, "training failed");
     GM_CHECK(gm_vae_evaluate(&m, test_.x, NULL, NTEST, &ev) == 0, "%s", gm_last_error());
     printf("# conv vae: test -elbo %.1f (bound 175)\n", ev.neg_elbo);
     GM_CHECK(ev.neg_elbo < 175, "-elbo %g", ev.neg_elbo);
@@ -462,26 +480,30 @@ GM_TEST(test_bad_input) {
     gm_vae_free(&m);
 }
 
-int main(void) {
+static const char *only_;   /* argv[1]: run only the tests whose name contains it */
+#define RUN(t) do { if (!only_ || strstr(#t, only_)) GM_RUN(t); } while (0)
+
+int main(int argc, char **argv) {
+    only_ = argc > 1 ? argv[1] : NULL;
     if (!(have_data_ = load_data())) {
         printf("FAIL test_vae: no data\n");
         return 1;
     }
-    GM_RUN(test_beta_schedules);
-    GM_RUN(test_bad_input);
-    GM_RUN(test_vae_warmup_in_step);
-    GM_RUN(test_save_load);
-    GM_RUN(test_ae_learns);
-    GM_RUN(test_ae_conv_learns);
-    GM_RUN(test_dae_denoises);
-    GM_RUN(test_sparse_penalties);
-    GM_RUN(test_vae_learns);
-    GM_RUN(test_vae_gaussian);
-    GM_RUN(test_vae_inference);
-    GM_RUN(test_cvae_label);
-    GM_RUN(test_kl_collapse);
-    GM_RUN(test_conv_vae_learns);
-    GM_RUN(test_conv_cvae_runs);
+    RUN(test_beta_schedules);
+    RUN(test_bad_input);
+    RUN(test_vae_warmup_in_step);
+    RUN(test_save_load);
+    RUN(test_ae_learns);
+    RUN(test_ae_conv_learns);
+    RUN(test_dae_denoises);
+    RUN(test_sparse_penalties);
+    RUN(test_vae_learns);
+    RUN(test_vae_gaussian);
+    RUN(test_vae_inference);
+    RUN(test_cvae_label);
+    RUN(test_kl_collapse);
+    RUN(test_conv_vae_learns);
+    RUN(test_conv_cvae_runs);
     gm_dataset_free(&train_);
     gm_dataset_free(&test_);
     return gm_test_summary();
