@@ -54,8 +54,8 @@ sanitize: $(addprefix build/san/,$(TESTS))
 warnings:
 	@sh tests/warnings.sh
 
-demo: build/autoencoder
-	./build/autoencoder --out out
+demo: build/vae
+	./build/vae --out out
 
 bench: build/bench_gemm build/bench_train
 	./build/bench_gemm

@@ -872,10 +872,10 @@ static gm_tensor *gm__vae_onehot(gm_graph *g, const gm_vae *m, const int *labels
 }
 
 /* -log p(x | decoder output) per example (N). */
-static gm_tensor *gm__vae_nll(gm_graph *g, const gm_vae *m, gm_tensor *x, gm_tensor *logits, gm_tensor *mean) {
+static gm_tensor *gm__vae_nll(gm_graph *g, gm_vae *m, gm_tensor *x, gm_tensor *logits, gm_tensor *mean) {
     gm_tensor *lv;
     if (m->cfg.likelihood == GM_VAE_BERNOULLI) return gm_neg(g, gm_bernoulli_loglik(g, logits, x));
-    lv = m->out_logvar >= 0 ? gm_param(g, GM__CAST(gm_params *, &m->P), m->out_logvar)
+    lv = m->out_logvar >= 0 ? gm_param(g, &m->P, m->out_logvar)
                             : gm_full(g, 2.0f * logf(m->cfg.gauss_sigma), 1, 0, 0, 0);
     return gm_neg(g, gm_gaussian_loglik(g, x, mean, lv));
 }

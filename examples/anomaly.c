@@ -11,15 +11,7 @@
  * Without --ood the product never reaches for other data: the OOD set is the test digits
  * transformed by --fallback: rotate (90 degrees, the default), invert (1 - x) or noise (uniform
  * pixels). Rotated digits are the hard case: they still look like strokes. */
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"  /* stb's "= { 0 }" under C++ */
-#endif
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include "../third_party/stb_image_write.h"
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "png.h"   /* PNG writing: stb_image_write, compiled before genmod */
 #define GENMOD_IMPLEMENTATION
 #include "../genmod.h"
 #define GENMOD_VAE_IMPLEMENTATION

@@ -11,15 +11,7 @@
  * Variants: --conv (conv encoder, transposed-conv decoder), --denoise (Gaussian noise --noise and
  * masking noise --mask on the input, trained to give the clean image), --sparse l1|kl (penalty
  * --sparse-weight on the code; kl uses a sigmoid code and the target mean --sparse-target). */
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"  /* stb's "= { 0 }" under C++ */
-#endif
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include "../third_party/stb_image_write.h"
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "png.h"   /* PNG writing: stb_image_write, compiled before genmod */
 #define GENMOD_IMPLEMENTATION
 #include "../genmod.h"
 #define GENMOD_VAE_IMPLEMENTATION

@@ -1,7 +1,6 @@
 /* common.h: the conventions every genmod example follows, in one small header.
  *
- *   #define STB_IMAGE_WRITE_IMPLEMENTATION        // PNG output (else pictures are written as PPM)
- *   #include "../third_party/stb_image_write.h"
+ *   #include "png.h"                             // PNG output (without it: PPM files)
  *   #define GENMOD_IMPLEMENTATION
  *   #include "../genmod.h"
  *   #include "common.h"

@@ -11,8 +11,7 @@
  * Writes cyclegan_step<k>.png (rows: test digits A, G(A), F(G(A)), then B, F(B), G(F(B))) and the
  * loss curves. The JSON line holds the mean |G(a) - dilate(a)| on 500 test digits: the true thick
  * twin, never seen in training (the untouched input scores `l1_identity`). */
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include "../third_party/stb_image_write.h"
+#include "png.h"   /* PNG writing: stb_image_write, compiled before genmod */
 #define GENMOD_IMPLEMENTATION
 #define GENMOD_GAN_IMPLEMENTATION
 #include "../genmod_gan.h"

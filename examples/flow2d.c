@@ -6,15 +6,7 @@
  *
  *   cc -O2 -I. examples/flow2d.c -o flow2d -lm -lpthread
  *   ./flow2d --model realnvp --dataset moons --epochs 110 */
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"  /* stb's "= { 0 }" under C++ */
-#endif
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include "../third_party/stb_image_write.h"
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "png.h"   /* PNG writing: stb_image_write, compiled before genmod */
 #define GENMOD_IMPLEMENTATION
 #include "../genmod.h"
 #define GENMOD_FLOW_IMPLEMENTATION

@@ -4,15 +4,7 @@
  *
  *   cc -O2 -I. examples/flow_images.c -o flow_images -lm -lpthread
  *   ./flow_images --model glow --steps 600 */
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"  /* stb's "= { 0 }" under C++ */
-#endif
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include "../third_party/stb_image_write.h"
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "png.h"   /* PNG writing: stb_image_write, compiled before genmod */
 #define GENMOD_IMPLEMENTATION
 #include "../genmod.h"
 #define GENMOD_FLOW_IMPLEMENTATION

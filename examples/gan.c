@@ -12,8 +12,7 @@
  * conditional GAN: one row per digit), <name>_loss.png and <name>_log.csv, and ends with a JSON
  * line: Frechet distance to the test images in the classifier's feature space, entropy of the
  * predicted labels (ln 10 = 2.303 when uniform), the conditional accuracy. */
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include "../third_party/stb_image_write.h"
+#include "png.h"   /* PNG writing: stb_image_write, compiled before genmod */
 #define GENMOD_IMPLEMENTATION
 #define GENMOD_GAN_IMPLEMENTATION
 #include "../genmod_gan.h"

@@ -11,8 +11,7 @@
  *                                 with the final samples on top
  *   gan2d_<variant>_loss.png      D and G losses
  * and reports modes covered and the fraction of high-quality samples (within 3 std of a mode). */
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include "../third_party/stb_image_write.h"
+#include "png.h"   /* PNG writing: stb_image_write, compiled before genmod */
 #define GENMOD_IMPLEMENTATION
 #define GENMOD_GAN_IMPLEMENTATION
 #include "../genmod_gan.h"

@@ -1,17 +1,9 @@
 /* plot_demo: draws one of each picture type from synthetic data, to look at the output.
- *   cc -O2 -std=c99 -Iexamples examples/plot_demo.c -o plot_demo -lm && ./plot_demo [outdir]
- * Writes out/demo_*.png. Uses only the pictures layer (through tests/image_shim.h), so it
- * builds before the rest of genmod.h exists. */
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"  /* stb's "= { 0 }" under C++ */
-#endif
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include "../third_party/stb_image_write.h"
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-#include "../tests/image_shim.h"
+ *   cc -O2 -I. examples/plot_demo.c -o plot_demo -lm -lpthread && ./plot_demo [outdir]
+ * Writes out/demo_*.png. */
+#include "png.h"   /* PNG writing: stb_image_write, compiled before genmod */
+#define GENMOD_IMPLEMENTATION
+#include "../genmod.h"
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>

@@ -13,15 +13,7 @@
  * parts, the KL of each latent dimension, and an importance-weighted -log p(x) (--iw samples).
  * Variants: --beta B, --beta-schedule constant|linear|cyclical (--beta-steps), --conv,
  * --conditional, --likelihood bernoulli|gaussian|gaussian-learned. Full MNIST: --data DIR. */
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"  /* stb's "= { 0 }" under C++ */
-#endif
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include "../third_party/stb_image_write.h"
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "png.h"   /* PNG writing: stb_image_write, compiled before genmod */
 #define GENMOD_IMPLEMENTATION
 #include "../genmod.h"
 #define GENMOD_VAE_IMPLEMENTATION

@@ -9,8 +9,7 @@
  * Images are mapped to [-1, 1], the range GAN generators produce. Prints the test accuracy and the
  * Frechet distance between the features of 2000 training and the 2000 test images (the floor a
  * perfect generator would reach with that many samples), then a JSON line. */
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include "../third_party/stb_image_write.h"
+#include "../examples/png.h"
 #define GENMOD_IMPLEMENTATION
 #define GENMOD_GAN_IMPLEMENTATION
 #include "../genmod_gan.h"
