@@ -78,7 +78,7 @@ fuzz: | build
 
 # A checkpoint written by genmod read by an independent Python reader, and the reverse.
 interop: build/test_data
-	python3 tests/safetensors_check.py roundtrip build/test_data
+	/usr/bin/python3 tests/safetensors_check.py roundtrip build/test_data
 
 clean:
 	rm -rf build

@@ -162,7 +162,7 @@ int main(int argc, char **argv) {
         int k;
         float *xb = (float *)malloc(sizeof(float) * 784 * a.batch);
         if (!xb || gm_batcher_init(&b, tr.n, a.batch, a.seed, 0) != 0) die(&a, "batcher");
-        while (step < total) {
+        while (step < total && !ex_interrupted()) {
             gm_vae_stats st;
             float mt[3];
             if ((k = gm_batcher_next(&b, &idx)) == 0) continue;

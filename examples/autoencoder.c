@@ -50,7 +50,7 @@ static void train(gm_ae *m, const gm_dataset *tr, const ex_args *a, ex_run *run,
     long step = 0;
     float *xb = (float *)malloc(sizeof(float) * 784 * a->batch);
     if (!xb || gm_batcher_init(&b, tr->n, a->batch, a->seed, 0) != 0) die(a, "batcher");
-    while (step < total) {
+    while (step < total && !ex_interrupted()) {
         gm_ae_stats st;
         float metrics[4];
         if ((k = gm_batcher_next(&b, &idx)) == 0) continue;

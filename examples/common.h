@@ -27,6 +27,7 @@
 #ifndef GENMOD_EXAMPLES_COMMON_H
 #define GENMOD_EXAMPLES_COMMON_H
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
@@ -321,6 +322,22 @@ static inline void ex_find_data(ex_args *a) {
 
 /* Parse, or exit: --help prints the usage (exit 0), a bad flag a message (exit 2). Then finds
  * the data, creates the output directory and sets the thread count. */
+/* Ctrl-C: the first one ends training at the next step, and the program finishes as usual (its
+ * pictures, and the checkpoint when --save is given); a second one kills it at once. */
+static volatile sig_atomic_t ex_stop_requested;
+static void ex_on_interrupt(int sig) {
+    ex_stop_requested = 1;
+    signal(sig, SIG_DFL);
+}
+static inline int ex_interrupted(void) {
+    static int told;
+    if (ex_stop_requested && !told) {
+        told = 1;
+        fprintf(stderr, "\ninterrupted: stopping training; press Ctrl-C again to quit at once\n");
+    }
+    return ex_stop_requested != 0;
+}
+
 static inline void ex_init(ex_args *a, int argc, char **argv, const char *about, const ex_opt *extra, int nextra) {
     char msg[512];
     int rc = ex_parse(a, argc, argv, extra, nextra, msg, sizeof msg);
@@ -332,6 +349,7 @@ static inline void ex_init(ex_args *a, int argc, char **argv, const char *about,
         exit(1);
     }
     if (a->threads > 0) gm_set_threads(a->threads);
+    signal(SIGINT, ex_on_interrupt);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -93,7 +93,7 @@ int main(int argc, char **argv) {
     gm_batcher_init(&ba, half, a.batch, a.seed, 1);           /* A: items 0 .. half-1 */
     gm_batcher_init(&bb, tr.n - half, a.batch, a.seed + 1, 1); /* B: items half .. n-1 */
     ex_run_begin(&run, &a, total, a.batch, "g_adv,cycle,d_a,d_b");
-    while (m.steps < total) {
+    while (m.steps < total && !ex_interrupted()) {
         int i;
         if ((ka = gm_batcher_next(&ba, &ia)) == 0) continue;
         if ((kb = gm_batcher_next(&bb, &ib)) == 0) kb = gm_batcher_next(&bb, &ib);

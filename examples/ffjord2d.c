@@ -105,8 +105,8 @@ int main(int argc, char **argv) {
     steps_per_epoch = (n_train + a.batch - 1) / a.batch;
     ex_run_begin(&run, &a, ex_total_steps(&a, steps_per_epoch), a.batch, "nll,nfe");
     t0 = ex_now();
-    while (run.step < run.total) {
-        while (run.step < run.total && (k = gm_batcher_next(&b, &idx)) > 0) {
+    while (run.step < run.total && !ex_interrupted()) {
+        while (run.step < run.total && !ex_interrupted() && (k = gm_batcher_next(&b, &idx)) > 0) {
             gm_flow_stats st;
             float v[2];
             for (i = 0; i < k; i++) { xb[2 * i] = tr[2 * idx[i]]; xb[2 * i + 1] = tr[2 * idx[i] + 1]; }

@@ -157,7 +157,7 @@ int main(int argc, char **argv) {
     ex_run_begin(&run, &a, ex_total_steps(&a, steps_per_epoch), a.batch, "loss,nll,l2");
     t0 = ex_now();
     for (epoch = 0; run.step < run.total; epoch++) {
-        while (run.step < run.total && (k = gm_batcher_next(&b, &idx)) > 0) {
+        while (run.step < run.total && !ex_interrupted() && (k = gm_batcher_next(&b, &idx)) > 0) {
             gm_flow_stats st;
             float m[3];
             for (i = 0; i < k; i++) { xb[2 * i] = tr.xy[2 * idx[i]]; xb[2 * i + 1] = tr.xy[2 * idx[i] + 1]; }

@@ -81,8 +81,8 @@ int main(int argc, char **argv) {
     steps_per_epoch = train.n / a.batch > 0 ? train.n / a.batch : 1;
     ex_run_begin(&run, &a, ex_total_steps(&a, steps_per_epoch), a.batch, "nll,bpd");
     t0 = ex_now();
-    while (run.step < run.total) {
-        while (run.step < run.total && (k = gm_batcher_next(&b, &idx)) > 0) {
+    while (run.step < run.total && !ex_interrupted()) {
+        while (run.step < run.total && !ex_interrupted() && (k = gm_batcher_next(&b, &idx)) > 0) {
             gm_flow_stats st;
             float m[2];
             gm_dataset_gather(&train, idx, k, xb, NULL);

@@ -147,7 +147,7 @@ int main(int argc, char **argv) {
     gm_batcher_init(&b, tr.n, a.batch, a.seed, 1);
     ex_run_begin(&run, &a, total * c.n_critic, a.batch, "d_loss,g_loss,d_real,d_fake");
     save_grid(&a, &gan, g, z, grid_labels, 0);
-    while (gan.g_steps < total) {
+    while (gan.g_steps < total && !ex_interrupted()) {
         if ((k = gm_batcher_next(&b, &idx)) == 0) {          /* end of an epoch: a picture */
             save_grid(&a, &gan, g, z, grid_labels, ++epoch);
             continue;

@@ -115,7 +115,7 @@ static int run_variant(const ex_args *base, const setup *s, int spectral, float 
     if (!g || gm_gan_init(&gan, &ga, &da, &o, og, od, a.seed) != 0) { fprintf(stderr, "%s: %s\n", name, gm_last_error()); return -1; }
     gm_batcher_init(&b, NDATA, a.batch, a.seed, 1);
     ex_run_begin(&run, &a, steps * s->n_critic, a.batch, "d_loss,g_loss");
-    while (gan.g_steps < steps && rc == 0) {
+    while (gan.g_steps < steps && rc == 0 && !ex_interrupted()) {
         if ((k = gm_batcher_next(&b, &idx)) == 0) continue;
         for (i = 0; i < k; i++) { batch[2 * i] = data[2 * idx[i]]; batch[2 * i + 1] = data[2 * idx[i] + 1]; }
         if ((rc = gm_gan_step(&gan, g, batch, NULL, k, &st)) != 0) { fprintf(stderr, "%s: %s\n", name, gm_last_error()); break; }

@@ -64,7 +64,7 @@ static void train(gm_vae *m, const gm_dataset *tr, ex_args *a, ex_run *run, long
     float *xb = (float *)malloc(sizeof(float) * 784 * a->batch);
     int *yb = (int *)malloc(sizeof(int) * a->batch);
     if (!xb || !yb || gm_batcher_init(&b, tr->n, a->batch, a->seed, 0) != 0) die(a, "batcher");
-    while (step < total) {
+    while (step < total && !ex_interrupted()) {
         gm_vae_stats st;
         float metrics[4];
         if ((k = gm_batcher_next(&b, &idx)) == 0) continue;   /* end of an epoch */

@@ -111,6 +111,14 @@ def verify(path):
         extra = " (numpy cross-check ok)"
     except ImportError:
         extra = ""
+    try:  # the PyTorch user's view: every tensor as a torch tensor with the same values
+        import torch
+        loaded = {k: torch.tensor(v, dtype=torch.float32).reshape(shape) for k, (shape, v) in tensors.items()}
+        w = loaded["layer.weight"]
+        assert torch.equal(w, torch.arange(12, dtype=torch.float32).reshape(3, 4) * 0.5 - 1), w
+        extra += " (torch tensors ok)"
+    except ImportError:
+        pass
     print("python read %s: %d tensors, values and metadata match%s" % (path, len(tensors), extra))
 
 
