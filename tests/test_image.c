@@ -5,6 +5,9 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"  /* stb's "= { 0 }" under C++ */
 #endif
+/* The decoder comes from Debian's libstb-dev (.ci/run installs it); only this test reads PNGs. */
+#define STB_IMAGE_IMPLEMENTATION
+#include <stb/stb_image.h>
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include "../third_party/stb_image_write.h"
 #if defined(__GNUC__) || defined(__clang__)
@@ -283,6 +286,56 @@ static int count_rgb(const gm_image *img, int r, int g, int b) {
     return n;
 }
 
+/* Each kind of picture, written as PNG and decoded by an independent reader: the size is right, the
+   content is not constant, and every pixel is exactly the rendered one (PNG is lossless). */
+static void check_png_roundtrip(const char *kind, const gm_image *img) {
+    const char *path = "/tmp/gm_test_decode.png";
+    int w = 0, h = 0, c = 0, i, lo = 255, hi = 0;
+    unsigned char *px;
+    GM_CHECK(gm_image_write_png(path, img) == 0, "%s: %s", kind, gm_last_error());
+    px = stbi_load(path, &w, &h, &c, 3);
+    GM_CHECK(px != NULL, "%s: decode failed: %s", kind, px ? "" : stbi_failure_reason());
+    if (!px) return;
+    GM_CHECK(w == img->w && h == img->h, "%s: decoded %dx%d, rendered %dx%d", kind, w, h, img->w, img->h);
+    if (w == img->w && h == img->h) {
+        GM_CHECK(memcmp(px, img->rgb, (size_t)w * h * 3) == 0, "%s: decoded pixels differ", kind);
+        for (i = 0; i < w * h * 3; i++) { lo = px[i] < lo ? px[i] : lo; hi = px[i] > hi ? px[i] : hi; }
+        GM_CHECK(hi - lo > 100, "%s: nearly constant picture (%d..%d)", kind, lo, hi);
+    }
+    stbi_image_free(px);
+    remove(path);
+}
+
+GM_TEST(test_png_decodes) {
+    float digits[4 * 28 * 28], xy[200], heat[16 * 16], curve[50];
+    const float *series[1];
+    int lab[100], len[1] = {50}, i;
+    gm_plot_opts o = gm_plot_defaults();
+    gm_image img, panels[2];
+    for (i = 0; i < 4 * 28 * 28; i++) digits[i] = (float)((i * 7919) % 255) / 255.0f;
+    for (i = 0; i < 100; i++) { xy[2 * i] = cosf((float)i); xy[2 * i + 1] = sinf((float)i * 1.3f); lab[i] = i % 3; }
+    for (i = 0; i < 256; i++) heat[i] = (float)(i % 16) * (float)(i / 16);
+    for (i = 0; i < 50; i++) curve[i] = 1.0f / (float)(i + 1);
+    series[0] = curve;
+    o.w = 320; o.h = 240;
+    if (gm_image_grid(&img, digits, 4, 1, 28, 28, 2, 2, 0.0f, 1.0f) == 0) { check_png_roundtrip("grid", &img); gm_image_free(&img); }
+    else GM_CHECK(0, "grid: %s", gm_last_error());
+    if (gm_plot_scatter(&img, &o, xy, 100, lab, 3, NULL) == 0) { check_png_roundtrip("scatter", &img); gm_image_free(&img); }
+    else GM_CHECK(0, "scatter: %s", gm_last_error());
+    if (gm_plot_heatmap(&img, &o, heat, 16, 16, -1, 1, -1, 1) == 0) { check_png_roundtrip("heatmap", &img); gm_image_free(&img); }
+    else GM_CHECK(0, "heatmap: %s", gm_last_error());
+    if (gm_plot_lines(&img, &o, series, len, NULL, 1) == 0) { check_png_roundtrip("lines", &img); gm_image_free(&img); }
+    else GM_CHECK(0, "lines: %s", gm_last_error());
+    if (gm_image_grid(&panels[0], digits, 2, 1, 28, 28, 2, 2, 0.0f, 1.0f) == 0 &&
+        gm_image_grid(&panels[1], digits + 2 * 784, 2, 1, 28, 28, 2, 2, 0.0f, 1.0f) == 0 &&
+        gm_image_hstack(&img, panels, 2, NULL, 4) == 0) {
+        check_png_roundtrip("panels", &img);
+        gm_image_free(&img);
+    } else GM_CHECK(0, "panels: %s", gm_last_error());
+    gm_image_free(&panels[0]);
+    gm_image_free(&panels[1]);
+}
+
 GM_TEST(test_plots) {
     float xy[8] = {0, 0, 1, 1, 2, 0.5f, 0, 0};
     int lab[4] = {0, 1, 2, 1};
@@ -497,6 +550,7 @@ GM_TEST(test_run_log_and_json) {
 
 int main(void) {
     GM_RUN(test_grid_geometry);
+    GM_RUN(test_png_decodes);
     GM_RUN(test_grid_rgb_clamp_nan);
     GM_RUN(test_grid_invalid);
     GM_RUN(test_text);
