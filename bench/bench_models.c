@@ -145,6 +145,13 @@ static void model_step(bench_model *m) {
     if (rc != 0) die(model_names[m->kind]);
 }
 
+/* 1 when the model is at the end of a full cycle (WGAN-GP: a G step just ran after 5 critic
+   steps), so the timed window holds whole cycles and its FLOPs per step are exact. */
+static int at_cycle(const bench_model *m) {
+    if (m->kind < M_GAN || m->kind > M_WGANGP || m->gan.o.n_critic <= 1) return 1;
+    return m->gan.d_steps % m->gan.o.n_critic == 0;
+}
+
 static size_t model_params(const bench_model *m) {
     switch (m->kind) {
     case M_AE: return gm_params_count(&m->ae.P);
@@ -191,14 +198,14 @@ int main(int argc, char **argv) {
 
     t0 = gm_bench_now();           /* warm-up: arenas sized, thread pool started, caches warm */
     n = 0;
-    do { model_step(&m); n++; } while (gm_bench_now() - t0 < warmup || n < 3);
+    do { model_step(&m); n++; } while (gm_bench_now() - t0 < warmup || n < 3 || !at_cycle(&m));
 
     p0 = gm_bench_fma_peak(threads, 0.25);
     if (kind >= M_GAN && kind <= M_WGANGP) d0 = m.gan.d_steps;
     f0 = gm_graph_flops(m.g);
     t0 = gm_bench_now();
     n = 0;
-    do { model_step(&m); n++; dt = gm_bench_now() - t0; } while (dt < seconds || n < 3);
+    do { model_step(&m); n++; dt = gm_bench_now() - t0; } while (dt < seconds || n < 3 || !at_cycle(&m));
     flops = (gm_graph_flops(m.g) - f0) / (double)n;
     p1 = gm_bench_fma_peak(threads, 0.25);
 

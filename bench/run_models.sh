@@ -63,13 +63,14 @@ trap 'rm -rf "$TMP"' EXIT INT TERM
 REC="$TMP/rounds.txt"
 : >"$REC"
 
-# jget JSON KEY: the number after "KEY": (nan if absent)
+# jget JSON KEY: the number after "KEY": with at most 4 decimals (nan if absent)
 jget() {
     v=$(printf '%s\n' "$1" | sed -n "s/.*\"$2\": *\([-0-9.eE+]*\).*/\1/p" | head -n 1)
-    [ -n "$v" ] && echo "$v" || echo nan
+    [ -n "$v" ] && awk -v v="$v" 'BEGIN { s = sprintf("%.4f", v); sub(/0+$/, "", s); sub(/\.$/, "", s); print s }' || echo nan
 }
 # div A B: A/B with 4 decimals, nan if either is missing or B is 0
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b + 0 == 0) print "nan"; else printf "%.4f\n", a / b }'; }
+fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "nan") print "-"; else printf f "\n", v }'; }
 label() {
     case $1 in
         ae) echo "dense AE (b256, RMSProp)" ;;
@@ -91,8 +92,8 @@ run_torch() { # model threads -> JSON line or empty
         OMP_WAIT_POLICY=PASSIVE $TMO "$PY" "$BASE/torch_$1.py" --threads "$2" --windows 1 --window-secs 2 \
             --warmup-secs 2 2>"$TMP/terr" | sed -n 's/^JSON //p' | tail -n 1
     else
-        env -u OMP_WAIT_POLICY $TMO "$PY" "$BASE/torch_$1.py" --threads "$2" --windows 1 --window-secs 2 \
-            --warmup-secs 2 2>"$TMP/terr" | sed -n 's/^JSON //p' | tail -n 1
+        (unset OMP_WAIT_POLICY; $TMO "$PY" "$BASE/torch_$1.py" --threads "$2" --windows 1 --window-secs 2 \
+            --warmup-secs 2 2>"$TMP/terr" | sed -n 's/^JSON //p' | tail -n 1)
     fi
 }
 
@@ -120,8 +121,9 @@ while [ "$r" -le "$ROUNDS" ]; do
             [ "$m" = wgangp ] || r_crit=$(jget "$ref" steps_per_s_median)
             ratio=$(div "$o_sps" "$r_sps"); cratio=$(div "$o_crit" "$r_crit")
             echo "$m $t $o_sps $o_crit $o_mfu $o_peak $o_rss $o_gf $r_sps $r_crit $r_rss $ratio $cratio" >>"$REC"
-            printf '  round %d/%d %-8s t%d: genmod %9s samples/s  pytorch %9s  ratio %6s  mfu %6s  peak %6s GFLOP/s\n' \
-                "$r" "$ROUNDS" "$m" "$t" "$o_sps" "$r_sps" "$ratio" "$o_mfu" "$o_peak"
+            printf '  round %d/%d %-8s t%d: genmod %8s samples/s  pytorch %8s  ratio %6s  mfu %6s  peak %4s GFLOP/s\n' \
+                "$r" "$ROUNDS" "$m" "$t" "$(fmt "$o_sps" %.0f)" "$(fmt "$r_sps" %.0f)" "$(fmt "$ratio" %.2fx)" \
+                "$(fmt "$o_mfu" %.3f)" "$(fmt "$o_peak" %.0f)"
         done
     done
     r=$((r + 1))
@@ -133,7 +135,6 @@ med() {
         awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2];
               else printf "%.4f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
-fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "nan") print "-"; else printf f "\n", v }'; }
 
 echo
 printf '%-28s %3s | %10s %10s %7s | %6s %7s %8s | %8s %8s\n' "model" "thr" "genmod" "pytorch" "ratio" \

@@ -1173,12 +1173,13 @@ GM__MAYBE_UNUSED static void gm__parallel_for(int ntasks, void (*fn)(void *ctx, 
 #endif /* pool */
 
 /* ---- 5. sgemm -------------------------------------------------------------------------------
- * Blocking (BLIS order): for each KC slice of K, for each MC block of rows the task owns, pack A
- * (MC x KC, lives in L2); for each NR column panel pack B (KC x NR, lives in L1) and sweep the
- * micro-kernel down the MR row panels. Each thread task owns a rectangle of output tiles and packs
- * its own panels, so one fork/join covers the whole call. K is never split across threads and
- * edge tiles run the same micro-kernel on zero-padded panels into a scratch tile, so every C
- * element is computed by the same operations whatever the thread count. */
+ * Blocking: for each K slice (K cut into equal slices of <= KC), pack the task's B columns (NC at a
+ * time, in L2/L3) once; for each MC block of rows the task owns, pack A (MC x KC, in L2) and sweep
+ * the micro-kernel over the NR column panels x MR row panels. Packing is per path (vector copies
+ * and in-register transposes). Each thread task owns a rectangle of output tiles and packs its own
+ * panels, so one fork/join covers the whole call. K is never split across threads and edge tiles
+ * run the same micro-kernel on zero-padded panels into a scratch tile, so every C element is
+ * computed by the same operations whatever the thread count. */
 
 #ifndef GM__KC
 #define GM__KC 400 /* most k per slice; K is cut into equal slices (rounded up to 16), so that
