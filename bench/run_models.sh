@@ -42,7 +42,7 @@ mkdir -p build out
 stale=1
 if [ -x "$BIN" ]; then
     stale=0
-    for f in bench/bench_models.c bench/bench_util.h genmod*.h src/*.h; do
+    for f in bench/bench_models.c bench/bench_util.h genmod*.h; do
         [ "$f" -nt "$BIN" ] && stale=1
     done
 fi

@@ -374,7 +374,7 @@ GM_TEST(network_shapes) {
 /* The benchmark ring: radius 2, per-mode std 0.02 (high quality = within 0.06 of a mode). Critics
    held to Lipschitz constant ~1 (WGAN, WGAN-GP, spectral norm) cannot draw peaks that narrow in a
    few thousand steps, so their variants train on std 0.05 (high quality = within 0.15); see
-   src/GAN_NOTES.md for the numbers at both widths. */
+   docs/notes/GAN_NOTES.md for the numbers at both widths. */
 #define RING_N 4096
 
 typedef struct variant {

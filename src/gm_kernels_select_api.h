@@ -1,1 +1,0 @@
-#include "gm_kernels_api.h"
