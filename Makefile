@@ -57,9 +57,12 @@ warnings:
 demo: build/vae
 	./build/vae --out out
 
-bench: build/bench_gemm build/bench_train
+# Speed: GEMM and an MLP step against OpenBLAS and the FMA peak, then every model family's training
+# throughput against the PyTorch references of ../shared/baselines (GM_BASELINES), interleaved.
+bench: build/bench_gemm build/bench_train build/bench_models
 	./build/bench_gemm
 	./build/bench_train
+	sh bench/run_models.sh
 
 build/bench_%: bench/bench_%.c bench/bench_util.h $(HEADERS) | build
 	$(CC) $(OPT) $(WARN) -I. $< -o $@ $(LDLIBS) -lopenblas

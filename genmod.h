@@ -640,7 +640,7 @@ static int gm__fail(const char *fmt, ...) {
  *   3. path selection
  *   4. thread pool (gm__parallel_for)
  *   5. sgemm driver (packing, cache blocking, tiling over threads)
- *   6. vector math entry points (gm__vexp, gm__vlog, gm__vtanh, gm__vsigmoid)
+ *   6. vector math entry points (gm__vexp, gm__vlog, gm__vtanh, gm__vsigmoid, gm__vexpm1, gm__vsoftplus)
  *
  * Vector math accuracy, measured against double-precision libm over a dense sweep of all float
  * bit patterns (every 61st pattern plus edge cases; denormal results measured in denormal ulps):
@@ -964,6 +964,25 @@ static GM__TGT GM__VF gm__sigmoid1_##SFX(GM__VF x) {                            
     const GM__VF r = GM__V_DIV(GM__V_SET1(1.0f), GM__V_ADD(GM__V_SET1(1.0f), t));                 \
     return GM__V_SEL(GM__V_GE(x, GM__V_ZERO()), r, GM__V_MUL(t, r));                              \
 }                                                                                                 \
+/* expm1: e^x - 1 without cancellation near 0 (Kahan: with u = e^x rounded, (u - 1) x / log u,   \
+ * exact when u == 1); -1 once e^x < 2^-25 (where u loses its bits in denormals), inf for inf. */ \
+static GM__TGT GM__VF gm__expm11_##SFX(GM__VF x) {                                                \
+    const GM__VF u = gm__exp1_##SFX(x), um1 = GM__V_SUB(u, GM__V_SET1(1.0f));                     \
+    GM__VF r = GM__V_MUL(um1, GM__V_DIV(x, gm__log1_##SFX(u)));                                   \
+    r = GM__V_SEL(GM__V_EQ(um1, GM__V_ZERO()), x, r);                                             \
+    r = GM__V_SEL(GM__V_LT(u, GM__V_SET1(2.98023224e-8f)), GM__V_SET1(-1.0f), r);                 \
+    return GM__V_SEL(GM__V_EQ(u, GM__V_ASF(GM__V_USET1(0x7f800000u))), u, r);                     \
+}                                                                                                 \
+/* softplus: max(x, 0) + log1p(e^-|x|); e^-|x| never overflows, and log1p(e) = log(u) e / (u - 1) \
+ * with u = 1 + e rounded (Goldberg) keeps tiny results accurate. */                             \
+static GM__TGT GM__VF gm__softplus1_##SFX(GM__VF x) {                                             \
+    const GM__VF nax = GM__V_ASF(GM__V_UOR(GM__V_ASU(x), GM__V_USET1(0x80000000u)));              \
+    const GM__VF e = gm__exp1_##SFX(nax), u = GM__V_ADD(GM__V_SET1(1.0f), e);                     \
+    const GM__VF um1 = GM__V_SUB(u, GM__V_SET1(1.0f));                                            \
+    const GM__VF l1p = GM__V_SEL(GM__V_EQ(um1, GM__V_ZERO()), e,                                  \
+                                 GM__V_MUL(gm__log1_##SFX(u), GM__V_DIV(e, um1)));                 \
+    return GM__V_ADD(GM__V_MAX(x, GM__V_ZERO()), l1p);                                            \
+}                                                                                                 \
 /* Adam/AdamW on one vector of weights; c: see gm__optim_coef. */                                  \
 static GM__TGT void gm__adam1_##SFX(float *w, const float *g, float *m, float *v, const float *c) {\
     const GM__VF gi = GM__V_FMA(GM__V_LOAD(g), GM__V_SET1(c[0]), GM__V_MUL(GM__V_SET1(c[1]), GM__V_LOAD(w)));\
@@ -989,10 +1008,13 @@ GM__DEFINE_VMAP(SFX, exp)                                                       
 GM__DEFINE_VMAP(SFX, log)                                                                         \
 GM__DEFINE_VMAP(SFX, tanh)                                                                        \
 GM__DEFINE_VMAP(SFX, sigmoid)                                                                     \
+GM__DEFINE_VMAP(SFX, expm1)                                                                       \
+GM__DEFINE_VMAP(SFX, softplus)                                                                    \
 static const gm__path_ops gm__ops_##SFX = {                                                       \
     GM__MR, GM__NV * GM__VLANES, gm__ukernel_##SFX, gm__packbn_##SFX, gm__packbt_##SFX,           \
     gm__packa_##SFX, gm__packat_##SFX,                                                            \
     gm__vexp_##SFX, gm__vlog_##SFX, gm__vtanh_##SFX, gm__vsigmoid_##SFX,                          \
+    gm__vexpm1_##SFX, gm__vsoftplus_##SFX,                                                        \
     gm__adam_##SFX, gm__rmsprop_##SFX};
 
 /* y[i] = f(x[i]); the tail goes through a padded vector so every element sees the same code. */
@@ -1042,7 +1064,7 @@ typedef struct {
     gm__packt_fn packbt;        /* transposed B panel (n = columns present, rest zero) */
     gm__packt_fn packa;         /* non-transposed A micro-panel (n = rows present, rest zero) */
     gm__packt_fn packat;        /* transposed A micro-panel (n = rows present, rest zero) */
-    gm__vmap_fn vexp, vlog, vtanh, vsigmoid;
+    gm__vmap_fn vexp, vlog, vtanh, vsigmoid, vexpm1, vsoftplus;
     gm__optim_fn adam, rmsprop; /* coefficient layouts: gm__optim_coef in the optimizer section */
 } gm__path_ops;
 
@@ -1981,6 +2003,8 @@ GM__MAYBE_UNUSED static void gm__vexp(float *y, const float *x, size_t n) { gm__
 GM__MAYBE_UNUSED static void gm__vlog(float *y, const float *x, size_t n) { gm__ops()->vlog(y, x, n); }
 GM__MAYBE_UNUSED static void gm__vtanh(float *y, const float *x, size_t n) { gm__ops()->vtanh(y, x, n); }
 GM__MAYBE_UNUSED static void gm__vsigmoid(float *y, const float *x, size_t n) { gm__ops()->vsigmoid(y, x, n); }
+GM__MAYBE_UNUSED static void gm__vexpm1(float *y, const float *x, size_t n) { gm__ops()->vexpm1(y, x, n); }
+GM__MAYBE_UNUSED static void gm__vsoftplus(float *y, const float *x, size_t n) { gm__ops()->vsoftplus(y, x, n); }
 GM__MAYBE_UNUSED static const gm__path_ops *gm__kernels(void) { return gm__ops(); }
 
 /* ======================================================================================= */
@@ -2197,6 +2221,8 @@ struct gm_graph {
     int pass;             /* number of the current backward pass (marks tape entries on its path) */
     gm_rng rng;
     double flops;
+    float *scratch;       /* work space of one op at a time (convolutions), kept between steps */
+    size_t scratch_cap;   /* floats */
     char error[512];
 };
 
@@ -2239,6 +2265,17 @@ static void *gm__alloc(gm_graph *g, size_t bytes) {
     return out;
 }
 
+/* The graph's one scratch buffer, at least n floats; its contents are not kept when it grows. */
+static float *gm__graph_scratch(gm_graph *g, size_t n) {
+    if (n > g->scratch_cap) {
+        GENMOD_FREE(g->scratch);
+        g->scratch = GM__CAST(float *, GENMOD_MALLOC(n * sizeof(float)));
+        g->scratch_cap = g->scratch ? n : 0;
+        if (!g->scratch) { gm__graph_error(g, "graph: out of memory (%zu bytes of scratch)", n * sizeof(float)); return NULL; }
+    }
+    return g->scratch;
+}
+
 GMDEF gm_graph *gm_graph_new(uint64_t seed) {
     gm_graph *g = GM__CAST(gm_graph *, GENMOD_MALLOC(sizeof(gm_graph)));
     if (!g) { gm__fail("gm_graph_new: out of memory"); return NULL; }
@@ -2259,20 +2296,18 @@ static void gm__free_chunks(gm__chunk *c) {
 GMDEF void gm_graph_free(gm_graph *g) {
     if (!g) return;
     gm__free_chunks(g->chunks);
+    GENMOD_FREE(g->scratch);
     GENMOD_FREE(g->tape);
     GENMOD_FREE(g);
 }
 
 GMDEF void gm_graph_reset(gm_graph *g) {
     if (!g) return;
-    /* After a step that needed several chunks, replace them by one big enough for the whole
-       step: from then on a step allocates nothing. */
+    /* After a step that needed several chunks, replace them by one big enough for the biggest
+       step so far (and a little more): from then on a step allocates nothing. */
     if (g->chunks && g->chunks->next) {
-        size_t total = 0;
-        gm__chunk *c;
-        for (c = g->chunks; c; c = c->next) total += c->size;
         gm__free_chunks(g->chunks);
-        g->chunks = gm__chunk_new(total);
+        g->chunks = gm__chunk_new(g->peak + g->peak / 16);
     }
     if (g->chunks) g->chunks->used = 0;
     g->used = 0;
@@ -2297,7 +2332,7 @@ GMDEF size_t gm_graph_memory(const gm_graph *g) {
     gm__chunk *c;
     if (!g) return 0;
     for (c = g->chunks; c; c = c->next) total += c->size;
-    return total + (size_t)g->tape_capacity * sizeof(gm_tensor *) + sizeof *g;
+    return total + g->scratch_cap * sizeof(float) + (size_t)g->tape_capacity * sizeof(gm_tensor *) + sizeof *g;
 }
 
 /* ======================================================================================= */
@@ -2524,43 +2559,66 @@ static int gm__broadcast(gm_graph *g, const char *who, const gm_tensor *a, const
     return 0;
 }
 
+/* One row of y = a op b with element strides sa, sb (0 = a broadcast scalar). The common stride
+   patterns get their own loops, which the compiler vectorizes. */
+#define GM__BINARY_LOOP(EXPR)                                                                     \
+    do {                                                                                          \
+        if (sa == 1 && sb == 1)      for (i = 0; i < n; i++) { float u = a[i], v = b[i]; y[i] = EXPR; }      \
+        else if (sa == 1 && sb == 0) { float v = b[0]; for (i = 0; i < n; i++) { float u = a[i]; y[i] = EXPR; } } \
+        else if (sa == 0 && sb == 1) { float u = a[0]; for (i = 0; i < n; i++) { float v = b[i]; y[i] = EXPR; } } \
+        else for (i = 0; i < n; i++) { float u = a[i * sa], v = b[i * sb]; y[i] = EXPR; }       \
+    } while (0)
+
 static void gm__binary_row(int op, float *y, const float *a, long sa, const float *b, long sb, int n) {
     int i;
-    if (sa == 1 && sb == 1) {
-        switch (op) {
-        case GM__OP_ADD: for (i = 0; i < n; i++) y[i] = a[i] + b[i]; break;
-        case GM__OP_SUB: for (i = 0; i < n; i++) y[i] = a[i] - b[i]; break;
-        case GM__OP_MUL: for (i = 0; i < n; i++) y[i] = a[i] * b[i]; break;
-        default:         for (i = 0; i < n; i++) y[i] = a[i] / b[i]; break;
-        }
-        return;
-    }
     switch (op) {
-    case GM__OP_ADD: for (i = 0; i < n; i++) y[i] = a[i * sa] + b[i * sb]; break;
-    case GM__OP_SUB: for (i = 0; i < n; i++) y[i] = a[i * sa] - b[i * sb]; break;
-    case GM__OP_MUL: for (i = 0; i < n; i++) y[i] = a[i * sa] * b[i * sb]; break;
-    default:         for (i = 0; i < n; i++) y[i] = a[i * sa] / b[i * sb]; break;
+    case GM__OP_ADD: GM__BINARY_LOOP(u + v); break;
+    case GM__OP_SUB: GM__BINARY_LOOP(u - v); break;
+    case GM__OP_MUL: GM__BINARY_LOOP(u * v); break;
+    default:         GM__BINARY_LOOP(u / v); break;
+    }
+}
+#undef GM__BINARY_LOOP
+
+/* Big elementwise ops are split over the pool in blocks of a fixed size. Each output element is
+   computed by the same instructions whoever runs its block, so results stay bit-identical at any
+   thread count; small tensors stay on the calling thread, where a hand-off would cost more. */
+#define GM__EW_BLOCK 16384
+#define GM__EW_PARALLEL_MIN 65536
+
+typedef struct { int op; const gm__bcast *bc; const float *a, *b; float *y; int rows_per_task, rows; } gm__binary_job;
+
+static void gm__binary_rows(const gm__binary_job *j, int r0, int r1) {
+    const gm__bcast *bc = j->bc;
+    int r;
+    for (r = r0; r < r1; r++) {
+        int i2 = r % bc->n[2], i1 = (r / bc->n[2]) % bc->n[1], i0 = r / (bc->n[2] * bc->n[1]);
+        const float *pa = j->a + i0 * bc->sa[0] + i1 * bc->sa[1] + i2 * bc->sa[2];
+        const float *pb = j->b + i0 * bc->sb[0] + i1 * bc->sb[1] + i2 * bc->sb[2];
+        gm__binary_row(j->op, j->y + (size_t)r * bc->n[3], pa, bc->sa[3], pb, bc->sb[3], bc->n[3]);
     }
 }
 
+static void gm__binary_task(void *ctx, int t) {
+    const gm__binary_job *j = (const gm__binary_job *)ctx;
+    int r0 = t * j->rows_per_task;
+    gm__binary_rows(j, r0, GM__MIN(j->rows, r0 + j->rows_per_task));
+}
+
 static gm_tensor *gm__binary(gm_graph *g, int op, const char *who, gm_tensor *a, gm_tensor *b) {
-    int ndim, shape[4], i0, i1, i2;
+    int ndim, shape[4];
     gm__bcast bc;
+    gm__binary_job job;
     gm_tensor *y;
-    float *out;
     if (!g || !a || !b) return NULL;
     if (gm__broadcast(g, who, a, b, &ndim, shape, &bc) != 0) return NULL;
     y = gm__new(g, ndim, shape);
     if (!y) return NULL;
-    out = y->data;
-    for (i0 = 0; i0 < bc.n[0]; i0++)
-        for (i1 = 0; i1 < bc.n[1]; i1++)
-            for (i2 = 0; i2 < bc.n[2]; i2++) {
-                const float *pa = a->data + i0 * bc.sa[0] + i1 * bc.sa[1] + i2 * bc.sa[2];
-                const float *pb = b->data + i0 * bc.sb[0] + i1 * bc.sb[1] + i2 * bc.sb[2];
-                gm__binary_row(op, out, pa, bc.sa[3], pb, bc.sb[3], bc.n[3]);
-                out += bc.n[3];
-            }
+    job.op = op; job.bc = &bc; job.a = a->data; job.b = b->data; job.y = y->data;
+    job.rows = bc.n[0] * bc.n[1] * bc.n[2];
+    job.rows_per_task = GM__MAX(1, GM__EW_BLOCK / bc.n[3]);
+    if (y->size < GM__EW_PARALLEL_MIN) gm__binary_rows(&job, 0, job.rows);
+    else gm__parallel_for((job.rows + job.rows_per_task - 1) / job.rows_per_task, gm__binary_task, &job);
     return gm__record(g, y, op, a, b, NULL);
 }
 
@@ -2569,8 +2627,6 @@ GMDEF gm_tensor *gm_sub(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm__bi
 GMDEF gm_tensor *gm_mul(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm__binary(g, GM__OP_MUL, "gm_mul", a, b); }
 GMDEF gm_tensor *gm_div(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm__binary(g, GM__OP_DIV, "gm_div", a, b); }
 
-/* softplus(x) = log(1 + e^x), computed without overflow for large |x| */
-static float gm__softplus1(float x) { return (x > 0 ? x : 0.0f) + log1pf(expf(-fabsf(x))); }
 
 static void gm__unary_kernel(int op, const float *f, float *y, const float *x, int n) {
     int i;
@@ -2585,23 +2641,41 @@ static void gm__unary_kernel(int op, const float *f, float *y, const float *x, i
     case GM__OP_CLAMP:   for (i = 0; i < n; i++) y[i] = x[i] < f[0] ? f[0] : x[i] > f[1] ? f[1] : x[i]; break;
     case GM__OP_RELU:    for (i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0f; break;
     case GM__OP_LEAKY:   for (i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : f[0] * x[i]; break;
-    case GM__OP_ELU:     for (i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : f[0] * expm1f(x[i]); break;
+    case GM__OP_ELU:     /* x > 0 ? x : alpha (e^x - 1) */
+        gm__vexpm1(y, x, (size_t)n);
+        for (i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : f[0] * y[i];
+        break;
     case GM__OP_TANH:    gm__vtanh(y, x, (size_t)n); break;
     case GM__OP_SIGMOID: gm__vsigmoid(y, x, (size_t)n); break;
-    case GM__OP_SOFTPLUS:    for (i = 0; i < n; i++) y[i] = gm__softplus1(x[i]); break;
-    case GM__OP_LOG_SIGMOID: for (i = 0; i < n; i++) y[i] = -gm__softplus1(-x[i]); break;
+    case GM__OP_SOFTPLUS:    gm__vsoftplus(y, x, (size_t)n); break;
+    case GM__OP_LOG_SIGMOID: /* -softplus(-x) */
+        for (i = 0; i < n; i++) y[i] = -x[i];
+        gm__vsoftplus(y, y, (size_t)n);
+        for (i = 0; i < n; i++) y[i] = -y[i];
+        break;
     default: GENMOD_ASSERT(0 && "not a unary op");
     }
 }
 
+typedef struct { int op; const float *f, *x; float *y; int n; } gm__unary_job;
+
+static void gm__unary_task(void *ctx, int t) {
+    const gm__unary_job *j = (const gm__unary_job *)ctx;
+    int lo = t * GM__EW_BLOCK;
+    gm__unary_kernel(j->op, j->f, j->y + lo, j->x + lo, GM__MIN(j->n - lo, GM__EW_BLOCK));
+}
+
 static gm_tensor *gm__unary(gm_graph *g, int op, gm_tensor *x, float f0, float f1) {
     gm_tensor *y;
+    gm__unary_job job;
     if (!g || !x) return NULL;
     y = gm__new_like(g, x);
     if (!y) return NULL;
     y->f[0] = f0;
     y->f[1] = f1;
-    gm__unary_kernel(op, y->f, y->data, x->data, x->size);
+    job.op = op; job.f = y->f; job.x = x->data; job.y = y->data; job.n = x->size;
+    if (x->size < GM__EW_PARALLEL_MIN) gm__unary_kernel(op, y->f, y->data, x->data, x->size);
+    else gm__parallel_for((x->size + GM__EW_BLOCK - 1) / GM__EW_BLOCK, gm__unary_task, &job);
     return gm__record(g, y, op, x, NULL, NULL);
 }
 
@@ -3063,63 +3137,99 @@ GMDEF gm_tensor *gm_matmul(gm_graph *g, gm_tensor *a, gm_tensor *b, int ta, int 
    adjoint in w. Each one's derivatives are the other two, which gives every order of gradient. */
 typedef struct gm__conv_geom { int n, cin, h, w, cout, k, stride, pad, ho, wo; } gm__conv_geom;
 
-/* col (cin*k*k, n*ho*wo) from x (n,cin,h,w): column n*ho*wo + oh*wo + ow holds the input patch. */
-static void gm__im2col(const gm__conv_geom *c, const float *x, float *col) {
-    int ci, ki, kj, img, oh, ow, hw = c->ho * c->wo;
-    size_t ncols = (size_t)c->n * hw;
-    for (ci = 0; ci < c->cin; ci++)
-        for (ki = 0; ki < c->k; ki++)
-            for (kj = 0; kj < c->k; kj++) {
-                float *row = col + ((size_t)(ci * c->k + ki) * c->k + kj) * ncols;
-                for (img = 0; img < c->n; img++) {
-                    const float *xp = x + ((size_t)img * c->cin + ci) * c->h * c->w;
-                    for (oh = 0; oh < c->ho; oh++) {
-                        int ih = oh * c->stride - c->pad + ki;
-                        float *out = row + (size_t)img * hw + oh * c->wo;
-                        if (ih < 0 || ih >= c->h) { memset(out, 0, (size_t)c->wo * sizeof(float)); continue; }
-                        for (ow = 0; ow < c->wo; ow++) {
-                            int iw = ow * c->stride - c->pad + kj;
-                            out[ow] = iw >= 0 && iw < c->w ? xp[ih * c->w + iw] : 0.0f;
-                        }
-                    }
-                }
-            }
+/* The output columns [ow0, ow1) whose input column ow*stride - pad + kj lies inside the image. */
+static void gm__conv_inside(const gm__conv_geom *c, int kj, int *ow0, int *ow1) {
+    int lo = c->pad - kj, hi = c->w - 1 + c->pad - kj;   /* need lo <= ow*stride <= hi */
+    *ow0 = lo <= 0 ? 0 : (lo + c->stride - 1) / c->stride;
+    *ow1 = hi < 0 ? 0 : GM__MIN(c->wo, hi / c->stride + 1);
+    if (*ow1 < *ow0) *ow1 = *ow0;
 }
 
-/* The adjoint of im2col: x (n,cin,h,w) = sum of the patches in col. */
-static void gm__col2im(const gm__conv_geom *c, const float *col, float *x) {
-    int ci, ki, kj, img, oh, ow, hw = c->ho * c->wo;
+/* col (cin*k*k, n*ho*wo) from x (n,cin,h,w): column n*ho*wo + oh*wo + ow holds the input patch.
+   One image's columns. */
+static void gm__im2col_image(const gm__conv_geom *c, const float *x, float *col, int img) {
+    int ci, ki, kj, oh, ow, hw = c->ho * c->wo;
     size_t ncols = (size_t)c->n * hw;
-    memset(x, 0, (size_t)c->n * c->cin * c->h * c->w * sizeof(float));
-    for (ci = 0; ci < c->cin; ci++)
+    for (ci = 0; ci < c->cin; ci++) {
+        const float *xp = x + ((size_t)img * c->cin + ci) * c->h * c->w;
         for (ki = 0; ki < c->k; ki++)
             for (kj = 0; kj < c->k; kj++) {
-                const float *row = col + ((size_t)(ci * c->k + ki) * c->k + kj) * ncols;
-                for (img = 0; img < c->n; img++) {
-                    float *xp = x + ((size_t)img * c->cin + ci) * c->h * c->w;
-                    for (oh = 0; oh < c->ho; oh++) {
-                        int ih = oh * c->stride - c->pad + ki;
-                        const float *in = row + (size_t)img * hw + oh * c->wo;
-                        if (ih < 0 || ih >= c->h) continue;
-                        for (ow = 0; ow < c->wo; ow++) {
-                            int iw = ow * c->stride - c->pad + kj;
-                            if (iw >= 0 && iw < c->w) xp[ih * c->w + iw] += in[ow];
-                        }
-                    }
+                float *row = col + ((size_t)(ci * c->k + ki) * c->k + kj) * ncols + (size_t)img * hw;
+                int ow0, ow1;
+                gm__conv_inside(c, kj, &ow0, &ow1);
+                for (oh = 0; oh < c->ho; oh++) {
+                    int ih = oh * c->stride - c->pad + ki;
+                    float *out = row + oh * c->wo;
+                    int base = ih * c->w - c->pad + kj;   /* x[ih][iw] = xp[base + ow * stride] */
+                    if (ih < 0 || ih >= c->h) { memset(out, 0, (size_t)c->wo * sizeof(float)); continue; }
+                    for (ow = 0; ow < ow0; ow++) out[ow] = 0.0f;
+                    if (c->stride == 1) memcpy(out + ow0, xp + base + ow0, (size_t)(ow1 - ow0) * sizeof(float));
+                    else for (ow = ow0; ow < ow1; ow++) out[ow] = xp[base + ow * c->stride];
+                    for (ow = ow1; ow < c->wo; ow++) out[ow] = 0.0f;
                 }
             }
+    }
 }
 
-/* (n, c, hw) <-> (c, n*hw): the GEMMs work on all images at once. */
-static void gm__nchw_to_cn(const float *src, float *dst, int n, int c, int hw) {
-    int i, j;
-    for (i = 0; i < n; i++)
-        for (j = 0; j < c; j++) memcpy(dst + ((size_t)j * n + i) * hw, src + ((size_t)i * c + j) * hw, (size_t)hw * sizeof(float));
+/* The adjoint of im2col for one image: its planes of x = the sum of its patches in col. Each
+   element is summed in the same order whoever runs the image, so threads change no bit. */
+static void gm__col2im_image(const gm__conv_geom *c, const float *col, float *x, int img) {
+    int ci, ki, kj, oh, ow, hw = c->ho * c->wo;
+    size_t ncols = (size_t)c->n * hw;
+    memset(x + (size_t)img * c->cin * c->h * c->w, 0, (size_t)c->cin * c->h * c->w * sizeof(float));
+    for (ci = 0; ci < c->cin; ci++) {
+        float *xp = x + ((size_t)img * c->cin + ci) * c->h * c->w;
+        for (ki = 0; ki < c->k; ki++)
+            for (kj = 0; kj < c->k; kj++) {
+                const float *row = col + ((size_t)(ci * c->k + ki) * c->k + kj) * ncols + (size_t)img * hw;
+                int ow0, ow1;
+                gm__conv_inside(c, kj, &ow0, &ow1);
+                for (oh = 0; oh < c->ho; oh++) {
+                    int ih = oh * c->stride - c->pad + ki;
+                    const float *in = row + oh * c->wo;
+                    int base = ih * c->w - c->pad + kj;
+                    if (ih < 0 || ih >= c->h) continue;
+                    for (ow = ow0; ow < ow1; ow++) xp[base + ow * c->stride] += in[ow];
+                }
+            }
+    }
 }
-static void gm__cn_to_nchw(const float *src, float *dst, int n, int c, int hw) {
-    int i, j;
-    for (i = 0; i < n; i++)
-        for (j = 0; j < c; j++) memcpy(dst + ((size_t)i * c + j) * hw, src + ((size_t)j * n + i) * hw, (size_t)hw * sizeof(float));
+
+/* The data movements around a convolution's GEMM, one image per task. The GEMMs work on all
+   images at once: (n, c, hw) <-> (c, n*hw). */
+enum { GM__MOVE_IM2COL, GM__MOVE_COL2IM, GM__MOVE_NCHW_TO_CN, GM__MOVE_CN_TO_NCHW };
+typedef struct { int kind; const gm__conv_geom *c; const float *src; float *dst; int ch, hw; } gm__conv_move;
+
+static void gm__conv_move_task(void *ctx, int img) {
+    const gm__conv_move *m = (const gm__conv_move *)ctx;
+    int j, n = m->c->n;
+    switch (m->kind) {
+    case GM__MOVE_IM2COL: gm__im2col_image(m->c, m->src, m->dst, img); break;
+    case GM__MOVE_COL2IM: gm__col2im_image(m->c, m->src, m->dst, img); break;
+    case GM__MOVE_NCHW_TO_CN:
+        for (j = 0; j < m->ch; j++)
+            memcpy(m->dst + ((size_t)j * n + img) * m->hw, m->src + ((size_t)img * m->ch + j) * m->hw, (size_t)m->hw * sizeof(float));
+        break;
+    default:
+        for (j = 0; j < m->ch; j++)
+            memcpy(m->dst + ((size_t)img * m->ch + j) * m->hw, m->src + ((size_t)j * n + img) * m->hw, (size_t)m->hw * sizeof(float));
+        break;
+    }
+}
+
+static void gm__conv_move_run(int kind, const gm__conv_geom *c, const float *src, float *dst, int ch, int hw) {
+    gm__conv_move m;
+    m.kind = kind; m.c = c; m.src = src; m.dst = dst; m.ch = ch; m.hw = hw;
+    gm__parallel_for(c->n, gm__conv_move_task, &m);
+}
+
+static void gm__im2col(const gm__conv_geom *c, const float *x, float *col) { gm__conv_move_run(GM__MOVE_IM2COL, c, x, col, 0, 0); }
+static void gm__col2im(const gm__conv_geom *c, const float *col, float *x) { gm__conv_move_run(GM__MOVE_COL2IM, c, col, x, 0, 0); }
+static void gm__nchw_to_cn(const gm__conv_geom *c, const float *src, float *dst, int ch) {
+    gm__conv_move_run(GM__MOVE_NCHW_TO_CN, c, src, dst, ch, c->ho * c->wo);
+}
+static void gm__cn_to_nchw(const gm__conv_geom *c, const float *src, float *dst, int ch) {
+    gm__conv_move_run(GM__MOVE_CN_TO_NCHW, c, src, dst, ch, c->ho * c->wo);
 }
 
 static double gm__conv_flops(const gm__conv_geom *c) {
@@ -3130,19 +3240,29 @@ static void gm__conv_set(gm_tensor *t, const gm__conv_geom *c) {
     t->i[0] = c->stride; t->i[1] = c->pad; t->i[2] = c->k; t->i[3] = c->h; t->i[4] = c->w;
 }
 
-/* Scratch space for one op lives in the arena too: it is freed with the step. */
+/* The two work buffers of a convolution (patches `col` and the GEMM's channel-major `ycn`) live
+   only while the op runs, so they come from the graph's scratch space, reused by every conv op,
+   not from the arena, where they would stay until the step ends. */
+static int gm__conv_scratch(gm_graph *g, const gm__conv_geom *c, float **col, float **ycn) {
+    size_t cols = (size_t)c->n * c->ho * c->wo, ncol = ((size_t)c->cin * c->k * c->k * cols + 15) & ~(size_t)15;
+    float *s = gm__graph_scratch(g, ncol + (size_t)c->cout * cols);
+    if (!s) return -1;
+    *col = s;
+    *ycn = s + ncol;
+    return 0;
+}
+
 static gm_tensor *gm__conv_forward(gm_graph *g, gm_tensor *x, gm_tensor *w, const gm__conv_geom *c) {
     int shape[4];
     size_t kk = (size_t)c->cin * c->k * c->k, cols = (size_t)c->n * c->ho * c->wo;
-    float *col = GM__CAST(float *, gm__alloc(g, kk * cols * sizeof(float)));
-    float *ycn = GM__CAST(float *, gm__alloc(g, (size_t)c->cout * cols * sizeof(float)));
+    float *col, *ycn;
     gm_tensor *y;
     shape[0] = c->n; shape[1] = c->cout; shape[2] = c->ho; shape[3] = c->wo;
     y = gm__new(g, 4, shape);
-    if (!col || !ycn || !y) return NULL;
+    if (!y || gm__conv_scratch(g, c, &col, &ycn) != 0) return NULL;
     gm__im2col(c, x->data, col);
     gm_sgemm(0, 0, c->cout, (int)cols, (int)kk, 1.0f, w->data, (int)kk, col, (int)cols, 0.0f, ycn, (int)cols);
-    gm__cn_to_nchw(ycn, y->data, c->n, c->cout, c->ho * c->wo);
+    gm__cn_to_nchw(c, ycn, y->data, c->cout);
     g->flops += gm__conv_flops(c);
     gm__conv_set(y, c);
     return gm__record(g, y, GM__OP_CONV, x, w, NULL);
@@ -3151,13 +3271,12 @@ static gm_tensor *gm__conv_forward(gm_graph *g, gm_tensor *x, gm_tensor *w, cons
 static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, const gm__conv_geom *c) {
     int shape[4];
     size_t kk = (size_t)c->cin * c->k * c->k, cols = (size_t)c->n * c->ho * c->wo;
-    float *col = GM__CAST(float *, gm__alloc(g, kk * cols * sizeof(float)));
-    float *ycn = GM__CAST(float *, gm__alloc(g, (size_t)c->cout * cols * sizeof(float)));
+    float *col, *ycn;
     gm_tensor *x;
     shape[0] = c->n; shape[1] = c->cin; shape[2] = c->h; shape[3] = c->w;
     x = gm__new(g, 4, shape);
-    if (!col || !ycn || !x) return NULL;
-    gm__nchw_to_cn(y->data, ycn, c->n, c->cout, c->ho * c->wo);
+    if (!x || gm__conv_scratch(g, c, &col, &ycn) != 0) return NULL;
+    gm__nchw_to_cn(c, y->data, ycn, c->cout);
     gm_sgemm(1, 0, (int)kk, (int)cols, c->cout, 1.0f, w->data, (int)kk, ycn, (int)cols, 0.0f, col, (int)cols);
     gm__col2im(c, col, x->data);
     g->flops += gm__conv_flops(c);
@@ -3168,14 +3287,13 @@ static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, con
 static gm_tensor *gm__wgrad_forward(gm_graph *g, gm_tensor *x, gm_tensor *y, const gm__conv_geom *c) {
     int shape[4];
     size_t kk = (size_t)c->cin * c->k * c->k, cols = (size_t)c->n * c->ho * c->wo;
-    float *col = GM__CAST(float *, gm__alloc(g, kk * cols * sizeof(float)));
-    float *ycn = GM__CAST(float *, gm__alloc(g, (size_t)c->cout * cols * sizeof(float)));
+    float *col, *ycn;
     gm_tensor *w;
     shape[0] = c->cout; shape[1] = c->cin; shape[2] = c->k; shape[3] = c->k;
     w = gm__new(g, 4, shape);
-    if (!col || !ycn || !w) return NULL;
+    if (!w || gm__conv_scratch(g, c, &col, &ycn) != 0) return NULL;
     gm__im2col(c, x->data, col);
-    gm__nchw_to_cn(y->data, ycn, c->n, c->cout, c->ho * c->wo);
+    gm__nchw_to_cn(c, y->data, ycn, c->cout);
     gm_sgemm(0, 1, c->cout, (int)kk, (int)cols, 1.0f, ycn, (int)cols, col, (int)cols, 0.0f, w->data, (int)kk);
     g->flops += gm__conv_flops(c);
     gm__conv_set(w, c);
@@ -3377,6 +3495,7 @@ static gm_tensor *gm__unary_derivative(gm_graph *g, gm_tensor *y) {
     case GM__OP_RELU:    return gm__mask(g, x, GM__MASK_POS, 0, 0);
     case GM__OP_LEAKY:   return gm__mask(g, x, GM__MASK_LEAKY, y->f[0], 0);
     case GM__OP_ELU:     /* 1 where x > 0, else y + alpha (= alpha e^x) */
+        if (y->f[0] == 1.0f) return gm_clamp(g, gm_affine(g, y, 1.0f, 1.0f), -FLT_MAX, 1.0f); /* y + 1 <= 1 iff x <= 0 */
         m = gm__mask(g, x, GM__MASK_POS, 0, 0);
         return gm_add(g, m, gm_mul(g, gm_affine(g, m, -1.0f, 1.0f), gm_affine(g, y, 1.0f, y->f[0])));
     case GM__OP_TANH:    return gm_affine(g, gm_square(g, y), -1.0f, 1.0f);

@@ -185,7 +185,7 @@ static void naive_conv(const float *x, const float *w, float *y, int n, int ci, 
 GM_TEST(conv2d_vs_naive) {
     static const int cases[][8] = { /* n, ci, h, w, co, k, stride, pad */
         {2, 3, 7, 6, 4, 3, 1, 1}, {2, 3, 7, 6, 2, 3, 2, 0}, {1, 2, 8, 5, 3, 4, 2, 1}, {2, 1, 5, 4, 3, 3, 1, 2},
-        {1, 4, 9, 9, 2, 4, 2, 2}, {3, 2, 4, 4, 2, 1, 1, 0}};
+        {1, 4, 9, 9, 2, 4, 2, 2}, {3, 2, 4, 4, 2, 1, 1, 0}, {2, 2, 7, 8, 3, 2, 3, 2}, {1, 1, 3, 3, 2, 5, 1, 2}};
     gm_graph *g = gm_graph_new(1);
     gm_rng r;
     int c;
@@ -206,7 +206,7 @@ GM_TEST(conv2d_vs_naive) {
 
 GM_TEST(conv_transpose2d_adjoint) {
     static const int cases[][8] = { /* n, ci, h, w, co, k, stride, pad of the forward conv */
-        {2, 3, 8, 8, 2, 4, 2, 1}, {2, 3, 7, 7, 2, 3, 2, 1}, {1, 2, 6, 5, 3, 3, 1, 1}, {2, 2, 9, 6, 3, 4, 2, 1}};
+        {2, 3, 8, 8, 2, 4, 2, 1}, {2, 3, 7, 7, 2, 3, 2, 1}, {1, 2, 6, 5, 3, 3, 1, 1}, {2, 2, 9, 6, 3, 4, 2, 1}, {2, 2, 7, 8, 3, 2, 3, 2}};
     gm_graph *g = gm_graph_new(1);
     gm_rng r;
     int c;

@@ -211,6 +211,8 @@ GM_TEST(test_parallel_for) {
 /* ---- vector math ---- */
 typedef void (*vfn)(float *, const float *, size_t);
 static double ref_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+static double ref_softplus(double x) { return (x > 0 ? x : 0.0) + log1p(exp(-fabs(x))); }
+#define NVMATH 6
 
 /* Error of y against the double reference, in units of the float ulp at the reference
  * (the ulp of the smallest denormal below FLT_MIN). 0 if both are the same inf/NaN. */
@@ -239,15 +241,16 @@ static size_t sweep_inputs(float **out) {
     return n;
 }
 
-static void vmath_path(int p, const float *x, size_t n, double *const refs[4]) {
-    static const char *names[4] = {"exp", "log", "tanh", "sigmoid"};
-    static const double limit[4] = {2.0, 2.0, 3.0, 3.0};
-    vfn fns[4];
+static void vmath_path(int p, const float *x, size_t n, double *const refs[NVMATH]) {
+    static const char *names[NVMATH] = {"exp", "log", "tanh", "sigmoid", "expm1", "softplus"};
+    static const double limit[NVMATH] = {2.0, 2.0, 3.0, 3.0, 4.0, 4.0};
+    vfn fns[NVMATH];
     float *y = alloc_f(n);
     int f;
     size_t i;
     fns[0] = gm__vexp; fns[1] = gm__vlog; fns[2] = gm__vtanh; fns[3] = gm__vsigmoid;
-    for (f = 0; f < 4; f++) {
+    fns[4] = gm__vexpm1; fns[5] = gm__vsoftplus;
+    for (f = 0; f < NVMATH; f++) {
         double worst = 0.0;
         size_t wi = 0;
         fns[f](y, x, n);
@@ -287,6 +290,13 @@ static void vmath_specials(int p) {
     gm__vsigmoid(y, x, 5);
     GM_CHECK(y[0] == 1.0f && y[1] == 0.0f && isnan(y[2]) && y[3] == 0.5f && y[4] == 1.0f,
              "%s sigmoid specials: %g %g %g %g %g", gm_simd_name(p), y[0], y[1], y[2], y[3], y[4]);
+    /* expm1, softplus: inf, -inf, nan, -0, 20 */
+    gm__vexpm1(y, x, 5);
+    GM_CHECK(isinf(y[0]) && y[0] > 0 && y[1] == -1.0f && isnan(y[2]) && y[3] == 0.0f && fabsf(y[4] / 485165194.4f - 1.0f) < 1e-6f,
+             "%s expm1 specials: %g %g %g %g %g", gm_simd_name(p), y[0], y[1], y[2], y[3], y[4]);
+    gm__vsoftplus(y, x, 5);
+    GM_CHECK(isinf(y[0]) && y[0] > 0 && y[1] == 0.0f && isnan(y[2]) && fabsf(y[3] - 0.693147181f) < 1e-7f && y[4] == 20.0f,
+             "%s softplus specials: %g %g %g %g %g", gm_simd_name(p), y[0], y[1], y[2], y[3], y[4]);
     /* in place, and every tail length: element i must not depend on n */
     for (i = 0; i < 19; i++) x[i] = (float)i * 0.37f - 3.0f;
     for (i = 1; i <= 19; i++) {
@@ -303,21 +313,23 @@ GM_TEST(test_vmath) {
     int saved = gm_simd_path(), p;
     float *x;
     size_t n = sweep_inputs(&x), i;
-    double *refs[4];
-    for (p = 0; p < 4; p++) refs[p] = (double *)malloc(n * sizeof(double));
+    double *refs[NVMATH];
+    for (p = 0; p < NVMATH; p++) refs[p] = (double *)malloc(n * sizeof(double));
     for (i = 0; i < n; i++) {
         const double d = x[i];
         refs[0][i] = exp(d);
         refs[1][i] = log(d);
         refs[2][i] = tanh(d);
         refs[3][i] = ref_sigmoid(d);
+        refs[4][i] = expm1(d);
+        refs[5][i] = ref_softplus(d);
     }
     for (p = 0; p < GM_PATH_COUNT; p++) {
         if (!force(p)) continue;
         vmath_path(p, x, n, refs);
         vmath_specials(p);
     }
-    for (p = 0; p < 4; p++) free(refs[p]);
+    for (p = 0; p < NVMATH; p++) free(refs[p]);
     free(x);
     gm_simd_force(saved);
 }
