@@ -804,6 +804,10 @@ static gm__u32 gm__f2u(float f) { gm__u32 u; memcpy(&u, &f, sizeof u); return u;
 #define GM__EXP_C6 0.00138888892f      /* 1/6! */
 #define GM__EXP_C7 0.000198412701f     /* 1/7! */
 
+/* The elementwise operations of the path tables' vbinary and vunary. */
+enum { GM__EW_ADD, GM__EW_SUB, GM__EW_MUL, GM__EW_DIV };
+enum { GM__EW_AFFINE, GM__EW_SQUARE, GM__EW_RELU, GM__EW_LEAKY, GM__EW_MASK_POS, GM__EW_MASK_LEAKY };
+
 #define GM__DEFINE_PATH(SFX)                                                                         \
 /* Micro-kernel. a: packed A micro-panel, (kc, MR) row-major (a[k*MR + i] = op(A)(i,k));          \
  * b: packed B micro-panel, (kc, NR) row-major; c: (MR, NR) tile with row stride ldc.            \
@@ -983,6 +987,48 @@ static GM__TGT GM__VF gm__softplus1_##SFX(GM__VF x) {                           
                                  GM__V_MUL(gm__log1_##SFX(u), GM__V_DIV(e, um1)));                 \
     return GM__V_ADD(GM__V_MAX(x, GM__V_ZERO()), l1p);                                            \
 }                                                                                                 \
+/* Elementwise rows: y = a op b where a and b each step by 1 or stay (0: a broadcast scalar), and \
+ * the cheap unary maps. Each element gets one correctly rounded operation (no FMA), so the tail's \
+ * scalar code gives the same bits as the vector body. */                                         \
+static GM__TGT void gm__vbinary_##SFX(int op, float *y, const float *a, long sa, const float *b,  \
+                                      long sb, int n) {                                           \
+    int i = 0;                                                                                    \
+    if ((sa == 0 || sa == 1) && (sb == 0 || sb == 1))                                             \
+        for (; i + GM__VLANES <= n; i += GM__VLANES) {                                            \
+            const GM__VF u = sa ? GM__V_LOAD(a + i) : GM__V_SET1(a[0]);                           \
+            const GM__VF v = sb ? GM__V_LOAD(b + i) : GM__V_SET1(b[0]);                           \
+            GM__V_STORE(y + i, op == GM__EW_ADD ? GM__V_ADD(u, v) : op == GM__EW_SUB ? GM__V_SUB(u, v)\
+                             : op == GM__EW_MUL ? GM__V_MUL(u, v) : GM__V_DIV(u, v));              \
+        }                                                                                         \
+    for (; i < n; i++) {                                                                          \
+        const float u = a[i * sa], v = b[i * sb];                                                 \
+        y[i] = op == GM__EW_ADD ? u + v : op == GM__EW_SUB ? u - v : op == GM__EW_MUL ? u * v : u / v;\
+    }                                                                                             \
+}                                                                                                 \
+static GM__TGT GM__VF gm__unary1_##SFX(int op, GM__VF x, GM__VF f0, GM__VF f1) {                  \
+    const GM__VM pos = GM__V_LT(GM__V_ZERO(), x);                                                 \
+    switch (op) {                                                                                 \
+    case GM__EW_AFFINE:    return GM__V_ADD(GM__V_MUL(f0, x), f1);                                \
+    case GM__EW_SQUARE:    return GM__V_MUL(x, x);                                                \
+    case GM__EW_RELU:      return GM__V_SEL(pos, x, GM__V_ZERO());                                \
+    case GM__EW_LEAKY:     return GM__V_SEL(pos, x, GM__V_MUL(f0, x));                            \
+    case GM__EW_MASK_POS:  return GM__V_SEL(pos, GM__V_SET1(1.0f), GM__V_ZERO());                 \
+    default:               return GM__V_SEL(pos, GM__V_SET1(1.0f), f0); /* GM__EW_MASK_LEAKY */   \
+    }                                                                                             \
+}                                                                                                 \
+static GM__TGT void gm__vunary_##SFX(int op, float *y, const float *x, size_t n, float f0, float f1) {\
+    const GM__VF v0 = GM__V_SET1(f0), v1 = GM__V_SET1(f1);                                        \
+    size_t i = 0;                                                                                 \
+    for (; i + GM__VLANES <= n; i += GM__VLANES)                                                  \
+        GM__V_STORE(y + i, gm__unary1_##SFX(op, GM__V_LOAD(x + i), v0, v1));                      \
+    if (i < n) {                                                                                  \
+        float t[GM__VLMAX];                                                                       \
+        size_t j;                                                                                 \
+        for (j = 0; j < (size_t)GM__VLANES; j++) t[j] = i + j < n ? x[i + j] : 0.0f;              \
+        GM__V_STORE(t, gm__unary1_##SFX(op, GM__V_LOAD(t), v0, v1));                              \
+        for (j = 0; i + j < n; j++) y[i + j] = t[j];                                              \
+    }                                                                                             \
+}                                                                                                 \
 /* Adam/AdamW on one vector of weights; c: see gm__optim_coef. */                                  \
 static GM__TGT void gm__adam1_##SFX(float *w, const float *g, float *m, float *v, const float *c) {\
     const GM__VF gi = GM__V_FMA(GM__V_LOAD(g), GM__V_SET1(c[0]), GM__V_MUL(GM__V_SET1(c[1]), GM__V_LOAD(w)));\
@@ -1014,7 +1060,7 @@ static const gm__path_ops gm__ops_##SFX = {                                     
     GM__MR, GM__NV * GM__VLANES, gm__ukernel_##SFX, gm__packbn_##SFX, gm__packbt_##SFX,           \
     gm__packa_##SFX, gm__packat_##SFX,                                                            \
     gm__vexp_##SFX, gm__vlog_##SFX, gm__vtanh_##SFX, gm__vsigmoid_##SFX,                          \
-    gm__vexpm1_##SFX, gm__vsoftplus_##SFX,                                                        \
+    gm__vexpm1_##SFX, gm__vsoftplus_##SFX, gm__vbinary_##SFX, gm__vunary_##SFX,                   \
     gm__adam_##SFX, gm__rmsprop_##SFX};
 
 /* y[i] = f(x[i]); the tail goes through a padded vector so every element sees the same code. */
@@ -1057,6 +1103,8 @@ typedef void (*gm__ukernel_fn)(int kc, const float *a, const float *b, float *c,
 typedef void (*gm__packb_fn)(int kc, const float *b, int ldb, int npan, float *dst);
 typedef void (*gm__packt_fn)(int kc, const float *src, int ld, int n, float *dst);
 typedef void (*gm__vmap_fn)(float *y, const float *x, size_t n);
+typedef void (*gm__vbinary_fn)(int op, float *y, const float *a, long sa, const float *b, long sb, int n);
+typedef void (*gm__vunary_fn)(int op, float *y, const float *x, size_t n, float f0, float f1);
 typedef struct {
     int mr, nr;                 /* micro-tile shape */
     gm__ukernel_fn ukernel;
@@ -1065,6 +1113,8 @@ typedef struct {
     gm__packt_fn packa;         /* non-transposed A micro-panel (n = rows present, rest zero) */
     gm__packt_fn packat;        /* transposed A micro-panel (n = rows present, rest zero) */
     gm__vmap_fn vexp, vlog, vtanh, vsigmoid, vexpm1, vsoftplus;
+    gm__vbinary_fn vbinary;     /* elementwise rows, GM__EW_ADD..DIV */
+    gm__vunary_fn vunary;       /* cheap unary maps, GM__EW_AFFINE..MASK_LEAKY */
     gm__optim_fn adam, rmsprop; /* coefficient layouts: gm__optim_coef in the optimizer section */
 } gm__path_ops;
 
@@ -2005,6 +2055,12 @@ GM__MAYBE_UNUSED static void gm__vtanh(float *y, const float *x, size_t n) { gm_
 GM__MAYBE_UNUSED static void gm__vsigmoid(float *y, const float *x, size_t n) { gm__ops()->vsigmoid(y, x, n); }
 GM__MAYBE_UNUSED static void gm__vexpm1(float *y, const float *x, size_t n) { gm__ops()->vexpm1(y, x, n); }
 GM__MAYBE_UNUSED static void gm__vsoftplus(float *y, const float *x, size_t n) { gm__ops()->vsoftplus(y, x, n); }
+GM__MAYBE_UNUSED static void gm__vbinary(int op, float *y, const float *a, long sa, const float *b, long sb, int n) {
+    gm__ops()->vbinary(op, y, a, sa, b, sb, n);
+}
+GM__MAYBE_UNUSED static void gm__vunary(int op, float *y, const float *x, size_t n, float f0, float f1) {
+    gm__ops()->vunary(op, y, x, n, f0, f1);
+}
 GM__MAYBE_UNUSED static const gm__path_ops *gm__kernels(void) { return gm__ops(); }
 
 /* ======================================================================================= */
@@ -2559,26 +2615,11 @@ static int gm__broadcast(gm_graph *g, const char *who, const gm_tensor *a, const
     return 0;
 }
 
-/* One row of y = a op b with element strides sa, sb (0 = a broadcast scalar). The common stride
-   patterns get their own loops, which the compiler vectorizes. */
-#define GM__BINARY_LOOP(EXPR)                                                                     \
-    do {                                                                                          \
-        if (sa == 1 && sb == 1)      for (i = 0; i < n; i++) { float u = a[i], v = b[i]; y[i] = EXPR; }      \
-        else if (sa == 1 && sb == 0) { float v = b[0]; for (i = 0; i < n; i++) { float u = a[i]; y[i] = EXPR; } } \
-        else if (sa == 0 && sb == 1) { float u = a[0]; for (i = 0; i < n; i++) { float v = b[i]; y[i] = EXPR; } } \
-        else for (i = 0; i < n; i++) { float u = a[i * sa], v = b[i * sb]; y[i] = EXPR; }       \
-    } while (0)
-
+/* One row of y = a op b with element strides sa, sb (0 = a broadcast scalar), on the SIMD path. */
 static void gm__binary_row(int op, float *y, const float *a, long sa, const float *b, long sb, int n) {
-    int i;
-    switch (op) {
-    case GM__OP_ADD: GM__BINARY_LOOP(u + v); break;
-    case GM__OP_SUB: GM__BINARY_LOOP(u - v); break;
-    case GM__OP_MUL: GM__BINARY_LOOP(u * v); break;
-    default:         GM__BINARY_LOOP(u / v); break;
-    }
+    gm__vbinary(op == GM__OP_ADD ? GM__EW_ADD : op == GM__OP_SUB ? GM__EW_SUB : op == GM__OP_MUL ? GM__EW_MUL : GM__EW_DIV,
+                y, a, sa, b, sb, n);
 }
-#undef GM__BINARY_LOOP
 
 /* Big elementwise ops are split over the pool in blocks of a fixed size. Each output element is
    computed by the same instructions whoever runs its block, so results stay bit-identical at any
@@ -2631,16 +2672,16 @@ GMDEF gm_tensor *gm_div(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm__bi
 static void gm__unary_kernel(int op, const float *f, float *y, const float *x, int n) {
     int i;
     switch (op) {
-    case GM__OP_AFFINE:  for (i = 0; i < n; i++) y[i] = f[0] * x[i] + f[1]; break;
+    case GM__OP_AFFINE:  gm__vunary(GM__EW_AFFINE, y, x, (size_t)n, f[0], f[1]); break;
     case GM__OP_EXP:     gm__vexp(y, x, (size_t)n); break;
     case GM__OP_LOG:     gm__vlog(y, x, (size_t)n); break;
     case GM__OP_SQRT:    for (i = 0; i < n; i++) y[i] = sqrtf(x[i]); break;
-    case GM__OP_SQUARE:  for (i = 0; i < n; i++) y[i] = x[i] * x[i]; break;
+    case GM__OP_SQUARE:  gm__vunary(GM__EW_SQUARE, y, x, (size_t)n, 0, 0); break;
     case GM__OP_ABS:     for (i = 0; i < n; i++) y[i] = fabsf(x[i]); break;
     case GM__OP_POW:     for (i = 0; i < n; i++) y[i] = powf(x[i], f[0]); break;
     case GM__OP_CLAMP:   for (i = 0; i < n; i++) y[i] = x[i] < f[0] ? f[0] : x[i] > f[1] ? f[1] : x[i]; break;
-    case GM__OP_RELU:    for (i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0f; break;
-    case GM__OP_LEAKY:   for (i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : f[0] * x[i]; break;
+    case GM__OP_RELU:    gm__vunary(GM__EW_RELU, y, x, (size_t)n, 0, 0); break;
+    case GM__OP_LEAKY:   gm__vunary(GM__EW_LEAKY, y, x, (size_t)n, f[0], 0); break;
     case GM__OP_ELU:     /* x > 0 ? x : alpha (e^x - 1) */
         gm__vexpm1(y, x, (size_t)n);
         for (i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : f[0] * y[i];
@@ -2703,21 +2744,32 @@ GMDEF gm_tensor *gm_log_sigmoid(gm_graph *g, gm_tensor *x) { return gm__unary(g,
 /* Constant 0/1-style masks used by backward rules: derivatives of piecewise functions. They carry
    no gradient (their own derivative is zero almost everywhere). */
 enum { GM__MASK_POS, GM__MASK_LEAKY, GM__MASK_SIGN, GM__MASK_INSIDE };
+typedef struct { int kind; float f0, f1; const float *x; float *y; int n; } gm__mask_job;
+
+static void gm__mask_task(void *ctx, int t) {
+    const gm__mask_job *j = (const gm__mask_job *)ctx;
+    int lo = t * GM__EW_BLOCK, n = GM__MIN(j->n - lo, GM__EW_BLOCK), i;
+    const float *x = j->x + lo;
+    float *y = j->y + lo;
+    switch (j->kind) {
+    case GM__MASK_POS:   gm__vunary(GM__EW_MASK_POS, y, x, (size_t)n, 0, 0); break;
+    case GM__MASK_LEAKY: gm__vunary(GM__EW_MASK_LEAKY, y, x, (size_t)n, j->f0, 0); break;
+    case GM__MASK_SIGN:  for (i = 0; i < n; i++) y[i] = x[i] > 0 ? 1.0f : x[i] < 0 ? -1.0f : 0.0f; break;
+    default:             for (i = 0; i < n; i++) y[i] = x[i] >= j->f0 && x[i] <= j->f1 ? 1.0f : 0.0f; break;
+    }
+}
+
 static gm_tensor *gm__mask(gm_graph *g, gm_tensor *x, int kind, float f0, float f1) {
+    gm__mask_job job;
     gm_tensor *y;
-    int i;
+    int ntasks;
     if (!g || !x) return NULL;
     y = gm__new_like(g, x);
     if (!y) return NULL;
-    for (i = 0; i < x->size; i++) {
-        float v = x->data[i];
-        switch (kind) {
-        case GM__MASK_POS:   y->data[i] = v > 0 ? 1.0f : 0.0f; break;
-        case GM__MASK_LEAKY: y->data[i] = v > 0 ? 1.0f : f0; break;
-        case GM__MASK_SIGN:  y->data[i] = v > 0 ? 1.0f : v < 0 ? -1.0f : 0.0f; break;
-        default:             y->data[i] = v >= f0 && v <= f1 ? 1.0f : 0.0f; break;
-        }
-    }
+    job.kind = kind; job.f0 = f0; job.f1 = f1; job.x = x->data; job.y = y->data; job.n = x->size;
+    ntasks = (x->size + GM__EW_BLOCK - 1) / GM__EW_BLOCK;
+    if (x->size < GM__EW_PARALLEL_MIN) { int t; for (t = 0; t < ntasks; t++) gm__mask_task(&job, t); }
+    else gm__parallel_for(ntasks, gm__mask_task, &job);
     return y;
 }
 
