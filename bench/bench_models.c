@@ -2,7 +2,7 @@
  * bench/run_models.sh (which interleaves it with the PyTorch references of shared/baselines).
  *
  *   bench_models MODEL THREADS SECONDS [WARMUP_SECONDS]
- *   MODEL: ae | vae | gan | dcgan | wgangp | realnvp
+ *   MODEL: ae | vae | gan | dcgan | wgangp | realnvp | ffjord
  *
  * Trains MODEL on random data of the shape the torch_<model>.py references use (a pool of 8
  * pre-generated batches, cycled; data loading excluded) for a warm-up (default 0.5 s), then probes
@@ -14,6 +14,7 @@
  *   gflop_per_step  model FLOPs (matmul/conv, forward and backward) per step, from gm_graph_flops
  *                   differences of the model's own graph over the timed steps
  *   peak_gflops     mean of the two FMA probes; mfu = gflop_per_step * steps_per_s / peak_gflops
+ *   nfe_per_s       FFJORD only: function evaluations of f(z, t) per second in the training solves
  *   rss_mib         getrusage(RUSAGE_SELF) ru_maxrss of this process (one process per model)
  *   graph_mib       gm_graph_memory of the model's graph + 4 bytes per trainable parameter (info)
  * Models (the reference architectures, batch sizes and optimizers of shared/baselines):
@@ -26,6 +27,8 @@
  *           Adam 1e-4 (0.5, 0.9), batch 64
  *   realnvp RealNVP on two moons, 6 affine couplings, s/t nets 2-256x4-2, batch 256, Adam
  *           (gm_flow_default_config; its 0.01 L2 term on the kernels is kept: work torch does not do)
+ *   ffjord  FFJORD on two moons (gm_ffjord_default_config(2): f 3x64 tanh, RK4 8 steps, exact trace),
+ *           batch 256, Adam 1e-3; no PyTorch reference exists for it
  * Build: cc -O2 -std=c99 -Wall -Wextra -Wpedantic -I. bench/bench_models.c -o build/bench_models -lm -lpthread */
 #include "bench_util.h"
 #include <stdio.h>
@@ -41,17 +44,18 @@
 
 #define POOL 8
 
-enum { M_AE = 0, M_VAE, M_GAN, M_DCGAN, M_WGANGP, M_REALNVP, M_COUNT };
-static const char *model_names[M_COUNT] = {"ae", "vae", "gan", "dcgan", "wgangp", "realnvp"};
+enum { M_AE = 0, M_VAE, M_GAN, M_DCGAN, M_WGANGP, M_REALNVP, M_FFJORD, M_COUNT };
+static const char *model_names[M_COUNT] = {"ae", "vae", "gan", "dcgan", "wgangp", "realnvp", "ffjord"};
 
 typedef struct bench_model {
     int kind, batch, dim;       /* dim: floats per example */
     float *data;                /* POOL batches */
-    long it;
+    long it, nfe;               /* nfe: FFJORD function evaluations so far */
     gm_ae ae;
     gm_vae vae;
     gm_gan gan;
     gm_flow flow;
+    gm_ffjord ffjord;
     gm_graph *g;                /* the graph the model computes in (its own, or ours for the GANs) */
 } bench_model;
 
@@ -118,11 +122,18 @@ static void model_init(bench_model *m, int kind) {
         m->batch = 256; m->dim = 2; m->g = m->flow.g;
         break;
     }
+    case M_FFJORD: {
+        gm_ffjord_config c = gm_ffjord_default_config(2);
+        c.batch = 256;
+        if (gm_ffjord_init(&m->ffjord, &c) != 0) die("gm_ffjord_init");
+        m->batch = 256; m->dim = 2; m->g = m->ffjord.g;
+        break;
+    }
     default: break;
     }
     n = (size_t)POOL * (size_t)m->batch * (size_t)m->dim;
     if (!(m->data = (float *)malloc(n * sizeof(float)))) { fprintf(stderr, "bench_models: out of memory\n"); exit(1); }
-    if (kind == M_REALNVP) {
+    if (kind == M_REALNVP || kind == M_FFJORD) {
         if (gm_toy2d("moons", POOL * m->batch, 7, -1.0f, m->data, NULL) != 0) die("gm_toy2d");
     } else if (kind == M_AE || kind == M_VAE) {
         gm_init_uniform(&rng, m->data, n, 0.0f, 1.0f);      /* [0,1) as the torch scripts */
@@ -140,6 +151,7 @@ static void model_step(bench_model *m) {
     case M_AE: rc = gm_ae_train_step(&m->ae, x, m->batch, NULL); break;
     case M_VAE: rc = gm_vae_train_step(&m->vae, x, NULL, m->batch, NULL); break;
     case M_REALNVP: rc = gm_flow_train_step(&m->flow, x, m->batch, NULL); break;
+    case M_FFJORD: rc = gm_ffjord_train_step(&m->ffjord, x, m->batch, NULL); m->nfe += m->ffjord.nfe; break;
     default: rc = gm_gan_step(&m->gan, m->g, x, NULL, m->batch, NULL); break;
     }
     if (rc != 0) die(model_names[m->kind]);
@@ -157,6 +169,7 @@ static size_t model_params(const bench_model *m) {
     case M_AE: return gm_params_count(&m->ae.P);
     case M_VAE: return gm_params_count(&m->vae.P);
     case M_REALNVP: return gm_params_count(&m->flow.P);
+    case M_FFJORD: return gm_params_count(&m->ffjord.P);
     default: return gm_params_count(&m->gan.G.P) + gm_params_count(&m->gan.D.P);
     }
 }
@@ -166,6 +179,7 @@ static void model_free(bench_model *m) {
     case M_AE: gm_ae_free(&m->ae); break;
     case M_VAE: gm_vae_free(&m->vae); break;
     case M_REALNVP: gm_flow_free(&m->flow); break;
+    case M_FFJORD: gm_ffjord_free(&m->ffjord); break;
     default: gm_gan_free(&m->gan); gm_graph_free(m->g); break;
     }
     free(m->data);
@@ -175,11 +189,11 @@ int main(int argc, char **argv) {
     bench_model m;
     struct rusage ru;
     double seconds, warmup, t0, dt, f0, flops, p0, p1, peak, sps, steps_s, critic_s;
-    long n, d0 = 0;
+    long n, d0 = 0, nfe0;
     int kind, threads;
     size_t params;
     if (argc < 4) {
-        fprintf(stderr, "usage: bench_models ae|vae|gan|dcgan|wgangp|realnvp THREADS SECONDS [WARMUP_SECONDS]\n");
+        fprintf(stderr, "usage: bench_models ae|vae|gan|dcgan|wgangp|realnvp|ffjord THREADS SECONDS [WARMUP_SECONDS]\n");
         return 2;
     }
     for (kind = 0; kind < M_COUNT; kind++)
@@ -203,6 +217,7 @@ int main(int argc, char **argv) {
     p0 = gm_bench_fma_peak(threads, 0.25);
     if (kind >= M_GAN && kind <= M_WGANGP) d0 = m.gan.d_steps;
     f0 = gm_graph_flops(m.g);
+    nfe0 = m.nfe;
     t0 = gm_bench_now();
     n = 0;
     do { model_step(&m); n++; dt = gm_bench_now() - t0; } while (dt < seconds || n < 3 || !at_cycle(&m));
@@ -218,12 +233,12 @@ int main(int argc, char **argv) {
            "\"samples_per_s\": %.2f, \"steps_per_s\": %.4f, \"critic_steps_per_s\": %.4f, "
            "\"gflop_per_step\": %.5f, \"gflops\": %.3f, \"peak_gflops_before\": %.2f, \"peak_gflops_after\": %.2f, "
            "\"peak_gflops\": %.2f, \"mfu\": %.5f, \"rss_mib\": %.2f, \"graph_mib\": %.2f, \"params\": %lu, "
-           "\"simd\": \"%s\"}\n",
+           "\"nfe_per_s\": %.1f, \"simd\": \"%s\"}\n",
            model_names[kind], threads, m.batch, dt, n, sps, steps_s, critic_s, flops * 1e-9,
            flops * steps_s * 1e-9, p0, p1, peak, peak > 0 ? flops * steps_s * 1e-9 / peak : 0.0,
            (double)ru.ru_maxrss / 1024.0,
            ((double)gm_graph_memory(m.g) + 4.0 * (double)params) / 1048576.0, (unsigned long)params,
-           gm_simd_name(gm_simd_path()));
+           (double)(m.nfe - nfe0) / dt, gm_simd_name(gm_simd_path()));
     fflush(stdout);
     model_free(&m);
     return 0;

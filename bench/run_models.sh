@@ -21,14 +21,15 @@
 #           WGAN-GP counts 5 critic batches per generator step (as torch_wgangp.py does).
 # Appends JSON lines to out/bench.jsonl: <model>_train_samples_t<T> (ref_name pytorch, ref_value,
 # ratio_to_ref), <model>_train_mfu_t<T>, <model>_train_peak_rss_t<T>, wgangp_train_critic_steps_t<T>.
-# Environment: BENCH_ROUNDS (3), BENCH_SECONDS (2), BENCH_MODELS ("ae vae gan dcgan wgangp realnvp"),
+#   ffjord  has no PyTorch reference: its row shows genmod alone and its function evaluations/s.
+# Environment: BENCH_ROUNDS (3), BENCH_SECONDS (2), BENCH_MODELS ("ae vae gan dcgan wgangp realnvp ffjord"),
 # BENCH_THREADS ("1 2"), GM_BASELINES (../shared/baselines), PYTHON (/usr/bin/python3).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
 ROUNDS=${BENCH_ROUNDS:-3}
 SECS=${BENCH_SECONDS:-2}
-MODELS=${BENCH_MODELS:-"ae vae gan dcgan wgangp realnvp"}
+MODELS=${BENCH_MODELS:-"ae vae gan dcgan wgangp realnvp ffjord"}
 THREADS=${BENCH_THREADS:-"1 2"}
 BASE=${GM_BASELINES:-../shared/baselines}
 PY=${PYTHON:-/usr/bin/python3}
@@ -79,6 +80,7 @@ label() {
         dcgan) echo "DCGAN 28x28 (b64)" ;;
         wgangp) echo "WGAN-GP MLP (b64, 5 critic)" ;;
         realnvp) echo "RealNVP moons (b256)" ;;
+        ffjord) echo "FFJORD moons (b256, RK4x8)" ;;
         *) echo "$1" ;;
     esac
 }
@@ -87,7 +89,7 @@ run_ours() { # model threads -> JSON line or empty
     $TMO "$BIN" "$1" "$2" "$SECS" 2>"$TMP/err" | tail -n 1
 }
 run_torch() { # model threads -> JSON line or empty
-    [ "$HAVE_TORCH" = 1 ] || return 0
+    [ "$HAVE_TORCH" = 1 ] && [ -f "$BASE/torch_$1.py" ] || return 0
     if [ "$2" -gt 1 ]; then
         OMP_WAIT_POLICY=PASSIVE $TMO "$PY" "$BASE/torch_$1.py" --threads "$2" --windows 1 --window-secs 2 \
             --warmup-secs 2 2>"$TMP/terr" | sed -n 's/^JSON //p' | tail -n 1
@@ -110,10 +112,11 @@ while [ "$r" -le "$ROUNDS" ]; do
             if [ -z "$ours" ]; then
                 echo "  bench_models $m $t failed: $(tail -n 2 "$TMP/err" 2>/dev/null)"
             fi
-            if [ "$HAVE_TORCH" = 1 ] && [ -z "$ref" ]; then
+            if [ "$HAVE_TORCH" = 1 ] && [ -f "$BASE/torch_$m.py" ] && [ -z "$ref" ]; then
                 echo "  torch_$m.py --threads $t failed: $(tail -n 2 "$TMP/terr" 2>/dev/null)"
             fi
             o_sps=$(jget "$ours" samples_per_s); o_crit=$(jget "$ours" critic_steps_per_s)
+            [ "$m" = ffjord ] && o_crit=$(jget "$ours" nfe_per_s)
             o_mfu=$(jget "$ours" mfu); o_peak=$(jget "$ours" peak_gflops); o_rss=$(jget "$ours" rss_mib)
             o_gf=$(jget "$ours" gflop_per_step)
             r_sps=$(jget "$ref" samples_per_s_median); r_rss=$(jget "$ref" peak_rss_mib)
@@ -149,6 +152,10 @@ for m in $MODELS; do
         printf '%-28s %3s | %10s %10s %7s | %6s %7s %8s | %8s %8s\n' "$(label "$m")" "$t" "$(fmt "$sps" %.0f)" \
             "$(fmt "$rsps" %.0f)" "$(fmt "$ratio" %.2fx)" "$(fmt "$(awk -v v="$mfu" 'BEGIN { if (v == "nan") print v; else print 100 * v }')" %.1f%%)" \
             "$(fmt "$peak" %.0f)" "$(fmt "$gf" %.3f)" "$(fmt "$rss" %.0f)" "$(fmt "$rrss" %.0f)"
+        if [ "$m" = ffjord ]; then
+            printf '%-28s %3s | %10s %10s %7s |   function evaluations/s\n' "" "" "$(fmt "$crit" %.0f)" "-" "-"
+            [ "$crit" != nan ] && echo "{\"name\": \"ffjord_nfe_per_s_t$t\", \"value\": $crit, \"unit\": \"evaluations/s\"}" >>"$JSONL"
+        fi
         if [ "$m" = wgangp ]; then
             printf '%-28s %3s | %10s %10s %7s |   critic steps/s\n' "" "" "$(fmt "$crit" %.1f)" "$(fmt "$rcrit" %.1f)" \
                 "$(fmt "$cratio" %.2fx)"
