@@ -2646,6 +2646,26 @@ static void gm__binary_task(void *ctx, int t) {
     gm__binary_rows(j, r0, GM__MIN(j->rows, r0 + j->rows_per_task));
 }
 
+/* The same iteration with as few, as long rows as possible: drops dims of size 1 and folds a dim
+   into the next inner one wherever both operands step through them as one (a per-channel
+   broadcast over (N,C,H,W) becomes N*C rows of H*W, not N*C*H rows of W). */
+static void gm__bcast_collapse(gm__bcast *bc) {
+    gm__bcast out;
+    int k, m = 4;   /* out dims filled from the right: [m, 4) */
+    for (k = 3; k >= 0; k--) {
+        if (bc->n[k] == 1) continue;
+        if (m < 4 && bc->sa[k] == out.sa[m] * out.n[m] && bc->sb[k] == out.sb[m] * out.n[m]) {
+            out.n[m] *= bc->n[k];
+            continue;
+        }
+        m--;
+        out.n[m] = bc->n[k]; out.sa[m] = bc->sa[k]; out.sb[m] = bc->sb[k];
+    }
+    for (k = 0; k < m; k++) { out.n[k] = 1; out.sa[k] = out.sb[k] = 0; }
+    if (m == 4) { out.n[3] = 1; out.sa[3] = out.sb[3] = 0; }   /* a single element */
+    *bc = out;
+}
+
 static gm_tensor *gm__binary(gm_graph *g, int op, const char *who, gm_tensor *a, gm_tensor *b) {
     int ndim, shape[4];
     gm__bcast bc;
@@ -2655,6 +2675,7 @@ static gm_tensor *gm__binary(gm_graph *g, int op, const char *who, gm_tensor *a,
     if (gm__broadcast(g, who, a, b, &ndim, shape, &bc) != 0) return NULL;
     y = gm__new(g, ndim, shape);
     if (!y) return NULL;
+    gm__bcast_collapse(&bc);
     job.op = op; job.bc = &bc; job.a = a->data; job.b = b->data; job.y = y->data;
     job.rows = bc.n[0] * bc.n[1] * bc.n[2];
     job.rows_per_task = GM__MAX(1, GM__EW_BLOCK / bc.n[3]);
@@ -2778,26 +2799,39 @@ static gm_tensor *gm__mask(gm_graph *g, gm_tensor *x, int kind, float f0, float 
 /* ======================================================================================= */
 /* y = x summed down to `shape` (same ndim as x; reduced dims are 1). Serial and in a fixed order,
    so results never depend on the thread count. */
+/* Row iteration over a big tensor (a: contiguous) and a small one (b: 0 strides where broadcast),
+   collapsed to long rows. */
+static void gm__bcast_iter(const gm_tensor *big, const gm_tensor *small, gm__bcast *it) {
+    int db[4], ds[4];
+    gm__pad4(big, db);
+    gm__pad4(small, ds);
+    memcpy(it->n, db, sizeof db);
+    gm__strides4(db, db, it->sa);
+    gm__strides4(ds, db, it->sb);
+    gm__bcast_collapse(it);
+}
+
 static void gm__sum_to_kernel(const gm_tensor *x, const gm_tensor *y) {
-    int dx[4], dy[4], i0, i1, i2, i3;
-    long sy[4];
+    gm__bcast it;   /* a: x, b: y */
+    int i0, i1, i2, i3, q;
     const float *px = x->data;
-    gm__pad4(x, dx);
-    gm__pad4(y, dy);
-    gm__strides4(dy, dx, sy);
+    gm__bcast_iter(x, y, &it);
     memset(y->data, 0, (size_t)y->size * sizeof(float));
-    for (i0 = 0; i0 < dx[0]; i0++)
-        for (i1 = 0; i1 < dx[1]; i1++)
-            for (i2 = 0; i2 < dx[2]; i2++) {
-                float *py = y->data + i0 * sy[0] + i1 * sy[1] + i2 * sy[2];
-                if (sy[3] == 0) {
-                    float s = 0;
-                    for (i3 = 0; i3 < dx[3]; i3++) s += px[i3];
-                    py[0] += s;
+    for (i0 = 0; i0 < it.n[0]; i0++)
+        for (i1 = 0; i1 < it.n[1]; i1++)
+            for (i2 = 0; i2 < it.n[2]; i2++) {
+                float *py = y->data + i0 * it.sb[0] + i1 * it.sb[1] + i2 * it.sb[2];
+                if (it.sb[3] == 0) {   /* the row sums into one element: 8 partial sums, fixed order */
+                    float part[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sum = 0;
+                    for (i3 = 0; i3 + 8 <= it.n[3]; i3 += 8)
+                        for (q = 0; q < 8; q++) part[q] += px[i3 + q];
+                    for (; i3 < it.n[3]; i3++) part[0] += px[i3];
+                    for (q = 0; q < 8; q++) sum += part[q];
+                    py[0] += sum;
                 } else {
-                    for (i3 = 0; i3 < dx[3]; i3++) py[i3] += px[i3];
+                    gm__vbinary(GM__EW_ADD, py, py, 1, px, 1, it.n[3]);
                 }
-                px += dx[3];
+                px += it.n[3];
             }
 }
 
@@ -2812,18 +2846,17 @@ static gm_tensor *gm__sum_to(gm_graph *g, gm_tensor *x, int ndim, const int *sha
 }
 
 static void gm__expand_kernel(const gm_tensor *x, const gm_tensor *y) {
-    int dx[4], dy[4], i0, i1, i2, i3;
-    long sx[4];
+    gm__bcast it;   /* a: y, b: x */
+    int i0, i1, i2, i3;
     float *py = y->data;
-    gm__pad4(x, dx);
-    gm__pad4(y, dy);
-    gm__strides4(dx, dy, sx);
-    for (i0 = 0; i0 < dy[0]; i0++)
-        for (i1 = 0; i1 < dy[1]; i1++)
-            for (i2 = 0; i2 < dy[2]; i2++) {
-                const float *px = x->data + i0 * sx[0] + i1 * sx[1] + i2 * sx[2];
-                for (i3 = 0; i3 < dy[3]; i3++) py[i3] = px[i3 * sx[3]];
-                py += dy[3];
+    gm__bcast_iter(y, x, &it);
+    for (i0 = 0; i0 < it.n[0]; i0++)
+        for (i1 = 0; i1 < it.n[1]; i1++)
+            for (i2 = 0; i2 < it.n[2]; i2++) {
+                const float *px = x->data + i0 * it.sb[0] + i1 * it.sb[1] + i2 * it.sb[2];
+                if (it.sb[3] == 0) for (i3 = 0; i3 < it.n[3]; i3++) py[i3] = px[0];
+                else memcpy(py, px, (size_t)it.n[3] * sizeof(float));
+                py += it.n[3];
             }
 }
 

@@ -933,24 +933,39 @@ static float *gm__flow_buf(float **buf, size_t *cap, size_t n) {
     return *buf;
 }
 
+/* sum of w^2 over n floats, adding c w to gr when gr is given. Eight independent partial sums
+   keep the adder pipeline full (one running sum would wait on every add). */
+static double gm__flow_sumsq_axpy(const float *w, float *gr, float c, size_t n) {
+    double part[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tot = 0;
+    size_t j = 0;
+    int q;
+    for (; j + 8 <= n; j += 8)
+        for (q = 0; q < 8; q++) {
+            part[q] += (double)w[j + q] * w[j + q];
+            if (gr) gr[j + q] += c * w[j + q];
+        }
+    for (; j < n; j++) {
+        part[0] += (double)w[j] * w[j];
+        if (gr) gr[j] += c * w[j];
+    }
+    for (q = 0; q < 8; q++) tot += part[q];
+    return tot;
+}
+
 /* Keras-style L2 on the dense kernels: adds 2 l2 W to their gradients, returns l2 sum W^2. */
 static double gm__flow_l2(gm_flow *f, int apply) {
     double tot = 0;
     int k, i;
-    size_t j;
     for (k = 0; k < f->nlayers; k++) {
         gm_flow_layer *L = &f->layers[k];
         for (i = 0; i < L->nlin; i++) {
             int views[2], q;
             views[0] = L->t[i].w; views[1] = L->kind == GM_FLOW_AFFINE ? L->s[i].w : -1;
             for (q = 0; q < 2; q++) {
-                float *w, *gr;
                 if (views[q] < 0) continue;
-                w = gm_params_data(&f->P, views[q]); gr = gm_params_grad(&f->P, views[q]);
-                for (j = 0; j < f->P.views[views[q]].size; j++) {
-                    tot += (double)w[j] * w[j];
-                    if (apply) gr[j] += 2.0f * f->cfg.l2 * w[j];
-                }
+                tot += gm__flow_sumsq_axpy(gm_params_data(&f->P, views[q]),
+                                           apply ? gm_params_grad(&f->P, views[q]) : NULL, 2.0f * f->cfg.l2,
+                                           (size_t)f->P.views[views[q]].size);
             }
         }
     }
