@@ -320,6 +320,18 @@ static inline void ex_find_data(ex_args *a) {
         if (ex_is_dir(tries[i])) { a->data_dir = tries[i]; return; }
 }
 
+/* The metric classifier's weights (genmod_gan.h's digit classifier): DIR/digit_classifier.safetensors
+ * of --data when it holds one, else the bundled data/ copy, since a full MNIST download has none. */
+static inline void ex_classifier_path(const ex_args *a, char *buf, size_t size) {
+    ex_args bundled;
+    FILE *f;
+    snprintf(buf, size, "%s/digit_classifier.safetensors", a->data_dir);
+    if ((f = fopen(buf, "rb")) != NULL) { fclose(f); return; }
+    bundled = ex_defaults(a->name, 1, 1, 0);
+    ex_find_data(&bundled);
+    snprintf(buf, size, "%s/digit_classifier.safetensors", bundled.data_dir);
+}
+
 /* Parse, or exit: --help prints the usage (exit 0), a bad flag a message (exit 2). Then finds
  * the data, creates the output directory and sets the thread count. */
 /* Ctrl-C: the first one ends training at the next step, and the program finishes as usual (its

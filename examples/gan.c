@@ -84,7 +84,7 @@ static int score(const ex_args *a, gm_gan *gan, gm_graph *g, const gm_dataset *t
     gm_digit_classifier m;
     float *x = (float *)malloc((size_t)n * 784 * sizeof(float));
     int *lab = (int *)malloc((size_t)n * sizeof(int)), i, rc = -1;
-    snprintf(path, sizeof path, "%s/digit_classifier.safetensors", a->data_dir);
+    ex_classifier_path(a, path, sizeof path);
     for (i = 0; lab && i < n; i++) lab[i] = i % 10;
     if (x && lab && gm_digit_classifier_load(&m, path) == 0) {
         rc = gm_gan_sample(gan, g, NULL, gan->G.a.classes ? lab : NULL, n, x);

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Every header must compile warning-free with gcc and clang (C99) and as C++, with and without SIMD
+# Every header (the core and each family, each included twice) must compile warning-free with gcc and clang (C99) and as C++, with and without SIMD
 # and threads. One PASS/FAIL line per compiler configuration.
 cd "$(dirname "$0")/.." || exit 1
 src=$(mktemp --suffix=.c)
@@ -9,6 +9,15 @@ cat > "$src" <<'C'
 #define GENMOD_IMPLEMENTATION
 #include "genmod.h"
 #include "genmod.h"
+#define GENMOD_VAE_IMPLEMENTATION
+#include "genmod_vae.h"
+#define GENMOD_GAN_IMPLEMENTATION
+#include "genmod_gan.h"
+#define GENMOD_FLOW_IMPLEMENTATION
+#include "genmod_flow.h"
+#include "genmod_vae.h"
+#include "genmod_gan.h"
+#include "genmod_flow.h"
 int main(void) { return gm_get_threads() > 0 ? 0 : 1; }
 C
 check() {
@@ -28,3 +37,8 @@ else
     echo "FAIL warnings_clang: clang is not installed"
 fi
 rm -f "$src"
+# The examples and tools, which users build with one cc line, are held to the same standard.
+for f in examples/*.c tools/*.c; do
+    check "gcc_$(basename "$f" .c)" gcc -std=c99 $W "$f"
+    if command -v clang >/dev/null; then check "clang_$(basename "$f" .c)" clang -std=c99 $W "$f"; fi
+done
