@@ -3904,7 +3904,7 @@ static void gm__update_running(const gm_batchnorm *bn, const gm_tensor *mean, co
 }
 
 GMDEF gm_tensor *gm_batchnorm_fwd(gm_graph *g, const gm_batchnorm *bn, gm_tensor *x) {
-    gm_tensor *mean, *var, *xhat;
+    gm_tensor *mean, *var, *gamma, *beta, *scale;
     int axes;
     char s1[64];
     if (!g || !bn || !x) return NULL;
@@ -3912,7 +3912,11 @@ GMDEF gm_tensor *gm_batchnorm_fwd(gm_graph *g, const gm_batchnorm *bn, gm_tensor
         gm__graph_error(g, "gm_batchnorm_fwd: %d channels, input %s", bn->c, gm__shape_text(x, s1));
         return NULL;
     }
+    /* y = (x - mean) * scale + beta with scale = gamma / sqrt(var + eps) per channel: the
+       per-channel factors are folded first, so the full-size tensor sees as few passes as possible. */
     axes = x->ndim == 2 ? GM_AXIS(0) : GM_AXIS(0) | GM_AXIS(2) | GM_AXIS(3);
+    gamma = gm__per_channel(g, gm_param(g, bn->p, bn->gamma), x);
+    beta = gm__per_channel(g, gm_param(g, bn->p, bn->beta), x);
     if (g->training) {
         gm_tensor *xc;
         mean = gm_mean_axes(g, x, axes);
@@ -3920,14 +3924,14 @@ GMDEF gm_tensor *gm_batchnorm_fwd(gm_graph *g, const gm_batchnorm *bn, gm_tensor
         var = gm_mean_axes(g, gm_square(g, xc), axes);
         if (!var) return NULL;
         gm__update_running(bn, mean, var, x->size / bn->c);
-        xhat = gm_mul(g, xc, gm_pow(g, gm_affine(g, var, 1.0f, bn->eps), -0.5f));
-    } else {
-        mean = gm__per_channel(g, gm_detach(g, gm_param(g, bn->p, bn->mean)), x);
-        var = gm__per_channel(g, gm_detach(g, gm_param(g, bn->p, bn->var)), x);
-        xhat = gm_mul(g, gm_sub(g, x, mean), gm_pow(g, gm_affine(g, var, 1.0f, bn->eps), -0.5f));
+        scale = gm_mul(g, gamma, gm_pow(g, gm_affine(g, var, 1.0f, bn->eps), -0.5f));
+        return gm_add(g, gm_mul(g, xc, scale), beta);
     }
-    xhat = gm_mul(g, xhat, gm__per_channel(g, gm_param(g, bn->p, bn->gamma), x));
-    return gm_add(g, xhat, gm__per_channel(g, gm_param(g, bn->p, bn->beta), x));
+    /* eval: y = x * scale + (beta - mean * scale), two passes over x */
+    mean = gm__per_channel(g, gm_detach(g, gm_param(g, bn->p, bn->mean)), x);
+    var = gm__per_channel(g, gm_detach(g, gm_param(g, bn->p, bn->var)), x);
+    scale = gm_mul(g, gamma, gm_pow(g, gm_affine(g, var, 1.0f, bn->eps), -0.5f));
+    return gm_add(g, gm_mul(g, x, scale), gm_sub(g, beta, gm_mul(g, mean, scale)));
 }
 
 GMDEF int gm_layernorm_init(gm_layernorm *ln, gm_params *p, const char *name, int features) {
