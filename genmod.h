@@ -806,7 +806,7 @@ static gm__u32 gm__f2u(float f) { gm__u32 u; memcpy(&u, &f, sizeof u); return u;
 
 /* The elementwise operations of the path tables' vbinary and vunary. */
 enum { GM__EW_ADD, GM__EW_SUB, GM__EW_MUL, GM__EW_DIV };
-enum { GM__EW_AFFINE, GM__EW_SQUARE, GM__EW_RELU, GM__EW_LEAKY, GM__EW_MASK_POS, GM__EW_MASK_LEAKY };
+enum { GM__EW_AFFINE, GM__EW_SQUARE, GM__EW_RELU, GM__EW_LEAKY, GM__EW_ELU, GM__EW_MASK_POS, GM__EW_MASK_LEAKY };
 
 #define GM__DEFINE_PATH(SFX)                                                                         \
 /* Micro-kernel. a: packed A micro-panel, (kc, MR) row-major (a[k*MR + i] = op(A)(i,k));          \
@@ -1012,6 +1012,7 @@ static GM__TGT GM__VF gm__unary1_##SFX(int op, GM__VF x, GM__VF f0, GM__VF f1) {
     case GM__EW_SQUARE:    return GM__V_MUL(x, x);                                                \
     case GM__EW_RELU:      return GM__V_SEL(pos, x, GM__V_ZERO());                                \
     case GM__EW_LEAKY:     return GM__V_SEL(pos, x, GM__V_MUL(f0, x));                            \
+    case GM__EW_ELU:       return GM__V_SEL(pos, x, GM__V_MUL(f0, gm__expm11_##SFX(x))); /* NaN stays */\
     case GM__EW_MASK_POS:  return GM__V_SEL(pos, GM__V_SET1(1.0f), GM__V_ZERO());                 \
     default:               return GM__V_SEL(pos, GM__V_SET1(1.0f), f0); /* GM__EW_MASK_LEAKY */   \
     }                                                                                             \
@@ -2703,17 +2704,14 @@ static void gm__unary_kernel(int op, const float *f, float *y, const float *x, i
     case GM__OP_CLAMP:   for (i = 0; i < n; i++) y[i] = x[i] < f[0] ? f[0] : x[i] > f[1] ? f[1] : x[i]; break;
     case GM__OP_RELU:    gm__vunary(GM__EW_RELU, y, x, (size_t)n, 0, 0); break;
     case GM__OP_LEAKY:   gm__vunary(GM__EW_LEAKY, y, x, (size_t)n, f[0], 0); break;
-    case GM__OP_ELU:     /* x > 0 ? x : alpha (e^x - 1) */
-        gm__vexpm1(y, x, (size_t)n);
-        for (i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : f[0] * y[i];
-        break;
+    case GM__OP_ELU:     gm__vunary(GM__EW_ELU, y, x, (size_t)n, f[0], 0); break;
     case GM__OP_TANH:    gm__vtanh(y, x, (size_t)n); break;
     case GM__OP_SIGMOID: gm__vsigmoid(y, x, (size_t)n); break;
     case GM__OP_SOFTPLUS:    gm__vsoftplus(y, x, (size_t)n); break;
     case GM__OP_LOG_SIGMOID: /* -softplus(-x) */
-        for (i = 0; i < n; i++) y[i] = -x[i];
+        gm__vunary(GM__EW_AFFINE, y, x, (size_t)n, -1.0f, 0.0f);
         gm__vsoftplus(y, y, (size_t)n);
-        for (i = 0; i < n; i++) y[i] = -y[i];
+        gm__vunary(GM__EW_AFFINE, y, y, (size_t)n, -1.0f, 0.0f);
         break;
     default: GENMOD_ASSERT(0 && "not a unary op");
     }
@@ -3709,10 +3707,25 @@ static int gm__check_scalar_loss(gm_graph *g, gm_tensor *loss, const char *who) 
     return 0;
 }
 
+/* y += x over n floats, on the SIMD path and, when big, split over the pool in fixed blocks. */
+typedef struct { float *y; const float *x; int n; } gm__add_job;
+
+static void gm__add_task(void *ctx, int t) {
+    const gm__add_job *j = (const gm__add_job *)ctx;
+    int lo = t * GM__EW_BLOCK;
+    gm__vbinary(GM__EW_ADD, j->y + lo, j->y + lo, 1, j->x + lo, 1, GM__MIN(j->n - lo, GM__EW_BLOCK));
+}
+
+static void gm__add_into(float *y, const float *x, int n) {
+    gm__add_job job;
+    job.y = y; job.x = x; job.n = n;
+    if (n < GM__EW_PARALLEL_MIN) gm__vbinary(GM__EW_ADD, y, y, 1, x, 1, n);
+    else gm__parallel_for((n + GM__EW_BLOCK - 1) / GM__EW_BLOCK, gm__add_task, &job);
+}
+
 GMDEF int gm_backward(gm_graph *g, gm_tensor *loss) {
     gm_tensor *seed;
     int k;
-    size_t i;
     if (!g) return gm__fail("gm_backward: graph is NULL");
     if (gm__check_scalar_loss(g, loss, "gm_backward") != 0) return -1;
     if (!loss->requires_grad) return 0;   /* nothing trainable feeds it */
@@ -3720,8 +3733,7 @@ GMDEF int gm_backward(gm_graph *g, gm_tensor *loss) {
     if (!seed || gm__backprop(g, loss, gm__reshape(g, seed, loss->ndim, loss->shape), NULL, 0) != 0) return -1;
     for (k = 0; k <= loss->id; k++) {
         gm_tensor *t = g->tape[k];
-        if (t->param_grad && t->grad)
-            for (i = 0; i < (size_t)t->size; i++) t->param_grad[i] += t->grad->data[i];
+        if (t->param_grad && t->grad) gm__add_into(t->param_grad, t->grad->data, t->size);
     }
     return 0;
 }

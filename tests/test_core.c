@@ -86,6 +86,13 @@ GM_TEST(unary_values) {
         GM_CHECK_CLOSE(ys[8]->data[i], 2 * v + 1, 1e-7);
         GM_CHECK_CLOSE(ys[9]->data[i], -log(1 + exp(-v)), 1e-6);
     }
+    {   /* a NaN goes through the smooth activations as NaN (a NaN loss must stay visible) */
+        float nan = (float)NAN;
+        gm_tensor *n = gm_input(g, &nan, 1, 0, 0, 0);
+        GM_CHECK(isnan(gm_elu(g, n, 1.0f)->data[0]) && isnan(gm_tanh(g, n)->data[0]) &&
+                 isnan(gm_sigmoid(g, n)->data[0]) && isnan(gm_softplus(g, n)->data[0]) &&
+                 isnan(gm_log_sigmoid(g, n)->data[0]) && isnan(gm_exp(g, n)->data[0]), "NaN through activations");
+    }
     gm_graph_free(g);
 }
 
