@@ -2626,7 +2626,7 @@ static void gm__binary_row(int op, float *y, const float *a, long sa, const floa
    computed by the same instructions whoever runs its block, so results stay bit-identical at any
    thread count; small tensors stay on the calling thread, where a hand-off would cost more. */
 #define GM__EW_BLOCK 16384
-#define GM__EW_PARALLEL_MIN 65536
+#define GM__EW_PARALLEL_MIN (2 * GM__EW_BLOCK)
 
 typedef struct { int op; const gm__bcast *bc; const float *a, *b; float *y; int rows_per_task, rows; } gm__binary_job;
 
@@ -4096,10 +4096,12 @@ static void gm__optim_range(const gm__optim_job *j, size_t lo, size_t hi) {
     }
 }
 
+/* Updates one chunk, then zeroes its gradients (consumed), while they are still in cache. */
 static void gm__optim_task(void *ctx, int task) {
     const gm__optim_job *j = GM__CAST(const gm__optim_job *, ctx);
-    size_t lo = (size_t)task * GM__OPTIM_CHUNK;
-    gm__optim_range(j, lo, GM__MIN(lo + GM__OPTIM_CHUNK, j->p->count));
+    size_t lo = (size_t)task * GM__OPTIM_CHUNK, hi = GM__MIN(lo + GM__OPTIM_CHUNK, j->p->count);
+    gm__optim_range(j, lo, hi);
+    memset(j->p->grad + lo, 0, (hi - lo) * sizeof(float));
 }
 
 GMDEF int gm_optim_step(gm_optim *o, gm_params *p) {
@@ -4122,7 +4124,6 @@ GMDEF int gm_optim_step(gm_optim *o, gm_params *p) {
     if (ntasks > 1) gm__parallel_for(ntasks, gm__optim_task, &job);
     else if (ntasks == 1) gm__optim_task(&job, 0);
     o->step++;
-    gm_params_zero_grad(p);
     return 0;
 }
 
