@@ -42,6 +42,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/resource.h>
 #endif
 
 #define EX_MAX_METRICS 16
@@ -528,7 +529,12 @@ static inline void ex_run_step(ex_run *r, const float *values) {
 }
 
 /* After the last step: the final line, and the CSV log closed. */
+/* Training speed of the last finished run (examples per second), for the summary line. */
+static double ex_last_samples_per_s;
+
 static inline void ex_run_end(ex_run *r) {
+    double dt = ex_now() - r->t0;
+    if (dt > 0 && r->step > 0) ex_last_samples_per_s = (double)r->step * r->batch / dt;
     if (!r->a->quiet) {
         if (r->nsum) ex_progress(r, ex_now(), 1);
         if (r->tty) fputc('\n', stdout);
@@ -611,8 +617,23 @@ static inline void ex_json_str(ex_json *j, const char *key, const char *v) {
     ex_json_add(j, t);
 }
 
+/* Prints the object, closed by the figures every example reports: the training speed of its
+ * last run and the process's peak memory (resident set, where the OS tells it). */
 static inline void ex_json_print(const ex_json *j) {
-    printf("{%s}\n", j->buf);
+    ex_json all = *j;
+    if (ex_last_samples_per_s > 0) ex_json_num(&all, "samples_per_s", ex_last_samples_per_s);
+#ifndef _WIN32
+    {
+        struct rusage ru;
+#ifdef __APPLE__
+        const double per_mib = 1048576.0;   /* ru_maxrss in bytes */
+#else
+        const double per_mib = 1024.0;      /* ru_maxrss in KiB */
+#endif
+        if (getrusage(RUSAGE_SELF, &ru) == 0) ex_json_num(&all, "peak_rss_mib", (double)ru.ru_maxrss / per_mib);
+    }
+#endif
+    printf("{%s}\n", all.buf);
     fflush(stdout);
 }
 #endif
