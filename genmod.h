@@ -2628,9 +2628,28 @@ static void gm__binary_row(int op, float *y, const float *a, long sa, const floa
 #define GM__EW_BLOCK 16384
 #define GM__EW_PARALLEL_MIN (2 * GM__EW_BLOCK)
 
-typedef struct { int op; const gm__bcast *bc; const float *a, *b; float *y; int rows_per_task, rows; } gm__binary_job;
+/* fn(ctx, lo, hi) over [0, n) in blocks of `block` items; `elements` (the floats written) decides
+   between the pool and a single call on this thread. */
+typedef void (*gm__range_fn)(void *ctx, int lo, int hi);
+typedef struct { gm__range_fn fn; void *ctx; int n, block; } gm__blocks_job;
 
-static void gm__binary_rows(const gm__binary_job *j, int r0, int r1) {
+static void gm__blocks_task(void *ctx, int t) {
+    const gm__blocks_job *j = (const gm__blocks_job *)ctx;
+    int lo = t * j->block;
+    j->fn(j->ctx, lo, GM__MIN(j->n, lo + j->block));
+}
+
+static void gm__parallel_blocks(int n, int block, int elements, gm__range_fn fn, void *ctx) {
+    gm__blocks_job job;
+    if (elements < GM__EW_PARALLEL_MIN) { fn(ctx, 0, n); return; }
+    job.fn = fn; job.ctx = ctx; job.n = n; job.block = block;
+    gm__parallel_for((n + block - 1) / block, gm__blocks_task, &job);
+}
+
+typedef struct { int op; const gm__bcast *bc; const float *a, *b; float *y; } gm__binary_job;
+
+static void gm__binary_rows(void *ctx, int r0, int r1) {
+    const gm__binary_job *j = (const gm__binary_job *)ctx;
     const gm__bcast *bc = j->bc;
     int r;
     for (r = r0; r < r1; r++) {
@@ -2639,12 +2658,6 @@ static void gm__binary_rows(const gm__binary_job *j, int r0, int r1) {
         const float *pb = j->b + i0 * bc->sb[0] + i1 * bc->sb[1] + i2 * bc->sb[2];
         gm__binary_row(j->op, j->y + (size_t)r * bc->n[3], pa, bc->sa[3], pb, bc->sb[3], bc->n[3]);
     }
-}
-
-static void gm__binary_task(void *ctx, int t) {
-    const gm__binary_job *j = (const gm__binary_job *)ctx;
-    int r0 = t * j->rows_per_task;
-    gm__binary_rows(j, r0, GM__MIN(j->rows, r0 + j->rows_per_task));
 }
 
 /* The same iteration with as few, as long rows as possible: drops dims of size 1 and folds a dim
@@ -2678,10 +2691,7 @@ static gm_tensor *gm__binary(gm_graph *g, int op, const char *who, gm_tensor *a,
     if (!y) return NULL;
     gm__bcast_collapse(&bc);
     job.op = op; job.bc = &bc; job.a = a->data; job.b = b->data; job.y = y->data;
-    job.rows = bc.n[0] * bc.n[1] * bc.n[2];
-    job.rows_per_task = GM__MAX(1, GM__EW_BLOCK / bc.n[3]);
-    if (y->size < GM__EW_PARALLEL_MIN) gm__binary_rows(&job, 0, job.rows);
-    else gm__parallel_for((job.rows + job.rows_per_task - 1) / job.rows_per_task, gm__binary_task, &job);
+    gm__parallel_blocks(bc.n[0] * bc.n[1] * bc.n[2], GM__MAX(1, GM__EW_BLOCK / bc.n[3]), y->size, gm__binary_rows, &job);
     return gm__record(g, y, op, a, b, NULL);
 }
 
@@ -2717,12 +2727,11 @@ static void gm__unary_kernel(int op, const float *f, float *y, const float *x, i
     }
 }
 
-typedef struct { int op; const float *f, *x; float *y; int n; } gm__unary_job;
+typedef struct { int op; const float *f, *x; float *y; } gm__unary_job;
 
-static void gm__unary_task(void *ctx, int t) {
+static void gm__unary_range(void *ctx, int lo, int hi) {
     const gm__unary_job *j = (const gm__unary_job *)ctx;
-    int lo = t * GM__EW_BLOCK;
-    gm__unary_kernel(j->op, j->f, j->y + lo, j->x + lo, GM__MIN(j->n - lo, GM__EW_BLOCK));
+    gm__unary_kernel(j->op, j->f, j->y + lo, j->x + lo, hi - lo);
 }
 
 static gm_tensor *gm__unary(gm_graph *g, int op, gm_tensor *x, float f0, float f1) {
@@ -2733,9 +2742,8 @@ static gm_tensor *gm__unary(gm_graph *g, int op, gm_tensor *x, float f0, float f
     if (!y) return NULL;
     y->f[0] = f0;
     y->f[1] = f1;
-    job.op = op; job.f = y->f; job.x = x->data; job.y = y->data; job.n = x->size;
-    if (x->size < GM__EW_PARALLEL_MIN) gm__unary_kernel(op, y->f, y->data, x->data, x->size);
-    else gm__parallel_for((x->size + GM__EW_BLOCK - 1) / GM__EW_BLOCK, gm__unary_task, &job);
+    job.op = op; job.f = y->f; job.x = x->data; job.y = y->data;
+    gm__parallel_blocks(x->size, GM__EW_BLOCK, x->size, gm__unary_range, &job);
     return gm__record(g, y, op, x, NULL, NULL);
 }
 
@@ -2763,11 +2771,11 @@ GMDEF gm_tensor *gm_log_sigmoid(gm_graph *g, gm_tensor *x) { return gm__unary(g,
 /* Constant 0/1-style masks used by backward rules: derivatives of piecewise functions. They carry
    no gradient (their own derivative is zero almost everywhere). */
 enum { GM__MASK_POS, GM__MASK_LEAKY, GM__MASK_SIGN, GM__MASK_INSIDE };
-typedef struct { int kind; float f0, f1; const float *x; float *y; int n; } gm__mask_job;
+typedef struct { int kind; float f0, f1; const float *x; float *y; } gm__mask_job;
 
-static void gm__mask_task(void *ctx, int t) {
+static void gm__mask_range(void *ctx, int lo, int hi) {
     const gm__mask_job *j = (const gm__mask_job *)ctx;
-    int lo = t * GM__EW_BLOCK, n = GM__MIN(j->n - lo, GM__EW_BLOCK), i;
+    int n = hi - lo, i;
     const float *x = j->x + lo;
     float *y = j->y + lo;
     switch (j->kind) {
@@ -2781,14 +2789,11 @@ static void gm__mask_task(void *ctx, int t) {
 static gm_tensor *gm__mask(gm_graph *g, gm_tensor *x, int kind, float f0, float f1) {
     gm__mask_job job;
     gm_tensor *y;
-    int ntasks;
     if (!g || !x) return NULL;
     y = gm__new_like(g, x);
     if (!y) return NULL;
-    job.kind = kind; job.f0 = f0; job.f1 = f1; job.x = x->data; job.y = y->data; job.n = x->size;
-    ntasks = (x->size + GM__EW_BLOCK - 1) / GM__EW_BLOCK;
-    if (x->size < GM__EW_PARALLEL_MIN) { int t; for (t = 0; t < ntasks; t++) gm__mask_task(&job, t); }
-    else gm__parallel_for(ntasks, gm__mask_task, &job);
+    job.kind = kind; job.f0 = f0; job.f1 = f1; job.x = x->data; job.y = y->data;
+    gm__parallel_blocks(x->size, GM__EW_BLOCK, x->size, gm__mask_range, &job);
     return y;
 }
 
@@ -3708,19 +3713,17 @@ static int gm__check_scalar_loss(gm_graph *g, gm_tensor *loss, const char *who) 
 }
 
 /* y += x over n floats, on the SIMD path and, when big, split over the pool in fixed blocks. */
-typedef struct { float *y; const float *x; int n; } gm__add_job;
+typedef struct { float *y; const float *x; } gm__add_job;
 
-static void gm__add_task(void *ctx, int t) {
+static void gm__add_range(void *ctx, int lo, int hi) {
     const gm__add_job *j = (const gm__add_job *)ctx;
-    int lo = t * GM__EW_BLOCK;
-    gm__vbinary(GM__EW_ADD, j->y + lo, j->y + lo, 1, j->x + lo, 1, GM__MIN(j->n - lo, GM__EW_BLOCK));
+    gm__vbinary(GM__EW_ADD, j->y + lo, j->y + lo, 1, j->x + lo, 1, hi - lo);
 }
 
 static void gm__add_into(float *y, const float *x, int n) {
     gm__add_job job;
-    job.y = y; job.x = x; job.n = n;
-    if (n < GM__EW_PARALLEL_MIN) gm__vbinary(GM__EW_ADD, y, y, 1, x, 1, n);
-    else gm__parallel_for((n + GM__EW_BLOCK - 1) / GM__EW_BLOCK, gm__add_task, &job);
+    job.y = y; job.x = x;
+    gm__parallel_blocks(n, GM__EW_BLOCK, n, gm__add_range, &job);
 }
 
 GMDEF int gm_backward(gm_graph *g, gm_tensor *loss) {

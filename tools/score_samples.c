@@ -89,7 +89,7 @@ static void fill_defaults(opts *o) {
         o->data = o->data_buf;
     }
     if (!o->classifier) {
-        snprintf(o->classifier_buf, sizeof o->classifier_buf, "%s/digit_classifier.safetensors", bundled.data_dir);
+        ex_classifier_path(&bundled, o->classifier_buf, sizeof o->classifier_buf);
         o->classifier = o->classifier_buf;
     }
 }
