@@ -814,55 +814,46 @@ GMDEF int gm_gan_step(gm_gan *gan, gm_graph *g, const float *real, const int *la
     return 0;
 }
 
-/* Runs fn over n items in chunks of 250 with the graph in eval mode and no tape. */
+/* Runs net in eval mode, without a tape, over n items in chunks of 250: item i's input is row i
+   of in (in_per floats, shaped (c, h, w) when h > 0), or fresh N(0, I) noise of width in_per when
+   in is NULL; its out_per outputs go to out + i * out_per. who names the caller in errors. */
 #define GM__GAN_CHUNK 250
 
-GMDEF int gm_gan_sample(gm_gan *gan, gm_graph *g, const float *z, const int *labels, int n, float *out) {
-    const gm_gan_arch *a;
-    int i, train, rec, per;
-    if (!gan || !g || !out || n < 0) return gm__fail("gm_gan_sample: bad arguments");
-    a = &gan->G.a;
-    if (a->classes > 0 && !labels) return gm__fail("gm_gan_sample: conditional GAN (%d classes) needs labels", a->classes);
-    per = a->c * a->h * a->w;
-    train = gm_graph_training(g);
-    rec = gm_graph_set_grad(g, 0);
+static int gm__gan_run_chunks(gm_graph *g, gm_gan_net *net, const float *in, int in_per, int c, int h, int w,
+                              const int *labels, int n, float *out, int out_per, const char *who) {
+    int i, train = gm_graph_training(g), rec = gm_graph_set_grad(g, 0);
     gm_graph_set_training(g, 0);
     for (i = 0; i < n; i += GM__GAN_CHUNK) {
         int k = GM__MIN(GM__GAN_CHUNK, n - i);
-        gm_tensor *zt, *x;
+        gm_tensor *x, *y;
         gm_graph_reset(g);
-        zt = z ? gm_input(g, z + (size_t)i * a->z, k, a->z, 0, 0) : gm_randn(g, k, a->z, 0, 0);
-        x = gm_gan_net_fwd(g, &gan->G, zt, labels ? labels + i : NULL);
-        if (!x) break;
-        memcpy(out + (size_t)i * per, x->data, (size_t)k * per * sizeof(float));
+        if (!in) x = gm_randn(g, k, in_per, 0, 0);
+        else if (h > 0) x = gm_input(g, in + (size_t)i * in_per, k, c, h, w);
+        else x = gm_input(g, in + (size_t)i * in_per, k, in_per, 0, 0);
+        y = gm_gan_net_fwd(g, net, x, labels ? labels + i : NULL);
+        if (!y) break;
+        memcpy(out + (size_t)i * out_per, y->data, (size_t)k * out_per * sizeof(float));
     }
     gm_graph_set_training(g, train);
     gm_graph_set_grad(g, rec);
-    if (i < n) return gm__fail("gm_gan_sample: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
+    if (i < n) return gm__fail("%s: %s", who, gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
     return 0;
+}
+
+GMDEF int gm_gan_sample(gm_gan *gan, gm_graph *g, const float *z, const int *labels, int n, float *out) {
+    const gm_gan_arch *a;
+    if (!gan || !g || !out || n < 0) return gm__fail("gm_gan_sample: bad arguments");
+    a = &gan->G.a;
+    if (a->classes > 0 && !labels) return gm__fail("gm_gan_sample: conditional GAN (%d classes) needs labels", a->classes);
+    return gm__gan_run_chunks(g, &gan->G, z, a->z, 0, 0, 0, labels, n, out, a->c * a->h * a->w, "gm_gan_sample");
 }
 
 GMDEF int gm_gan_discriminate(gm_gan *gan, gm_graph *g, const float *x, const int *labels, int n, float *out) {
     const gm_gan_arch *a;
-    int i, train, rec;
     if (!gan || !g || !x || !out || n < 0) return gm__fail("gm_gan_discriminate: bad arguments");
     a = &gan->D.a;
-    train = gm_graph_training(g);
-    rec = gm_graph_set_grad(g, 0);
-    gm_graph_set_training(g, 0);
-    for (i = 0; i < n; i += GM__GAN_CHUNK) {
-        int k = GM__MIN(GM__GAN_CHUNK, n - i);
-        gm_tensor *y;
-        gm_graph_reset(g);
-        y = gm_gan_net_fwd(g, &gan->D, gm_input(g, x + (size_t)i * a->c * a->h * a->w, k, a->c, a->h, a->w),
-                           labels ? labels + i : NULL);
-        if (!y) break;
-        memcpy(out + i, y->data, (size_t)k * sizeof(float));
-    }
-    gm_graph_set_training(g, train);
-    gm_graph_set_grad(g, rec);
-    if (i < n) return gm__fail("gm_gan_discriminate: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
-    return 0;
+    return gm__gan_run_chunks(g, &gan->D, x, a->c * a->h * a->w, a->c, a->h, a->w, labels, n, out, 1,
+                              "gm_gan_discriminate");
 }
 
 /* ---------------------------------------------------------------------- CycleGAN */
@@ -937,25 +928,12 @@ GMDEF int gm_cyclegan_step(gm_cyclegan *m, gm_graph *g, const float *a, const fl
 
 GMDEF int gm_cyclegan_translate(gm_cyclegan *m, gm_graph *g, int to_b, const float *x, int n, float *out) {
     const gm_gan_arch *a;
-    int i, train, rec, per;
+    int per;
     if (!m || !g || !x || !out || n < 0) return gm__fail("gm_cyclegan_translate: bad arguments");
     a = &m->G.a;
     per = a->c * a->h * a->w;
-    train = gm_graph_training(g);
-    rec = gm_graph_set_grad(g, 0);
-    gm_graph_set_training(g, 0);
-    for (i = 0; i < n; i += GM__GAN_CHUNK) {
-        int k = GM__MIN(GM__GAN_CHUNK, n - i);
-        gm_tensor *y;
-        gm_graph_reset(g);
-        y = gm_gan_net_fwd(g, to_b ? &m->G : &m->F, gm_input(g, x + (size_t)i * per, k, a->c, a->h, a->w), NULL);
-        if (!y) break;
-        memcpy(out + (size_t)i * per, y->data, (size_t)k * per * sizeof(float));
-    }
-    gm_graph_set_training(g, train);
-    gm_graph_set_grad(g, rec);
-    if (i < n) return gm__fail("gm_cyclegan_translate: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
-    return 0;
+    return gm__gan_run_chunks(g, to_b ? &m->G : &m->F, x, per, a->c, a->h, a->w, NULL, n, out, per,
+                              "gm_cyclegan_translate");
 }
 
 GMDEF void gm_dilate_images(const float *x, int n, int h, int w, float *out) {
