@@ -860,6 +860,18 @@ static GM__TGT void gm__packbt_##SFX(int kc, const float *b, int ldb, int cols, 
     for (; k < kc; k++)                                                                           \
         for (c = 0; c < nr; c++) dst[(size_t)k * nr + c] = c < cols ? b[(size_t)c * ldb + k] : 0.0f; \
 }                                                                                                 \
+/* dst[j*dld + i] = src[i*sld + j] for a rows x cols block: VLANES x VLANES tiles through the    \
+ * in-register transpose, the edges element by element (the layout moves around convolutions). */\
+static GM__TGT void gm__transpose_##SFX(const float *src, int sld, float *dst, int dld, int rows,  \
+                                        int cols) {                                               \
+    const int rf = rows - rows % GM__VLANES, cf = cols - cols % GM__VLANES;                       \
+    int i, j;                                                                                     \
+    for (i = 0; i < rf; i += GM__VLANES)                                                          \
+        for (j = 0; j < cf; j += GM__VLANES)                                                      \
+            GM__V_TR(src + (size_t)i * sld + j, sld, GM__VLANES, dst + (size_t)j * dld + i, dld); \
+    for (i = 0; i < rows; i++)                                                                    \
+        for (j = i < rf ? cf : 0; j < cols; j++) dst[(size_t)j * dld + i] = src[(size_t)i * sld + j]; \
+}                                                                                                 \
 /* Transposed A micro-panel: op(A)(i, k) = a[k*lda + i], i.e. a copy of MR contiguous floats   \
  * per k (fixed size, so the compiler emits vector moves) -> dst (kc, MR), rows >= rows zero. */ \
 static GM__TGT void gm__packat_##SFX(int kc, const float *a, int lda, int rows, float *dst) {     \
@@ -1059,7 +1071,7 @@ GM__DEFINE_VMAP(SFX, expm1)                                                     
 GM__DEFINE_VMAP(SFX, softplus)                                                                    \
 static const gm__path_ops gm__ops_##SFX = {                                                       \
     GM__MR, GM__NV * GM__VLANES, gm__ukernel_##SFX, gm__packbn_##SFX, gm__packbt_##SFX,           \
-    gm__packa_##SFX, gm__packat_##SFX,                                                            \
+    gm__packa_##SFX, gm__packat_##SFX, gm__transpose_##SFX,                                       \
     gm__vexp_##SFX, gm__vlog_##SFX, gm__vtanh_##SFX, gm__vsigmoid_##SFX,                          \
     gm__vexpm1_##SFX, gm__vsoftplus_##SFX, gm__vbinary_##SFX, gm__vunary_##SFX,                   \
     gm__adam_##SFX, gm__rmsprop_##SFX};
@@ -1103,6 +1115,7 @@ typedef void (*gm__ukernel_fn)(int kc, const float *a, const float *b, float *c,
                                float beta);
 typedef void (*gm__packb_fn)(int kc, const float *b, int ldb, int npan, float *dst);
 typedef void (*gm__packt_fn)(int kc, const float *src, int ld, int n, float *dst);
+typedef void (*gm__transpose_fn)(const float *src, int sld, float *dst, int dld, int rows, int cols);
 typedef void (*gm__vmap_fn)(float *y, const float *x, size_t n);
 typedef void (*gm__vbinary_fn)(int op, float *y, const float *a, long sa, const float *b, long sb, int n);
 typedef void (*gm__vunary_fn)(int op, float *y, const float *x, size_t n, float f0, float f1);
@@ -1113,6 +1126,7 @@ typedef struct {
     gm__packt_fn packbt;        /* transposed B panel (n = columns present, rest zero) */
     gm__packt_fn packa;         /* non-transposed A micro-panel (n = rows present, rest zero) */
     gm__packt_fn packat;        /* transposed A micro-panel (n = rows present, rest zero) */
+    gm__transpose_fn transpose; /* a rows x cols block, any strides */
     gm__vmap_fn vexp, vlog, vtanh, vsigmoid, vexpm1, vsoftplus;
     gm__vbinary_fn vbinary;     /* elementwise rows, GM__EW_ADD..DIV */
     gm__vunary_fn vunary;       /* cheap unary maps, GM__EW_AFFINE..MASK_LEAKY */
@@ -3233,86 +3247,120 @@ static void gm__conv_inside(const gm__conv_geom *c, int kj, int *ow0, int *ow1) 
     if (*ow1 < *ow0) *ow1 = *ow0;
 }
 
-/* col (cin*k*k, n*ho*wo) from x (n,cin,h,w): column n*ho*wo + oh*wo + ow holds the input patch.
-   One image's columns. */
-static void gm__im2col_image(const gm__conv_geom *c, const float *x, float *col, int img) {
-    int ci, ki, kj, oh, ow, hw = c->ho * c->wo;
-    size_t ncols = (size_t)c->n * hw;
-    for (ci = 0; ci < c->cin; ci++) {
-        const float *xp = x + ((size_t)img * c->cin + ci) * c->h * c->w;
-        for (ki = 0; ki < c->k; ki++)
-            for (kj = 0; kj < c->k; kj++) {
-                float *row = col + ((size_t)(ci * c->k + ki) * c->k + kj) * ncols + (size_t)img * hw;
-                int ow0, ow1;
-                gm__conv_inside(c, kj, &ow0, &ow1);
-                for (oh = 0; oh < c->ho; oh++) {
-                    int ih = oh * c->stride - c->pad + ki;
-                    float *out = row + oh * c->wo;
-                    int base = ih * c->w - c->pad + kj;   /* x[ih][iw] = xp[base + ow * stride] */
-                    if (ih < 0 || ih >= c->h) { memset(out, 0, (size_t)c->wo * sizeof(float)); continue; }
-                    for (ow = 0; ow < ow0; ow++) out[ow] = 0.0f;
-                    if (c->stride == 1) memcpy(out + ow0, xp + base + ow0, (size_t)(ow1 - ow0) * sizeof(float));
-                    else for (ow = ow0; ow < ow1; ow++) out[ow] = xp[base + ow * c->stride];
-                    for (ow = ow1; ow < c->wo; ow++) out[ow] = 0.0f;
-                }
-            }
+/* Convolutions run batch-minor. The GEMM's columns are output positions major, images minor
+   (column (oh*wo + ow)*n + img), and the image side is transposed to xt (cin, h, w, n), so every
+   entry of a patch is a contiguous run of n floats, one per image: im2col and col2im move whole
+   runs instead of short strided rows (at 7x7 outputs those rows are 7 floats). The layouts:
+     x  (n, cin, h, w)   <->  xt  (cin, h, w, n)
+     col (cin*k*k, ho*wo*n)          row (ci*k + ki)*k + kj, column (oh*wo + ow)*n + img
+     y  (n, cout, ho, wo) <-> ycn (cout, ho*wo, n) */
+
+/* dst[j*dld + i] = src[i*sld + j] for a rows x cols block. */
+static void gm__transpose(const float *src, size_t sld, float *dst, size_t dld, int rows, int cols) {
+    gm__ops()->transpose(src, (int)sld, dst, (int)dld, rows, cols);
+}
+
+/* Tap t = (ci*k + ki)*k + kj: row t of col from xt. */
+static void gm__im2col_tap(const gm__conv_geom *c, const float *xt, float *col, int t) {
+    const int n = c->n, ci = t / (c->k * c->k), ki = t / c->k % c->k, kj = t % c->k;
+    const size_t run = (size_t)n * sizeof(float), wrun = (size_t)c->wo * run;
+    const float *plane = xt + (size_t)ci * c->h * c->w * n;
+    float *row = col + (size_t)t * c->ho * c->wo * n;
+    int oh, ow, ow0, ow1;
+    gm__conv_inside(c, kj, &ow0, &ow1);
+    for (oh = 0; oh < c->ho; oh++) {
+        const int ih = oh * c->stride - c->pad + ki;
+        float *out = row + (size_t)oh * c->wo * n;
+        const float *src;
+        if (ih < 0 || ih >= c->h) { memset(out, 0, wrun); continue; }
+        src = plane + (size_t)ih * c->w * n;   /* + (ow*stride - pad + kj)*n: input column of ow */
+        memset(out, 0, (size_t)ow0 * run);
+        if (c->stride == 1) memcpy(out + (size_t)ow0 * n, src + (size_t)(ow0 - c->pad + kj) * n, (size_t)(ow1 - ow0) * run);
+        else
+            for (ow = ow0; ow < ow1; ow++) memcpy(out + (size_t)ow * n, src + (size_t)(ow * c->stride - c->pad + kj) * n, run);
+        memset(out + (size_t)ow1 * n, 0, (size_t)(c->wo - ow1) * run);
     }
 }
 
-/* The adjoint of im2col for one image: its planes of x = the sum of its patches in col. Each
-   element is summed in the same order whoever runs the image, so threads change no bit. */
-static void gm__col2im_image(const gm__conv_geom *c, const float *col, float *x, int img) {
-    int ci, ki, kj, oh, ow, hw = c->ho * c->wo;
-    size_t ncols = (size_t)c->n * hw;
-    memset(x + (size_t)img * c->cin * c->h * c->w, 0, (size_t)c->cin * c->h * c->w * sizeof(float));
-    for (ci = 0; ci < c->cin; ci++) {
-        float *xp = x + ((size_t)img * c->cin + ci) * c->h * c->w;
-        for (ki = 0; ki < c->k; ki++)
-            for (kj = 0; kj < c->k; kj++) {
-                const float *row = col + ((size_t)(ci * c->k + ki) * c->k + kj) * ncols + (size_t)img * hw;
-                int ow0, ow1;
-                gm__conv_inside(c, kj, &ow0, &ow1);
-                for (oh = 0; oh < c->ho; oh++) {
-                    int ih = oh * c->stride - c->pad + ki;
-                    const float *in = row + oh * c->wo;
-                    int base = ih * c->w - c->pad + kj;
-                    if (ih < 0 || ih >= c->h) continue;
-                    for (ow = ow0; ow < ow1; ow++) xp[base + ow * c->stride] += in[ow];
-                }
+/* d[0..n) += s[0..n) in blocks of 8 that the compiler turns into vector adds (a run is one float
+   per image: too short for a call through the path table to pay). */
+static void gm__add_run(float *d, const float *s, int n) {
+    int i, l;
+    for (i = 0; i + 8 <= n; i += 8) {
+        float u[8], v[8];
+        memcpy(u, d + i, sizeof u);
+        memcpy(v, s + i, sizeof v);
+        for (l = 0; l < 8; l++) u[l] += v[l];
+        memcpy(d + i, u, sizeof u);
+    }
+    for (; i < n; i++) d[i] += s[i];
+}
+
+/* The adjoint of im2col for input row t = ci*h + ih of xt: the sum of the patch entries that read
+   it. Each element sums its taps in (ki, kj) order whoever runs the row, so threads change no bit. */
+static void gm__col2im_row(const gm__conv_geom *c, const float *col, float *xt, int t) {
+    const int n = c->n, ci = t / c->h, ih = t % c->h;
+    float *xrow = xt + (size_t)t * c->w * n;
+    int ki, kj, ow, ow0, ow1;
+    memset(xrow, 0, (size_t)c->w * n * sizeof(float));
+    for (ki = 0; ki < c->k; ki++) {
+        const int from = ih + c->pad - ki, oh = from / c->stride;   /* ih = oh*stride - pad + ki */
+        if (from < 0 || from % c->stride != 0 || oh >= c->ho) continue;
+        for (kj = 0; kj < c->k; kj++) {
+            const float *in = col + ((size_t)(ci * c->k + ki) * c->k + kj) * c->ho * c->wo * n + (size_t)oh * c->wo * n;
+            gm__conv_inside(c, kj, &ow0, &ow1);
+            for (ow = ow0; ow < ow1; ow++) {
+                float *dst = xrow + (size_t)(ow * c->stride - c->pad + kj) * n;   /* input column of ow */
+                gm__add_run(dst, in + (size_t)ow * n, n);
             }
+        }
     }
 }
 
-/* The data movements around a convolution's GEMM, one image per task. The GEMMs work on all
-   images at once: (n, c, hw) <-> (c, n*hw). */
-enum { GM__MOVE_IM2COL, GM__MOVE_COL2IM, GM__MOVE_NCHW_TO_CN, GM__MOVE_CN_TO_NCHW };
+/* The data movements around a convolution's GEMM, split into tasks on the pool. */
+enum { GM__MOVE_IM2COL, GM__MOVE_COL2IM, GM__MOVE_TO_XT, GM__MOVE_FROM_XT, GM__MOVE_NCHW_TO_CN, GM__MOVE_CN_TO_NCHW };
+#define GM__MOVE_ROWS 64 /* rows of xt per transpose task */
 typedef struct { int kind; const gm__conv_geom *c; const float *src; float *dst; int ch, hw; } gm__conv_move;
 
-static void gm__conv_move_task(void *ctx, int img) {
+static void gm__conv_move_task(void *ctx, int t) {
     const gm__conv_move *m = (const gm__conv_move *)ctx;
-    int j, n = m->c->n;
+    const int n = m->c->n, f = m->ch * m->hw, r0 = t * GM__MOVE_ROWS, rows = GM__MIN(GM__MOVE_ROWS, f - r0);
     switch (m->kind) {
-    case GM__MOVE_IM2COL: gm__im2col_image(m->c, m->src, m->dst, img); break;
-    case GM__MOVE_COL2IM: gm__col2im_image(m->c, m->src, m->dst, img); break;
-    case GM__MOVE_NCHW_TO_CN:
-        for (j = 0; j < m->ch; j++)
-            memcpy(m->dst + ((size_t)j * n + img) * m->hw, m->src + ((size_t)img * m->ch + j) * m->hw, (size_t)m->hw * sizeof(float));
+    case GM__MOVE_IM2COL: gm__im2col_tap(m->c, m->src, m->dst, t); break;
+    case GM__MOVE_COL2IM: gm__col2im_row(m->c, m->src, m->dst, t); break;
+    case GM__MOVE_TO_XT: gm__transpose(m->src + r0, (size_t)f, m->dst + (size_t)r0 * n, (size_t)n, n, rows); break;
+    case GM__MOVE_FROM_XT: gm__transpose(m->src + (size_t)r0 * n, (size_t)n, m->dst + r0, (size_t)f, rows, n); break;
+    case GM__MOVE_NCHW_TO_CN:   /* channel t */
+        gm__transpose(m->src + (size_t)t * m->hw, (size_t)f, m->dst + (size_t)t * m->hw * n, (size_t)n, n, m->hw);
         break;
     default:
-        for (j = 0; j < m->ch; j++)
-            memcpy(m->dst + ((size_t)img * m->ch + j) * m->hw, m->src + ((size_t)j * n + img) * m->hw, (size_t)m->hw * sizeof(float));
+        gm__transpose(m->src + (size_t)t * m->hw * n, (size_t)n, m->dst + (size_t)t * m->hw, (size_t)f, m->hw, n);
         break;
     }
 }
 
+/* kind's move of src into dst; ch, hw: the channels and positions per channel of the NCHW side. */
 static void gm__conv_move_run(int kind, const gm__conv_geom *c, const float *src, float *dst, int ch, int hw) {
     gm__conv_move m;
+    int ntasks;
     m.kind = kind; m.c = c; m.src = src; m.dst = dst; m.ch = ch; m.hw = hw;
-    gm__parallel_for(c->n, gm__conv_move_task, &m);
+    switch (kind) {
+    case GM__MOVE_IM2COL: ntasks = c->cin * c->k * c->k; break;
+    case GM__MOVE_COL2IM: ntasks = c->cin * c->h; break;
+    case GM__MOVE_TO_XT: case GM__MOVE_FROM_XT: ntasks = (ch * hw + GM__MOVE_ROWS - 1) / GM__MOVE_ROWS; break;
+    default: ntasks = ch; break;
+    }
+    gm__parallel_for(ntasks, gm__conv_move_task, &m);
 }
 
-static void gm__im2col(const gm__conv_geom *c, const float *x, float *col) { gm__conv_move_run(GM__MOVE_IM2COL, c, x, col, 0, 0); }
-static void gm__col2im(const gm__conv_geom *c, const float *col, float *x) { gm__conv_move_run(GM__MOVE_COL2IM, c, col, x, 0, 0); }
+static void gm__im2col(const gm__conv_geom *c, const float *xt, float *col) { gm__conv_move_run(GM__MOVE_IM2COL, c, xt, col, 0, 0); }
+static void gm__col2im(const gm__conv_geom *c, const float *col, float *xt) { gm__conv_move_run(GM__MOVE_COL2IM, c, col, xt, 0, 0); }
+static void gm__to_xt(const gm__conv_geom *c, const float *x, float *xt) {
+    gm__conv_move_run(GM__MOVE_TO_XT, c, x, xt, c->cin, c->h * c->w);
+}
+static void gm__from_xt(const gm__conv_geom *c, const float *xt, float *x) {
+    gm__conv_move_run(GM__MOVE_FROM_XT, c, xt, x, c->cin, c->h * c->w);
+}
 static void gm__nchw_to_cn(const gm__conv_geom *c, const float *src, float *dst, int ch) {
     gm__conv_move_run(GM__MOVE_NCHW_TO_CN, c, src, dst, ch, c->ho * c->wo);
 }
@@ -3328,27 +3376,31 @@ static void gm__conv_set(gm_tensor *t, const gm__conv_geom *c) {
     t->i[0] = c->stride; t->i[1] = c->pad; t->i[2] = c->k; t->i[3] = c->h; t->i[4] = c->w;
 }
 
-/* The two work buffers of a convolution (patches `col` and the GEMM's channel-major `ycn`) live
-   only while the op runs, so they come from the graph's scratch space, reused by every conv op,
-   not from the arena, where they would stay until the step ends. */
-static int gm__conv_scratch(gm_graph *g, const gm__conv_geom *c, float **col, float **ycn) {
-    size_t cols = (size_t)c->n * c->ho * c->wo, ncol = ((size_t)c->cin * c->k * c->k * cols + 15) & ~(size_t)15;
-    float *s = gm__graph_scratch(g, ncol + (size_t)c->cout * cols);
+/* The three work buffers of a convolution (patches `col`, the GEMM's channel-major `ycn` and the
+   transposed input `xt`) live only while the op runs, so they come from the graph's scratch space,
+   reused by every conv op, not from the arena, where they would stay until the step ends. */
+static int gm__conv_scratch(gm_graph *g, const gm__conv_geom *c, float **col, float **ycn, float **xt) {
+    const size_t cols = (size_t)c->n * c->ho * c->wo;
+    const size_t ncol = ((size_t)c->cin * c->k * c->k * cols + 15) & ~(size_t)15;
+    const size_t nycn = ((size_t)c->cout * cols + 15) & ~(size_t)15;
+    float *s = gm__graph_scratch(g, ncol + nycn + (size_t)c->n * c->cin * c->h * c->w);
     if (!s) return -1;
     *col = s;
     *ycn = s + ncol;
+    *xt = s + ncol + nycn;
     return 0;
 }
 
 static gm_tensor *gm__conv_forward(gm_graph *g, gm_tensor *x, gm_tensor *w, const gm__conv_geom *c) {
     int shape[4];
     size_t kk = (size_t)c->cin * c->k * c->k, cols = (size_t)c->n * c->ho * c->wo;
-    float *col, *ycn;
+    float *col, *ycn, *xt;
     gm_tensor *y;
     shape[0] = c->n; shape[1] = c->cout; shape[2] = c->ho; shape[3] = c->wo;
     y = gm__new(g, 4, shape);
-    if (!y || gm__conv_scratch(g, c, &col, &ycn) != 0) return NULL;
-    gm__im2col(c, x->data, col);
+    if (!y || gm__conv_scratch(g, c, &col, &ycn, &xt) != 0) return NULL;
+    gm__to_xt(c, x->data, xt);
+    gm__im2col(c, xt, col);
     gm_sgemm(0, 0, c->cout, (int)cols, (int)kk, 1.0f, w->data, (int)kk, col, (int)cols, 0.0f, ycn, (int)cols);
     gm__cn_to_nchw(c, ycn, y->data, c->cout);
     g->flops += gm__conv_flops(c);
@@ -3359,14 +3411,15 @@ static gm_tensor *gm__conv_forward(gm_graph *g, gm_tensor *x, gm_tensor *w, cons
 static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, const gm__conv_geom *c) {
     int shape[4];
     size_t kk = (size_t)c->cin * c->k * c->k, cols = (size_t)c->n * c->ho * c->wo;
-    float *col, *ycn;
+    float *col, *ycn, *xt;
     gm_tensor *x;
     shape[0] = c->n; shape[1] = c->cin; shape[2] = c->h; shape[3] = c->w;
     x = gm__new(g, 4, shape);
-    if (!x || gm__conv_scratch(g, c, &col, &ycn) != 0) return NULL;
+    if (!x || gm__conv_scratch(g, c, &col, &ycn, &xt) != 0) return NULL;
     gm__nchw_to_cn(c, y->data, ycn, c->cout);
     gm_sgemm(1, 0, (int)kk, (int)cols, c->cout, 1.0f, w->data, (int)kk, ycn, (int)cols, 0.0f, col, (int)cols);
-    gm__col2im(c, col, x->data);
+    gm__col2im(c, col, xt);
+    gm__from_xt(c, xt, x->data);
     g->flops += gm__conv_flops(c);
     gm__conv_set(x, c);
     return gm__record(g, x, GM__OP_CONVT, y, w, NULL);
@@ -3375,12 +3428,13 @@ static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, con
 static gm_tensor *gm__wgrad_forward(gm_graph *g, gm_tensor *x, gm_tensor *y, const gm__conv_geom *c) {
     int shape[4];
     size_t kk = (size_t)c->cin * c->k * c->k, cols = (size_t)c->n * c->ho * c->wo;
-    float *col, *ycn;
+    float *col, *ycn, *xt;
     gm_tensor *w;
     shape[0] = c->cout; shape[1] = c->cin; shape[2] = c->k; shape[3] = c->k;
     w = gm__new(g, 4, shape);
-    if (!w || gm__conv_scratch(g, c, &col, &ycn) != 0) return NULL;
-    gm__im2col(c, x->data, col);
+    if (!w || gm__conv_scratch(g, c, &col, &ycn, &xt) != 0) return NULL;
+    gm__to_xt(c, x->data, xt);
+    gm__im2col(c, xt, col);
     gm__nchw_to_cn(c, y->data, ycn, c->cout);
     gm_sgemm(0, 1, c->cout, (int)kk, (int)cols, 1.0f, ycn, (int)cols, col, (int)cols, 0.0f, w->data, (int)kk);
     g->flops += gm__conv_flops(c);

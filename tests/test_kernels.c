@@ -309,6 +309,34 @@ static void vmath_specials(int p) {
     }
 }
 
+/* The path transposes (the layout moves around convolutions) against the definition, bit-exact
+   (a transpose only moves floats): every edge shape around the vector width, padded strides. */
+GM_TEST(test_transpose_paths) {
+    static const int sizes[] = {1, 3, 4, 7, 8, 15, 16, 17, 31, 33, 49, 64};
+    const int ns = (int)(sizeof sizes / sizeof sizes[0]);
+    int saved = gm_simd_path(), p, a, b;
+    float *src = alloc_f(64 * 70), *dst = alloc_f(64 * 70);
+    for (a = 0; a < 64 * 70; a++) src[a] = (float)a * 0.5f - 7.0f;
+    for (p = 0; p < GM_PATH_COUNT; p++) {
+        if (!force(p)) continue;
+        for (a = 0; a < ns; a++)
+            for (b = 0; b < ns; b++) {
+                const int rows = sizes[a], cols = sizes[b], sld = cols + 3, dld = rows + 5;
+                int i, j, bad = 0;
+                for (i = 0; i < 64 * 70; i++) dst[i] = -1.0f;
+                gm__ops()->transpose(src, sld, dst, dld, rows, cols);
+                for (i = 0; i < rows; i++)
+                    for (j = 0; j < cols; j++) bad += dst[(size_t)j * dld + i] != src[(size_t)i * sld + j];
+                for (j = 0; j < cols; j++)  /* the padding of each destination row is untouched */
+                    for (i = rows; i < dld && (size_t)j * dld + i < 64 * 70; i++) bad += dst[(size_t)j * dld + i] != -1.0f;
+                GM_CHECK(bad == 0, "%s transpose %dx%d: %d wrong", gm_simd_name(p), rows, cols, bad);
+            }
+    }
+    free(src);
+    free(dst);
+    gm_simd_force(saved);
+}
+
 GM_TEST(test_vmath) {
     int saved = gm_simd_path(), p;
     float *x;
@@ -388,6 +416,7 @@ int main(void) {
     GM_RUN(test_sgemm_neon);
     GM_RUN(test_sgemm_deterministic);
     GM_RUN(test_vmath);
+    GM_RUN(test_transpose_paths);
     GM_RUN(test_flush_denormals);
     return gm_test_summary();
 }
