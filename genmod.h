@@ -1910,6 +1910,11 @@ typedef struct {
     int mp, np; /* number of MR row panels, NR column panels */
     int kcs;    /* k per slice (depends on K only: every thread slices K the same way) */
     int pm, pn; /* task grid: pm x pn rectangles of tiles */
+    /* A virtual B (implicit GEMM): bfill writes the op(B) block of rows [k0, k0+kc) and columns
+       [c0, c0+cols) as one packed (kc, NR) panel, columns >= cols zero; B and tb are then unused.
+       The convolutions pack their patches straight from the image this way. */
+    void (*bfill)(const void *bctx, int k0, int kc, int c0, int cols, int nr, float *dst);
+    const void *bctx;
 } gm__gemm_job;
 
 /* dst (kc, mr) row-major = op(A)(i0 .. i0+mr-1, k0 .. k0+kc-1)^T, rows >= rows are zero. */
@@ -1928,7 +1933,10 @@ static void gm__pack_b(const gm__gemm_job *j, int q0, int q1, int k0, int kc, fl
     const int nr = j->ops->nr;
     const int nfull = (q1 * nr <= j->N ? q1 : j->N / nr) - q0; /* full-width panels */
     int c, k, q;
-    if (!j->tb) { /* op(B)(k,c) = B[k*ldb + c] */
+    if (j->bfill) {
+        for (q = q0; q < q1; q++)
+            j->bfill(j->bctx, k0, kc, q * nr, GM__MIN(nr, j->N - q * nr), nr, dst + (size_t)(q - q0) * kc * nr);
+    } else if (!j->tb) { /* op(B)(k,c) = B[k*ldb + c] */
         if (nfull > 0) j->ops->packbn(kc, j->B + (size_t)k0 * j->ldb + (size_t)q0 * nr, j->ldb, nfull, dst);
         for (q = q0 + (nfull > 0 ? nfull : 0); q < q1; q++) { /* the edge panel */
             const int cols = j->N - q * nr;
@@ -2030,10 +2038,27 @@ static void gm__gemm_scale(int M, int N, float beta, float *C, int ldc) {
         for (q = 0; q < N; q++) C[(size_t)i * ldc + q] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + q];
 }
 
+/* Slices K, picks the thread grid and runs the job (its operands, alpha and beta set). */
+static void gm__gemm_run(gm__gemm_job *j) {
+    int nthreads;
+    j->ops = gm__ops();
+    j->mp = (j->M + j->ops->mr - 1) / j->ops->mr;
+    j->np = (j->N + j->ops->nr - 1) / j->ops->nr;
+    {
+        const int nslices = (j->K + GM__KC - 1) / GM__KC;
+        j->kcs = ((j->K + nslices - 1) / nslices + 15) & ~15;
+        if (j->kcs > j->K) j->kcs = j->K;
+    }
+    /* below ~0.5 MFLOP a fork/join costs more than it saves */
+    nthreads = (double)j->M * j->N * j->K < 262144.0 ? 1 : gm_get_threads();
+    gm__gemm_grid(j, nthreads);
+    if (j->pm * j->pn == 1) gm__gemm_task(j, 0);
+    else gm__parallel_for(j->pm * j->pn, gm__gemm_task, j);
+}
+
 GMDEF void gm_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                     const float *B, int ldb, float beta, float *C, int ldc) {
     gm__gemm_job j;
-    int nthreads;
     GENMOD_ASSERT(M >= 0 && N >= 0 && K >= 0);
     GENMOD_ASSERT(ldc >= (N > 1 ? N : 1));
     GENMOD_ASSERT(lda >= ((ta ? M : K) > 1 ? (ta ? M : K) : 1));
@@ -2043,23 +2068,26 @@ GMDEF void gm_sgemm(int ta, int tb, int M, int N, int K, float alpha, const floa
         gm__gemm_scale(M, N, beta, C, ldc);
         return;
     }
-    j.ops = gm__ops();
+    memset(&j, 0, sizeof j);
     j.ta = ta; j.tb = tb; j.M = M; j.N = N; j.K = K;
     j.lda = lda; j.ldb = ldb; j.ldc = ldc;
     j.alpha = alpha; j.beta = beta;
     j.A = A; j.B = B; j.C = C;
-    j.mp = (M + j.ops->mr - 1) / j.ops->mr;
-    j.np = (N + j.ops->nr - 1) / j.ops->nr;
-    {
-        const int nslices = (K + GM__KC - 1) / GM__KC;
-        j.kcs = ((K + nslices - 1) / nslices + 15) & ~15;
-        if (j.kcs > K) j.kcs = K;
-    }
-    /* below ~0.5 MFLOP a fork/join costs more than it saves */
-    nthreads = (double)M * N * K < 262144.0 ? 1 : gm_get_threads();
-    gm__gemm_grid(&j, nthreads);
-    if (j.pm * j.pn == 1) gm__gemm_task(&j, 0);
-    else gm__parallel_for(j.pm * j.pn, gm__gemm_task, &j);
+    gm__gemm_run(&j);
+}
+
+/* C (M, N) = op(A) B with B virtual (see bfill in gm__gemm_job); M, N, K > 0. */
+static void gm__sgemm_implicit(int ta, int M, int N, int K, const float *A, int lda,
+                               void (*bfill)(const void *, int, int, int, int, int, float *), const void *bctx,
+                               float *C, int ldc) {
+    gm__gemm_job j;
+    memset(&j, 0, sizeof j);
+    j.ta = ta; j.M = M; j.N = N; j.K = K;
+    j.lda = lda; j.ldb = N; j.ldc = ldc;
+    j.alpha = 1.0f; j.beta = 0.0f;
+    j.A = A; j.C = C;
+    j.bfill = bfill; j.bctx = bctx;
+    gm__gemm_run(&j);
 }
 
 /* ---- 6. vector math ------------------------------------------------------------------------ */
@@ -3260,28 +3288,6 @@ static void gm__transpose(const float *src, size_t sld, float *dst, size_t dld, 
     gm__ops()->transpose(src, (int)sld, dst, (int)dld, rows, cols);
 }
 
-/* Tap t = (ci*k + ki)*k + kj: row t of col from xt. */
-static void gm__im2col_tap(const gm__conv_geom *c, const float *xt, float *col, int t) {
-    const int n = c->n, ci = t / (c->k * c->k), ki = t / c->k % c->k, kj = t % c->k;
-    const size_t run = (size_t)n * sizeof(float), wrun = (size_t)c->wo * run;
-    const float *plane = xt + (size_t)ci * c->h * c->w * n;
-    float *row = col + (size_t)t * c->ho * c->wo * n;
-    int oh, ow, ow0, ow1;
-    gm__conv_inside(c, kj, &ow0, &ow1);
-    for (oh = 0; oh < c->ho; oh++) {
-        const int ih = oh * c->stride - c->pad + ki;
-        float *out = row + (size_t)oh * c->wo * n;
-        const float *src;
-        if (ih < 0 || ih >= c->h) { memset(out, 0, wrun); continue; }
-        src = plane + (size_t)ih * c->w * n;   /* + (ow*stride - pad + kj)*n: input column of ow */
-        memset(out, 0, (size_t)ow0 * run);
-        if (c->stride == 1) memcpy(out + (size_t)ow0 * n, src + (size_t)(ow0 - c->pad + kj) * n, (size_t)(ow1 - ow0) * run);
-        else
-            for (ow = ow0; ow < ow1; ow++) memcpy(out + (size_t)ow * n, src + (size_t)(ow * c->stride - c->pad + kj) * n, run);
-        memset(out + (size_t)ow1 * n, 0, (size_t)(c->wo - ow1) * run);
-    }
-}
-
 /* d[0..n) += s[0..n) in blocks of 8 that the compiler turns into vector adds (a run is one float
    per image: too short for a call through the path table to pay). */
 static void gm__add_run(float *d, const float *s, int n) {
@@ -3317,8 +3323,92 @@ static void gm__col2im_row(const gm__conv_geom *c, const float *col, float *xt, 
     }
 }
 
+/* d[0..n) = s[0..n) in blocks of 8 that the compiler turns into vector moves. */
+static void gm__copy_floats(float *d, const float *s, int n) {
+    int i;
+    for (i = 0; i + 8 <= n; i += 8) memcpy(d + i, s + i, 8 * sizeof(float));
+    for (; i < n; i++) d[i] = s[i];
+}
+
+/* Implicit GEMM: CONV and WGRAD pack their patches straight from xt into the GEMM's B panels
+   instead of writing col (cin*k*k x n*ho*wo floats: 12.8 MB for DCGAN's 128-channel layer, six
+   times the L2) and reading it back to pack it. The panels hold the same floats, so the results
+   are the same bits. A column range of col is cut into runs inside one output position: run r
+   covers panel columns off..off+m, images img..img+m, at input row ihb + ki, column iwb + kj. */
+typedef struct { const gm__conv_geom *c; const float *xt; } gm__patch_src;
+typedef struct { int off, m, img, ihb, iwb; } gm__patch_run;
+#define GM__MAXRUNS (GM__KC + 16) /* a K slice (WGRAD's column range) is at most this long */
+
+static int gm__patch_runs(const gm__conv_geom *c, int c0, int cols, gm__patch_run *r) {
+    int nrun = 0, j = c0;
+    while (j < c0 + cols) {
+        const int pos = j / c->n, img = j % c->n, m = GM__MIN(c0 + cols - j, c->n - img);
+        r[nrun].off = j - c0; r[nrun].m = m; r[nrun].img = img;
+        r[nrun].ihb = pos / c->wo * c->stride - c->pad;
+        r[nrun].iwb = pos % c->wo * c->stride - c->pad;
+        nrun++;
+        j += m;
+    }
+    return nrun;
+}
+
+/* The patch entries of tap (ki, kj) of plane (xt of one channel) for run r -> d (m floats). */
+static void gm__patch_copy(const gm__conv_geom *c, const float *plane, const gm__patch_run *r, int ki, int kj, float *d) {
+    const int ih = r->ihb + ki, iw = r->iwb + kj;
+    if (ih >= 0 && ih < c->h && iw >= 0 && iw < c->w)
+        gm__copy_floats(d, plane + ((size_t)ih * c->w + iw) * c->n + r->img, r->m);
+    else
+        memset(d, 0, (size_t)r->m * sizeof(float));
+}
+
+/* CONV's B = col: panel rows are taps k0.., columns c0.. */
+static void gm__patch_fill(const void *ctx, int k0, int kc, int c0, int cols, int nr, float *dst) {
+    const gm__patch_src *p = (const gm__patch_src *)ctx;
+    const gm__conv_geom *c = p->c;
+    gm__patch_run run[GM__NRMAX];
+    const int nrun = gm__patch_runs(c, c0, cols, run);
+    int k, r, ci = k0 / (c->k * c->k), ki = k0 / c->k % c->k, kj = k0 % c->k;
+    GENMOD_ASSERT(nr <= GM__NRMAX);
+    for (k = 0; k < kc; k++, dst += nr) {
+        const float *plane = p->xt + (size_t)ci * c->h * c->w * c->n;
+        for (r = 0; r < nrun; r++) gm__patch_copy(c, plane, &run[r], ki, kj, dst + run[r].off);
+        if (cols < nr) memset(dst + cols, 0, (size_t)(nr - cols) * sizeof(float));
+        if (++kj == c->k) { kj = 0; if (++ki == c->k) { ki = 0; ci++; } }
+    }
+}
+
+/* WGRAD's B = col^T: panel rows are columns k0.. of col, panel columns taps c0.. Each run is
+   gathered tap by tap into a small tile, then transposed into the panel. */
+static void gm__patch_fill_t(const void *ctx, int k0, int kc, int c0, int cols, int nr, float *dst) {
+    enum { SPAN = 16 };
+    const gm__patch_src *p = (const gm__patch_src *)ctx;
+    const gm__conv_geom *c = p->c;
+    gm__patch_run run[GM__MAXRUNS];
+    const float *plane[GM__NRMAX];
+    int tki[GM__NRMAX], tkj[GM__NRMAX], nrun, r, o, t, k;
+    float tile[GM__NRMAX * SPAN];
+    GENMOD_ASSERT(nr <= GM__NRMAX && kc <= GM__MAXRUNS);
+    nrun = gm__patch_runs(c, k0, kc, run);
+    for (t = 0; t < cols; t++) {
+        const int tap = c0 + t;
+        plane[t] = p->xt + (size_t)(tap / (c->k * c->k)) * c->h * c->w * c->n;
+        tki[t] = tap / c->k % c->k;
+        tkj[t] = tap % c->k;
+    }
+    for (r = 0; r < nrun; r++)
+        for (o = 0; o < run[r].m; o += SPAN) {
+            gm__patch_run part = run[r];
+            part.img += o;
+            part.m = GM__MIN(SPAN, run[r].m - o);
+            for (t = 0; t < cols; t++) gm__patch_copy(c, plane[t], &part, tki[t], tkj[t], tile + t * SPAN);
+            gm__transpose(tile, SPAN, dst + (size_t)(run[r].off + o) * nr, (size_t)nr, cols, part.m);
+        }
+    if (cols < nr)
+        for (k = 0; k < kc; k++) memset(dst + (size_t)k * nr + cols, 0, (size_t)(nr - cols) * sizeof(float));
+}
+
 /* The data movements around a convolution's GEMM, split into tasks on the pool. */
-enum { GM__MOVE_IM2COL, GM__MOVE_COL2IM, GM__MOVE_TO_XT, GM__MOVE_FROM_XT, GM__MOVE_NCHW_TO_CN, GM__MOVE_CN_TO_NCHW };
+enum { GM__MOVE_COL2IM, GM__MOVE_TO_XT, GM__MOVE_FROM_XT, GM__MOVE_NCHW_TO_CN, GM__MOVE_CN_TO_NCHW };
 #define GM__MOVE_ROWS 64 /* rows of xt per transpose task */
 typedef struct { int kind; const gm__conv_geom *c; const float *src; float *dst; int ch, hw; } gm__conv_move;
 
@@ -3326,7 +3416,6 @@ static void gm__conv_move_task(void *ctx, int t) {
     const gm__conv_move *m = (const gm__conv_move *)ctx;
     const int n = m->c->n, f = m->ch * m->hw, r0 = t * GM__MOVE_ROWS, rows = GM__MIN(GM__MOVE_ROWS, f - r0);
     switch (m->kind) {
-    case GM__MOVE_IM2COL: gm__im2col_tap(m->c, m->src, m->dst, t); break;
     case GM__MOVE_COL2IM: gm__col2im_row(m->c, m->src, m->dst, t); break;
     case GM__MOVE_TO_XT: gm__transpose(m->src + r0, (size_t)f, m->dst + (size_t)r0 * n, (size_t)n, n, rows); break;
     case GM__MOVE_FROM_XT: gm__transpose(m->src + (size_t)r0 * n, (size_t)n, m->dst + r0, (size_t)f, rows, n); break;
@@ -3345,7 +3434,6 @@ static void gm__conv_move_run(int kind, const gm__conv_geom *c, const float *src
     int ntasks;
     m.kind = kind; m.c = c; m.src = src; m.dst = dst; m.ch = ch; m.hw = hw;
     switch (kind) {
-    case GM__MOVE_IM2COL: ntasks = c->cin * c->k * c->k; break;
     case GM__MOVE_COL2IM: ntasks = c->cin * c->h; break;
     case GM__MOVE_TO_XT: case GM__MOVE_FROM_XT: ntasks = (ch * hw + GM__MOVE_ROWS - 1) / GM__MOVE_ROWS; break;
     default: ntasks = ch; break;
@@ -3353,7 +3441,6 @@ static void gm__conv_move_run(int kind, const gm__conv_geom *c, const float *src
     gm__parallel_for(ntasks, gm__conv_move_task, &m);
 }
 
-static void gm__im2col(const gm__conv_geom *c, const float *xt, float *col) { gm__conv_move_run(GM__MOVE_IM2COL, c, xt, col, 0, 0); }
 static void gm__col2im(const gm__conv_geom *c, const float *col, float *xt) { gm__conv_move_run(GM__MOVE_COL2IM, c, col, xt, 0, 0); }
 static void gm__to_xt(const gm__conv_geom *c, const float *x, float *xt) {
     gm__conv_move_run(GM__MOVE_TO_XT, c, x, xt, c->cin, c->h * c->w);
@@ -3391,24 +3478,30 @@ static int gm__conv_scratch(gm_graph *g, const gm__conv_geom *c, float **col, fl
     return 0;
 }
 
-static gm_tensor *gm__conv_forward(gm_graph *g, gm_tensor *x, gm_tensor *w, const gm__conv_geom *c) {
+/* What a conv op may take from the scratch as the op before it in the same backward step left it
+   (the two GEMMs of one backward share an operand): GM__HAVE_XT, its x transposed (xt); GM__HAVE_YCN,
+   its y channel-major. */
+enum { GM__HAVE_XT = 1, GM__HAVE_YCN = 2 };
+
+static gm_tensor *gm__conv_forward(gm_graph *g, gm_tensor *x, gm_tensor *w, const gm__conv_geom *c, int have) {
     int shape[4];
     size_t kk = (size_t)c->cin * c->k * c->k, cols = (size_t)c->n * c->ho * c->wo;
     float *col, *ycn, *xt;
+    gm__patch_src src;
     gm_tensor *y;
     shape[0] = c->n; shape[1] = c->cout; shape[2] = c->ho; shape[3] = c->wo;
     y = gm__new(g, 4, shape);
     if (!y || gm__conv_scratch(g, c, &col, &ycn, &xt) != 0) return NULL;
-    gm__to_xt(c, x->data, xt);
-    gm__im2col(c, xt, col);
-    gm_sgemm(0, 0, c->cout, (int)cols, (int)kk, 1.0f, w->data, (int)kk, col, (int)cols, 0.0f, ycn, (int)cols);
+    if (!(have & GM__HAVE_XT)) gm__to_xt(c, x->data, xt);
+    src.c = c; src.xt = xt;
+    gm__sgemm_implicit(0, c->cout, (int)cols, (int)kk, w->data, (int)kk, gm__patch_fill, &src, ycn, (int)cols);
     gm__cn_to_nchw(c, ycn, y->data, c->cout);
     g->flops += gm__conv_flops(c);
     gm__conv_set(y, c);
     return gm__record(g, y, GM__OP_CONV, x, w, NULL);
 }
 
-static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, const gm__conv_geom *c) {
+static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, const gm__conv_geom *c, int have) {
     int shape[4];
     size_t kk = (size_t)c->cin * c->k * c->k, cols = (size_t)c->n * c->ho * c->wo;
     float *col, *ycn, *xt;
@@ -3416,7 +3509,7 @@ static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, con
     shape[0] = c->n; shape[1] = c->cin; shape[2] = c->h; shape[3] = c->w;
     x = gm__new(g, 4, shape);
     if (!x || gm__conv_scratch(g, c, &col, &ycn, &xt) != 0) return NULL;
-    gm__nchw_to_cn(c, y->data, ycn, c->cout);
+    if (!(have & GM__HAVE_YCN)) gm__nchw_to_cn(c, y->data, ycn, c->cout);
     gm_sgemm(1, 0, (int)kk, (int)cols, c->cout, 1.0f, w->data, (int)kk, ycn, (int)cols, 0.0f, col, (int)cols);
     gm__col2im(c, col, xt);
     gm__from_xt(c, xt, x->data);
@@ -3425,18 +3518,19 @@ static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, con
     return gm__record(g, x, GM__OP_CONVT, y, w, NULL);
 }
 
-static gm_tensor *gm__wgrad_forward(gm_graph *g, gm_tensor *x, gm_tensor *y, const gm__conv_geom *c) {
+static gm_tensor *gm__wgrad_forward(gm_graph *g, gm_tensor *x, gm_tensor *y, const gm__conv_geom *c, int have) {
     int shape[4];
     size_t kk = (size_t)c->cin * c->k * c->k, cols = (size_t)c->n * c->ho * c->wo;
     float *col, *ycn, *xt;
+    gm__patch_src src;
     gm_tensor *w;
     shape[0] = c->cout; shape[1] = c->cin; shape[2] = c->k; shape[3] = c->k;
     w = gm__new(g, 4, shape);
     if (!w || gm__conv_scratch(g, c, &col, &ycn, &xt) != 0) return NULL;
-    gm__to_xt(c, x->data, xt);
-    gm__im2col(c, xt, col);
-    gm__nchw_to_cn(c, y->data, ycn, c->cout);
-    gm_sgemm(0, 1, c->cout, (int)kk, (int)cols, 1.0f, ycn, (int)cols, col, (int)cols, 0.0f, w->data, (int)kk);
+    if (!(have & GM__HAVE_XT)) gm__to_xt(c, x->data, xt);
+    if (!(have & GM__HAVE_YCN)) gm__nchw_to_cn(c, y->data, ycn, c->cout);
+    src.c = c; src.xt = xt;
+    gm__sgemm_implicit(0, c->cout, (int)kk, (int)cols, ycn, (int)cols, gm__patch_fill_t, &src, w->data, (int)kk);
     g->flops += gm__conv_flops(c);
     gm__conv_set(w, c);
     return gm__record(g, w, GM__OP_WGRAD, x, y, NULL);
@@ -3466,7 +3560,7 @@ GMDEF gm_tensor *gm_conv2d(gm_graph *g, gm_tensor *x, gm_tensor *w, int stride, 
     }
     if (gm__geom(g, "gm_conv2d", &c, x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0], w->shape[2],
                  stride, pad) != 0) return NULL;
-    return gm__conv_forward(g, x, w, &c);
+    return gm__conv_forward(g, x, w, &c, 0);
 }
 
 GMDEF gm_tensor *gm_conv_transpose2d(gm_graph *g, gm_tensor *x, gm_tensor *w, int stride, int pad, int out_pad) {
@@ -3487,7 +3581,7 @@ GMDEF gm_tensor *gm_conv_transpose2d(gm_graph *g, gm_tensor *x, gm_tensor *w, in
         if (h <= 0 || wd <= 0) gm__graph_error(g, "gm_conv_transpose2d: output would be %dx%d", h, wd);
         return NULL;
     }
-    return gm__convt_forward(g, x, w, &c);
+    return gm__convt_forward(g, x, w, &c, 0);
 }
 
 /* Re-derives the geometry stored by gm__conv_set from a family member's operands. */
@@ -3648,22 +3742,25 @@ static gm_tensor *gm__unary_derivative(gm_graph *g, gm_tensor *y) {
     }
 }
 
+/* The two GEMMs of a conv op's backward share an operand: CONV's both read dy channel-major
+   (ycn), CONVT's both read dx transposed (xt). The second takes it from the scratch as the first
+   left it (neither GEMM writes it). */
 static void gm__backward_conv(gm_graph *g, gm_tensor *t, gm_tensor *dt) {
-    gm_tensor *a = t->src[0], *b = t->src[1];
+    gm_tensor *a = t->src[0], *b = t->src[1], *first = NULL;
     gm__conv_geom c;
     gm__geom_of(t, &c);
     switch (t->op) {
     case GM__OP_CONV:   /* y = conv(x, w): dx = convT(dy, w), dw = wgrad(x, dy) */
-        if (GM__WANT(a)) gm__accumulate(g, a, gm__convt_forward(g, dt, b, &c));
-        if (GM__WANT(b)) gm__accumulate(g, b, gm__wgrad_forward(g, a, dt, &c));
+        if (GM__WANT(a)) gm__accumulate(g, a, first = gm__convt_forward(g, dt, b, &c, 0));
+        if (GM__WANT(b)) gm__accumulate(g, b, gm__wgrad_forward(g, a, dt, &c, first ? GM__HAVE_YCN : 0));
         break;
     case GM__OP_CONVT:  /* x = convT(y, w): dy = conv(dx, w), dw = wgrad(dx, y) */
-        if (GM__WANT(a)) gm__accumulate(g, a, gm__conv_forward(g, dt, b, &c));
-        if (GM__WANT(b)) gm__accumulate(g, b, gm__wgrad_forward(g, dt, a, &c));
+        if (GM__WANT(a)) gm__accumulate(g, a, first = gm__conv_forward(g, dt, b, &c, 0));
+        if (GM__WANT(b)) gm__accumulate(g, b, gm__wgrad_forward(g, dt, a, &c, first ? GM__HAVE_XT : 0));
         break;
     default:            /* w = wgrad(x, y): dx = convT(y, dw), dy = conv(x, dw) */
-        if (GM__WANT(a)) gm__accumulate(g, a, gm__convt_forward(g, b, dt, &c));
-        if (GM__WANT(b)) gm__accumulate(g, b, gm__conv_forward(g, a, dt, &c));
+        if (GM__WANT(a)) gm__accumulate(g, a, gm__convt_forward(g, b, dt, &c, 0));
+        if (GM__WANT(b)) gm__accumulate(g, b, gm__conv_forward(g, a, dt, &c, 0));
         break;
     }
 }
