@@ -3302,22 +3302,28 @@ static void gm__add_run(float *d, const float *s, int n) {
     for (; i < n; i++) d[i] += s[i];
 }
 
-/* The adjoint of im2col for input row t = ci*h + ih of xt: the sum of the patch entries that read
-   it. Each element sums its taps in (ki, kj) order whoever runs the row, so threads change no bit. */
-static void gm__col2im_row(const gm__conv_geom *c, const float *col, float *xt, int t) {
+/* The adjoint of im2col for input row t = ci*h + ih of xt: adds the patch entries that read it,
+   from a chunk of col holding the output positions [p0, p1) (the chunk starting at 0 first zeroes
+   the row). Each element sums chunk by chunk, then in (ki, kj) order, whoever runs the row, so
+   threads change no bit. */
+static void gm__col2im_row(const gm__conv_geom *c, const float *col, float *xt, int t, int p0, int p1) {
     const int n = c->n, ci = t / c->h, ih = t % c->h;
+    const size_t ncols = (size_t)(p1 - p0) * n;
     float *xrow = xt + (size_t)t * c->w * n;
     int ki, kj, ow, ow0, ow1;
-    memset(xrow, 0, (size_t)c->w * n * sizeof(float));
+    if (p0 == 0) memset(xrow, 0, (size_t)c->w * n * sizeof(float));
     for (ki = 0; ki < c->k; ki++) {
         const int from = ih + c->pad - ki, oh = from / c->stride;   /* ih = oh*stride - pad + ki */
         if (from < 0 || from % c->stride != 0 || oh >= c->ho) continue;
         for (kj = 0; kj < c->k; kj++) {
-            const float *in = col + ((size_t)(ci * c->k + ki) * c->k + kj) * c->ho * c->wo * n + (size_t)oh * c->wo * n;
+            /* col holds positions [p0, p1): column (oh*wo + ow - p0)*n + img */
+            const float *in = col + ((size_t)(ci * c->k + ki) * c->k + kj) * ncols;
             gm__conv_inside(c, kj, &ow0, &ow1);
+            ow0 = GM__MAX(ow0, p0 - oh * c->wo);
+            ow1 = GM__MIN(ow1, p1 - oh * c->wo);
             for (ow = ow0; ow < ow1; ow++) {
                 float *dst = xrow + (size_t)(ow * c->stride - c->pad + kj) * n;   /* input column of ow */
-                gm__add_run(dst, in + (size_t)ow * n, n);
+                gm__add_run(dst, in + (size_t)(oh * c->wo + ow - p0) * n, n);
             }
         }
     }
@@ -3410,13 +3416,13 @@ static void gm__patch_fill_t(const void *ctx, int k0, int kc, int c0, int cols, 
 /* The data movements around a convolution's GEMM, split into tasks on the pool. */
 enum { GM__MOVE_COL2IM, GM__MOVE_TO_XT, GM__MOVE_FROM_XT, GM__MOVE_NCHW_TO_CN, GM__MOVE_CN_TO_NCHW };
 #define GM__MOVE_ROWS 64 /* rows of xt per transpose task */
-typedef struct { int kind; const gm__conv_geom *c; const float *src; float *dst; int ch, hw; } gm__conv_move;
+typedef struct { int kind; const gm__conv_geom *c; const float *src; float *dst; int ch, hw, p0, p1; } gm__conv_move;
 
 static void gm__conv_move_task(void *ctx, int t) {
     const gm__conv_move *m = (const gm__conv_move *)ctx;
     const int n = m->c->n, f = m->ch * m->hw, r0 = t * GM__MOVE_ROWS, rows = GM__MIN(GM__MOVE_ROWS, f - r0);
     switch (m->kind) {
-    case GM__MOVE_COL2IM: gm__col2im_row(m->c, m->src, m->dst, t); break;
+    case GM__MOVE_COL2IM: gm__col2im_row(m->c, m->src, m->dst, t, m->p0, m->p1); break;
     case GM__MOVE_TO_XT: gm__transpose(m->src + r0, (size_t)f, m->dst + (size_t)r0 * n, (size_t)n, n, rows); break;
     case GM__MOVE_FROM_XT: gm__transpose(m->src + (size_t)r0 * n, (size_t)n, m->dst + r0, (size_t)f, rows, n); break;
     case GM__MOVE_NCHW_TO_CN:   /* channel t */
@@ -3433,6 +3439,7 @@ static void gm__conv_move_run(int kind, const gm__conv_geom *c, const float *src
     gm__conv_move m;
     int ntasks;
     m.kind = kind; m.c = c; m.src = src; m.dst = dst; m.ch = ch; m.hw = hw;
+    m.p0 = ch; m.p1 = hw;   /* COL2IM: the chunk's output positions */
     switch (kind) {
     case GM__MOVE_COL2IM: ntasks = c->cin * c->h; break;
     case GM__MOVE_TO_XT: case GM__MOVE_FROM_XT: ntasks = (ch * hw + GM__MOVE_ROWS - 1) / GM__MOVE_ROWS; break;
@@ -3441,7 +3448,9 @@ static void gm__conv_move_run(int kind, const gm__conv_geom *c, const float *src
     gm__parallel_for(ntasks, gm__conv_move_task, &m);
 }
 
-static void gm__col2im(const gm__conv_geom *c, const float *col, float *xt) { gm__conv_move_run(GM__MOVE_COL2IM, c, col, xt, 0, 0); }
+static void gm__col2im(const gm__conv_geom *c, const float *col, float *xt, int p0, int p1) {
+    gm__conv_move_run(GM__MOVE_COL2IM, c, col, xt, p0, p1);
+}
 static void gm__to_xt(const gm__conv_geom *c, const float *x, float *xt) {
     gm__conv_move_run(GM__MOVE_TO_XT, c, x, xt, c->cin, c->h * c->w);
 }
@@ -3466,9 +3475,14 @@ static void gm__conv_set(gm_tensor *t, const gm__conv_geom *c) {
 /* The three work buffers of a convolution (patches `col`, the GEMM's channel-major `ycn` and the
    transposed input `xt`) live only while the op runs, so they come from the graph's scratch space,
    reused by every conv op, not from the arena, where they would stay until the step ends. */
+/* CONVT's GEMM writes its patches a chunk of output positions at a time (GM__NC columns, the
+   GEMM's own column block: it packs W once per block anyway), and each chunk is added into xt while
+   it is still in cache, instead of all n*ho*wo columns going out to memory and back. */
+static int gm__convt_chunk(const gm__conv_geom *c) { return GM__MIN(c->ho * c->wo, GM__MAX(1, GM__NC / c->n)); }
+
 static int gm__conv_scratch(gm_graph *g, const gm__conv_geom *c, float **col, float **ycn, float **xt) {
     const size_t cols = (size_t)c->n * c->ho * c->wo;
-    const size_t ncol = ((size_t)c->cin * c->k * c->k * cols + 15) & ~(size_t)15;
+    const size_t ncol = ((size_t)c->cin * c->k * c->k * gm__convt_chunk(c) * c->n + 15) & ~(size_t)15;
     const size_t nycn = ((size_t)c->cout * cols + 15) & ~(size_t)15;
     float *s = gm__graph_scratch(g, ncol + nycn + (size_t)c->n * c->cin * c->h * c->w);
     if (!s) return -1;
@@ -3502,7 +3516,8 @@ static gm_tensor *gm__conv_forward(gm_graph *g, gm_tensor *x, gm_tensor *w, cons
 }
 
 static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, const gm__conv_geom *c, int have) {
-    int shape[4];
+    const int chunk = gm__convt_chunk(c);
+    int shape[4], p0;
     size_t kk = (size_t)c->cin * c->k * c->k, cols = (size_t)c->n * c->ho * c->wo;
     float *col, *ycn, *xt;
     gm_tensor *x;
@@ -3510,8 +3525,11 @@ static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, con
     x = gm__new(g, 4, shape);
     if (!x || gm__conv_scratch(g, c, &col, &ycn, &xt) != 0) return NULL;
     if (!(have & GM__HAVE_YCN)) gm__nchw_to_cn(c, y->data, ycn, c->cout);
-    gm_sgemm(1, 0, (int)kk, (int)cols, c->cout, 1.0f, w->data, (int)kk, ycn, (int)cols, 0.0f, col, (int)cols);
-    gm__col2im(c, col, xt);
+    for (p0 = 0; p0 < c->ho * c->wo; p0 += chunk) {
+        const int p1 = GM__MIN(c->ho * c->wo, p0 + chunk), nc = (p1 - p0) * c->n;
+        gm_sgemm(1, 0, (int)kk, nc, c->cout, 1.0f, w->data, (int)kk, ycn + (size_t)p0 * c->n, (int)cols, 0.0f, col, nc);
+        gm__col2im(c, col, xt, p0, p1);
+    }
     gm__from_xt(c, xt, x->data);
     g->flops += gm__conv_flops(c);
     gm__conv_set(x, c);
