@@ -3219,15 +3219,38 @@ GMDEF gm_tensor *gm_bias_add(gm_graph *g, gm_tensor *x, gm_tensor *b) {
     return gm_add(g, x, gm_reshape(g, b, b->size, 1, x->ndim == 4 ? 1 : 0, 0));
 }
 
-GMDEF gm_tensor *gm_dropout(gm_graph *g, gm_tensor *x, float p) {
-    gm_tensor *mask;
+/* Dropout masks come from a counter-based hash of (a seed drawn per call, element index) rather
+   than a sequential generator: blocks of the mask fill in parallel, and the mask is the same
+   whatever the thread count. The hash is Wellons' "lowbias32" integer mixer. */
+static uint32_t gm__hash32(uint32_t x) {
+    x ^= x >> 16; x *= 0x7feb352du;
+    x ^= x >> 15; x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
+typedef struct { float *mask; uint32_t seed, threshold; float scale; } gm__dropout_job;
+
+static void gm__dropout_range(void *ctx, int lo, int hi) {
+    const gm__dropout_job *j = (const gm__dropout_job *)ctx;
     int i;
+    for (i = lo; i < hi; i++)   /* keep with probability 1 - p: 24 random bits >= p * 2^24 */
+        j->mask[i] = (gm__hash32(j->seed + (uint32_t)i * 0x9E3779B9u) >> 8) >= j->threshold ? j->scale : 0.0f;
+}
+
+GMDEF gm_tensor *gm_dropout(gm_graph *g, gm_tensor *x, float p) {
+    gm__dropout_job job;
+    gm_tensor *mask;
     if (!g || !x) return NULL;
     if (!(p >= 0.0f && p < 1.0f)) { gm__graph_error(g, "gm_dropout: p = %g must be in [0, 1)", (double)p); return NULL; }
     if (!g->training || p == 0.0f) return x;
     mask = gm__new_like(g, x);
     if (!mask) return NULL;
-    for (i = 0; i < x->size; i++) mask->data[i] = gm_rng_uniform(&g->rng) >= p ? 1.0f / (1.0f - p) : 0.0f;
+    job.mask = mask->data;
+    job.seed = gm_rng_u32(&g->rng);
+    job.threshold = (uint32_t)ceil((double)p * 16777216.0);
+    job.scale = 1.0f / (1.0f - p);
+    gm__parallel_blocks(x->size, GM__EW_BLOCK, x->size, gm__dropout_range, &job);
     return gm_mul(g, x, mask);
 }
 

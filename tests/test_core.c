@@ -411,6 +411,24 @@ GM_TEST(dropout_behaviour) {
         else if (fabsf(y->data[i] - 2.0f / 0.75f) > 1e-6f) bad++;
     }
     GM_CHECK(bad == 0 && zeros > 2300 && zeros < 2700, "dropout: %d zeros of 10000, %d bad values", zeros, bad);
+    {   /* neighbours independent (both dropped: p^2 = 6.25% of 9999 pairs, sd ~24), a new mask per
+           call, and the same mask from the same seed at any thread count */
+        gm_graph *g1 = gm_graph_new(9), *g2 = gm_graph_new(9);
+        gm_tensor *x1 = gm_full(g1, 1.0f, 300, 300, 0, 0), *x2 = gm_full(g2, 1.0f, 300, 300, 0, 0), *m1, *m2, *m3;
+        int pairs = 0, saved = gm_get_threads();
+        for (i = 0; y && i + 1 < y->size; i++) pairs += y->data[i] == 0 && y->data[i + 1] == 0;
+        GM_CHECK(pairs > 525 && pairs < 725, "dropout: %d adjacent dropped pairs of 9999, want ~625", pairs);
+        gm_set_threads(1);
+        m1 = gm_dropout(g1, x1, 0.5f);
+        gm_set_threads(2);
+        m2 = gm_dropout(g2, x2, 0.5f);
+        m3 = gm_dropout(g2, x2, 0.5f);
+        gm_set_threads(saved);
+        GM_CHECK(m1 && m2 && memcmp(m1->data, m2->data, (size_t)m1->size * sizeof(float)) == 0, "dropout mask depends on threads");
+        GM_CHECK(m2 && m3 && memcmp(m2->data, m3->data, (size_t)m2->size * sizeof(float)) != 0, "dropout repeats its mask");
+        gm_graph_free(g1);
+        gm_graph_free(g2);
+    }
     gm_graph_set_training(g, 0);
     e = gm_dropout(g, x, 0.25f);
     GM_CHECK(e && memcmp(e->data, x->data, (size_t)x->size * sizeof(float)) == 0, "dropout in eval is the identity");
