@@ -3327,9 +3327,9 @@ static void gm__add_run(float *d, const float *s, int n) {
 
 /* The adjoint of im2col for input row t = ci*h + ih of xt: adds the patch entries that read it,
    from a chunk of col holding the output positions [p0, p1) (the chunk starting at 0 first zeroes
-   the row). Each element sums chunk by chunk, then in (ki, kj) order, whoever runs the row, so
+   the row; given x, the last one also writes the finished row to x). Each element sums chunk by chunk, then in (ki, kj) order, whoever runs the row, so
    threads change no bit. */
-static void gm__col2im_row(const gm__conv_geom *c, const float *col, float *xt, int t, int p0, int p1) {
+static void gm__col2im_row(const gm__conv_geom *c, const float *col, float *xt, int t, int p0, int p1, float *x) {
     const int n = c->n, ci = t / c->h, ih = t % c->h;
     const size_t ncols = (size_t)(p1 - p0) * n;
     float *xrow = xt + (size_t)t * c->w * n;
@@ -3350,6 +3350,8 @@ static void gm__col2im_row(const gm__conv_geom *c, const float *col, float *xt, 
             }
         }
     }
+    if (x) /* the last chunk: the row is done, and still in cache; out to x (n, cin, h, w) */
+        gm__transpose(xrow, (size_t)n, x + ((size_t)ci * c->h + ih) * c->w, (size_t)c->cin * c->h * c->w, c->w, n);
 }
 
 /* d[0..n) = s[0..n) in blocks of 8 that the compiler turns into vector moves. */
@@ -3437,17 +3439,16 @@ static void gm__patch_fill_t(const void *ctx, int k0, int kc, int c0, int cols, 
 }
 
 /* The data movements around a convolution's GEMM, split into tasks on the pool. */
-enum { GM__MOVE_COL2IM, GM__MOVE_TO_XT, GM__MOVE_FROM_XT, GM__MOVE_NCHW_TO_CN, GM__MOVE_CN_TO_NCHW };
+enum { GM__MOVE_COL2IM, GM__MOVE_TO_XT, GM__MOVE_NCHW_TO_CN, GM__MOVE_CN_TO_NCHW };
 #define GM__MOVE_ROWS 64 /* rows of xt per transpose task */
-typedef struct { int kind; const gm__conv_geom *c; const float *src; float *dst; int ch, hw, p0, p1; } gm__conv_move;
+typedef struct { int kind; const gm__conv_geom *c; const float *src; float *dst, *x; int ch, hw, p0, p1; } gm__conv_move;
 
 static void gm__conv_move_task(void *ctx, int t) {
     const gm__conv_move *m = (const gm__conv_move *)ctx;
     const int n = m->c->n, f = m->ch * m->hw, r0 = t * GM__MOVE_ROWS, rows = GM__MIN(GM__MOVE_ROWS, f - r0);
     switch (m->kind) {
-    case GM__MOVE_COL2IM: gm__col2im_row(m->c, m->src, m->dst, t, m->p0, m->p1); break;
+    case GM__MOVE_COL2IM: gm__col2im_row(m->c, m->src, m->dst, t, m->p0, m->p1, m->x); break;
     case GM__MOVE_TO_XT: gm__transpose(m->src + r0, (size_t)f, m->dst + (size_t)r0 * n, (size_t)n, n, rows); break;
-    case GM__MOVE_FROM_XT: gm__transpose(m->src + (size_t)r0 * n, (size_t)n, m->dst + r0, (size_t)f, rows, n); break;
     case GM__MOVE_NCHW_TO_CN:   /* channel t */
         gm__transpose(m->src + (size_t)t * m->hw, (size_t)f, m->dst + (size_t)t * m->hw * n, (size_t)n, n, m->hw);
         break;
@@ -3458,27 +3459,28 @@ static void gm__conv_move_task(void *ctx, int t) {
 }
 
 /* kind's move of src into dst; ch, hw: the channels and positions per channel of the NCHW side. */
-static void gm__conv_move_run(int kind, const gm__conv_geom *c, const float *src, float *dst, int ch, int hw) {
+static void gm__conv_move_x(int kind, const gm__conv_geom *c, const float *src, float *dst, int ch, int hw, float *x) {
     gm__conv_move m;
     int ntasks;
-    m.kind = kind; m.c = c; m.src = src; m.dst = dst; m.ch = ch; m.hw = hw;
+    m.kind = kind; m.c = c; m.src = src; m.dst = dst; m.ch = ch; m.hw = hw; m.x = x;
     m.p0 = ch; m.p1 = hw;   /* COL2IM: the chunk's output positions */
     switch (kind) {
     case GM__MOVE_COL2IM: ntasks = c->cin * c->h; break;
-    case GM__MOVE_TO_XT: case GM__MOVE_FROM_XT: ntasks = (ch * hw + GM__MOVE_ROWS - 1) / GM__MOVE_ROWS; break;
+    case GM__MOVE_TO_XT: ntasks = (ch * hw + GM__MOVE_ROWS - 1) / GM__MOVE_ROWS; break;
     default: ntasks = ch; break;
     }
     gm__parallel_for(ntasks, gm__conv_move_task, &m);
 }
 
-static void gm__col2im(const gm__conv_geom *c, const float *col, float *xt, int p0, int p1) {
-    gm__conv_move_run(GM__MOVE_COL2IM, c, col, xt, p0, p1);
+static void gm__conv_move_run(int kind, const gm__conv_geom *c, const float *src, float *dst, int ch, int hw) {
+    gm__conv_move_x(kind, c, src, dst, ch, hw, NULL);
+}
+
+static void gm__col2im(const gm__conv_geom *c, const float *col, float *xt, int p0, int p1, float *x) {
+    gm__conv_move_x(GM__MOVE_COL2IM, c, col, xt, p0, p1, x);
 }
 static void gm__to_xt(const gm__conv_geom *c, const float *x, float *xt) {
     gm__conv_move_run(GM__MOVE_TO_XT, c, x, xt, c->cin, c->h * c->w);
-}
-static void gm__from_xt(const gm__conv_geom *c, const float *xt, float *x) {
-    gm__conv_move_run(GM__MOVE_FROM_XT, c, xt, x, c->cin, c->h * c->w);
 }
 static void gm__nchw_to_cn(const gm__conv_geom *c, const float *src, float *dst, int ch) {
     gm__conv_move_run(GM__MOVE_NCHW_TO_CN, c, src, dst, ch, c->ho * c->wo);
@@ -3551,9 +3553,8 @@ static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, con
     for (p0 = 0; p0 < c->ho * c->wo; p0 += chunk) {
         const int p1 = GM__MIN(c->ho * c->wo, p0 + chunk), nc = (p1 - p0) * c->n;
         gm_sgemm(1, 0, (int)kk, nc, c->cout, 1.0f, w->data, (int)kk, ycn + (size_t)p0 * c->n, (int)cols, 0.0f, col, nc);
-        gm__col2im(c, col, xt, p0, p1);
+        gm__col2im(c, col, xt, p0, p1, p1 == c->ho * c->wo ? x->data : NULL);
     }
-    gm__from_xt(c, xt, x->data);
     g->flops += gm__conv_flops(c);
     gm__conv_set(x, c);
     return gm__record(g, x, GM__OP_CONVT, y, w, NULL);
