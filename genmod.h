@@ -861,16 +861,24 @@ static GM__TGT void gm__packbt_##SFX(int kc, const float *b, int ldb, int cols, 
         for (c = 0; c < nr; c++) dst[(size_t)k * nr + c] = c < cols ? b[(size_t)c * ldb + k] : 0.0f; \
 }                                                                                                 \
 /* dst[j*dld + i] = src[i*sld + j] for a rows x cols block: VLANES x VLANES tiles through the    \
- * in-register transpose, the edges element by element (the layout moves around convolutions). */\
+ * in-register transpose; the last rows (fewer than VLANES) through a scratch tile, since a tile  \
+ * stores whole vectors; the last columns element by element (the layout moves around convs). */ \
 static GM__TGT void gm__transpose_##SFX(const float *src, int sld, float *dst, int dld, int rows,  \
                                         int cols) {                                               \
     const int rf = rows - rows % GM__VLANES, cf = cols - cols % GM__VLANES;                       \
-    int i, j;                                                                                     \
+    float tile[GM__VLANES * GM__VLANES];                                                          \
+    int i, j, c;                                                                                  \
     for (i = 0; i < rf; i += GM__VLANES)                                                          \
         for (j = 0; j < cf; j += GM__VLANES)                                                      \
             GM__V_TR(src + (size_t)i * sld + j, sld, GM__VLANES, dst + (size_t)j * dld + i, dld); \
+    if (rf < rows)                                                                                \
+        for (j = 0; j < cf; j += GM__VLANES) {                                                    \
+            GM__V_TR(src + (size_t)rf * sld + j, sld, rows - rf, tile, GM__VLANES);               \
+            for (c = 0; c < GM__VLANES; c++)                                                      \
+                memcpy(dst + (size_t)(j + c) * dld + rf, tile + c * GM__VLANES, (size_t)(rows - rf) * sizeof(float)); \
+        }                                                                                         \
     for (i = 0; i < rows; i++)                                                                    \
-        for (j = i < rf ? cf : 0; j < cols; j++) dst[(size_t)j * dld + i] = src[(size_t)i * sld + j]; \
+        for (j = cf; j < cols; j++) dst[(size_t)j * dld + i] = src[(size_t)i * sld + j];          \
 }                                                                                                 \
 /* Transposed A micro-panel: op(A)(i, k) = a[k*lda + i], i.e. a copy of MR contiguous floats   \
  * per k (fixed size, so the compiler emits vector moves) -> dst (kc, MR), rows >= rows zero. */ \
