@@ -747,13 +747,32 @@ static float gm__gan_mean(const gm_tensor *t) {
     return t->size ? (float)(s / t->size) : 0.0f;
 }
 
+/* D's scores of real and fake. A D whose output for one example does not depend on the others in
+   the batch (no batch norm) nor on how many times it runs (no spectral norm: each training pass
+   takes a power step) scores both in one pass of 2n rows: the same function, with GEMMs twice as
+   tall. (Conditional Ds would need the labels twice; they take two passes.) */
+static void gm__gan_d_scores(gm_gan *gan, gm_graph *g, gm_tensor *xr, gm_tensor *xf, const int *labels, gm_tensor **dr,
+                             gm_tensor **df) {
+    const gm_gan_arch *a = &gan->D.a;
+    if (!a->batchnorm && !a->spectral && a->classes == 0 && xr && xf && xr->shape[0] == xf->shape[0]) {
+        const int n = xr->shape[0];
+        gm_tensor *both = gm_gan_net_fwd(g, &gan->D, gm_concat(g, xr, xf, 0), NULL);
+        *dr = gm_slice(g, both, 0, 0, n);
+        *df = gm_slice(g, both, 0, n, n);
+        return;
+    }
+    *dr = gm_gan_net_fwd(g, &gan->D, xr, labels);
+    *df = gm_gan_net_fwd(g, &gan->D, xf, labels);
+}
+
 /* D step: D on noisy real and detached fake, loss (+ penalty), backward, update D. */
 static int gm__gan_d_step(gm_gan *gan, gm_graph *g, gm_tensor *real, gm_tensor *fake, const int *labels, float std,
                           gm_gan_stats *st) {
     gm__gan_critic_ctx cc;
     gm_tensor *xr = gm_gan_instance_noise(g, real, std), *xf = gm_gan_instance_noise(g, gm_detach(g, fake), std);
-    gm_tensor *dr = gm_gan_net_fwd(g, &gan->D, xr, labels), *df = gm_gan_net_fwd(g, &gan->D, xf, labels);
-    gm_tensor *loss = gm_gan_d_loss(g, gan->o.loss, dr, df), *gp = NULL;
+    gm_tensor *dr, *df, *loss, *gp = NULL;
+    gm__gan_d_scores(gan, g, xr, xf, labels, &dr, &df);
+    loss = gm_gan_d_loss(g, gan->o.loss, dr, df);
     if (gan->o.gp > 0 && loss) {
         cc.D = &gan->D; cc.labels = labels;
         gp = gm_gan_gradient_penalty(g, gm__gan_critic, &cc, xr, xf, gan->o.gp);
