@@ -3308,8 +3308,9 @@ static void gm__conv_inside(const gm__conv_geom *c, int kj, int *ow0, int *ow1) 
 
 /* Convolutions run batch-minor. The GEMM's columns are output positions major, images minor
    (column (oh*wo + ow)*n + img), and the image side is transposed to xt (cin, h, w, n), so every
-   entry of a patch is a contiguous run of n floats, one per image: im2col and col2im move whole
-   runs instead of short strided rows (at 7x7 outputs those rows are 7 floats). The layouts:
+   entry of a patch is a contiguous run of n floats, one per image: patches are packed and
+   scatter-added as whole runs instead of short strided rows (at 7x7 outputs those rows are 7
+   floats). The layouts:
      x  (n, cin, h, w)   <->  xt  (cin, h, w, n)
      col (cin*k*k, ho*wo*n)          row (ci*k + ki)*k + kj, column (oh*wo + ow)*n + img
      y  (n, cout, ho, wo) <-> ycn (cout, ho*wo, n) */
@@ -3334,9 +3335,9 @@ static void gm__add_run(float *d, const float *s, int n) {
 }
 
 /* The adjoint of im2col for input row t = ci*h + ih of xt: adds the patch entries that read it,
-   from a chunk of col holding the output positions [p0, p1) (the chunk starting at 0 first zeroes
-   the row; given x, the last one also writes the finished row to x). Each element sums chunk by chunk, then in (ki, kj) order, whoever runs the row, so
-   threads change no bit. */
+   from a chunk of col holding the output positions [p0, p1). The chunk starting at 0 first zeroes
+   the row; given x, the last one also writes the finished row to x. Each element sums chunk by
+   chunk, then in (ki, kj) order, whoever runs the row, so threads change no bit. */
 static void gm__col2im_row(const gm__conv_geom *c, const float *col, float *xt, int t, int p0, int p1, float *x) {
     const int n = c->n, ci = t / c->h, ih = t % c->h;
     const size_t ncols = (size_t)(p1 - p0) * n;
@@ -3466,26 +3467,30 @@ static void gm__conv_move_task(void *ctx, int t) {
     }
 }
 
-/* kind's move of src into dst; ch, hw: the channels and positions per channel of the NCHW side. */
-static void gm__conv_move_x(int kind, const gm__conv_geom *c, const float *src, float *dst, int ch, int hw, float *x) {
-    gm__conv_move m;
+static void gm__conv_move_go(gm__conv_move *m) {
     int ntasks;
-    m.kind = kind; m.c = c; m.src = src; m.dst = dst; m.ch = ch; m.hw = hw; m.x = x;
-    m.p0 = ch; m.p1 = hw;   /* COL2IM: the chunk's output positions */
-    switch (kind) {
-    case GM__MOVE_COL2IM: ntasks = c->cin * c->h; break;
-    case GM__MOVE_TO_XT: ntasks = (ch * hw + GM__MOVE_ROWS - 1) / GM__MOVE_ROWS; break;
-    default: ntasks = ch; break;
+    switch (m->kind) {
+    case GM__MOVE_COL2IM: ntasks = m->c->cin * m->c->h; break;
+    case GM__MOVE_TO_XT: ntasks = (m->ch * m->hw + GM__MOVE_ROWS - 1) / GM__MOVE_ROWS; break;
+    default: ntasks = m->ch; break;
     }
-    gm__parallel_for(ntasks, gm__conv_move_task, &m);
+    gm__parallel_for(ntasks, gm__conv_move_task, m);
 }
 
+/* A layout move of src into dst; ch, hw: the channels and positions per channel of the NCHW side. */
 static void gm__conv_move_run(int kind, const gm__conv_geom *c, const float *src, float *dst, int ch, int hw) {
-    gm__conv_move_x(kind, c, src, dst, ch, hw, NULL);
+    gm__conv_move m;
+    memset(&m, 0, sizeof m);
+    m.kind = kind; m.c = c; m.src = src; m.dst = dst; m.ch = ch; m.hw = hw;
+    gm__conv_move_go(&m);
 }
 
+/* col (a chunk: output positions [p0, p1)) added into xt; the last chunk passes x (see col2im_row). */
 static void gm__col2im(const gm__conv_geom *c, const float *col, float *xt, int p0, int p1, float *x) {
-    gm__conv_move_x(GM__MOVE_COL2IM, c, col, xt, p0, p1, x);
+    gm__conv_move m;
+    memset(&m, 0, sizeof m);
+    m.kind = GM__MOVE_COL2IM; m.c = c; m.src = col; m.dst = xt; m.x = x; m.p0 = p0; m.p1 = p1;
+    gm__conv_move_go(&m);
 }
 static void gm__to_xt(const gm__conv_geom *c, const float *x, float *xt) {
     gm__conv_move_run(GM__MOVE_TO_XT, c, x, xt, c->cin, c->h * c->w);
@@ -3505,14 +3510,14 @@ static void gm__conv_set(gm_tensor *t, const gm__conv_geom *c) {
     t->i[0] = c->stride; t->i[1] = c->pad; t->i[2] = c->k; t->i[3] = c->h; t->i[4] = c->w;
 }
 
-/* The three work buffers of a convolution (patches `col`, the GEMM's channel-major `ycn` and the
-   transposed input `xt`) live only while the op runs, so they come from the graph's scratch space,
-   reused by every conv op, not from the arena, where they would stay until the step ends. */
 /* CONVT's GEMM writes its patches a chunk of output positions at a time (GM__NC columns, the
    GEMM's own column block: it packs W once per block anyway), and each chunk is added into xt while
    it is still in cache, instead of all n*ho*wo columns going out to memory and back. */
 static int gm__convt_chunk(const gm__conv_geom *c) { return GM__MIN(c->ho * c->wo, GM__MAX(1, GM__NC / c->n)); }
 
+/* The work buffers of a convolution (`col`: one CONVT chunk of patches; `ycn`: y channel-major;
+   `xt`: x transposed) live only while the op runs, so they come from the graph's scratch space,
+   reused by every conv op, not from the arena, where they would stay until the step ends. */
 static int gm__conv_scratch(gm_graph *g, const gm__conv_geom *c, float **col, float **ycn, float **xt) {
     const size_t cols = (size_t)c->n * c->ho * c->wo;
     const size_t ncol = ((size_t)c->cin * c->k * c->k * gm__convt_chunk(c) * c->n + 15) & ~(size_t)15;
