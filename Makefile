@@ -34,18 +34,21 @@ build/san/test_%: tests/test_%.c tests/gm_test.h $(HEADERS) | build
 	@mkdir -p build/san
 	$(CC) $(SAN) $(WARN) -I. $< -o $@ $(LDLIBS)
 
-build/neon/test_kernels: tests/test_kernels.c tests/gm_test.h $(HEADERS) | build
+NEON_TESTS := test_kernels test_core test_grad
+build/neon/test_%: tests/test_%.c tests/gm_test.h $(HEADERS) | build
 	@mkdir -p build/neon
 	$(AARCH64_CC) -O2 -static $(WARN) -I. $< -o $@ $(LDLIBS)
 
 build:
 	@mkdir -p build out
 
-# The test command CI runs: unit tests, the warning-free build checks, and the NEON path under qemu
-# (skipped with a FAIL if the cross tools are missing: .ci/run installs them).
+# The test command CI runs: unit tests, the warning-free build checks, and the NEON path under qemu:
+# the kernels, and the core ops and gradient checks, which take the convolutions through the NEON
+# transposes (a FAIL, not a skip, if the cross tools are missing: .ci/run installs them).
 FUZZERS := fuzz_idx fuzz_safetensors
-test: $(addprefix build/,$(TESTS)) $(addprefix build/san/,$(FUZZERS)) build/neon/test_kernels
+test: $(addprefix build/,$(TESTS)) $(addprefix build/san/,$(FUZZERS)) $(addprefix build/neon/,$(NEON_TESTS))
 	@sh tests/run.sh $(addprefix build/,$(TESTS)) "sh tests/warnings.sh" "GM_TEST_SMALL=1 qemu-aarch64 build/neon/test_kernels" \
+	    "qemu-aarch64 build/neon/test_core" "qemu-aarch64 build/neon/test_grad" \
 	    "build/san/fuzz_idx tests/corpus/idx/*" "build/san/fuzz_safetensors tests/corpus/safetensors/*"
 
 sanitize: $(addprefix build/san/,$(TESTS))
