@@ -2084,13 +2084,13 @@ GMDEF void gm_sgemm(int ta, int tb, int M, int N, int K, float alpha, const floa
     gm__gemm_run(&j);
 }
 
-/* C (M, N) = op(A) B with B virtual (see bfill in gm__gemm_job); M, N, K > 0. */
-static void gm__sgemm_implicit(int ta, int M, int N, int K, const float *A, int lda,
+/* C (M, N) = A B with B virtual (see bfill in gm__gemm_job); M, N, K > 0. */
+static void gm__sgemm_implicit(int M, int N, int K, const float *A, int lda,
                                void (*bfill)(const void *, int, int, int, int, int, float *), const void *bctx,
                                float *C, int ldc) {
     gm__gemm_job j;
     memset(&j, 0, sizeof j);
-    j.ta = ta; j.M = M; j.N = N; j.K = K;
+    j.M = M; j.N = N; j.K = K;
     j.lda = lda; j.ldb = N; j.ldc = ldc;
     j.alpha = 1.0f; j.beta = 0.0f;
     j.A = A; j.C = C;
@@ -2750,7 +2750,6 @@ GMDEF gm_tensor *gm_sub(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm__bi
 GMDEF gm_tensor *gm_mul(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm__binary(g, GM__OP_MUL, "gm_mul", a, b); }
 GMDEF gm_tensor *gm_div(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm__binary(g, GM__OP_DIV, "gm_div", a, b); }
 
-
 static void gm__unary_kernel(int op, const float *f, float *y, const float *x, int n) {
     int i;
     switch (op) {
@@ -2850,8 +2849,6 @@ static gm_tensor *gm__mask(gm_graph *g, gm_tensor *x, int kind, float f0, float 
 /* ======================================================================================= */
 /* Reductions and broadcasting to a shape                                                  */
 /* ======================================================================================= */
-/* y = x summed down to `shape` (same ndim as x; reduced dims are 1). Serial and in a fixed order,
-   so results never depend on the thread count. */
 /* Row iteration over a big tensor (a: contiguous) and a small one (b: 0 strides where broadcast),
    collapsed to long rows. */
 static void gm__bcast_iter(const gm_tensor *big, const gm_tensor *small, gm__bcast *it) {
@@ -2864,6 +2861,8 @@ static void gm__bcast_iter(const gm_tensor *big, const gm_tensor *small, gm__bca
     gm__bcast_collapse(it);
 }
 
+/* y = x summed down to y's shape (same ndim as x; reduced dims are 1). Serial and in a fixed order,
+   so results never depend on the thread count. */
 static void gm__sum_to_kernel(const gm_tensor *x, const gm_tensor *y) {
     gm__bcast it;   /* a: x, b: y */
     int i0, i1, i2, i3, q;
@@ -3454,10 +3453,14 @@ typedef struct { int kind; const gm__conv_geom *c; const float *src; float *dst,
 
 static void gm__conv_move_task(void *ctx, int t) {
     const gm__conv_move *m = (const gm__conv_move *)ctx;
-    const int n = m->c->n, f = m->ch * m->hw, r0 = t * GM__MOVE_ROWS, rows = GM__MIN(GM__MOVE_ROWS, f - r0);
+    const int n = m->c->n, f = m->ch * m->hw;   /* f: floats per image on the NCHW side */
     switch (m->kind) {
     case GM__MOVE_COL2IM: gm__col2im_row(m->c, m->src, m->dst, t, m->p0, m->p1, m->x); break;
-    case GM__MOVE_TO_XT: gm__transpose(m->src + r0, (size_t)f, m->dst + (size_t)r0 * n, (size_t)n, n, rows); break;
+    case GM__MOVE_TO_XT: {   /* rows [r0, r0 + GM__MOVE_ROWS) of xt */
+        const int r0 = t * GM__MOVE_ROWS;
+        gm__transpose(m->src + r0, (size_t)f, m->dst + (size_t)r0 * n, (size_t)n, n, GM__MIN(GM__MOVE_ROWS, f - r0));
+        break;
+    }
     case GM__MOVE_NCHW_TO_CN:   /* channel t */
         gm__transpose(m->src + (size_t)t * m->hw, (size_t)f, m->dst + (size_t)t * m->hw * n, (size_t)n, n, m->hw);
         break;
@@ -3546,7 +3549,7 @@ static gm_tensor *gm__conv_forward(gm_graph *g, gm_tensor *x, gm_tensor *w, cons
     if (!y || gm__conv_scratch(g, c, &col, &ycn, &xt) != 0) return NULL;
     if (!(have & GM__HAVE_XT)) gm__to_xt(c, x->data, xt);
     src.c = c; src.xt = xt;
-    gm__sgemm_implicit(0, c->cout, (int)cols, (int)kk, w->data, (int)kk, gm__patch_fill, &src, ycn, (int)cols);
+    gm__sgemm_implicit(c->cout, (int)cols, (int)kk, w->data, (int)kk, gm__patch_fill, &src, ycn, (int)cols);
     gm__cn_to_nchw(c, ycn, y->data, c->cout);
     g->flops += gm__conv_flops(c);
     gm__conv_set(y, c);
@@ -3585,7 +3588,7 @@ static gm_tensor *gm__wgrad_forward(gm_graph *g, gm_tensor *x, gm_tensor *y, con
     if (!(have & GM__HAVE_XT)) gm__to_xt(c, x->data, xt);
     if (!(have & GM__HAVE_YCN)) gm__nchw_to_cn(c, y->data, ycn, c->cout);
     src.c = c; src.xt = xt;
-    gm__sgemm_implicit(0, c->cout, (int)kk, (int)cols, ycn, (int)cols, gm__patch_fill_t, &src, w->data, (int)kk);
+    gm__sgemm_implicit(c->cout, (int)kk, (int)cols, ycn, (int)cols, gm__patch_fill_t, &src, w->data, (int)kk);
     g->flops += gm__conv_flops(c);
     gm__conv_set(w, c);
     return gm__record(g, w, GM__OP_WGRAD, x, y, NULL);
