@@ -24,7 +24,7 @@
              gm_graph_reset(g);                                  // frees last step's tensors
              gm_tensor *x = gm_input(g, xs, 4, 1, 0, 0);         // (4,1)
              gm_tensor *y = gm_input(g, ys, 4, 1, 0, 0);
-             gm_tensor *loss = gm_mse(g, gm_linear_fwd(g, &lin, x), y);
+             gm_tensor *loss = gm_mse(g, gm_linear_forward(g, &lin, x), y);
              if (gm_backward(g, loss) != 0) { puts(gm_last_error()); break; }
              gm_optim_step(&opt, &P);                            // updates P, zeroes its grads
          }
@@ -85,11 +85,12 @@ extern "C" {
 
 /* ---- errors ----
  * Functions that can fail on user input return 0 on success and -1 on failure, and set a message
- * (per thread) readable with gm_last_error(). Inside the implementation, fail with
- *     return gm__fail("idx: %s: truncated: header says %d images, file holds %zu bytes", path, n, size);
+ * (per thread) readable with gm_last_error(). Code that builds on genmod (a family header, your
+ * own model) fails the same way:
+ *     return gm_fail("idx: %s: truncated: header says %d images, file holds %zu bytes", path, n, size);
  * (printf-style; it stores the message and returns -1). */
 GMDEF const char *gm_last_error(void);
-/* implementation provides:  static int gm__fail(const char *fmt, ...);  (returns -1) */
+GMDEF int gm_fail(const char *fmt, ...);
 
 /* ---- parameters ----
  * Every trainable tensor of a model lives in one contiguous buffer `data`, with `grad` mirroring it.
@@ -243,6 +244,20 @@ GMDEF size_t    gm_graph_memory(const gm_graph *g);    /* bytes the graph holds 
 GMDEF size_t    gm_graph_peak(const gm_graph *g);      /* most arena bytes one step has used */
 GMDEF double    gm_graph_flops(const gm_graph *g);     /* matmul/conv FLOPs run so far, forward and backward */
 GMDEF const char *gm_graph_error(const gm_graph *g);   /* first error since the last reset, or NULL */
+/* After an op returned NULL: fails (returns -1) with "who: " and the graph's first error, or
+   gm_last_error() when the graph has none. The one way a model's call reports a failed graph. */
+GMDEF int       gm_graph_fail(const gm_graph *g, const char *who);
+
+/* Inference over n items in chunks of at most GM_CHUNK: for each chunk the graph is reset, put
+   in eval mode (no dropout, batch-norm running statistics) with no tape, and fn(g, start, count,
+   ctx) runs; fn returns 0, or -1 when an op failed. Modes are restored afterwards. Returns 0, or
+   -1 with "who: " and the graph's error. Every family's plain-array inference calls go through it. */
+#define GM_CHUNK 500
+typedef int (*gm_chunk_fn)(gm_graph *g, int start, int count, void *ctx);
+GMDEF int gm_run_chunks(gm_graph *g, int n, gm_chunk_fn fn, void *ctx, const char *who);
+
+/* Makes *buf hold at least n floats (realloc; contents kept). 0, or -1 out of memory. */
+GMDEF int gm_floats_reserve(float **buf, size_t *cap, size_t n);
 
 /* Leaves. Shapes are d0..d3, trailing zeros end the shape. */
 GMDEF gm_tensor *gm_input(gm_graph *g, const float *data, int d0, int d1, int d2, int d3);  /* a copy */
@@ -309,6 +324,7 @@ GMDEF gm_tensor *gm_avg_pool(gm_graph *g, gm_tensor *x, int k);  /* k x k window
 GMDEF gm_tensor *gm_dropout(gm_graph *g, gm_tensor *x, float p); /* identity when not training */
 /* Losses: scalars (mean over all elements, or over the batch for the cross-entropy) */
 GMDEF gm_tensor *gm_mse(gm_graph *g, gm_tensor *pred, gm_tensor *target);
+GMDEF gm_tensor *gm_l1(gm_graph *g, gm_tensor *pred, gm_tensor *target);   /* mean |pred - target| */
 GMDEF gm_tensor *gm_bce_logits(gm_graph *g, gm_tensor *logits, gm_tensor *target);
 GMDEF gm_tensor *gm_softmax_xent(gm_graph *g, gm_tensor *logits, const int *labels);
 /* Per-example log-densities (N): summed over every axis but the first */
@@ -338,16 +354,28 @@ typedef struct gm_batchnorm {
 typedef struct gm_layernorm { gm_params *p; int gamma, beta; int n; float eps; } gm_layernorm;
 
 GMDEF int gm_linear_init(gm_linear *l, gm_params *p, const char *name, int in, int out, int init, gm_rng *r);
-GMDEF gm_tensor *gm_linear_fwd(gm_graph *g, const gm_linear *l, gm_tensor *x);  /* x (N,in) -> (N,out) */
+GMDEF gm_tensor *gm_linear_forward(gm_graph *g, const gm_linear *l, gm_tensor *x);  /* x (N,in) -> (N,out) */
 GMDEF int gm_conv_init(gm_conv *c, gm_params *p, const char *name, int cin, int cout, int k, int stride,
                        int pad, int init, gm_rng *r);
 GMDEF int gm_conv_transpose_init(gm_conv *c, gm_params *p, const char *name, int cin, int cout, int k,
                                  int stride, int pad, int out_pad, int init, gm_rng *r);
-GMDEF gm_tensor *gm_conv_fwd(gm_graph *g, const gm_conv *c, gm_tensor *x);
+GMDEF gm_tensor *gm_conv_forward(gm_graph *g, const gm_conv *c, gm_tensor *x);
 GMDEF int gm_batchnorm_init(gm_batchnorm *bn, gm_params *p, const char *name, int channels);
-GMDEF gm_tensor *gm_batchnorm_fwd(gm_graph *g, const gm_batchnorm *bn, gm_tensor *x); /* (N,C) or (N,C,H,W) */
+GMDEF gm_tensor *gm_batchnorm_forward(gm_graph *g, const gm_batchnorm *bn, gm_tensor *x); /* (N,C) or (N,C,H,W) */
 GMDEF int gm_layernorm_init(gm_layernorm *ln, gm_params *p, const char *name, int features);
-GMDEF gm_tensor *gm_layernorm_fwd(gm_graph *g, const gm_layernorm *ln, gm_tensor *x); /* over all but dim 0 */
+GMDEF gm_tensor *gm_layernorm_forward(gm_graph *g, const gm_layernorm *ln, gm_tensor *x); /* over all but dim 0 */
+
+/* Activations by name, for configs: one enum for every family. GM_ACT_LEAKY_RELU uses `slope`;
+   the others ignore it. */
+enum { GM_ACT_IDENTITY = 0, GM_ACT_RELU, GM_ACT_LEAKY_RELU, GM_ACT_ELU, GM_ACT_TANH, GM_ACT_SIGMOID,
+       GM_ACT_SOFTPLUS, GM_ACT_COUNT };
+GMDEF gm_tensor  *gm_activation(gm_graph *g, gm_tensor *x, int act, float slope);
+GMDEF const char *gm_act_name(int act);          /* "identity", "relu", "leaky_relu", ...; "?" if unknown */
+GMDEF int         gm_act_parse(const char *name); /* the reverse; -1 if unknown */
+
+/* Host-side reductions of a tensor's values (for stats), in double. */
+GMDEF double gm_tensor_sum(const gm_tensor *t);
+GMDEF double gm_tensor_mean(const gm_tensor *t);
 
 /* ======================================================================================= */
 /* Optimizers                                                                              */
@@ -622,7 +650,7 @@ static int gm__vfail(const char *fmt, va_list ap) {
     return -1;
 }
 
-static int gm__fail(const char *fmt, ...) {
+GMDEF int gm_fail(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     gm__vfail(fmt, ap);
@@ -2185,10 +2213,10 @@ static int gm__grow_floats(gm_params *p, size_t need) {
     while (cap < need) cap *= 2;
     if (cap == p->capacity) return 0;
     d = GM__CAST(float *, GENMOD_REALLOC(p->data, cap * sizeof(float)));
-    if (!d) return gm__fail("params: out of memory for %zu floats", cap);
+    if (!d) return gm_fail("params: out of memory for %zu floats", cap);
     p->data = d;
     gr = GM__CAST(float *, GENMOD_REALLOC(p->grad, cap * sizeof(float)));
-    if (!gr) return gm__fail("params: out of memory for %zu floats", cap);
+    if (!gr) return gm_fail("params: out of memory for %zu floats", cap);
     p->grad = gr;
     p->capacity = cap;
     return 0;
@@ -2198,19 +2226,19 @@ GMDEF int gm_params_add(gm_params *p, const char *name, int ndim, const int *sha
     gm_param_view *v;
     size_t size = 1;
     int k;
-    if (!p || !name || !shape) return gm__fail("gm_params_add: NULL argument");
-    if (ndim < 1 || ndim > GM_MAX_DIMS) return gm__fail("gm_params_add: '%s': %d dims (1..4 allowed)", name, ndim);
-    if (strlen(name) >= GM_NAME_MAX) return gm__fail("gm_params_add: name '%s' longer than %d", name, GM_NAME_MAX - 1);
-    if (gm_params_find(p, name) >= 0) return gm__fail("gm_params_add: '%s' exists already", name);
+    if (!p || !name || !shape) return gm_fail("gm_params_add: NULL argument");
+    if (ndim < 1 || ndim > GM_MAX_DIMS) return gm_fail("gm_params_add: '%s': %d dims (1..4 allowed)", name, ndim);
+    if (strlen(name) >= GM_NAME_MAX) return gm_fail("gm_params_add: name '%s' longer than %d", name, GM_NAME_MAX - 1);
+    if (gm_params_find(p, name) >= 0) return gm_fail("gm_params_add: '%s' exists already", name);
     for (k = 0; k < ndim; k++) {
         if (shape[k] <= 0 || size > (size_t)INT_MAX / (size_t)shape[k])
-            return gm__fail("gm_params_add: '%s': bad dim %d = %d", name, k, shape[k]);
+            return gm_fail("gm_params_add: '%s': bad dim %d = %d", name, k, shape[k]);
         size *= (size_t)shape[k];
     }
     if (p->nviews == p->views_capacity) {
         int cap = p->views_capacity ? p->views_capacity * 2 : 16;
         gm_param_view *nv = GM__CAST(gm_param_view *, GENMOD_REALLOC(p->views, (size_t)cap * sizeof *nv));
-        if (!nv) return gm__fail("gm_params_add: out of memory");
+        if (!nv) return gm_fail("gm_params_add: out of memory");
         p->views = nv;
         p->views_capacity = cap;
     }
@@ -2385,7 +2413,7 @@ static float *gm__graph_scratch(gm_graph *g, size_t n) {
 
 GMDEF gm_graph *gm_graph_new(uint64_t seed) {
     gm_graph *g = GM__CAST(gm_graph *, GENMOD_MALLOC(sizeof(gm_graph)));
-    if (!g) { gm__fail("gm_graph_new: out of memory"); return NULL; }
+    if (!g) { gm_fail("gm_graph_new: out of memory"); return NULL; }
     memset(g, 0, sizeof *g);
     g->record = 1;
     g->training = 1;
@@ -2433,6 +2461,36 @@ GMDEF int gm_graph_set_grad(gm_graph *g, int enabled) {
 GMDEF gm_rng *gm_graph_rng(gm_graph *g) { return &g->rng; }
 GMDEF double gm_graph_flops(const gm_graph *g) { return g ? g->flops : 0; }
 GMDEF const char *gm_graph_error(const gm_graph *g) { return g && g->error[0] ? g->error : NULL; }
+
+GMDEF int gm_graph_fail(const gm_graph *g, const char *who) {
+    const char *e = gm_graph_error(g);
+    return gm_fail("%s: %s", who, e ? e : gm_last_error());
+}
+
+GMDEF int gm_run_chunks(gm_graph *g, int n, gm_chunk_fn fn, void *ctx, const char *who) {
+    int start, rc = 0, training, recording;
+    if (!g || !fn || n < 0) return gm_fail("%s: bad arguments to gm_run_chunks", who);
+    training = gm_graph_training(g);
+    recording = gm_graph_set_grad(g, 0);
+    gm_graph_set_training(g, 0);
+    for (start = 0; start < n && rc == 0; start += GM_CHUNK) {
+        gm_graph_reset(g);
+        rc = fn(g, start, GM__MIN(GM_CHUNK, n - start), ctx);
+    }
+    gm_graph_set_training(g, training);
+    gm_graph_set_grad(g, recording);
+    return rc == 0 ? 0 : gm_graph_fail(g, who);
+}
+
+GMDEF int gm_floats_reserve(float **buf, size_t *cap, size_t n) {
+    float *p;
+    if (n <= *cap) return 0;
+    p = GM__CAST(float *, GENMOD_REALLOC(*buf, n * sizeof(float)));
+    if (!p) return gm_fail("out of memory (%zu floats)", n);
+    *buf = p;
+    *cap = n;
+    return 0;
+}
 GMDEF size_t gm_graph_peak(const gm_graph *g) { return g ? g->peak : 0; }
 GMDEF size_t gm_graph_memory(const gm_graph *g) {
     size_t total = 0;
@@ -3700,6 +3758,10 @@ static int gm__check_same(gm_graph *g, const char *who, const gm_tensor *a, cons
     return -1;
 }
 
+GMDEF gm_tensor *gm_l1(gm_graph *g, gm_tensor *pred, gm_tensor *target) {
+    return gm_mean(g, gm_abs(g, gm_sub(g, pred, target)));
+}
+
 GMDEF gm_tensor *gm_mse(gm_graph *g, gm_tensor *pred, gm_tensor *target) {
     if (!g || !pred || !target || gm__check_same(g, "gm_mse", pred, target)) return NULL;
     return gm_mean(g, gm_square(g, gm_sub(g, pred, target)));
@@ -3938,7 +4000,7 @@ static void gm__add_into(float *y, const float *x, int n) {
 GMDEF int gm_backward(gm_graph *g, gm_tensor *loss) {
     gm_tensor *seed;
     int k;
-    if (!g) return gm__fail("gm_backward: graph is NULL");
+    if (!g) return gm_fail("gm_backward: graph is NULL");
     if (gm__check_scalar_loss(g, loss, "gm_backward") != 0) return -1;
     if (!loss->requires_grad) return 0;   /* nothing trainable feeds it */
     seed = gm_full(g, 1.0f, 1, 0, 0, 0);
@@ -4018,7 +4080,7 @@ GMDEF double gm_gradcheck(gm_fn fn, void *ctx, int n, float **values, const int 
             worst_num = GM__MAX(worst_num, fabs(num));
             if (!isfinite(num) || !isfinite(analytic[i][j])) worst_diff = INFINITY;
         }
-    if (!ok) gm__fail("gm_gradcheck: %s", g && g->error[0] ? g->error : "fn must return a single value");
+    if (!ok) gm_fail("gm_gradcheck: %s", g && g->error[0] ? g->error : "fn must return a single value");
     for (i = 0; i < n; i++) GENMOD_FREE(analytic[i]);
     gm_graph_free(g);
     return ok ? worst_diff / GM__MAX(1e-3, worst_num) : -1.0;
@@ -4033,7 +4095,7 @@ static int gm__add_view(gm_params *p, const char *prefix, const char *suffix, in
     int shape[4];
     shape[0] = d0; shape[1] = d1; shape[2] = d2; shape[3] = d3;
     snprintf(name, sizeof name, "%s.%s", prefix, suffix);
-    if (strlen(name) >= GM_NAME_MAX) return gm__fail("layer name '%s' is too long", name);
+    if (strlen(name) >= GM_NAME_MAX) return gm_fail("layer name '%s' is too long", name);
     return gm_params_add(p, name, ndim, shape);
 }
 
@@ -4045,7 +4107,7 @@ static void gm__init_layer(gm_params *p, int w, int b, int init, int fan_in, int
 }
 
 GMDEF int gm_linear_init(gm_linear *l, gm_params *p, const char *name, int in, int out, int init, gm_rng *r) {
-    if (!l || !p || !name || !r || in <= 0 || out <= 0) return gm__fail("gm_linear_init: bad arguments for '%s'", name ? name : "?");
+    if (!l || !p || !name || !r || in <= 0 || out <= 0) return gm_fail("gm_linear_init: bad arguments for '%s'", name ? name : "?");
     l->p = p; l->in = in; l->out = out;
     if ((l->w = gm__add_view(p, name, "weight", 2, out, in, 0, 0)) < 0) return -1;
     if ((l->b = gm__add_view(p, name, "bias", 1, out, 0, 0, 0)) < 0) return -1;
@@ -4053,11 +4115,11 @@ GMDEF int gm_linear_init(gm_linear *l, gm_params *p, const char *name, int in, i
     return 0;
 }
 
-GMDEF gm_tensor *gm_linear_fwd(gm_graph *g, const gm_linear *l, gm_tensor *x) {
+GMDEF gm_tensor *gm_linear_forward(gm_graph *g, const gm_linear *l, gm_tensor *x) {
     char s1[64];
     if (!g || !l || !x) return NULL;
     if (x->ndim != 2 || x->shape[1] != l->in) {
-        gm__graph_error(g, "gm_linear_fwd: '%s' wants (N,%d), got %s", l->p->views[l->w].name, l->in, gm__shape_text(x, s1));
+        gm__graph_error(g, "gm_linear_forward: '%s' wants (N,%d), got %s", l->p->views[l->w].name, l->in, gm__shape_text(x, s1));
         return NULL;
     }
     return gm_bias_add(g, gm_matmul(g, x, gm_param(g, l->p, l->w), 0, 1), gm_param(g, l->p, l->b));
@@ -4067,7 +4129,7 @@ static int gm__conv_layer_init(gm_conv *c, gm_params *p, const char *name, int c
                                int out_pad, int transposed, int init, gm_rng *r) {
     int fan_in;
     if (!c || !p || !name || !r || cin <= 0 || cout <= 0 || k <= 0 || stride <= 0 || pad < 0)
-        return gm__fail("conv layer '%s': bad arguments", name ? name : "?");
+        return gm_fail("conv layer '%s': bad arguments", name ? name : "?");
     memset(c, 0, sizeof *c);
     c->p = p; c->cin = cin; c->cout = cout; c->k = k; c->stride = stride; c->pad = pad;
     c->out_pad = out_pad; c->transposed = transposed;
@@ -4088,7 +4150,7 @@ GMDEF int gm_conv_transpose_init(gm_conv *c, gm_params *p, const char *name, int
     return gm__conv_layer_init(c, p, name, cin, cout, k, stride, pad, out_pad, 1, init, r);
 }
 
-GMDEF gm_tensor *gm_conv_fwd(gm_graph *g, const gm_conv *c, gm_tensor *x) {
+GMDEF gm_tensor *gm_conv_forward(gm_graph *g, const gm_conv *c, gm_tensor *x) {
     gm_tensor *w, *y;
     if (!g || !c || !x) return NULL;
     w = gm_param(g, c->p, c->w);
@@ -4099,7 +4161,7 @@ GMDEF gm_tensor *gm_conv_fwd(gm_graph *g, const gm_conv *c, gm_tensor *x) {
 GMDEF int gm_batchnorm_init(gm_batchnorm *bn, gm_params *p, const char *name, int channels) {
     int i;
     float *var;
-    if (!bn || !p || !name || channels <= 0) return gm__fail("gm_batchnorm_init: bad arguments");
+    if (!bn || !p || !name || channels <= 0) return gm_fail("gm_batchnorm_init: bad arguments");
     bn->p = p; bn->c = channels; bn->momentum = 0.1f; bn->eps = 1e-5f;
     if ((bn->gamma = gm__add_view(p, name, "weight", 1, channels, 0, 0, 0)) < 0 ||
         (bn->beta = gm__add_view(p, name, "bias", 1, channels, 0, 0, 0)) < 0 ||
@@ -4127,13 +4189,13 @@ static void gm__update_running(const gm_batchnorm *bn, const gm_tensor *mean, co
     }
 }
 
-GMDEF gm_tensor *gm_batchnorm_fwd(gm_graph *g, const gm_batchnorm *bn, gm_tensor *x) {
+GMDEF gm_tensor *gm_batchnorm_forward(gm_graph *g, const gm_batchnorm *bn, gm_tensor *x) {
     gm_tensor *mean, *var, *gamma, *beta, *scale;
     int axes;
     char s1[64];
     if (!g || !bn || !x) return NULL;
     if ((x->ndim != 2 && x->ndim != 4) || x->shape[1] != bn->c) {
-        gm__graph_error(g, "gm_batchnorm_fwd: %d channels, input %s", bn->c, gm__shape_text(x, s1));
+        gm__graph_error(g, "gm_batchnorm_forward: %d channels, input %s", bn->c, gm__shape_text(x, s1));
         return NULL;
     }
     /* y = (x - mean) * scale + beta with scale = gamma / sqrt(var + eps) per channel: the
@@ -4161,7 +4223,7 @@ GMDEF gm_tensor *gm_batchnorm_fwd(gm_graph *g, const gm_batchnorm *bn, gm_tensor
 GMDEF int gm_layernorm_init(gm_layernorm *ln, gm_params *p, const char *name, int features) {
     int i;
     float *gamma;
-    if (!ln || !p || !name || features <= 0) return gm__fail("gm_layernorm_init: bad arguments");
+    if (!ln || !p || !name || features <= 0) return gm_fail("gm_layernorm_init: bad arguments");
     ln->p = p; ln->n = features; ln->eps = 1e-5f;
     if ((ln->gamma = gm__add_view(p, name, "weight", 1, features, 0, 0, 0)) < 0 ||
         (ln->beta = gm__add_view(p, name, "bias", 1, features, 0, 0, 0)) < 0) return -1;
@@ -4169,12 +4231,12 @@ GMDEF int gm_layernorm_init(gm_layernorm *ln, gm_params *p, const char *name, in
     return 0;
 }
 
-GMDEF gm_tensor *gm_layernorm_fwd(gm_graph *g, const gm_layernorm *ln, gm_tensor *x) {
+GMDEF gm_tensor *gm_layernorm_forward(gm_graph *g, const gm_layernorm *ln, gm_tensor *x) {
     gm_tensor *flat, *xc, *var, *y;
     char s1[64];
     if (!g || !ln || !x) return NULL;
     if (x->ndim < 2 || x->size / x->shape[0] != ln->n) {
-        gm__graph_error(g, "gm_layernorm_fwd: %d features, input %s", ln->n, gm__shape_text(x, s1));
+        gm__graph_error(g, "gm_layernorm_forward: %d features, input %s", ln->n, gm__shape_text(x, s1));
         return NULL;
     }
     flat = gm_reshape(g, x, x->shape[0], ln->n, 0, 0);
@@ -4184,6 +4246,42 @@ GMDEF gm_tensor *gm_layernorm_fwd(gm_graph *g, const gm_layernorm *ln, gm_tensor
     y = gm_add(g, gm_mul(g, y, gm_param(g, ln->p, ln->gamma)), gm_param(g, ln->p, ln->beta));
     return y ? gm__reshape(g, y, x->ndim, x->shape) : NULL;
 }
+
+static const char *const gm__act_names[GM_ACT_COUNT] = {"identity", "relu", "leaky_relu", "elu", "tanh",
+                                                        "sigmoid", "softplus"};
+
+GMDEF gm_tensor *gm_activation(gm_graph *g, gm_tensor *x, int act, float slope) {
+    switch (act) {
+    case GM_ACT_IDENTITY:   return x;
+    case GM_ACT_RELU:       return gm_relu(g, x);
+    case GM_ACT_LEAKY_RELU: return gm_leaky_relu(g, x, slope);
+    case GM_ACT_ELU:        return gm_elu(g, x, 1.0f);
+    case GM_ACT_TANH:       return gm_tanh(g, x);
+    case GM_ACT_SIGMOID:    return gm_sigmoid(g, x);
+    case GM_ACT_SOFTPLUS:   return gm_softplus(g, x);
+    default:
+        if (g) gm__graph_error(g, "gm_activation: unknown activation %d", act);
+        return NULL;
+    }
+}
+
+GMDEF const char *gm_act_name(int act) { return act >= 0 && act < GM_ACT_COUNT ? gm__act_names[act] : "?"; }
+
+GMDEF int gm_act_parse(const char *name) {
+    int k;
+    for (k = 0; name && k < GM_ACT_COUNT; k++)
+        if (strcmp(name, gm__act_names[k]) == 0) return k;
+    return -1;
+}
+
+GMDEF double gm_tensor_sum(const gm_tensor *t) {
+    double s = 0;
+    int i;
+    for (i = 0; t && i < t->size; i++) s += t->data[i];
+    return s;
+}
+
+GMDEF double gm_tensor_mean(const gm_tensor *t) { return t && t->size > 0 ? gm_tensor_sum(t) / t->size : 0.0; }
 
 /* ======================================================================================= */
 /* Optimizers                                                                              */
@@ -4250,7 +4348,7 @@ static int gm__optim_reserve(gm_optim *o, size_t n) {
     if (m) o->m = m;
     v = GM__CAST(float *, GENMOD_REALLOC(o->v, n * sizeof(float)));
     if (v) o->v = v;
-    if (!m || !v) return gm__fail("gm_optim_step: out of memory for %zu moments", n);
+    if (!m || !v) return gm_fail("gm_optim_step: out of memory for %zu moments", n);
     memset(o->m + o->n, 0, (n - o->n) * sizeof(float));
     memset(o->v + o->n, 0, (n - o->n) * sizeof(float));
     o->n = n;
@@ -4319,15 +4417,15 @@ static void gm__optim_task(void *ctx, int task) {
 GMDEF int gm_optim_step(gm_optim *o, gm_params *p) {
     gm__optim_job job;
     int ntasks;
-    if (!o || !p) return gm__fail("gm_optim_step: NULL argument");
-    if (o->kind < GM_SGD || o->kind > GM_ADAMW) return gm__fail("gm_optim_step: unknown optimizer kind %d", o->kind);
+    if (!o || !p) return gm_fail("gm_optim_step: NULL argument");
+    if (o->kind < GM_SGD || o->kind > GM_ADAMW) return gm_fail("gm_optim_step: unknown optimizer kind %d", o->kind);
     if (gm__optim_reserve(o, p->count) != 0) return -1;
     job.o = o;
     job.p = p;
     job.gscale = 1.0f;
     if (o->clip_norm > 0) {
         float norm = gm_grad_norm(p);
-        if (!isfinite(norm)) return gm__fail("gm_optim_step: gradient norm is not finite");
+        if (!isfinite(norm)) return gm_fail("gm_optim_step: gradient norm is not finite");
         if (norm > o->clip_norm) job.gscale = o->clip_norm / norm;
     }
     job.lr = gm_optim_lr(o);
@@ -4433,22 +4531,22 @@ static int gm__src_open(gm__src *s, const char *what, const char *path) {
     memset(s, 0, sizeof *s);
     s->path = path;
     s->f = fopen(path, "rb");
-    if (!s->f) return gm__fail("%s: %s: cannot open: %s", what, path, strerror(errno));
+    if (!s->f) return gm_fail("%s: %s: cannot open: %s", what, path, strerror(errno));
     if (fseek(s->f, 0, SEEK_END) != 0 || (end = ftell(s->f)) < 0 || fseek(s->f, 0, SEEK_SET) != 0) {
         fclose(s->f);
         s->f = NULL;
-        return gm__fail("%s: %s: cannot determine the file size (not a regular file?)", what, path);
+        return gm_fail("%s: %s: cannot determine the file size (not a regular file?)", what, path);
     }
     s->size = (uint64_t)end;
     if (fgetc(s->f) == EOF && ferror(s->f)) { /* e.g. a directory: fopen and ftell "work" on Linux */
         fclose(s->f);
         s->f = NULL;
-        return gm__fail("%s: %s: cannot read (is it a directory?)", what, path);
+        return gm_fail("%s: %s: cannot read (is it a directory?)", what, path);
     }
     if (fseek(s->f, 0, SEEK_SET) != 0) {
         fclose(s->f);
         s->f = NULL;
-        return gm__fail("%s: %s: cannot seek", what, path);
+        return gm_fail("%s: %s: cannot seek", what, path);
     }
     return 0;
 }
@@ -4479,15 +4577,15 @@ static int gm__read_file(const char *what, const char *path, unsigned char **out
     if (gm__src_open(&s, what, path) != 0) return -1;
     if (s.size > (uint64_t)(SIZE_MAX - 1)) {
         gm__src_close(&s);
-        return gm__fail("%s: %s: file too large for this platform", what, path);
+        return gm_fail("%s: %s: file too large for this platform", what, path);
     }
     n = (size_t)s.size;
     buf = (unsigned char *)GENMOD_MALLOC(n + 1); /* +1: malloc(0) may return NULL */
-    if (!buf) { gm__src_close(&s); return gm__fail("%s: %s: out of memory reading %zu bytes", what, path, n); }
+    if (!buf) { gm__src_close(&s); return gm_fail("%s: %s: out of memory reading %zu bytes", what, path, n); }
     if (gm__src_read(&s, buf, n) != n || ferror(s.f)) {
         GENMOD_FREE(buf);
         gm__src_close(&s);
-        return gm__fail("%s: %s: read error (a directory, or the file changed while reading?)", what, path);
+        return gm_fail("%s: %s: read error (a directory, or the file changed while reading?)", what, path);
     }
     gm__src_close(&s);
     *out = buf;
@@ -4526,7 +4624,7 @@ static int gm__wopen(gm__wfile *w, const char *what, const char *path) {
     size_t n = strlen(path) + 32;
     w->path = path; w->what = what; w->failed = 0; w->err = 0; w->len = 0;
     w->tmp = (char *)GENMOD_MALLOC(n);
-    if (!w->tmp) return gm__fail("%s: %s: out of memory", what, path);
+    if (!w->tmp) return gm_fail("%s: %s: out of memory", what, path);
     snprintf(w->tmp, n, "%s.tmp.%ld", path, gm__pid());
 #ifdef GM__POSIX_IO
     w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -4536,7 +4634,7 @@ static int gm__wopen(gm__wfile *w, const char *what, const char *path) {
     if (!w->f) {
 #endif
         int e = errno;
-        gm__fail("%s: %s: cannot create temporary file %s: %s", what, path, w->tmp, strerror(e));
+        gm_fail("%s: %s: cannot create temporary file %s: %s", what, path, w->tmp, strerror(e));
         GENMOD_FREE(w->tmp);
         w->tmp = NULL;
         return -1;
@@ -4630,7 +4728,7 @@ static int gm__wcommit(gm__wfile *w) {
     }
     if (rc != 0) {
         remove(w->tmp);
-        gm__fail("%s: %s: write failed: %s (the previous file, if any, is unchanged)", w->what, w->path,
+        gm_fail("%s: %s: write failed: %s (the previous file, if any, is unchanged)", w->what, w->path,
                  strerror(e ? e : EIO));
     }
 #ifdef GM__POSIX_IO
@@ -4659,17 +4757,17 @@ static const char *gm__idx_type_name(int t) {
 /* Validates the magic number against what the caller wants (3 dims: images, 1: labels). */
 static int gm__idx_magic(const unsigned char *b, size_t got, uint64_t size, const char *path, int want_ndim) {
     const char *kind = want_ndim == 3 ? "image" : "label";
-    if (size == 0) return gm__fail("idx: %s: file is empty", path);
+    if (size == 0) return gm_fail("idx: %s: file is empty", path);
     if (got >= 2 && b[0] == 0x1f && b[1] == 0x8b)
-        return gm__fail("idx: %s: is gzip-compressed; decompress it first (gunzip)", path);
-    if (got < 4) return gm__fail("idx: %s: truncated: %d bytes is too short for an IDX header", path, (int)got);
+        return gm_fail("idx: %s: is gzip-compressed; decompress it first (gunzip)", path);
+    if (got < 4) return gm_fail("idx: %s: truncated: %d bytes is too short for an IDX header", path, (int)got);
     if (b[0] != 0 || b[1] != 0)
-        return gm__fail("idx: %s: bad magic 0x%02x%02x%02x%02x: not an IDX file", path, b[0], b[1], b[2], b[3]);
+        return gm_fail("idx: %s: bad magic 0x%02x%02x%02x%02x: not an IDX file", path, b[0], b[1], b[2], b[3]);
     if (b[2] != 0x08)
-        return gm__fail("idx: %s: data type 0x%02x (%s) is not supported, only uint8 (0x08)", path, b[2],
+        return gm_fail("idx: %s: data type 0x%02x (%s) is not supported, only uint8 (0x08)", path, b[2],
                         gm__idx_type_name(b[2]));
     if (b[3] != want_ndim)
-        return gm__fail("idx: %s: bad magic 0x%08x: has %d dimensions; an IDX %s file has magic 0x%08x "
+        return gm_fail("idx: %s: bad magic 0x%08x: has %d dimensions; an IDX %s file has magic 0x%08x "
                         "(%d dimensions)%s", path, (unsigned)gm__be32(b), b[3], kind, 0x800u + (unsigned)want_ndim,
                         want_ndim, (b[3] == 1 || b[3] == 3) ? "; images and labels swapped?" : "");
     return 0;
@@ -4681,26 +4779,26 @@ static int gm__idx_header(gm__src *s, int want_ndim, gm__idx_hdr *h) {
     size_t need = 4 + 4 * (size_t)want_ndim, got = gm__src_read(s, b, need);
     uint64_t total;
     int i;
-    if (s->f && ferror(s->f)) return gm__fail("idx: %s: read error (is it a directory?)", s->path);
+    if (s->f && ferror(s->f)) return gm_fail("idx: %s: read error (is it a directory?)", s->path);
     if (gm__idx_magic(b, got, s->size, s->path, want_ndim) != 0) return -1;
     if (got < need)
-        return gm__fail("idx: %s: truncated: file has %d bytes, the header alone needs %d", s->path, (int)got, (int)need);
+        return gm_fail("idx: %s: truncated: file has %d bytes, the header alone needs %d", s->path, (int)got, (int)need);
     h->ndim = want_ndim;
     h->data_bytes = 1;
     for (i = 0; i < want_ndim; i++) {
         h->dims[i] = gm__be32(b + 4 + 4 * i);
         if (h->dims[i] == 0 || h->dims[i] > (uint32_t)INT_MAX)
-            return gm__fail("idx: %s: dimension %d is %lu (must be 1..%d)", s->path, i, (unsigned long)h->dims[i], INT_MAX);
+            return gm_fail("idx: %s: dimension %d is %lu (must be 1..%d)", s->path, i, (unsigned long)h->dims[i], INT_MAX);
         if (!gm__mul_u64(h->data_bytes, h->dims[i], &h->data_bytes))
-            return gm__fail("idx: %s: dimensions overflow (corrupt header)", s->path);
+            return gm_fail("idx: %s: dimensions overflow (corrupt header)", s->path);
     }
-    if (h->data_bytes > UINT64_MAX - need) return gm__fail("idx: %s: dimensions overflow (corrupt header)", s->path);
+    if (h->data_bytes > UINT64_MAX - need) return gm_fail("idx: %s: dimensions overflow (corrupt header)", s->path);
     total = need + h->data_bytes;
     if (s->size < total)
-        return gm__fail("idx: %s: truncated: header says %lu items (%llu bytes in all) but the file has %llu bytes",
+        return gm_fail("idx: %s: truncated: header says %lu items (%llu bytes in all) but the file has %llu bytes",
                         s->path, (unsigned long)h->dims[0], (unsigned long long)total, (unsigned long long)s->size);
     if (s->size > total)
-        return gm__fail("idx: %s: %llu trailing bytes after the %lu items the header announces (corrupt or wrong header)",
+        return gm_fail("idx: %s: %llu trailing bytes after the %lu items the header announces (corrupt or wrong header)",
                         s->path, (unsigned long long)(s->size - total), (unsigned long)h->dims[0]);
     return 0;
 }
@@ -4714,7 +4812,7 @@ static int gm__idx_read_pixels(gm__src *s, float *x, size_t count, float lo, flo
     table[255] = hi; /* exact endpoints whatever the rounding */
     while (count > 0) {
         size_t i, n = count < sizeof buf ? count : sizeof buf;
-        if (gm__src_read(s, buf, n) != n) return gm__fail("idx: %s: read error or file shrank while reading", s->path);
+        if (gm__src_read(s, buf, n) != n) return gm_fail("idx: %s: read error or file shrank while reading", s->path);
         for (i = 0; i < n; i++) x[i] = table[buf[i]];
         x += n;
         count -= n;
@@ -4728,10 +4826,10 @@ static int gm__idx_read_labels(gm__src *s, int *y, size_t n, size_t keep, int nu
     size_t done = 0;
     while (done < n) {
         size_t i, k = n - done < sizeof buf ? n - done : sizeof buf;
-        if (gm__src_read(s, buf, k) != k) return gm__fail("idx: %s: read error or file shrank while reading", s->path);
+        if (gm__src_read(s, buf, k) != k) return gm_fail("idx: %s: read error or file shrank while reading", s->path);
         for (i = 0; i < k; i++) {
             if (buf[i] >= num_classes)
-                return gm__fail("idx: %s: label %d of item %lu is out of range 0..%d", s->path, buf[i],
+                return gm_fail("idx: %s: label %d of item %lu is out of range 0..%d", s->path, buf[i],
                                 (unsigned long)(done + i), num_classes - 1);
             if (done + i < keep) y[done + i] = buf[i];
         }
@@ -4747,32 +4845,32 @@ static int gm__idx_load_src(gm_dataset *d, gm__src *img, gm__src *lbl, int max_i
     gm_dataset t;
     size_t items, per, nfloat;
     memset(&t, 0, sizeof t);
-    if (!isfinite(lo) || !isfinite(hi)) return gm__fail("idx: %s: range [%g, %g] is not finite", img->path, lo, hi);
-    if (num_classes < 1 || num_classes > 256) return gm__fail("idx: num_classes %d must be 1..256", num_classes);
+    if (!isfinite(lo) || !isfinite(hi)) return gm_fail("idx: %s: range [%g, %g] is not finite", img->path, lo, hi);
+    if (num_classes < 1 || num_classes > 256) return gm_fail("idx: num_classes %d must be 1..256", num_classes);
     if (gm__idx_header(img, 3, &hi_) != 0) return -1;
     if (lbl) {
         if (gm__idx_header(lbl, 1, &hl) != 0) return -1;
         if (hl.dims[0] != hi_.dims[0])
-            return gm__fail("idx: count mismatch: %s has %lu images but %s has %lu labels", img->path,
+            return gm_fail("idx: count mismatch: %s has %lu images but %s has %lu labels", img->path,
                             (unsigned long)hi_.dims[0], lbl->path, (unsigned long)hl.dims[0]);
     }
     items = hi_.dims[0];
     if (max_items > 0 && (size_t)max_items < items) items = (size_t)max_items;
     if ((uint64_t)hi_.dims[1] * hi_.dims[2] > (uint64_t)INT_MAX)
-        return gm__fail("idx: %s: images of %lux%lu are too large", img->path, (unsigned long)hi_.dims[1],
+        return gm_fail("idx: %s: images of %lux%lu are too large", img->path, (unsigned long)hi_.dims[1],
                         (unsigned long)hi_.dims[2]);
     per = (size_t)hi_.dims[1] * hi_.dims[2];
     if (items > SIZE_MAX / sizeof(float) / per)
-        return gm__fail("idx: %s: %lu images of %lux%lu do not fit in memory", img->path, (unsigned long)items,
+        return gm_fail("idx: %s: %lu images of %lux%lu do not fit in memory", img->path, (unsigned long)items,
                         (unsigned long)hi_.dims[1], (unsigned long)hi_.dims[2]);
     nfloat = items * per;
     t.n = (int)items; t.h = (int)hi_.dims[1]; t.w = (int)hi_.dims[2]; t.c = 1;
     t.x = (float *)GENMOD_MALLOC(nfloat * sizeof(float));
-    if (!t.x) return gm__fail("idx: %s: out of memory for %lu images", img->path, (unsigned long)items);
+    if (!t.x) return gm_fail("idx: %s: out of memory for %lu images", img->path, (unsigned long)items);
     if (lbl) {
         t.y = (int *)GENMOD_MALLOC(items * sizeof(int));
         t.nclasses = num_classes;
-        if (!t.y) { gm_dataset_free(&t); return gm__fail("idx: %s: out of memory", lbl->path); }
+        if (!t.y) { gm_dataset_free(&t); return gm_fail("idx: %s: out of memory", lbl->path); }
         if (gm__idx_read_labels(lbl, t.y, hl.dims[0], items, num_classes) != 0) { gm_dataset_free(&t); return -1; }
     }
     if (gm__idx_read_pixels(img, t.x, nfloat, lo, hi) != 0) { gm_dataset_free(&t); return -1; }
@@ -4784,7 +4882,7 @@ GMDEF int gm_idx_load_ex(gm_dataset *d, const char *images_path, const char *lab
                          float lo, float hi, int num_classes) {
     gm__src img, lbl;
     int rc;
-    if (!d || !images_path) return gm__fail("idx: NULL dataset or path");
+    if (!d || !images_path) return gm_fail("idx: NULL dataset or path");
     if (gm__src_open(&img, "idx", images_path) != 0) return -1;
     if (labels_path && gm__src_open(&lbl, "idx", labels_path) != 0) { gm__src_close(&img); return -1; }
     rc = gm__idx_load_src(d, &img, labels_path ? &lbl : NULL, max_items, lo, hi, num_classes);
@@ -4796,7 +4894,7 @@ GMDEF int gm_idx_load_ex(gm_dataset *d, const char *images_path, const char *lab
 GMDEF int gm_idx_load_mem(gm_dataset *d, const void *images, size_t images_len, const void *labels,
                           size_t labels_len, int max_items, float lo, float hi, int num_classes) {
     gm__src img, lbl;
-    if (!d || !images) return gm__fail("idx: NULL dataset or image buffer");
+    if (!d || !images) return gm_fail("idx: NULL dataset or image buffer");
     gm__src_mem(&img, images, images_len, "<images in memory>");
     gm__src_mem(&lbl, labels, labels_len, "<labels in memory>");
     return gm__idx_load_src(d, &img, labels ? &lbl : NULL, max_items, lo, hi, num_classes);
@@ -4811,13 +4909,13 @@ GMDEF int gm_idx_load(gm_dataset *d, const char *images_path, const char *labels
 static int gm__mnist_path(char *buf, size_t cap, const char *dir, const char *name) {
     FILE *f;
     int n = snprintf(buf, cap, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= cap) return gm__fail("mnist: directory name too long: %s", dir);
+    if (n < 0 || (size_t)n >= cap) return gm_fail("mnist: directory name too long: %s", dir);
     f = fopen(buf, "rb");
     if (f) { fclose(f); return 0; }
     n = snprintf(buf, cap, "%s/%s.gz", dir, name);
     if (n > 0 && (size_t)n < cap && (f = fopen(buf, "rb")) != NULL) {
         fclose(f);
-        return gm__fail("mnist: %s/%s is missing but %s exists; decompress it first (gunzip)", dir, name, buf);
+        return gm_fail("mnist: %s/%s is missing but %s exists; decompress it first (gunzip)", dir, name, buf);
     }
     snprintf(buf, cap, "%s/%s", dir, name);
     return 0; /* the loader reports the missing file with its errno */
@@ -4827,7 +4925,7 @@ GMDEF int gm_mnist_load(gm_dataset *train, gm_dataset *test, const char *dir, in
                         float lo, float hi) {
     char ip[4096], lp[4096];
     gm_dataset a;
-    if (!train || !dir) return gm__fail("mnist: NULL dataset or directory");
+    if (!train || !dir) return gm_fail("mnist: NULL dataset or directory");
     if (gm__mnist_path(ip, sizeof ip, dir, "train-images-idx3-ubyte") != 0 ||
         gm__mnist_path(lp, sizeof lp, dir, "train-labels-idx1-ubyte") != 0 ||
         gm_idx_load(&a, ip, lp, max_train, lo, hi) != 0)
@@ -4865,14 +4963,14 @@ GMDEF int gm_idx_save_images(const char *path, const float *x, int n, int h, int
     size_t i, count;
     unsigned char px[4096];
     size_t k = 0;
-    if (!path || !x) return gm__fail("idx: NULL path or data");
+    if (!path || !x) return gm_fail("idx: NULL path or data");
     if (n < 1 || h < 1 || w < 1 || (size_t)h * (size_t)w > SIZE_MAX / (size_t)n)
-        return gm__fail("idx: %s: bad image count/size %d x %d x %d", path, n, h, w);
-    if (!isfinite(lo) || !isfinite(hi) || !(hi > lo)) return gm__fail("idx: %s: bad range [%g, %g]", path, lo, hi);
+        return gm_fail("idx: %s: bad image count/size %d x %d x %d", path, n, h, w);
+    if (!isfinite(lo) || !isfinite(hi) || !(hi > lo)) return gm_fail("idx: %s: bad range [%g, %g]", path, lo, hi);
     count = (size_t)n * (size_t)h * (size_t)w;
     for (i = 0; i < count; i++) /* check first: never leave a half-written temp file for bad data */
         if (!isfinite(x[i]))
-            return gm__fail("idx: %s: image %lu has a non-finite pixel (%g)", path, (unsigned long)(i / ((size_t)h * w)), x[i]);
+            return gm_fail("idx: %s: image %lu has a non-finite pixel (%g)", path, (unsigned long)(i / ((size_t)h * w)), x[i]);
     if (gm__wopen(&f, "idx", path) != 0) return -1;
     dims[0] = (uint32_t)n; dims[1] = (uint32_t)h; dims[2] = (uint32_t)w;
     gm__idx_put_header(&f, 3, dims);
@@ -4889,9 +4987,9 @@ GMDEF int gm_idx_save_labels(const char *path, const int *y, int n) {
     gm__wfile f;
     uint32_t dim;
     int i;
-    if (!path || !y || n < 1) return gm__fail("idx: NULL path/labels or count %d < 1", n);
+    if (!path || !y || n < 1) return gm_fail("idx: NULL path/labels or count %d < 1", n);
     for (i = 0; i < n; i++)
-        if (y[i] < 0 || y[i] > 255) return gm__fail("idx: %s: label %d of item %d does not fit in a byte", path, y[i], i);
+        if (y[i] < 0 || y[i] > 255) return gm_fail("idx: %s: label %d of item %d does not fit in a byte", path, y[i], i);
     if (gm__wopen(&f, "idx", path) != 0) return -1;
     dim = (uint32_t)n;
     gm__idx_put_header(&f, 1, &dim);
@@ -5221,15 +5319,15 @@ GMDEF const char *gm_meta_get(const gm_meta *m, const char *key) {
 
 GMDEF int gm_meta_set(gm_meta *m, const char *key, const char *value) {
     int i;
-    if (!m || !key || !value) return gm__fail("meta: NULL argument");
-    if (m->n < 0 || m->n > GM_META_MAX) return gm__fail("meta: corrupt count %d (zero-initialize a gm_meta)", m->n);
-    if (strlen(key) >= GM_META_KEY_MAX) return gm__fail("meta: key '%.40s...' longer than %d bytes", key, GM_META_KEY_MAX - 1);
+    if (!m || !key || !value) return gm_fail("meta: NULL argument");
+    if (m->n < 0 || m->n > GM_META_MAX) return gm_fail("meta: corrupt count %d (zero-initialize a gm_meta)", m->n);
+    if (strlen(key) >= GM_META_KEY_MAX) return gm_fail("meta: key '%.40s...' longer than %d bytes", key, GM_META_KEY_MAX - 1);
     if (strlen(value) >= GM_META_VALUE_MAX)
-        return gm__fail("meta: value of '%s' longer than %d bytes", key, GM_META_VALUE_MAX - 1);
-    if (strncmp(key, "optim.", 6) == 0) return gm__fail("meta: key '%s': the prefix 'optim.' is reserved", key);
+        return gm_fail("meta: value of '%s' longer than %d bytes", key, GM_META_VALUE_MAX - 1);
+    if (strncmp(key, "optim.", 6) == 0) return gm_fail("meta: key '%s': the prefix 'optim.' is reserved", key);
     for (i = 0; i < m->n; i++)
         if (strcmp(m->key[i], key) == 0) break;
-    if (i == GM_META_MAX) return gm__fail("meta: full (%d entries); cannot add '%s'", GM_META_MAX, key);
+    if (i == GM_META_MAX) return gm_fail("meta: full (%d entries); cannot add '%s'", GM_META_MAX, key);
     if (i == m->n) { strcpy(m->key[i], key); m->n++; }
     strcpy(m->value[i], value);
     return 0;
@@ -5239,11 +5337,11 @@ GMDEF int gm_meta_setf(gm_meta *m, const char *key, const char *fmt, ...) {
     char v[GM_META_VALUE_MAX + 1];
     va_list ap;
     int n;
-    if (!fmt) return gm__fail("meta: NULL format");
+    if (!fmt) return gm_fail("meta: NULL format");
     va_start(ap, fmt);
     n = vsnprintf(v, sizeof v, fmt, ap);
     va_end(ap);
-    if (n < 0 || n >= GM_META_VALUE_MAX) return gm__fail("meta: value of '%s' longer than %d bytes", key ? key : "?", GM_META_VALUE_MAX - 1);
+    if (n < 0 || n >= GM_META_VALUE_MAX) return gm_fail("meta: value of '%s' longer than %d bytes", key ? key : "?", GM_META_VALUE_MAX - 1);
     return gm_meta_set(m, key, v);
 }
 
@@ -5324,34 +5422,34 @@ static int gm__st_check_save(const char *path, const gm_params *p, const gm_opti
     int i;
     for (i = 0; i < p->nviews; i++) {
         const char *nm = p->views[i].name;
-        if (!memchr(nm, 0, GM_NAME_MAX)) return gm__fail("checkpoint: %s: view %d has an unterminated name", path, i);
-        if (gm__st_reserved(nm)) return gm__fail("checkpoint: %s: parameter name '%s' is reserved", path, nm);
-        if (!gm__utf8_valid(nm)) return gm__fail("checkpoint: %s: parameter name of view %d is not valid UTF-8", path, i);
-        if (gm_params_find(p, nm) != i) return gm__fail("checkpoint: %s: parameter name '%s' is used twice", path, nm);
+        if (!memchr(nm, 0, GM_NAME_MAX)) return gm_fail("checkpoint: %s: view %d has an unterminated name", path, i);
+        if (gm__st_reserved(nm)) return gm_fail("checkpoint: %s: parameter name '%s' is reserved", path, nm);
+        if (!gm__utf8_valid(nm)) return gm_fail("checkpoint: %s: parameter name of view %d is not valid UTF-8", path, i);
+        if (gm_params_find(p, nm) != i) return gm_fail("checkpoint: %s: parameter name '%s' is used twice", path, nm);
         if (p->views[i].offset > p->count || p->views[i].size > p->count - p->views[i].offset)
-            return gm__fail("checkpoint: %s: view '%s' lies outside the parameter buffer", path, nm);
+            return gm_fail("checkpoint: %s: view '%s' lies outside the parameter buffer", path, nm);
     }
     if (opt && (opt->m || opt->v) && opt->n != p->count)
-        return gm__fail("checkpoint: %s: optimizer holds %lu floats but the model has %lu", path,
+        return gm_fail("checkpoint: %s: optimizer holds %lu floats but the model has %lu", path,
                         (unsigned long)opt->n, (unsigned long)p->count);
     if (meta) {
-        if (meta->n < 0 || meta->n > GM_META_MAX) return gm__fail("checkpoint: %s: corrupt metadata count %d", path, meta->n);
+        if (meta->n < 0 || meta->n > GM_META_MAX) return gm_fail("checkpoint: %s: corrupt metadata count %d", path, meta->n);
         for (i = 0; i < meta->n; i++) {
             if (!memchr(meta->key[i], 0, GM_META_KEY_MAX) || !memchr(meta->value[i], 0, GM_META_VALUE_MAX))
-                return gm__fail("checkpoint: %s: metadata entry %d is not NUL-terminated", path, i);
+                return gm_fail("checkpoint: %s: metadata entry %d is not NUL-terminated", path, i);
             if (strncmp(meta->key[i], "optim.", 6) == 0)
-                return gm__fail("checkpoint: %s: metadata key '%s' uses the reserved prefix 'optim.'", path, meta->key[i]);
+                return gm_fail("checkpoint: %s: metadata key '%s' uses the reserved prefix 'optim.'", path, meta->key[i]);
             if (!gm__utf8_valid(meta->key[i]) || !gm__utf8_valid(meta->value[i]))
-                return gm__fail("checkpoint: %s: metadata entry '%s' is not valid UTF-8", path, meta->key[i]);
+                return gm_fail("checkpoint: %s: metadata entry '%s' is not valid UTF-8", path, meta->key[i]);
             if (gm_meta_get(meta, meta->key[i]) != meta->value[i])
-                return gm__fail("checkpoint: %s: metadata key '%s' appears twice", path, meta->key[i]);
+                return gm_fail("checkpoint: %s: metadata key '%s' appears twice", path, meta->key[i]);
         }
     }
     if (opt)
         for (i = 0; i < GM__NOPTFIELDS; i++) {
             char v[64];
             if (gm__optfield_format(opt, &gm__optfields[i], v, sizeof v) != 0)
-                return gm__fail("checkpoint: %s: optimizer field %s has an invalid value", path, gm__optfields[i].key);
+                return gm_fail("checkpoint: %s: optimizer field %s has an invalid value", path, gm__optfields[i].key);
         }
     return 0;
 }
@@ -5404,12 +5502,12 @@ GMDEF int gm_checkpoint_save(const char *path, const gm_params *p, const gm_opti
     gm__wfile w;
     unsigned char len8[8];
     int i;
-    if (!path || !p) return gm__fail("checkpoint: NULL path or params");
+    if (!path || !p) return gm_fail("checkpoint: NULL path or params");
     if (gm__st_check_save(path, p, opt, meta) != 0) return -1;
     memset(&hdr, 0, sizeof hdr);
     if (gm__st_header_build(&hdr, p, opt, meta) != 0) {
         GENMOD_FREE(hdr.s);
-        return gm__fail("checkpoint: %s: out of memory building the header", path);
+        return gm_fail("checkpoint: %s: out of memory building the header", path);
     }
     if (gm__wopen(&w, "checkpoint", path) != 0) { GENMOD_FREE(hdr.s); return -1; }
     for (i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hdr.len >> (8 * i));
@@ -5458,15 +5556,15 @@ static void gm__shape_str(char *out, size_t cap, int ndim, const uint64_t *s64, 
 /* Length prefix, JSON syntax and a top-level object. */
 static int gm__st_header(gm__st *st, const unsigned char *buf, size_t len) {
     uint64_t n;
-    if (len < 8) return gm__fail("checkpoint: %s: truncated: %lu bytes, too short for a safetensors file", st->path, (unsigned long)len);
+    if (len < 8) return gm_fail("checkpoint: %s: truncated: %lu bytes, too short for a safetensors file", st->path, (unsigned long)len);
     n = gm__le64(buf);
     if (n > (uint64_t)len - 8)
-        return gm__fail("checkpoint: %s: header length %llu exceeds the file size (%lu bytes): truncated or not a "
+        return gm_fail("checkpoint: %s: header length %llu exceeds the file size (%lu bytes): truncated or not a "
                         "safetensors file", st->path, (unsigned long long)n, (unsigned long)len);
-    if (n < 2) return gm__fail("checkpoint: %s: header length %llu is too small", st->path, (unsigned long long)n);
+    if (n < 2) return gm_fail("checkpoint: %s: header length %llu is too small", st->path, (unsigned long long)n);
     if (gm__jparse(&st->j, (const char *)buf + 8, (size_t)n) != 0)
-        return gm__fail("checkpoint: %s: bad JSON header: %s at byte %lu", st->path, st->j.err, (unsigned long)(8 + st->j.pos));
-    if (st->j.t[0].type != GM__J_OBJ) return gm__fail("checkpoint: %s: header is not a JSON object", st->path);
+        return gm_fail("checkpoint: %s: bad JSON header: %s at byte %lu", st->path, st->j.err, (unsigned long)(8 + st->j.pos));
+    if (st->j.t[0].type != GM__J_OBJ) return gm_fail("checkpoint: %s: header is not a JSON object", st->path);
     st->data = buf + 8 + n;
     st->dlen = (uint64_t)len - 8 - n;
     return 0;
@@ -5475,15 +5573,15 @@ static int gm__st_header(gm__st *st, const unsigned char *buf, size_t len) {
 /* The shape array: non-negative integers, product*4 bytes without overflow. */
 static int gm__st_shape(gm__st *st, gm__st_entry *e, int k, uint64_t *bytes) {
     int i, c = st->j.t[k].count;
-    if (st->j.t[k].type != GM__J_ARR) return gm__fail("checkpoint: %s: tensor '%s': shape is not an array", st->path, e->name);
-    if (c > GM__ST_MAX_DIMS) return gm__fail("checkpoint: %s: tensor '%s': %d dimensions (max %d)", st->path, e->name, c, GM__ST_MAX_DIMS);
+    if (st->j.t[k].type != GM__J_ARR) return gm_fail("checkpoint: %s: tensor '%s': shape is not an array", st->path, e->name);
+    if (c > GM__ST_MAX_DIMS) return gm_fail("checkpoint: %s: tensor '%s': %d dimensions (max %d)", st->path, e->name, c, GM__ST_MAX_DIMS);
     e->ndim = c;
     *bytes = 4;
     for (i = 0, k++; i < c; i++, k = st->j.t[k].next) {
         if (gm__juint(&st->j, k, &e->shape[i]) != 0)
-            return gm__fail("checkpoint: %s: tensor '%s': shape entry %d is not a non-negative integer", st->path, e->name, i);
+            return gm_fail("checkpoint: %s: tensor '%s': shape entry %d is not a non-negative integer", st->path, e->name, i);
         if (!gm__mul_u64(*bytes, e->shape[i], bytes))
-            return gm__fail("checkpoint: %s: tensor '%s': shape size overflows", st->path, e->name);
+            return gm_fail("checkpoint: %s: tensor '%s': shape size overflows", st->path, e->name);
     }
     return 0;
 }
@@ -5491,7 +5589,7 @@ static int gm__st_shape(gm__st *st, gm__st_entry *e, int k, uint64_t *bytes) {
 static int gm__st_offsets(gm__st *st, gm__st_entry *e, int k) {
     if (st->j.t[k].type != GM__J_ARR || st->j.t[k].count != 2 || gm__juint(&st->j, k + 1, &e->begin) != 0 ||
         gm__juint(&st->j, st->j.t[k + 1].next, &e->end) != 0)
-        return gm__fail("checkpoint: %s: tensor '%s': data_offsets must be [begin, end] with non-negative integers",
+        return gm_fail("checkpoint: %s: tensor '%s': data_offsets must be [begin, end] with non-negative integers",
                         st->path, e->name);
     return 0;
 }
@@ -5501,35 +5599,35 @@ static int gm__st_entry_parse(gm__st *st, gm__st_entry *e, int k) {
     int i, c, seen = 0;
     uint64_t bytes = 0;
     char key[32], dt[32];
-    if (st->j.t[k].type != GM__J_OBJ) return gm__fail("checkpoint: %s: tensor '%s': entry is not an object", st->path, e->name);
+    if (st->j.t[k].type != GM__J_OBJ) return gm_fail("checkpoint: %s: tensor '%s': entry is not an object", st->path, e->name);
     c = st->j.t[k].count;
     for (i = 0, k++; i < c; i++) {
         int v = st->j.t[k].next, bit;
         if (gm__jstr(&st->j, k, key, sizeof key) != 0) key[0] = 0;
         bit = strcmp(key, "dtype") == 0 ? 1 : strcmp(key, "shape") == 0 ? 2 : strcmp(key, "data_offsets") == 0 ? 4 : 0;
-        if (!bit) return gm__fail("checkpoint: %s: tensor '%s': unknown field '%s'", st->path, e->name, key);
-        if (seen & bit) return gm__fail("checkpoint: %s: tensor '%s': field '%s' appears twice", st->path, e->name, key);
+        if (!bit) return gm_fail("checkpoint: %s: tensor '%s': unknown field '%s'", st->path, e->name, key);
+        if (seen & bit) return gm_fail("checkpoint: %s: tensor '%s': field '%s' appears twice", st->path, e->name, key);
         seen |= bit;
         if (bit == 1) {
             if (st->j.t[v].type != GM__J_STR || gm__jstr(&st->j, v, dt, sizeof dt) != 0)
-                return gm__fail("checkpoint: %s: tensor '%s': dtype is not a short string", st->path, e->name);
+                return gm_fail("checkpoint: %s: tensor '%s': dtype is not a short string", st->path, e->name);
             if (strcmp(dt, "F32") != 0)
-                return gm__fail("checkpoint: %s: tensor '%s': dtype %s is not supported (only F32)", st->path, e->name, dt);
+                return gm_fail("checkpoint: %s: tensor '%s': dtype %s is not supported (only F32)", st->path, e->name, dt);
         } else if (bit == 2) {
             if (gm__st_shape(st, e, v, &bytes) != 0) return -1;
         } else if (gm__st_offsets(st, e, v) != 0) return -1;
         k = st->j.t[v].next;
     }
-    if (seen != 7) return gm__fail("checkpoint: %s: tensor '%s': missing field '%s'", st->path, e->name,
+    if (seen != 7) return gm_fail("checkpoint: %s: tensor '%s': missing field '%s'", st->path, e->name,
                                    !(seen & 1) ? "dtype" : !(seen & 2) ? "shape" : "data_offsets");
     if (e->end < e->begin)
-        return gm__fail("checkpoint: %s: tensor '%s': data_offsets [%llu,%llu] end before begin", st->path, e->name,
+        return gm_fail("checkpoint: %s: tensor '%s': data_offsets [%llu,%llu] end before begin", st->path, e->name,
                         (unsigned long long)e->begin, (unsigned long long)e->end);
     if (e->end > st->dlen)
-        return gm__fail("checkpoint: %s: tensor '%s': data_offsets [%llu,%llu] lie outside the data section (%llu bytes)",
+        return gm_fail("checkpoint: %s: tensor '%s': data_offsets [%llu,%llu] lie outside the data section (%llu bytes)",
                         st->path, e->name, (unsigned long long)e->begin, (unsigned long long)e->end, (unsigned long long)st->dlen);
     if (e->end - e->begin != bytes)
-        return gm__fail("checkpoint: %s: tensor '%s': data_offsets span %llu bytes but its F32 shape needs %llu",
+        return gm_fail("checkpoint: %s: tensor '%s': data_offsets span %llu bytes but its F32 shape needs %llu",
                         st->path, e->name, (unsigned long long)(e->end - e->begin), (unsigned long long)bytes);
     return 0;
 }
@@ -5538,18 +5636,18 @@ static int gm__st_entry_parse(gm__st *st, gm__st_entry *e, int k) {
 static int gm__st_collect(gm__st *st) {
     int i, k, c = st->j.t[0].count;
     st->meta_tok = -1;
-    if ((size_t)c >= SIZE_MAX / sizeof(gm__st_entry)) return gm__fail("checkpoint: %s: too many header entries", st->path);
+    if ((size_t)c >= SIZE_MAX / sizeof(gm__st_entry)) return gm_fail("checkpoint: %s: too many header entries", st->path);
     st->e = (gm__st_entry *)GENMOD_MALLOC(((size_t)c + 1) * sizeof(gm__st_entry));
-    if (!st->e) return gm__fail("checkpoint: %s: out of memory for %d header entries", st->path, c);
+    if (!st->e) return gm_fail("checkpoint: %s: out of memory for %d header entries", st->path, c);
     for (i = 0, k = 1; i < c; i++) {
         int v = st->j.t[k].next;
         gm__st_entry *e = &st->e[st->ne];
         memset(e, 0, sizeof *e);
         if (gm__jstr(&st->j, k, e->name, sizeof e->name) != 0)
-            return gm__fail("checkpoint: %s: a tensor name is longer than %d bytes or contains NUL", st->path, GM__ST_NAME_MAX - 1);
+            return gm_fail("checkpoint: %s: a tensor name is longer than %d bytes or contains NUL", st->path, GM__ST_NAME_MAX - 1);
         if (strcmp(e->name, "__metadata__") == 0) {
-            if (st->meta_tok >= 0) return gm__fail("checkpoint: %s: __metadata__ appears twice", st->path);
-            if (st->j.t[v].type != GM__J_OBJ) return gm__fail("checkpoint: %s: __metadata__ is not an object", st->path);
+            if (st->meta_tok >= 0) return gm_fail("checkpoint: %s: __metadata__ appears twice", st->path);
+            if (st->j.t[v].type != GM__J_OBJ) return gm_fail("checkpoint: %s: __metadata__ is not an object", st->path);
             st->meta_tok = v;
         } else {
             if (gm__st_entry_parse(st, e, v) != 0) return -1;
@@ -5577,18 +5675,18 @@ static int gm__st_layout(gm__st *st) {
     if (st->ne > 1) qsort(st->e, (size_t)st->ne, sizeof(gm__st_entry), gm__st_cmp_name);
     for (i = 1; i < st->ne; i++)
         if (strcmp(st->e[i - 1].name, st->e[i].name) == 0)
-            return gm__fail("checkpoint: %s: tensor '%s' appears twice", st->path, st->e[i].name);
+            return gm_fail("checkpoint: %s: tensor '%s' appears twice", st->path, st->e[i].name);
     o = (const gm__st_entry **)GENMOD_MALLOC(((size_t)st->ne + 1) * sizeof *o);
-    if (!o) return gm__fail("checkpoint: %s: out of memory", st->path);
+    if (!o) return gm_fail("checkpoint: %s: out of memory", st->path);
     for (i = 0; i < st->ne; i++) o[i] = &st->e[i];
     if (st->ne > 1) qsort(o, (size_t)st->ne, sizeof *o, gm__st_cmp_off);
     for (i = 0; i < st->ne; i++) {
         if (o[i]->begin != at) {
             if (o[i]->begin < at)
-                gm__fail("checkpoint: %s: tensors '%s' and '%s' have overlapping data_offsets", st->path,
+                gm_fail("checkpoint: %s: tensors '%s' and '%s' have overlapping data_offsets", st->path,
                          o[i - 1]->name, o[i]->name);
             else
-                gm__fail("checkpoint: %s: %llu unused bytes before tensor '%s' in the data section", st->path,
+                gm_fail("checkpoint: %s: %llu unused bytes before tensor '%s' in the data section", st->path,
                          (unsigned long long)(o[i]->begin - at), o[i]->name);
             GENMOD_FREE(o);
             return -1;
@@ -5597,7 +5695,7 @@ static int gm__st_layout(gm__st *st) {
     }
     GENMOD_FREE(o);
     if (at != st->dlen)
-        return gm__fail("checkpoint: %s: %llu bytes after the last tensor in the data section (truncated header "
+        return gm_fail("checkpoint: %s: %llu bytes after the last tensor in the data section (truncated header "
                         "or trailing garbage)", st->path, (unsigned long long)(st->dlen - at));
     return 0;
 }
@@ -5624,12 +5722,12 @@ static int gm__st_match(gm__st *st, const gm_params *p, const gm_optim *opt, int
         }
         e->view = gm_params_find(p, nm);
         if (e->view < 0)
-            return gm__fail("checkpoint: %s: unexpected tensor '%s': the model has no parameter '%s'", st->path, e->name, nm);
+            return gm_fail("checkpoint: %s: unexpected tensor '%s': the model has no parameter '%s'", st->path, e->name, nm);
         if (!gm__st_shape_eq(e, &p->views[e->view])) {
             char a[128], b[128];
             gm__shape_str(a, sizeof a, e->ndim, e->shape, NULL);
             gm__shape_str(b, sizeof b, p->views[e->view].ndim, NULL, p->views[e->view].shape);
-            return gm__fail("checkpoint: %s: tensor '%s' has shape %s but the model expects %s", st->path, e->name, a, b);
+            return gm_fail("checkpoint: %s: tensor '%s' has shape %s but the model expects %s", st->path, e->name, a, b);
         }
         have[e->view * 3 + e->role]++;
     }
@@ -5640,14 +5738,14 @@ static int gm__st_missing(gm__st *st, const gm_params *p, const gm_optim *opt, c
     int i, any_opt = 0;
     for (i = 0; i < p->nviews; i++) {
         any_opt |= have[i * 3 + 1] | have[i * 3 + 2];
-        if (!have[i * 3]) return gm__fail("checkpoint: %s: tensor '%s' is missing", st->path, p->views[i].name);
+        if (!have[i * 3]) return gm_fail("checkpoint: %s: tensor '%s' is missing", st->path, p->views[i].name);
     }
     if (opt && !any_opt && p->nviews > 0)
-        return gm__fail("checkpoint: %s: no optimizer state in this checkpoint (pass NULL as the optimizer to load "
+        return gm_fail("checkpoint: %s: no optimizer state in this checkpoint (pass NULL as the optimizer to load "
                         "weights only)", st->path);
     for (i = 0; opt && i < p->nviews; i++) {
         if (!have[i * 3 + 1] || !have[i * 3 + 2])
-            return gm__fail("checkpoint: %s: optimizer tensor 'optim.%c.%s' is missing", st->path,
+            return gm_fail("checkpoint: %s: optimizer tensor 'optim.%c.%s' is missing", st->path,
                             have[i * 3 + 1] ? 'v' : 'm', p->views[i].name);
     }
     return 0;
@@ -5662,17 +5760,17 @@ static int gm__st_meta(gm__st *st, gm_optim *o, gm_meta *m) {
     for (i = 0, k = st->meta_tok + 1; i < c; i++) {
         int v = st->j.t[k].next, f;
         if (gm__jstr(&st->j, k, key, sizeof key) != 0)
-            return gm__fail("checkpoint: %s: a metadata key is longer than %d bytes or contains NUL", st->path, GM__ST_NAME_MAX - 1);
-        if (st->j.t[v].type != GM__J_STR) return gm__fail("checkpoint: %s: metadata '%s' is not a string", st->path, key);
+            return gm_fail("checkpoint: %s: a metadata key is longer than %d bytes or contains NUL", st->path, GM__ST_NAME_MAX - 1);
+        if (st->j.t[v].type != GM__J_STR) return gm_fail("checkpoint: %s: metadata '%s' is not a string", st->path, key);
         if (gm__jstr(&st->j, v, val, sizeof val) != 0)
-            return gm__fail("checkpoint: %s: metadata '%s': value longer than %d bytes or contains NUL", st->path, key, GM_META_VALUE_MAX - 1);
+            return gm_fail("checkpoint: %s: metadata '%s': value longer than %d bytes or contains NUL", st->path, key, GM_META_VALUE_MAX - 1);
         k = st->j.t[v].next;
         if (strncmp(key, "optim.", 6) != 0) {
             if (!m) continue;
             if (strlen(key) >= GM_META_KEY_MAX)
-                return gm__fail("checkpoint: %s: metadata key '%.40s...' is longer than %d bytes", st->path, key, GM_META_KEY_MAX - 1);
-            if (gm_meta_get(m, key)) return gm__fail("checkpoint: %s: metadata key '%s' appears twice", st->path, key);
-            if (m->n == GM_META_MAX) return gm__fail("checkpoint: %s: more than %d metadata entries", st->path, GM_META_MAX);
+                return gm_fail("checkpoint: %s: metadata key '%.40s...' is longer than %d bytes", st->path, key, GM_META_KEY_MAX - 1);
+            if (gm_meta_get(m, key)) return gm_fail("checkpoint: %s: metadata key '%s' appears twice", st->path, key);
+            if (m->n == GM_META_MAX) return gm_fail("checkpoint: %s: more than %d metadata entries", st->path, GM_META_MAX);
             strcpy(m->key[m->n], key); /* both fit: checked above and by the decode buffer size */
             strcpy(m->value[m->n], val);
             m->n++;
@@ -5680,13 +5778,13 @@ static int gm__st_meta(gm__st *st, gm_optim *o, gm_meta *m) {
         }
         if (!o) continue;
         for (f = 0; f < GM__NOPTFIELDS && strcmp(key, gm__optfields[f].key) != 0; f++) {}
-        if (f == GM__NOPTFIELDS) return gm__fail("checkpoint: %s: unknown optimizer metadata '%s'", st->path, key);
-        if (seen[f]++) return gm__fail("checkpoint: %s: metadata key '%s' appears twice", st->path, key);
+        if (f == GM__NOPTFIELDS) return gm_fail("checkpoint: %s: unknown optimizer metadata '%s'", st->path, key);
+        if (seen[f]++) return gm_fail("checkpoint: %s: metadata key '%s' appears twice", st->path, key);
         if (gm__optfield_parse(o, &gm__optfields[f], val) != 0)
-            return gm__fail("checkpoint: %s: optimizer metadata '%s' has a bad value '%s'", st->path, key, val);
+            return gm_fail("checkpoint: %s: optimizer metadata '%s' has a bad value '%s'", st->path, key, val);
     }
     for (i = 0; o && i < GM__NOPTFIELDS; i++)
-        if (!seen[i]) return gm__fail("checkpoint: %s: optimizer metadata '%s' is missing", st->path, gm__optfields[i].key);
+        if (!seen[i]) return gm_fail("checkpoint: %s: optimizer metadata '%s' is missing", st->path, gm__optfields[i].key);
     return 0;
 }
 
@@ -5702,14 +5800,14 @@ static int gm__st_apply(gm__st *st, gm_params *p, gm_optim *opt, const gm_optim 
     float *m = NULL, *v = NULL;
     if (opt) {
         if ((opt->m || opt->v) && opt->n != p->count)
-            return gm__fail("checkpoint: %s: optimizer buffers hold %lu floats but the model has %lu", st->path,
+            return gm_fail("checkpoint: %s: optimizer buffers hold %lu floats but the model has %lu", st->path,
                             (unsigned long)opt->n, (unsigned long)p->count);
         m = opt->m ? opt->m : (float *)GENMOD_MALLOC(p->count * sizeof(float) + 1);
         v = opt->v ? opt->v : (float *)GENMOD_MALLOC(p->count * sizeof(float) + 1);
         if (!m || !v) {
             if (m != opt->m) GENMOD_FREE(m);
             if (v != opt->v) GENMOD_FREE(v);
-            return gm__fail("checkpoint: %s: out of memory for optimizer state", st->path);
+            return gm_fail("checkpoint: %s: out of memory for optimizer state", st->path);
         }
         /* fresh buffers: zero the alignment gaps between views too, so nothing is left undefined */
         if (m != opt->m) memset(m, 0, p->count * sizeof(float));
@@ -5748,10 +5846,10 @@ static int gm__st_load_mem(const unsigned char *buf, size_t len, const char *pat
     memset(&st, 0, sizeof st);
     memset(&to, 0, sizeof to);
     st.path = path;
-    if (meta && !(tm = (gm_meta *)GENMOD_MALLOC(sizeof(gm_meta)))) return gm__fail("checkpoint: %s: out of memory", path);
+    if (meta && !(tm = (gm_meta *)GENMOD_MALLOC(sizeof(gm_meta)))) return gm_fail("checkpoint: %s: out of memory", path);
     if (tm) memset(tm, 0, sizeof *tm);
     have = (int *)GENMOD_MALLOC(((size_t)p->nviews * 3 + 1) * sizeof(int));
-    if (!have) { gm__fail("checkpoint: %s: out of memory", path); goto done; }
+    if (!have) { gm_fail("checkpoint: %s: out of memory", path); goto done; }
     memset(have, 0, ((size_t)p->nviews * 3 + 1) * sizeof(int));
     if (gm__st_header(&st, buf, len) == 0 && gm__st_collect(&st) == 0 && gm__st_layout(&st) == 0 &&
         gm__st_match(&st, p, opt, have) == 0 && gm__st_missing(&st, p, opt, have) == 0 &&
@@ -5766,7 +5864,7 @@ done:
 }
 
 GMDEF int gm_checkpoint_load_mem(const void *buf, size_t len, gm_params *p, gm_optim *opt, gm_meta *meta) {
-    if (!buf || !p) return gm__fail("checkpoint: NULL buffer or params");
+    if (!buf || !p) return gm_fail("checkpoint: NULL buffer or params");
     return gm__st_load_mem((const unsigned char *)buf, len, "<memory>", p, opt, meta);
 }
 
@@ -5774,7 +5872,7 @@ GMDEF int gm_checkpoint_load(const char *path, gm_params *p, gm_optim *opt, gm_m
     unsigned char *buf = NULL;
     size_t len = 0;
     int rc;
-    if (!path || !p) return gm__fail("checkpoint: NULL path or params");
+    if (!path || !p) return gm_fail("checkpoint: NULL path or params");
     if (gm__read_file("checkpoint", path, &buf, &len) != 0) return -1;
     rc = gm__st_load_mem(buf, len, path, p, opt, meta);
     GENMOD_FREE(buf);
@@ -5904,13 +6002,13 @@ GMDEF const char *gm_toy2d_names(void) { return "moons circles 8gaussians checke
 GMDEF int gm_toy2d(const char *name, int n, uint64_t seed, float noise, float *xy, int *labels) {
     int i, *lab = labels;
     uint64_t r = seed;
-    if (!name) return gm__fail("toy2d: NULL name (valid: %s)", gm_toy2d_names());
+    if (!name) return gm_fail("toy2d: NULL name (valid: %s)", gm_toy2d_names());
     for (i = 0; i < GM__NTOYS && strcmp(name, gm__toys[i].name) != 0; i++) {}
-    if (i == GM__NTOYS) return gm__fail("toy2d: unknown dataset '%s' (valid: %s)", name, gm_toy2d_names());
-    if (n < 1 || !xy) return gm__fail("toy2d: %s: need n >= 1 (got %d) and an output buffer", name, n);
-    if (!isfinite(noise)) return gm__fail("toy2d: %s: noise is not finite", name);
+    if (i == GM__NTOYS) return gm_fail("toy2d: unknown dataset '%s' (valid: %s)", name, gm_toy2d_names());
+    if (n < 1 || !xy) return gm_fail("toy2d: %s: need n >= 1 (got %d) and an output buffer", name, n);
+    if (!isfinite(noise)) return gm_fail("toy2d: %s: noise is not finite", name);
     if (!lab && !(lab = (int *)GENMOD_MALLOC((size_t)n * sizeof(int))))
-        return gm__fail("toy2d: %s: out of memory for %d points", name, n);
+        return gm_fail("toy2d: %s: out of memory for %d points", name, n);
     gm__toys[i].fn(n, &r, noise < 0 ? gm__toys[i].default_noise : (double)noise, xy, lab);
     if (lab != labels) GENMOD_FREE(lab);
     return 0;
@@ -5964,13 +6062,13 @@ static void gm__batcher_shuffle(gm_batcher *b) {
 }
 GMDEF int gm_batcher_init(gm_batcher *b, int n, int batch, uint64_t seed, int drop_last) {
     int i;
-    if (!b) return gm__fail("batcher: NULL");
+    if (!b) return gm_fail("batcher: NULL");
     memset(b, 0, sizeof *b);
-    if (n < 1 || batch < 1) return gm__fail("batcher: need n >= 1 and batch >= 1 (got n=%d batch=%d)", n, batch);
+    if (n < 1 || batch < 1) return gm_fail("batcher: need n >= 1 and batch >= 1 (got n=%d batch=%d)", n, batch);
     if (drop_last && batch > n)
-        return gm__fail("batcher: batch size %d exceeds the %d items and drop_last is set: no batch would ever come", batch, n);
+        return gm_fail("batcher: batch size %d exceeds the %d items and drop_last is set: no batch would ever come", batch, n);
     b->perm = (int *)GENMOD_MALLOC((size_t)n * sizeof(int));
-    if (!b->perm) return gm__fail("batcher: out of memory for %d indices", n);
+    if (!b->perm) return gm_fail("batcher: out of memory for %d indices", n);
     for (i = 0; i < n; i++) b->perm[i] = i;
     b->n = n; b->batch = batch; b->drop_last = drop_last ? 1 : 0; b->rng = seed;
     gm__batcher_shuffle(b);
@@ -6033,24 +6131,24 @@ static void gm__im_clear(gm_image *img) { if (img) { img->w = 0; img->h = 0; img
 /* Every image size goes through here, so no later w*h*3 can overflow. */
 static int gm__im_check_size(const char *what, long long w, long long h) {
     if (w <= 0 || h <= 0)
-        return gm__fail("%s: image size %lld x %lld: both sides must be positive", what, w, h);
+        return gm_fail("%s: image size %lld x %lld: both sides must be positive", what, w, h);
     if (w > GM_IMAGE_MAX_SIDE || h > GM_IMAGE_MAX_SIDE)
-        return gm__fail("%s: image size %lld x %lld: a side exceeds GM_IMAGE_MAX_SIDE (%d)", what, w, h,
+        return gm_fail("%s: image size %lld x %lld: a side exceeds GM_IMAGE_MAX_SIDE (%d)", what, w, h,
                         GM_IMAGE_MAX_SIDE);
     if ((unsigned long long)w * (unsigned long long)h > (unsigned long long)((size_t)-1) / 3u)
-        return gm__fail("%s: image size %lld x %lld does not fit in memory", what, w, h);
+        return gm_fail("%s: image size %lld x %lld does not fit in memory", what, w, h);
     return 0;
 }
 
 static int gm__im_alloc(gm_image *img, const char *what, long long w, long long h,
                         unsigned char r, unsigned char g, unsigned char b) {
     size_t i, npix;
-    if (!img) return gm__fail("%s: output image is NULL", what);
+    if (!img) return gm_fail("%s: output image is NULL", what);
     gm__im_clear(img);
     if (gm__im_check_size(what, w, h) != 0) return -1;
     npix = (size_t)w * (size_t)h;
     img->rgb = (unsigned char *)GENMOD_MALLOC(npix * 3);
-    if (!img->rgb) return gm__fail("%s: out of memory for a %lld x %lld image", what, w, h);
+    if (!img->rgb) return gm_fail("%s: out of memory for a %lld x %lld image", what, w, h);
     img->w = (int)w; img->h = (int)h;
     for (i = 0; i < npix; i++) { img->rgb[3*i] = r; img->rgb[3*i+1] = g; img->rgb[3*i+2] = b; }
     return 0;
@@ -6322,16 +6420,16 @@ static unsigned char gm__im_to_byte(float v, float lo, float hi) {
 
 static int gm__im_grid_check(const float *x, int n, int c, int h, int w, int pad, float lo, float hi) {
     const char *f = "gm_image_grid";
-    if (!x) return gm__fail("%s: input is NULL", f);
-    if (n <= 0) return gm__fail("%s: n = %d images: need at least one", f, n);
-    if (c != 1 && c != 3) return gm__fail("%s: c = %d channels: must be 1 (grey) or 3 (RGB)", f, c);
+    if (!x) return gm_fail("%s: input is NULL", f);
+    if (n <= 0) return gm_fail("%s: n = %d images: need at least one", f, n);
+    if (c != 1 && c != 3) return gm_fail("%s: c = %d channels: must be 1 (grey) or 3 (RGB)", f, c);
     if (h <= 0 || w <= 0 || h > GM_IMAGE_MAX_SIDE || w > GM_IMAGE_MAX_SIDE)
-        return gm__fail("%s: tile size %d x %d: sides must be in 1..%d", f, w, h, GM_IMAGE_MAX_SIDE);
-    if (pad < 0 || pad > GM_IMAGE_MAX_SIDE) return gm__fail("%s: pad = %d must be in 0..%d", f, pad, GM_IMAGE_MAX_SIDE);
+        return gm_fail("%s: tile size %d x %d: sides must be in 1..%d", f, w, h, GM_IMAGE_MAX_SIDE);
+    if (pad < 0 || pad > GM_IMAGE_MAX_SIDE) return gm_fail("%s: pad = %d must be in 0..%d", f, pad, GM_IMAGE_MAX_SIDE);
     if (!gm__im_finite(lo) || !gm__im_finite(hi) || lo == hi)
-        return gm__fail("%s: value range [%g, %g] must be finite and non-empty", f, (double)lo, (double)hi);
+        return gm_fail("%s: value range [%g, %g] must be finite and non-empty", f, (double)lo, (double)hi);
     if ((size_t)n > ((size_t)-1) / sizeof(float) / 3 / (size_t)h / (size_t)w)
-        return gm__fail("%s: %d images of %dx%dx%d floats overflow the address space", f, n, c, h, w);
+        return gm_fail("%s: %d images of %dx%dx%d floats overflow the address space", f, n, c, h, w);
     return 0;
 }
 
@@ -6341,7 +6439,7 @@ GMDEF int gm_image_grid(gm_image *out, const float *x, int n, int c, int h, int 
     int i, yy, xx, k;
     size_t plane = (size_t)(h > 0 ? h : 0) * (size_t)(w > 0 ? w : 0);
     gm__im_clear(out);
-    if (!out) return gm__fail("gm_image_grid: output image is NULL");
+    if (!out) return gm_fail("gm_image_grid: output image is NULL");
     if (gm__im_grid_check(x, n, c, h, w, pad, lo, hi) != 0) return -1;
     if (cols <= 0) cols = (int)ceil(sqrt((double)n));
     rows = (n + (long long)cols - 1) / cols;
@@ -6370,8 +6468,8 @@ GMDEF int gm_image_grid(gm_image *out, const float *x, int n, int c, int h, int 
 GMDEF int gm_image_upscale(gm_image *out, const gm_image *in, int factor) {
     int x, y;
     gm__im_clear(out);
-    if (!gm__im_valid(in)) return gm__fail("gm_image_upscale: input image is NULL or empty");
-    if (factor < 1) return gm__fail("gm_image_upscale: factor = %d must be at least 1", factor);
+    if (!gm__im_valid(in)) return gm_fail("gm_image_upscale: input image is NULL or empty");
+    if (factor < 1) return gm_fail("gm_image_upscale: factor = %d must be at least 1", factor);
     if (gm__im_alloc(out, "gm_image_upscale", (long long)in->w * factor, (long long)in->h * factor, 0, 0, 0) != 0)
         return -1;
     for (y = 0; y < out->h; y++)
@@ -6403,11 +6501,11 @@ static int gm__im_stack(gm_image *out, const gm_image *panels, int n, const char
     int i, ts, caph = 0, pos;
     unsigned char ink[3];
     gm__im_clear(out);
-    if (!out) return gm__fail("%s: output image is NULL", f);
-    if (!panels || n <= 0) return gm__fail("%s: need at least one panel (n = %d)", f, n);
-    if (pad < 0 || pad > GM_IMAGE_MAX_SIDE) return gm__fail("%s: pad = %d must be in 0..%d", f, pad, GM_IMAGE_MAX_SIDE);
+    if (!out) return gm_fail("%s: output image is NULL", f);
+    if (!panels || n <= 0) return gm_fail("%s: need at least one panel (n = %d)", f, n);
+    if (pad < 0 || pad > GM_IMAGE_MAX_SIDE) return gm_fail("%s: pad = %d must be in 0..%d", f, pad, GM_IMAGE_MAX_SIDE);
     for (i = 0; i < n; i++)
-        if (!gm__im_valid(&panels[i])) return gm__fail("%s: panel %d is empty or invalid", f, i);
+        if (!gm__im_valid(&panels[i])) return gm_fail("%s: panel %d is empty or invalid", f, i);
     ts = gm__im_caption_scale(panels, n);
     for (i = 0; captions && i < n; i++)
         if (captions[i] && captions[i][0]) caph = gm__im_text_height(ts) + 4 * ts;
@@ -6712,14 +6810,14 @@ GMDEF gm_plot_opts gm_plot_defaults(void) {
 static int gm__im_fig_begin(gm__im_fig *f, gm_image *out, const gm_plot_opts *o, const char *fn) {
     memset(f, 0, sizeof *f);
     gm__im_clear(out);
-    if (!out) return gm__fail("%s: output image is NULL", fn);
+    if (!out) return gm_fail("%s: output image is NULL", fn);
     if (o->w < 160 || o->h < 120 || o->w > GM_IMAGE_MAX_SIDE || o->h > GM_IMAGE_MAX_SIDE)
-        return gm__fail("%s: plot size %d x %d: must be at least 160 x 120 and at most %d a side", fn, o->w,
+        return gm_fail("%s: plot size %d x %d: must be at least 160 x 120 and at most %d a side", fn, o->w,
                         o->h, GM_IMAGE_MAX_SIDE);
     if (o->fixed_x && !(gm__im_finite(o->x0) && gm__im_finite(o->x1) && o->x0 < o->x1))
-        return gm__fail("%s: fixed x range [%g, %g] must be finite with x0 < x1", fn, (double)o->x0, (double)o->x1);
+        return gm_fail("%s: fixed x range [%g, %g] must be finite with x0 < x1", fn, (double)o->x0, (double)o->x1);
     if (o->fixed_y && !(gm__im_finite(o->y0) && gm__im_finite(o->y1) && o->y0 < o->y1))
-        return gm__fail("%s: fixed y range [%g, %g] must be finite with y0 < y1", fn, (double)o->y0, (double)o->y1);
+        return gm_fail("%s: fixed y range [%g, %g] must be finite with y0 < y1", fn, (double)o->y0, (double)o->y1);
     f->img = out;
     f->o = o;
     f->ts = (o->w >= 1400 && o->h >= 1000) ? 2 : 1;
@@ -6728,7 +6826,7 @@ static int gm__im_fig_begin(gm__im_fig *f, gm_image *out, const gm_plot_opts *o,
 
 static int gm__im_fig_alloc(gm__im_fig *f, const char *fn) {
     if (f->w < 40 || f->h < 30)
-        return gm__fail("%s: %d x %d is too small for the plot area once titles, labels and legend take "
+        return gm_fail("%s: %d x %d is too small for the plot area once titles, labels and legend take "
                         "their room", fn, f->o->w, f->o->h);
     if (gm__im_alloc(f->img, fn, f->o->w, f->o->h, 255, 255, 255) != 0) return -1;
     gm__im_fig_background(f);
@@ -6740,15 +6838,15 @@ static int gm__im_fig_alloc(gm__im_fig *f, const char *fn) {
 /* ------------------------------------------------------------------------------------------ */
 static int gm__im_scatter_check(const float *xy, int n, const int *labels, int nlabels) {
     int i;
-    if (!xy) return gm__fail("gm_plot_scatter: points are NULL");
-    if (n <= 0) return gm__fail("gm_plot_scatter: n = %d points: need at least one", n);
+    if (!xy) return gm_fail("gm_plot_scatter: points are NULL");
+    if (n <= 0) return gm_fail("gm_plot_scatter: n = %d points: need at least one", n);
     if (!labels) return 0;
     if (nlabels < 1 || nlabels > GM_PALETTE_SIZE)
-        return gm__fail("gm_plot_scatter: nlabels = %d: must be in 1..%d (one distinct colour each)", nlabels,
+        return gm_fail("gm_plot_scatter: nlabels = %d: must be in 1..%d (one distinct colour each)", nlabels,
                         GM_PALETTE_SIZE);
     for (i = 0; i < n; i++)
         if (labels[i] < 0 || labels[i] >= nlabels)
-            return gm__fail("gm_plot_scatter: labels[%d] = %d is outside 0..%d", i, labels[i], nlabels - 1);
+            return gm_fail("gm_plot_scatter: labels[%d] = %d is outside 0..%d", i, labels[i], nlabels - 1);
     return 0;
 }
 
@@ -6799,7 +6897,7 @@ GMDEF int gm_plot_scatter(gm_image *out, const gm_plot_opts *opts, const float *
         if (y < ymin) ymin = y;
         if (y > ymax) ymax = y;
     }
-    if (bad == n) return gm__fail("gm_plot_scatter: all %d points are NaN or infinite", n);
+    if (bad == n) return gm_fail("gm_plot_scatter: all %d points are NaN or infinite", n);
     if (o.fixed_x) { xmin = o.x0; xmax = o.x1; } else gm__im_range(&xmin, &xmax, 0.05);
     if (o.fixed_y) { ymin = o.y0; ymax = o.y1; } else gm__im_range(&ymin, &ymax, 0.05);
     for (i = 0; i < n; i++) {
@@ -6835,14 +6933,14 @@ GMDEF int gm_plot_scatter(gm_image *out, const gm_plot_opts *opts, const float *
 /* ------------------------------------------------------------------------------------------ */
 static int gm__im_heat_check(const float *v, int gw, int gh, float x0, float x1, float y0, float y1) {
     const char *fn = "gm_plot_heatmap";
-    if (!v) return gm__fail("%s: values are NULL", fn);
-    if (gw <= 0 || gh <= 0) return gm__fail("%s: grid %d x %d: both sides must be positive", fn, gw, gh);
+    if (!v) return gm_fail("%s: values are NULL", fn);
+    if (gw <= 0 || gh <= 0) return gm_fail("%s: grid %d x %d: both sides must be positive", fn, gw, gh);
     if (gw > GM_IMAGE_MAX_SIDE || gh > GM_IMAGE_MAX_SIDE)   /* more cells than pixels makes no picture */
-        return gm__fail("%s: grid %d x %d: a side exceeds GM_IMAGE_MAX_SIDE (%d)", fn, gw, gh, GM_IMAGE_MAX_SIDE);
+        return gm_fail("%s: grid %d x %d: a side exceeds GM_IMAGE_MAX_SIDE (%d)", fn, gw, gh, GM_IMAGE_MAX_SIDE);
     if ((size_t)gw > ((size_t)-1) / sizeof(float) / (size_t)gh)
-        return gm__fail("%s: grid %d x %d overflows the address space", fn, gw, gh);
+        return gm_fail("%s: grid %d x %d overflows the address space", fn, gw, gh);
     if (!(gm__im_finite(x0) && gm__im_finite(x1) && x0 < x1 && gm__im_finite(y0) && gm__im_finite(y1) && y0 < y1))
-        return gm__fail("%s: extent x [%g, %g], y [%g, %g] must be finite with x0 < x1 and y0 < y1", fn,
+        return gm_fail("%s: extent x [%g, %g], y [%g, %g] must be finite with x0 < x1 and y0 < y1", fn,
                         (double)x0, (double)x1, (double)y0, (double)y1);
     return 0;
 }
@@ -6916,10 +7014,10 @@ GMDEF int gm_plot_heatmap(gm_image *out, const gm_plot_opts *opts, const float *
         if (v < vlo) vlo = v;
         if (v > vhi) vhi = v;
     }
-    if (bad == (long long)total) return gm__fail("gm_plot_heatmap: all %d x %d values are NaN or infinite", gw, gh);
+    if (bad == (long long)total) return gm_fail("gm_plot_heatmap: all %d x %d values are NaN or infinite", gw, gh);
     if (o.fixed_v) {
         if (!(gm__im_finite(o.v0) && gm__im_finite(o.v1) && o.v0 < o.v1))
-            return gm__fail("gm_plot_heatmap: colour range [%g, %g] must be finite with v0 < v1", (double)o.v0,
+            return gm_fail("gm_plot_heatmap: colour range [%g, %g] must be finite with v0 < v1", (double)o.v0,
                             (double)o.v1);
         vlo = o.v0; vhi = o.v1;
     } else gm__im_range(&vlo, &vhi, 0.0);
@@ -6996,17 +7094,17 @@ static void gm__im_line_draw(gm__im_fig *f, float *cov, const float *s, int len,
 static int gm__im_lines_check(const gm_plot_opts *o, const float *const *series, const int *lengths, int nseries) {
     const char *fn = "gm_plot_lines";
     int k;
-    if (!series || !lengths) return gm__fail("%s: series or lengths is NULL", fn);
+    if (!series || !lengths) return gm_fail("%s: series or lengths is NULL", fn);
     if (nseries <= 0 || nseries > GM__IM_MAX_SERIES)
-        return gm__fail("%s: nseries = %d must be in 1..%d", fn, nseries, GM__IM_MAX_SERIES);
+        return gm_fail("%s: nseries = %d must be in 1..%d", fn, nseries, GM__IM_MAX_SERIES);
     for (k = 0; k < nseries; k++) {
-        if (lengths[k] < 0) return gm__fail("%s: lengths[%d] = %d is negative", fn, k, lengths[k]);
-        if (lengths[k] > 0 && !series[k]) return gm__fail("%s: series[%d] is NULL but has %d points", fn, k, lengths[k]);
+        if (lengths[k] < 0) return gm_fail("%s: lengths[%d] = %d is negative", fn, k, lengths[k]);
+        if (lengths[k] > 0 && !series[k]) return gm_fail("%s: series[%d] is NULL but has %d points", fn, k, lengths[k]);
     }
-    if (!(gm__im_finite(o->x_step) && o->x_step > 0)) return gm__fail("%s: x_step = %g must be positive", fn, (double)o->x_step);
-    if (!(o->smooth >= 0 && o->smooth < 1)) return gm__fail("%s: smooth = %g must be in [0, 1)", fn, (double)o->smooth);
+    if (!(gm__im_finite(o->x_step) && o->x_step > 0)) return gm_fail("%s: x_step = %g must be positive", fn, (double)o->x_step);
+    if (!(o->smooth >= 0 && o->smooth < 1)) return gm_fail("%s: smooth = %g must be in [0, 1)", fn, (double)o->smooth);
     if (o->log_y && o->fixed_y && !(o->y0 > 0))
-        return gm__fail("%s: log y axis needs a positive fixed range, got [%g, %g]", fn, (double)o->y0, (double)o->y1);
+        return gm_fail("%s: log y axis needs a positive fixed range, got [%g, %g]", fn, (double)o->y0, (double)o->y1);
     return 0;
 }
 
@@ -7063,7 +7161,7 @@ GMDEF int gm_plot_lines(gm_image *out, const gm_plot_opts *opts, const float *co
     if (gm__im_lines_check(&o, series, lengths, nseries) != 0) return -1;
     f.ay.log = o.log_y;
     if (gm__im_lines_range(&f, series, lengths, nseries, &lo, &hi, &skipped, &maxlen) == 0)
-        return gm__fail("gm_plot_lines: no point to plot (all series empty, NaN/inf%s)", o.log_y ? " or <= 0 on the log axis" : "");
+        return gm_fail("gm_plot_lines: no point to plot (all series empty, NaN/inf%s)", o.log_y ? " or <= 0 on the log axis" : "");
     if (o.fixed_y) { lo = o.log_y ? log10(o.y0) : o.y0; hi = o.log_y ? log10(o.y1) : o.y1; }
     else gm__im_range(&lo, &hi, 0.05);
     f.ay.lo = lo; f.ay.hi = hi;
@@ -7077,7 +7175,7 @@ GMDEF int gm_plot_lines(gm_image *out, const gm_plot_opts *opts, const float *co
     gm__im_fig_layout(&f, 0, rows * (gm__im_text_height(f.ts) + 8) + 6, 0);
     if (gm__im_fig_alloc(&f, "gm_plot_lines") != 0) return -1;
     cov = (float *)GENMOD_MALLOC((size_t)f.w * (size_t)f.h * sizeof(float));
-    if (!cov) { gm_image_free(out); return gm__fail("gm_plot_lines: out of memory"); }
+    if (!cov) { gm_image_free(out); return gm_fail("gm_plot_lines: out of memory"); }
     for (k = 0; k < nseries; k++) {
         unsigned char c[3];
         gm_palette(k, c);
@@ -7126,15 +7224,15 @@ static int gm__im_write(const char *path, const gm_image *img, int png, const ch
     char *tmp;
     gm__im_sink s;
     int saved_errno = 0;
-    if (!path || !path[0]) return gm__fail("%s: path is NULL or empty", fn);
-    if (!gm__im_valid(img)) return gm__fail("%s: %s: image is NULL or empty", fn, path);
+    if (!path || !path[0]) return gm_fail("%s: path is NULL or empty", fn);
+    if (!gm__im_valid(img)) return gm_fail("%s: %s: image is NULL or empty", fn, path);
 #ifndef INCLUDE_STB_IMAGE_WRITE_H
-    if (png) return gm__fail("%s: %s: PNG support needs stb_image_write.h included before the genmod "
+    if (png) return gm_fail("%s: %s: PNG support needs stb_image_write.h included before the genmod "
                              "implementation (or write a PPM with gm_image_write_ppm)", fn, path);
 #endif
     len = strlen(path);
     tmp = (char *)GENMOD_MALLOC(len + 5);
-    if (!tmp) return gm__fail("%s: out of memory", fn);
+    if (!tmp) return gm_fail("%s: out of memory", fn);
     memcpy(tmp, path, len);
     memcpy(tmp + len, ".tmp", 5);
     s.err = 0;
@@ -7142,7 +7240,7 @@ static int gm__im_write(const char *path, const gm_image *img, int png, const ch
     if (!s.fp) {
         int e = errno;
         GENMOD_FREE(tmp);
-        return gm__fail("%s: cannot create %s: %s", fn, path, strerror(e));
+        return gm_fail("%s: cannot create %s: %s", fn, path, strerror(e));
     }
     if (png) gm__im_put_png(&s, img); else gm__im_put_ppm(&s, img);
     if (fflush(s.fp) != 0 || ferror(s.fp)) s.err = 1;
@@ -7157,7 +7255,7 @@ static int gm__im_write(const char *path, const gm_image *img, int png, const ch
     if (s.err) {
         remove(tmp);
         GENMOD_FREE(tmp);
-        return gm__fail("%s: %s: %s failed: %s", fn, path, s.err == 2 ? "rename" : "write",
+        return gm_fail("%s: %s: %s failed: %s", fn, path, s.err == 2 ? "rename" : "write",
                         saved_errno ? strerror(saved_errno) : "encoder error");
     }
     GENMOD_FREE(tmp);

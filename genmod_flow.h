@@ -127,7 +127,7 @@ typedef struct gm_flow_layer {
 
 typedef struct gm_flow {
     gm_flow_config cfg;
-    gm_params P;
+    gm_params params;
     gm_optim opt;
     gm_graph *g;             /* used by every call on this flow (one thread at a time) */
     gm_rng rng;
@@ -219,7 +219,7 @@ typedef struct gm_ffjord_config {
 
 typedef struct gm_ffjord {
     gm_ffjord_config cfg;
-    gm_params P;
+    gm_params params;
     gm_linear l[GM_FLOW_MAX_DEPTH + 1];
     int nlin;
     gm_optim opt;
@@ -300,15 +300,15 @@ static gm_tensor *gm__flow_mask(gm_graph *g, const gm_flow_layer *L, int complem
 
 /* Per-channel parameter vector (C) shaped to broadcast over x: (1,C) or (1,C,1,1). */
 static gm_tensor *gm__flow_chan(gm_graph *g, gm_flow *f, const gm_flow_layer *L, int view) {
-    gm_tensor *p = gm_param(g, &f->P, view);
-    int C = f->P.views[view].shape[0];
+    gm_tensor *p = gm_param(g, &f->params, view);
+    int C = f->params.views[view].shape[0];
     return gm__flow_spatial(L) ? gm_reshape(g, p, 1, C, 1, 1) : gm_reshape(g, p, 1, C, 0, 0);
 }
 
 static gm_tensor *gm__flow_mlp(gm_graph *g, const gm_linear *l, int n, gm_tensor *x) {
     int i;
     for (i = 0; i < n; i++) {
-        x = gm_linear_fwd(g, &l[i], x);
+        x = gm_linear_forward(g, &l[i], x);
         if (i < n - 1) x = gm_relu(g, x);
     }
     return x;
@@ -317,12 +317,12 @@ static gm_tensor *gm__flow_mlp(gm_graph *g, const gm_linear *l, int n, gm_tensor
 /* Conv s/t net: 3x3 in, residual blocks (relu conv relu conv + skip), relu, 3x3 out (zero init). */
 static gm_tensor *gm__flow_resnet(gm_graph *g, const gm_flow_layer *L, gm_tensor *x) {
     int b, nb = (L->nconv - 2) / 2;
-    gm_tensor *h = gm_conv_fwd(g, &L->conv[0], x);
+    gm_tensor *h = gm_conv_forward(g, &L->conv[0], x);
     for (b = 0; b < nb; b++) {
-        gm_tensor *r = gm_conv_fwd(g, &L->conv[1 + 2 * b], gm_relu(g, h));
-        h = gm_add(g, h, gm_conv_fwd(g, &L->conv[2 + 2 * b], gm_relu(g, r)));
+        gm_tensor *r = gm_conv_forward(g, &L->conv[1 + 2 * b], gm_relu(g, h));
+        h = gm_add(g, h, gm_conv_forward(g, &L->conv[2 + 2 * b], gm_relu(g, r)));
     }
-    return gm_conv_fwd(g, &L->conv[L->nconv - 1], gm_relu(g, h));
+    return gm_conv_forward(g, &L->conv[L->nconv - 1], gm_relu(g, h));
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -362,10 +362,10 @@ static int gm__flow_add_mlps(gm_flow *f, gm_flow_layer *L, int k, int affine) {
     for (i = 0; i < L->nlin; i++) {
         int in = i == 0 ? D : c->hidden, out = i == L->nlin - 1 ? D : c->hidden;
         snprintf(name, sizeof name, "f%d.t%d", k, i);
-        if (gm_linear_init(&L->t[i], &f->P, name, in, out, c->init, &f->rng) != 0) return -1;
+        if (gm_linear_init(&L->t[i], &f->params, name, in, out, c->init, &f->rng) != 0) return -1;
         if (!affine) continue;
         snprintf(name, sizeof name, "f%d.s%d", k, i);
-        if (gm_linear_init(&L->s[i], &f->P, name, in, out, c->init, &f->rng) != 0) return -1;
+        if (gm_linear_init(&L->s[i], &f->params, name, in, out, c->init, &f->rng) != 0) return -1;
     }
     return 0;
 }
@@ -379,17 +379,17 @@ static int gm__flow_add_resnet(gm_flow *f, gm_flow_layer *L, int k, int cin, int
     float *sc;
     L->nconv = 2 + 2 * c->blocks;
     snprintf(name, sizeof name, "f%d.in", k);
-    if (gm_conv_init(&L->conv[0], &f->P, name, cin, F, 3, 1, 1, GM_INIT_TORCH, &f->rng) != 0) return -1;
+    if (gm_conv_init(&L->conv[0], &f->params, name, cin, F, 3, 1, 1, GM_INIT_TORCH, &f->rng) != 0) return -1;
     for (b = 0; b < 2 * c->blocks; b++) {
         snprintf(name, sizeof name, "f%d.res%d", k, b);
-        if (gm_conv_init(&L->conv[1 + b], &f->P, name, F, F, 3, 1, 1, GM_INIT_TORCH, &f->rng) != 0) return -1;
+        if (gm_conv_init(&L->conv[1 + b], &f->params, name, F, F, 3, 1, 1, GM_INIT_TORCH, &f->rng) != 0) return -1;
     }
     snprintf(name, sizeof name, "f%d.out", k);
-    if (gm_conv_init(&L->conv[L->nconv - 1], &f->P, name, F, 2 * cout, 3, 1, 1, GM_INIT_ZERO, &f->rng) != 0) return -1;
+    if (gm_conv_init(&L->conv[L->nconv - 1], &f->params, name, F, 2 * cout, 3, 1, 1, GM_INIT_ZERO, &f->rng) != 0) return -1;
     snprintf(name, sizeof name, "f%d.scale", k);
     shape[0] = cout;
-    if ((L->v[0] = gm_params_add(&f->P, name, 1, shape)) < 0) return -1;
-    sc = gm_params_data(&f->P, L->v[0]);
+    if ((L->v[0] = gm_params_add(&f->params, name, 1, shape)) < 0) return -1;
+    sc = gm_params_data(&f->params, L->v[0]);
     for (b = 0; b < cout; b++) sc[b] = 1.0f;
     return 0;
 }
@@ -424,7 +424,7 @@ static int gm__flow_add_invconv(gm_flow *f, gm_flow_layer *L, int k) {
     char name[48];
     float *lo, *up, *ls, *pm, *sg;
     perm = (int *)GENMOD_MALLOC(sizeof(int) * (size_t)C);
-    if (!a || !perm) { GENMOD_FREE(a); GENMOD_FREE(perm); return gm__fail("flow: out of memory"); }
+    if (!a || !perm) { GENMOD_FREE(a); GENMOD_FREE(perm); return gm_fail("flow: out of memory"); }
     /* Gram-Schmidt on a Gaussian matrix: a random orthogonal W, as Glow initializes it */
     for (i = 0; i < C * C; i++) a[i] = gm_rng_normal(&f->rng);
     for (i = 0; i < C; i++) {
@@ -438,20 +438,20 @@ static int gm__flow_add_invconv(gm_flow *f, gm_flow_layer *L, int k) {
         nrm = sqrt(nrm);
         for (j = 0; j < C; j++) a[i * C + j] /= nrm;
     }
-    if (gm__flow_lu(C, a, perm) != 0) { GENMOD_FREE(a); GENMOD_FREE(perm); return gm__fail("flow: singular 1x1 init"); }
+    if (gm__flow_lu(C, a, perm) != 0) { GENMOD_FREE(a); GENMOD_FREE(perm); return gm_fail("flow: singular 1x1 init"); }
     shape[0] = C; shape[1] = C;
-    snprintf(name, sizeof name, "f%d.lower", k);  L->v[0] = gm_params_add(&f->P, name, 2, shape);
-    snprintf(name, sizeof name, "f%d.upper", k);  L->v[1] = gm_params_add(&f->P, name, 2, shape);
-    snprintf(name, sizeof name, "f%d.logs", k);   L->v[2] = gm_params_add(&f->P, name, 1, shape);
-    snprintf(name, sizeof name, "f%d.perm", k);   L->v[3] = gm_params_add(&f->P, name, 2, shape);
-    snprintf(name, sizeof name, "f%d.sign", k);   L->v[4] = gm_params_add(&f->P, name, 1, shape);
+    snprintf(name, sizeof name, "f%d.lower", k);  L->v[0] = gm_params_add(&f->params, name, 2, shape);
+    snprintf(name, sizeof name, "f%d.upper", k);  L->v[1] = gm_params_add(&f->params, name, 2, shape);
+    snprintf(name, sizeof name, "f%d.logs", k);   L->v[2] = gm_params_add(&f->params, name, 1, shape);
+    snprintf(name, sizeof name, "f%d.perm", k);   L->v[3] = gm_params_add(&f->params, name, 2, shape);
+    snprintf(name, sizeof name, "f%d.sign", k);   L->v[4] = gm_params_add(&f->params, name, 1, shape);
     if (L->v[0] < 0 || L->v[1] < 0 || L->v[2] < 0 || L->v[3] < 0 || L->v[4] < 0) {
         GENMOD_FREE(a); GENMOD_FREE(perm); return -1;
     }
-    gm_params_mark_buffer(&f->P, L->v[3]);
-    gm_params_mark_buffer(&f->P, L->v[4]);
-    lo = gm_params_data(&f->P, L->v[0]); up = gm_params_data(&f->P, L->v[1]); ls = gm_params_data(&f->P, L->v[2]);
-    pm = gm_params_data(&f->P, L->v[3]); sg = gm_params_data(&f->P, L->v[4]);
+    gm_params_mark_buffer(&f->params, L->v[3]);
+    gm_params_mark_buffer(&f->params, L->v[4]);
+    lo = gm_params_data(&f->params, L->v[0]); up = gm_params_data(&f->params, L->v[1]); ls = gm_params_data(&f->params, L->v[2]);
+    pm = gm_params_data(&f->params, L->v[3]); sg = gm_params_data(&f->params, L->v[4]);
     for (i = 0; i < C; i++) for (j = 0; j < C; j++) {
         lo[i * C + j] = i > j ? (float)a[i * C + j] : 0.0f;
         up[i * C + j] = i < j ? (float)a[i * C + j] : 0.0f;
@@ -479,14 +479,14 @@ static int gm__flow_add_params(gm_flow *f, gm_flow_layer *L, int k) {
         return gm__flow_add_resnet(f, L, k, L->parity ? L->c - L->c / 2 : L->c / 2, L->parity ? L->c / 2 : L->c - L->c / 2);
     case GM_FLOW_SCALE:
         snprintf(name, sizeof name, "f%d.s", k);
-        return (L->v[0] = gm_params_add(&f->P, name, 1, shape)) < 0 ? -1 : 0;   /* zero: identity */
+        return (L->v[0] = gm_params_add(&f->params, name, 1, shape)) < 0 ? -1 : 0;   /* zero: identity */
     case GM_FLOW_ACTNORM:
-        snprintf(name, sizeof name, "f%d.bias", k);  L->v[0] = gm_params_add(&f->P, name, 1, shape);
-        snprintf(name, sizeof name, "f%d.logs", k);  L->v[1] = gm_params_add(&f->P, name, 1, shape);
+        snprintf(name, sizeof name, "f%d.bias", k);  L->v[0] = gm_params_add(&f->params, name, 1, shape);
+        snprintf(name, sizeof name, "f%d.logs", k);  L->v[1] = gm_params_add(&f->params, name, 1, shape);
         shape[0] = 1;
-        snprintf(name, sizeof name, "f%d.inited", k); L->v[2] = gm_params_add(&f->P, name, 1, shape);
+        snprintf(name, sizeof name, "f%d.inited", k); L->v[2] = gm_params_add(&f->params, name, 1, shape);
         if (L->v[0] < 0 || L->v[1] < 0 || L->v[2] < 0) return -1;
-        gm_params_mark_buffer(&f->P, L->v[2]);
+        gm_params_mark_buffer(&f->params, L->v[2]);
         return 0;
     case GM_FLOW_INVCONV:
         return gm__flow_add_invconv(f, L, k);
@@ -498,23 +498,23 @@ static int gm__flow_add_params(gm_flow *f, gm_flow_layer *L, int k) {
 GMDEF int gm_flow_add(gm_flow *f, int kind, int mask, int parity) {
     gm_flow_layer *L;
     int C, H, W, img, coupling;
-    if (!f || !f->g) return gm__fail("gm_flow_add: flow not begun (call gm_flow_begin first)");
-    if (kind < 0 || kind >= GM_FLOW_NKINDS) return gm__fail("gm_flow_add: unknown layer kind %d", kind);
-    if (f->nlayers >= GM_FLOW_MAX_LAYERS) return gm__fail("gm_flow_add: more than %d layers", GM_FLOW_MAX_LAYERS);
+    if (!f || !f->g) return gm_fail("gm_flow_add: flow not begun (call gm_flow_begin first)");
+    if (kind < 0 || kind >= GM_FLOW_NKINDS) return gm_fail("gm_flow_add: unknown layer kind %d", kind);
+    if (f->nlayers >= GM_FLOW_MAX_LAYERS) return gm_fail("gm_flow_add: more than %d layers", GM_FLOW_MAX_LAYERS);
     C = f->cur_c; H = f->cur_h; W = f->cur_w;
     img = !gm__flow_is_vector(f);
     coupling = kind == GM_FLOW_ADDITIVE || kind == GM_FLOW_AFFINE;
     if ((kind == GM_FLOW_SQUEEZE || kind == GM_FLOW_SPLIT) && !img)
-        return gm__fail("gm_flow_add: %s works on images only", gm_flow_kind_name(kind));
+        return gm_fail("gm_flow_add: %s works on images only", gm_flow_kind_name(kind));
     if (kind == GM_FLOW_SQUEEZE && (H % 2 || W % 2))
-        return gm__fail("gm_flow_add: squeeze needs even height and width, have %dx%d", H, W);
+        return gm_fail("gm_flow_add: squeeze needs even height and width, have %dx%d", H, W);
     if (kind == GM_FLOW_SPLIT && C < 2)
-        return gm__fail("gm_flow_add: split needs at least 2 channels, have %d", C);
-    if (coupling && C * H * W < 2) return gm__fail("gm_flow_add: a coupling needs at least 2 dimensions");
+        return gm_fail("gm_flow_add: split needs at least 2 channels, have %d", C);
+    if (coupling && C * H * W < 2) return gm_fail("gm_flow_add: a coupling needs at least 2 dimensions");
     if (coupling && img && mask == GM_FLOW_MASK_ALT) mask = GM_FLOW_MASK_CHECKER;
     if (coupling && img && H * W == 1) mask = GM_FLOW_MASK_CHANNEL;   /* no checkerboard on 1 pixel */
     if (coupling && img && mask == GM_FLOW_MASK_CHANNEL && C < 2)
-        return gm__fail("gm_flow_add: a channel-wise coupling needs at least 2 channels, have %d", C);
+        return gm_fail("gm_flow_add: a channel-wise coupling needs at least 2 channels, have %d", C);
     if (coupling && !img) mask = GM_FLOW_MASK_ALT;
     L = &f->layers[f->nlayers];
     memset(L, 0, sizeof *L);
@@ -528,19 +528,19 @@ GMDEF int gm_flow_add(gm_flow *f, int kind, int mask, int parity) {
 }
 
 GMDEF int gm_flow_begin(gm_flow *f, const gm_flow_config *cfg) {
-    if (!f || !cfg) return gm__fail("gm_flow_begin: NULL argument");
+    if (!f || !cfg) return gm_fail("gm_flow_begin: NULL argument");
     memset(f, 0, sizeof *f);
-    if (cfg->model < GM_FLOW_NICE || cfg->model > GM_FLOW_GLOW) return gm__fail("flow: unknown model %d", cfg->model);
+    if (cfg->model < GM_FLOW_NICE || cfg->model > GM_FLOW_GLOW) return gm_fail("flow: unknown model %d", cfg->model);
     if (cfg->c <= 0 || cfg->h <= 0 || cfg->w <= 0 || (double)cfg->c * cfg->h * cfg->w > 1e7)
-        return gm__fail("flow: bad data shape %dx%dx%d", cfg->c, cfg->h, cfg->w);
+        return gm_fail("flow: bad data shape %dx%dx%d", cfg->c, cfg->h, cfg->w);
     if (cfg->hidden <= 0 || cfg->depth < 1 || cfg->depth > GM_FLOW_MAX_DEPTH)
-        return gm__fail("flow: dense nets need hidden > 0 and 1..%d hidden layers (have %d, %d)", GM_FLOW_MAX_DEPTH,
+        return gm_fail("flow: dense nets need hidden > 0 and 1..%d hidden layers (have %d, %d)", GM_FLOW_MAX_DEPTH,
                         cfg->hidden, cfg->depth);
     if (cfg->filters <= 0 || cfg->blocks < 0 || cfg->blocks > GM_FLOW_MAX_BLOCKS)
-        return gm__fail("flow: conv nets need filters > 0 and 0..%d blocks", GM_FLOW_MAX_BLOCKS);
+        return gm_fail("flow: conv nets need filters > 0 and 0..%d blocks", GM_FLOW_MAX_BLOCKS);
     if (cfg->logit && !(cfg->logit_alpha >= 0 && cfg->logit_alpha < 0.5f))
-        return gm__fail("flow: logit_alpha must be in [0, 0.5), is %g", (double)cfg->logit_alpha);
-    if (!(cfg->lr > 0) || cfg->batch <= 0) return gm__fail("flow: need lr > 0 and batch > 0");
+        return gm_fail("flow: logit_alpha must be in [0, 0.5), is %g", (double)cfg->logit_alpha);
+    if (!(cfg->lr > 0) || cfg->batch <= 0) return gm_fail("flow: need lr > 0 and batch > 0");
     f->cfg = *cfg;
     f->dim = cfg->c * cfg->h * cfg->w;
     f->cur_c = cfg->c; f->cur_h = cfg->h; f->cur_w = cfg->w;
@@ -551,7 +551,7 @@ GMDEF int gm_flow_begin(gm_flow *f, const gm_flow_config *cfg) {
     f->opt = gm_adam(cfg->lr, 0.9f, 0.999f);
     f->opt.clip_norm = cfg->clip_norm;
     f->g = gm_graph_new(cfg->seed + 11);
-    if (!f->g) return gm__fail("flow: out of memory for the graph");
+    if (!f->g) return gm_fail("flow: out of memory for the graph");
     return 0;
 }
 
@@ -615,7 +615,7 @@ GMDEF void gm_flow_free(gm_flow *f) {
     if (!f) return;
     gm_graph_free(f->g);
     gm_optim_free(&f->opt);
-    gm_params_free(&f->P);
+    gm_params_free(&f->params);
     GENMOD_FREE(f->buf);
     f->g = NULL; f->buf = NULL; f->buf_cap = 0; f->nlayers = 0;
 }
@@ -687,7 +687,7 @@ static gm_tensor *gm__flow_scale(gm_graph *g, gm_flow *f, const gm_flow_layer *L
 /* Actnorm's data-dependent init: per channel, bias = -mean, logs = -log(std) of this batch. */
 static void gm__flow_actnorm_init(gm_flow *f, const gm_flow_layer *L, const gm_tensor *x) {
     int C = L->c, HW = L->h * L->w, N = x->shape[0], n, c, q;
-    float *b = gm_params_data(&f->P, L->v[0]), *ls = gm_params_data(&f->P, L->v[1]);
+    float *b = gm_params_data(&f->params, L->v[0]), *ls = gm_params_data(&f->params, L->v[1]);
     for (c = 0; c < C; c++) {
         double s = 0, s2 = 0, cnt = (double)N * HW, mean, var;
         for (n = 0; n < N; n++) for (q = 0; q < HW; q++) {
@@ -699,14 +699,14 @@ static void gm__flow_actnorm_init(gm_flow *f, const gm_flow_layer *L, const gm_t
         b[c] = (float)-mean;
         ls[c] = (float)(-0.5 * log(var > 1e-12 ? var + 1e-6 : 1.0));
     }
-    gm_params_data(&f->P, L->v[2])[0] = 1.0f;
+    gm_params_data(&f->params, L->v[2])[0] = 1.0f;
 }
 
 static gm_tensor *gm__flow_actnorm(gm_graph *g, gm_flow *f, const gm_flow_layer *L, gm_tensor *x, gm_tensor **logdet,
                                    int inverse) {
     gm_tensor *b, *ls;
     if (!x) return NULL;
-    if (!inverse && gm_params_data(&f->P, L->v[2])[0] == 0.0f) gm__flow_actnorm_init(f, L, x);
+    if (!inverse && gm_params_data(&f->params, L->v[2])[0] == 0.0f) gm__flow_actnorm_init(f, L, x);
     b = gm__flow_chan(g, f, L, L->v[0]);
     ls = gm__flow_chan(g, f, L, L->v[1]);
     gm__flow_ld_add(g, logdet, gm_scale(g, gm_sum(g, ls), (float)(inverse ? -L->h * L->w : L->h * L->w)));
@@ -725,11 +725,11 @@ static gm_tensor *gm__flow_invconv_weight(gm_graph *g, gm_flow *f, const gm_flow
         um->data[i * C + j] = (float)(i < j);
         eye->data[i * C + j] = (float)(i == j);
     }
-    lo = gm_add(g, gm_mul(g, gm_param(g, &f->P, L->v[0]), lm), eye);
-    d = gm_mul(g, gm_reshape(g, gm_param(g, &f->P, L->v[4]), 1, C, 0, 0),
-               gm_exp(g, gm_reshape(g, gm_param(g, &f->P, L->v[2]), 1, C, 0, 0)));
-    up = gm_add(g, gm_mul(g, gm_param(g, &f->P, L->v[1]), um), gm_mul(g, eye, d));   /* eye * row d: diag(d) */
-    return gm_matmul(g, gm_param(g, &f->P, L->v[3]), gm_matmul(g, lo, up, 0, 0), 0, 0);
+    lo = gm_add(g, gm_mul(g, gm_param(g, &f->params, L->v[0]), lm), eye);
+    d = gm_mul(g, gm_reshape(g, gm_param(g, &f->params, L->v[4]), 1, C, 0, 0),
+               gm_exp(g, gm_reshape(g, gm_param(g, &f->params, L->v[2]), 1, C, 0, 0)));
+    up = gm_add(g, gm_mul(g, gm_param(g, &f->params, L->v[1]), um), gm_mul(g, eye, d));   /* eye * row d: diag(d) */
+    return gm_matmul(g, gm_param(g, &f->params, L->v[3]), gm_matmul(g, lo, up, 0, 0), 0, 0);
 }
 
 /* In-place inverse of an n x n double matrix by LU; -1 if singular. */
@@ -763,7 +763,7 @@ static gm_tensor *gm__flow_invconv(gm_graph *g, gm_flow *f, const gm_flow_layer 
                                    int inverse) {
     int C = L->c, i;
     gm_tensor *w = gm__flow_invconv_weight(g, f, L);
-    gm__flow_ld_add(g, logdet, gm_scale(g, gm_sum(g, gm_param(g, &f->P, L->v[2])),
+    gm__flow_ld_add(g, logdet, gm_scale(g, gm_sum(g, gm_param(g, &f->params, L->v[2])),
                                         (float)(inverse ? -L->h * L->w : L->h * L->w)));
     if (!w || !x) return NULL;
     if (inverse) {   /* W^-1 from the current weights, in double; sampling needs no gradient */
@@ -776,7 +776,7 @@ static gm_tensor *gm__flow_invconv(gm_graph *g, gm_flow *f, const gm_flow_layer 
             for (i = 0; rc == 0 && i < C * C; i++) wi->data[i] = (float)a[C * C + i];
         }
         GENMOD_FREE(a);
-        if (rc != 0) { gm__fail("flow: 1x1 convolution %d is singular", (int)(L - f->layers)); return NULL; }
+        if (rc != 0) { gm_fail("flow: 1x1 convolution %d is singular", (int)(L - f->layers)); return NULL; }
         w = wi;
     }
     if (!gm__flow_spatial(L)) return gm_matmul(g, x, w, 0, 1);     /* (N,C) W^T */
@@ -819,7 +819,7 @@ static gm_tensor *gm__flow_layer(gm_graph *g, gm_flow *f, int k, gm_tensor *x, g
 
 static int gm__flow_check_layer(gm_graph *g, gm_flow *f, int k) {
     if (!f || k < 0 || k >= f->nlayers) {
-        if (g) gm__fail("flow: no layer %d", k);
+        if (g) gm_fail("flow: no layer %d", k);
         return -1;
     }
     return 0;
@@ -860,7 +860,7 @@ GMDEF gm_tensor *gm_flow_forward(gm_graph *g, gm_flow *f, gm_tensor *x, gm_tenso
     int k, N;
     if (!g || !f || !x) return NULL;
     if (f->nlayers == 0 || x->size != x->shape[0] * f->dim) {
-        gm__fail("gm_flow_forward: want %d floats per example, got a tensor of %d with %d rows", f->dim, x->size,
+        gm_fail("gm_flow_forward: want %d floats per example, got a tensor of %d with %d rows", f->dim, x->size,
                  x->shape[0]);
         return NULL;
     }
@@ -891,7 +891,7 @@ GMDEF gm_tensor *gm_flow_inverse(gm_graph *g, gm_flow *f, gm_tensor *z) {
     gm_tensor *x;
     if (!g || !f || !z) return NULL;
     if (f->nlayers == 0 || z->size != z->shape[0] * f->dim) {
-        gm__fail("gm_flow_inverse: want %d floats per example, got %d with %d rows", f->dim, z->size, z->shape[0]);
+        gm_fail("gm_flow_inverse: want %d floats per example, got %d with %d rows", f->dim, z->size, z->shape[0]);
         return NULL;
     }
     N = z->shape[0];
@@ -927,7 +927,7 @@ GMDEF gm_tensor *gm_flow_inverse(gm_graph *g, gm_flow *f, gm_tensor *z) {
 static float *gm__flow_buf(float **buf, size_t *cap, size_t n) {
     if (*cap < n) {
         float *b = (float *)GENMOD_REALLOC(*buf, n * sizeof(float));
-        if (!b) { gm__fail("flow: out of memory for %zu floats", n); return NULL; }
+        if (!b) { gm_fail("flow: out of memory for %zu floats", n); return NULL; }
         *buf = b; *cap = n;
     }
     return *buf;
@@ -963,9 +963,9 @@ static double gm__flow_l2(gm_flow *f, int apply) {
             views[0] = L->t[i].w; views[1] = L->kind == GM_FLOW_AFFINE ? L->s[i].w : -1;
             for (q = 0; q < 2; q++) {
                 if (views[q] < 0) continue;
-                tot += gm__flow_sumsq_axpy(gm_params_data(&f->P, views[q]),
-                                           apply ? gm_params_grad(&f->P, views[q]) : NULL, 2.0f * f->cfg.l2,
-                                           (size_t)f->P.views[views[q]].size);
+                tot += gm__flow_sumsq_axpy(gm_params_data(&f->params, views[q]),
+                                           apply ? gm_params_grad(&f->params, views[q]) : NULL, 2.0f * f->cfg.l2,
+                                           (size_t)f->params.views[views[q]].size);
             }
         }
     }
@@ -973,8 +973,8 @@ static double gm__flow_l2(gm_flow *f, int apply) {
 }
 
 static int gm__flow_check_x(const gm_flow *f, const void *x, int n, const char *who) {
-    if (!f || !f->g) return gm__fail("%s: flow not initialized", who);
-    if (!x || n <= 0) return gm__fail("%s: need data and n > 0 (n = %d)", who, n);
+    if (!f || !f->g) return gm_fail("%s: flow not initialized", who);
+    if (!x || n <= 0) return gm_fail("%s: need data and n > 0 (n = %d)", who, n);
     return 0;
 }
 
@@ -986,7 +986,7 @@ GMDEF int gm_flow_data_init(gm_flow *f, const float *x, int n) {
     in = gm_input(f->g, x, n, f->dim, 0, 0);
     in = gm_flow_forward(f->g, f, in, NULL);   /* the first forward initializes every actnorm */
     gm_graph_set_grad(f->g, 1);
-    return in ? 0 : gm__fail("gm_flow_data_init: %s", gm_graph_error(f->g) ? gm_graph_error(f->g) : gm_last_error());
+    return in ? 0 : gm_fail("gm_flow_data_init: %s", gm_graph_error(f->g) ? gm_graph_error(f->g) : gm_last_error());
 }
 
 GMDEF int gm_flow_train_step(gm_flow *f, const float *x, int n, gm_flow_stats *stats) {
@@ -1005,16 +1005,16 @@ GMDEF int gm_flow_train_step(gm_flow *f, const float *x, int n, gm_flow_stats *s
     loss = gm_neg(g, gm_mean(g, lp));
     if (!loss || gm_backward(g, loss) != 0) {
         const char *e = gm_graph_error(g);
-        return gm__fail("flow: step %ld: %s", f->step, e ? e : gm_last_error());
+        return gm_fail("flow: step %ld: %s", f->step, e ? e : gm_last_error());
     }
     l2 = f->cfg.l2 > 0 ? gm__flow_l2(f, 1) : 0.0;
     if (stats) {
         stats->nll = loss->data[0];
         stats->l2 = (float)l2;
         stats->loss = (float)(loss->data[0] + l2);
-        stats->grad_norm = gm_grad_norm(&f->P);
+        stats->grad_norm = gm_grad_norm(&f->params);
     }
-    if (gm_optim_step(&f->opt, &f->P) != 0) return -1;
+    if (gm_optim_step(&f->opt, &f->params) != 0) return -1;
     f->step++;
     return 0;
 }
@@ -1031,7 +1031,7 @@ GMDEF int gm_flow_log_prob_batch(gm_flow *f, const float *x, int n, float *logp)
         gm_tensor *lp;
         gm_graph_reset(f->g);
         lp = gm_flow_log_prob(f->g, f, gm_input(f->g, x + (size_t)i0 * f->dim, k, f->dim, 0, 0));
-        if (!lp) { gm_graph_set_grad(f->g, saved); return gm__fail("flow: %s", gm_graph_error(f->g) ? gm_graph_error(f->g) : gm_last_error()); }
+        if (!lp) { gm_graph_set_grad(f->g, saved); return gm_fail("flow: %s", gm_graph_error(f->g) ? gm_graph_error(f->g) : gm_last_error()); }
         memcpy(logp + i0, lp->data, sizeof(float) * (size_t)k);
     }
     gm_graph_set_grad(f->g, saved);
@@ -1045,7 +1045,7 @@ GMDEF int gm_flow_nll(gm_flow *f, const float *x, int n, uint64_t seed, double *
     int i;
     if (gm__flow_check_x(f, x, n, "gm_flow_nll") != 0) return -1;
     xb = (float *)GENMOD_MALLOC(sizeof(float) * ((size_t)n * f->dim + (size_t)n));
-    if (!xb) return gm__fail("gm_flow_nll: out of memory");
+    if (!xb) return gm_fail("gm_flow_nll: out of memory");
     lp = xb + (size_t)n * f->dim;
     memcpy(xb, x, sizeof(float) * (size_t)n * f->dim);
     if (f->cfg.dequantize) gm_dequantize(xb, (size_t)n * f->dim, &r);
@@ -1055,7 +1055,7 @@ GMDEF int gm_flow_nll(gm_flow *f, const float *x, int n, uint64_t seed, double *
     GENMOD_FREE(xb);
     if (nll) *nll = s;
     if (bpd) *bpd = (s + (f->cfg.dequantize ? f->dim * log(256.0) : 0.0)) / (f->dim * log(2.0));
-    return isfinite(s) ? 0 : gm__fail("gm_flow_nll: log-likelihood is not finite");
+    return isfinite(s) ? 0 : gm_fail("gm_flow_nll: log-likelihood is not finite");
 }
 
 /* Runs x -> z (dir 0) or z -> x (dir 1) in chunks without gradients. */
@@ -1069,7 +1069,7 @@ static int gm__flow_map(gm_flow *f, const float *in, int n, float *out, int dir)
         gm_graph_reset(f->g);
         t = gm_input(f->g, in + (size_t)i0 * f->dim, k, f->dim, 0, 0);
         t = dir ? gm_flow_inverse(f->g, f, t) : gm_flow_forward(f->g, f, t, NULL);
-        if (!t) { gm_graph_set_grad(f->g, saved); return gm__fail("flow: %s", gm_graph_error(f->g) ? gm_graph_error(f->g) : gm_last_error()); }
+        if (!t) { gm_graph_set_grad(f->g, saved); return gm_fail("flow: %s", gm_graph_error(f->g) ? gm_graph_error(f->g) : gm_last_error()); }
         memcpy(out + (size_t)i0 * f->dim, t->data, sizeof(float) * (size_t)k * f->dim);
     }
     gm_graph_set_grad(f->g, saved);
@@ -1083,11 +1083,11 @@ GMDEF int gm_flow_sample(gm_flow *f, int n, float temperature, float *x) {
     size_t i, m;
     float *z;
     int rc;
-    if (!f || !f->g || n <= 0 || !x) return gm__fail("gm_flow_sample: bad arguments (n = %d)", n);
-    if (!(temperature >= 0)) return gm__fail("gm_flow_sample: temperature must be >= 0");
+    if (!f || !f->g || n <= 0 || !x) return gm_fail("gm_flow_sample: bad arguments (n = %d)", n);
+    if (!(temperature >= 0)) return gm_fail("gm_flow_sample: temperature must be >= 0");
     m = (size_t)n * f->dim;
     z = (float *)GENMOD_MALLOC(sizeof(float) * m);
-    if (!z) return gm__fail("gm_flow_sample: out of memory");
+    if (!z) return gm_fail("gm_flow_sample: out of memory");
     for (i = 0; i < m; i++) z[i] = temperature * gm_rng_normal(&f->rng);
     rc = gm_flow_decode(f, z, n, x);
     GENMOD_FREE(z);
@@ -1097,9 +1097,9 @@ GMDEF int gm_flow_sample(gm_flow *f, int n, float temperature, float *x) {
 GMDEF int gm_flow_interpolate(gm_flow *f, const float *a, const float *b, int steps, float *x) {
     float *z;
     int s, j, rc;
-    if (!f || !a || !b || !x || steps < 2) return gm__fail("gm_flow_interpolate: bad arguments (steps = %d)", steps);
+    if (!f || !a || !b || !x || steps < 2) return gm_fail("gm_flow_interpolate: bad arguments (steps = %d)", steps);
     z = (float *)GENMOD_MALLOC(sizeof(float) * (size_t)(steps + 2) * f->dim);
-    if (!z) return gm__fail("gm_flow_interpolate: out of memory");
+    if (!z) return gm_fail("gm_flow_interpolate: out of memory");
     memcpy(z, a, sizeof(float) * f->dim);
     memcpy(z + f->dim, b, sizeof(float) * f->dim);
     rc = gm_flow_encode(f, z, 2, z + (size_t)2 * f->dim);   /* za, zb at rows 2 and 3 */
@@ -1117,21 +1117,21 @@ GMDEF int gm_flow_interpolate(gm_flow *f, const float *a, const float *b, int st
 
 GMDEF int gm_flow_save(gm_flow *f, const char *path) {
     gm_meta m;
-    if (!f || !path) return gm__fail("gm_flow_save: NULL argument");
+    if (!f || !path) return gm_fail("gm_flow_save: NULL argument");
     memset(&m, 0, sizeof m);
     gm_meta_setf(&m, "flow.model", "%d", f->cfg.model);
     gm_meta_setf(&m, "flow.shape", "%d,%d,%d", f->cfg.c, f->cfg.h, f->cfg.w);
     gm_meta_setf(&m, "flow.layers", "%d", f->nlayers);
     gm_meta_setf(&m, "flow.step", "%ld", f->step);
-    return gm_checkpoint_save(path, &f->P, &f->opt, &m);
+    return gm_checkpoint_save(path, &f->params, &f->opt, &m);
 }
 
 GMDEF int gm_flow_load(gm_flow *f, const char *path) {
     gm_meta m;
     const char *v;
-    if (!f || !path) return gm__fail("gm_flow_load: NULL argument");
+    if (!f || !path) return gm_fail("gm_flow_load: NULL argument");
     memset(&m, 0, sizeof m);
-    if (gm_checkpoint_load(path, &f->P, &f->opt, &m) != 0) return -1;
+    if (gm_checkpoint_load(path, &f->params, &f->opt, &m) != 0) return -1;
     if ((v = gm_meta_get(&m, "flow.step")) != NULL) f->step = atol(v);
     return 0;
 }
@@ -1153,25 +1153,25 @@ GMDEF gm_ffjord_config gm_ffjord_default_config(int dim) {
 GMDEF int gm_ffjord_init(gm_ffjord *m, const gm_ffjord_config *cfg) {
     int i;
     char name[32];
-    if (!m || !cfg) return gm__fail("gm_ffjord_init: NULL argument");
+    if (!m || !cfg) return gm_fail("gm_ffjord_init: NULL argument");
     memset(m, 0, sizeof *m);
     if (cfg->dim <= 0 || cfg->hidden <= 0 || cfg->depth < 1 || cfg->depth > GM_FLOW_MAX_DEPTH)
-        return gm__fail("ffjord: bad sizes (dim %d, hidden %d, depth %d)", cfg->dim, cfg->hidden, cfg->depth);
+        return gm_fail("ffjord: bad sizes (dim %d, hidden %d, depth %d)", cfg->dim, cfg->hidden, cfg->depth);
     if (!(cfg->T > 0) || cfg->rk4_steps <= 0 || !(cfg->rtol > 0) || !(cfg->atol > 0) || cfg->max_steps <= 0)
-        return gm__fail("ffjord: need T > 0, rk4_steps > 0, tolerances > 0, max_steps > 0");
-    if (cfg->solver != GM_ODE_RK4 && cfg->solver != GM_ODE_DOPRI5) return gm__fail("ffjord: unknown solver %d", cfg->solver);
-    if (cfg->trace < GM_TRACE_EXACT || cfg->trace > GM_TRACE_HUTCH_RADEMACHER) return gm__fail("ffjord: unknown trace %d", cfg->trace);
+        return gm_fail("ffjord: need T > 0, rk4_steps > 0, tolerances > 0, max_steps > 0");
+    if (cfg->solver != GM_ODE_RK4 && cfg->solver != GM_ODE_DOPRI5) return gm_fail("ffjord: unknown solver %d", cfg->solver);
+    if (cfg->trace < GM_TRACE_EXACT || cfg->trace > GM_TRACE_HUTCH_RADEMACHER) return gm_fail("ffjord: unknown trace %d", cfg->trace);
     m->cfg = *cfg;
     gm_rng_seed(&m->rng, cfg->seed);
     m->nlin = cfg->depth + 1;
     for (i = 0; i < m->nlin; i++) {   /* every layer sees [h, t]: FFJORD's "concat" layers */
         int in = (i == 0 ? cfg->dim : cfg->hidden) + 1, out = i == m->nlin - 1 ? cfg->dim : cfg->hidden;
         snprintf(name, sizeof name, "ode%d", i);
-        if (gm_linear_init(&m->l[i], &m->P, name, in, out, GM_INIT_TORCH, &m->rng) != 0) { gm_ffjord_free(m); return -1; }
+        if (gm_linear_init(&m->l[i], &m->params, name, in, out, GM_INIT_TORCH, &m->rng) != 0) { gm_ffjord_free(m); return -1; }
     }
     m->opt = gm_adam(cfg->lr, 0.9f, 0.999f);
     m->g = gm_graph_new(cfg->seed + 5);
-    if (!m->g) { gm_ffjord_free(m); return gm__fail("ffjord: out of memory"); }
+    if (!m->g) { gm_ffjord_free(m); return gm_fail("ffjord: out of memory"); }
     return 0;
 }
 
@@ -1179,7 +1179,7 @@ GMDEF void gm_ffjord_free(gm_ffjord *m) {
     if (!m) return;
     gm_graph_free(m->g);
     gm_optim_free(&m->opt);
-    gm_params_free(&m->P);
+    gm_params_free(&m->params);
     GENMOD_FREE(m->buf);
     m->g = NULL; m->buf = NULL; m->buf_cap = 0;
 }
@@ -1192,7 +1192,7 @@ GMDEF gm_tensor *gm_ffjord_dynamics(gm_graph *g, gm_ffjord *m, gm_tensor *z, flo
     N = z->shape[0]; D = m->cfg.dim;
     tc = gm_full(g, t, N, 1, 0, 0);
     for (i = 0; i < m->nlin; i++) {
-        h = gm_linear_fwd(g, &m->l[i], gm_concat(g, h, tc, 1));
+        h = gm_linear_forward(g, &m->l[i], gm_concat(g, h, tc, 1));
         if (i < m->nlin - 1) h = m->cfg.act ? gm_softplus(g, h) : gm_tanh(g, h);
     }
     fz = h;
@@ -1337,7 +1337,7 @@ static gm__ode_state gm__ode_solve(gm_graph *g, gm_ffjord *m, gm__ode_state y, g
             k0 = k[0]; have_k0 = 1;     /* rejected: same point, reuse its first stage */
         }
         h *= err > 0 ? fmin(10.0, fmax(0.2, 0.9 * pow(err, -0.2))) : 10.0;
-        if (steps + 1 > m->cfg.max_steps) { gm__fail("ffjord: DOPRI5 needed more than %d steps", m->cfg.max_steps); y.z = NULL; break; }
+        if (steps + 1 > m->cfg.max_steps) { gm_fail("ffjord: DOPRI5 needed more than %d steps", m->cfg.max_steps); y.z = NULL; break; }
     }
     m->last_steps = steps;
     return y;
@@ -1358,7 +1358,7 @@ static gm_tensor *gm__ffjord_logp(gm_graph *g, gm_ffjord *m, gm_tensor *x, int t
 GMDEF int gm_ffjord_train_step(gm_ffjord *m, const float *x, int n, gm_flow_stats *stats) {
     gm_graph *g;
     gm_tensor *xin, *lp, *loss;
-    if (!m || !m->g || !x || n <= 0) return gm__fail("gm_ffjord_train_step: bad arguments (n = %d)", n);
+    if (!m || !m->g || !x || n <= 0) return gm_fail("gm_ffjord_train_step: bad arguments (n = %d)", n);
     g = m->g;
     gm_graph_reset(g);
     gm_graph_set_grad(g, 1);
@@ -1367,18 +1367,18 @@ GMDEF int gm_ffjord_train_step(gm_ffjord *m, const float *x, int n, gm_flow_stat
     loss = gm_neg(g, gm_mean(g, lp));
     if (!loss || gm_backward(g, loss) != 0) {
         const char *e = gm_graph_error(g);
-        return gm__fail("ffjord: step %ld: %s", m->step, e ? e : gm_last_error());
+        return gm_fail("ffjord: step %ld: %s", m->step, e ? e : gm_last_error());
     }
     m->nfe_total += m->nfe;
-    if (stats) { stats->nll = stats->loss = loss->data[0]; stats->l2 = 0; stats->grad_norm = gm_grad_norm(&m->P); }
-    if (gm_optim_step(&m->opt, &m->P) != 0) return -1;
+    if (stats) { stats->nll = stats->loss = loss->data[0]; stats->l2 = 0; stats->grad_norm = gm_grad_norm(&m->params); }
+    if (gm_optim_step(&m->opt, &m->params) != 0) return -1;
     m->step++;
     return 0;
 }
 
 GMDEF int gm_ffjord_log_prob_batch(gm_ffjord *m, const float *x, int n, int trace, float *logp) {
     int i0;
-    if (!m || !m->g || !x || n <= 0 || !logp) return gm__fail("gm_ffjord_log_prob_batch: bad arguments");
+    if (!m || !m->g || !x || n <= 0 || !logp) return gm_fail("gm_ffjord_log_prob_batch: bad arguments");
     for (i0 = 0; i0 < n; i0 += GM__FLOW_CHUNK) {
         int k = n - i0 < GM__FLOW_CHUNK ? n - i0 : GM__FLOW_CHUNK;
         gm_tensor *xin, *lp;
@@ -1386,7 +1386,7 @@ GMDEF int gm_ffjord_log_prob_batch(gm_ffjord *m, const float *x, int n, int trac
         gm_graph_set_grad(m->g, 1);   /* the trace needs the tape; no graph of the gradient is kept */
         xin = gm_requires_grad(gm_input(m->g, x + (size_t)i0 * m->cfg.dim, k, m->cfg.dim, 0, 0));
         lp = gm__ffjord_logp(m->g, m, xin, trace, 0, m->cfg.rtol, m->cfg.atol);
-        if (!lp) return gm__fail("ffjord: %s", gm_graph_error(m->g) ? gm_graph_error(m->g) : gm_last_error());
+        if (!lp) return gm_fail("ffjord: %s", gm_graph_error(m->g) ? gm_graph_error(m->g) : gm_last_error());
         memcpy(logp + i0, lp->data, sizeof(float) * (size_t)k);
     }
     return 0;
@@ -1396,14 +1396,14 @@ GMDEF int gm_ffjord_nll(gm_ffjord *m, const float *x, int n, double *nll) {
     float *lp;
     double s = 0;
     int i;
-    if (!m || !x || n <= 0) return gm__fail("gm_ffjord_nll: bad arguments");
+    if (!m || !x || n <= 0) return gm_fail("gm_ffjord_nll: bad arguments");
     lp = (float *)GENMOD_MALLOC(sizeof(float) * (size_t)n);
-    if (!lp) return gm__fail("gm_ffjord_nll: out of memory");
+    if (!lp) return gm_fail("gm_ffjord_nll: out of memory");
     if (gm_ffjord_log_prob_batch(m, x, n, GM_TRACE_EXACT, lp) != 0) { GENMOD_FREE(lp); return -1; }
     for (i = 0; i < n; i++) s -= lp[i];
     GENMOD_FREE(lp);
     if (nll) *nll = s / n;
-    return isfinite(s) ? 0 : gm__fail("gm_ffjord_nll: not finite");
+    return isfinite(s) ? 0 : gm_fail("gm_ffjord_nll: not finite");
 }
 
 /* z(0) -> z(T) (dir +1) or back (dir -1) without gradients, in chunks; traj as in decode. */
@@ -1426,19 +1426,19 @@ static int gm__ffjord_map(gm_ffjord *m, const float *in, int n, float *out, doub
             if (y.z && traj && frames > 1) memcpy(traj + ((size_t)(fr + 1) * n + i0) * D, y.z->data, sizeof(float) * (size_t)k * D);
         }
         gm_graph_set_grad(m->g, saved);
-        if (!y.z) return gm__fail("ffjord: %s", gm_graph_error(m->g) ? gm_graph_error(m->g) : gm_last_error());
+        if (!y.z) return gm_fail("ffjord: %s", gm_graph_error(m->g) ? gm_graph_error(m->g) : gm_last_error());
         memcpy(out + (size_t)i0 * D, y.z->data, sizeof(float) * (size_t)k * D);
     }
     return 0;
 }
 
 GMDEF int gm_ffjord_encode(gm_ffjord *m, const float *x, int n, float *z) {
-    if (!m || !m->g || !x || !z || n <= 0) return gm__fail("gm_ffjord_encode: bad arguments");
+    if (!m || !m->g || !x || !z || n <= 0) return gm_fail("gm_ffjord_encode: bad arguments");
     return gm__ffjord_map(m, x, n, z, 1.0, 0, NULL);
 }
 
 GMDEF int gm_ffjord_decode(gm_ffjord *m, const float *z, int n, float *x, int frames, float *traj) {
-    if (!m || !m->g || !z || !x || n <= 0) return gm__fail("gm_ffjord_decode: bad arguments");
+    if (!m || !m->g || !z || !x || n <= 0) return gm_fail("gm_ffjord_decode: bad arguments");
     return gm__ffjord_map(m, z, n, x, -1.0, frames, traj);
 }
 
@@ -1446,9 +1446,9 @@ GMDEF int gm_ffjord_sample(gm_ffjord *m, int n, float *x, int frames, float *tra
     float *z;
     size_t i;
     int rc;
-    if (!m || !m->g || !x || n <= 0) return gm__fail("gm_ffjord_sample: bad arguments");
+    if (!m || !m->g || !x || n <= 0) return gm_fail("gm_ffjord_sample: bad arguments");
     z = (float *)GENMOD_MALLOC(sizeof(float) * (size_t)n * m->cfg.dim);
-    if (!z) return gm__fail("gm_ffjord_sample: out of memory");
+    if (!z) return gm_fail("gm_ffjord_sample: out of memory");
     for (i = 0; i < (size_t)n * m->cfg.dim; i++) z[i] = gm_rng_normal(&m->rng);
     rc = gm_ffjord_decode(m, z, n, x, frames, traj);
     GENMOD_FREE(z);

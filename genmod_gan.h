@@ -121,7 +121,7 @@ typedef struct gm_gan_layer {
 
 typedef struct gm_gan_net {
     gm_gan_arch a;
-    gm_params P;            /* every weight of this network (and its buffers) */
+    gm_params params;            /* every weight of this network (and its buffers) */
     gm_gan_layer L[GM_GAN_MAX_HIDDEN + 2];
     int nlayers;
 } gm_gan_net;
@@ -129,7 +129,7 @@ typedef struct gm_gan_net {
 GMDEF int gm_gan_net_init(gm_gan_net *net, const gm_gan_arch *a, const char *name, gm_rng *r);
 /* x: G (N, z); D (N, c*h*w) or (N, c, h, w). labels: N ints when conditional, else NULL.
    G returns (N, c*h*w) for MLP, (N, c, h, w) for conv; D returns (N, 1) (patch: (N, 1, h', w')). */
-GMDEF gm_tensor *gm_gan_net_fwd(gm_graph *g, gm_gan_net *net, gm_tensor *x, const int *labels);
+GMDEF gm_tensor *gm_gan_net_forward(gm_graph *g, gm_gan_net *net, gm_tensor *x, const int *labels);
 GMDEF void gm_gan_net_free(gm_gan_net *net);
 
 /* ======================================================================================= */
@@ -251,14 +251,14 @@ GMDEF int gm_ring_modes(const float *xy, int n, int modes, float radius, float s
    features) -> dense 10. Inputs 28x28 in [-1,1]. */
 #define GM_DIGIT_FEATURES 128
 typedef struct gm_digit_classifier {
-    gm_params P;
+    gm_params params;
     gm_conv c1, c2;
     gm_linear fc1, fc2;
 } gm_digit_classifier;
 GMDEF int  gm_digit_classifier_init(gm_digit_classifier *m, uint64_t seed);     /* random weights */
 GMDEF int  gm_digit_classifier_load(gm_digit_classifier *m, const char *path);  /* init + checkpoint */
 /* x (N,784) or (N,1,28,28) -> logits (N,10); *features (N,128) if features != NULL. */
-GMDEF gm_tensor *gm_digit_classifier_fwd(gm_graph *g, gm_digit_classifier *m, gm_tensor *x, gm_tensor **features);
+GMDEF gm_tensor *gm_digit_classifier_forward(gm_graph *g, gm_digit_classifier *m, gm_tensor *x, gm_tensor **features);
 /* Runs n images through (eval mode, in chunks; resets g): features (n*128) and/or pred (n). */
 GMDEF int  gm_digit_classifier_run(gm_digit_classifier *m, gm_graph *g, const float *x, int n, float *features, int *pred);
 GMDEF void gm_digit_classifier_free(gm_digit_classifier *m);
@@ -318,9 +318,9 @@ GMDEF int gm_spectral_init(gm_spectral *sn, gm_params *p, int weight_view, gm_rn
     int shape[4] = {0, 0, 0, 0};
     gm_param_view *v;
     if (!sn || !p || !r || weight_view < 0 || weight_view >= p->nviews)
-        return gm__fail("gm_spectral_init: bad arguments (view %d of %d)", weight_view, p ? p->nviews : 0);
+        return gm_fail("gm_spectral_init: bad arguments (view %d of %d)", weight_view, p ? p->nviews : 0);
     v = &p->views[weight_view];
-    if (v->ndim < 2) return gm__fail("gm_spectral_init: '%s' is not a matrix (ndim %d)", v->name, v->ndim);
+    if (v->ndim < 2) return gm_fail("gm_spectral_init: '%s' is not a matrix (ndim %d)", v->name, v->ndim);
     sn->p = p;
     sn->w = weight_view;
     sn->rows = v->shape[0];
@@ -437,18 +437,18 @@ enum { GM__GAN_DENSE = 0, GM__GAN_CONV, GM__GAN_CONVT };
 
 static int gm__gan_arch_check(const gm_gan_arch *a) {
     int i, f = a->kind == GM_GAN_CONV || a->kind == GM_GAN_PATCH ? 1 << a->nhidden : 1;
-    if (a->kind < GM_GAN_MLP || a->kind > GM_GAN_PATCH) return gm__fail("gan arch: unknown kind %d", a->kind);
+    if (a->kind < GM_GAN_MLP || a->kind > GM_GAN_PATCH) return gm_fail("gan arch: unknown kind %d", a->kind);
     if (a->nhidden < 1 || a->nhidden > GM_GAN_MAX_HIDDEN)
-        return gm__fail("gan arch: nhidden is %d, must be 1..%d", a->nhidden, GM_GAN_MAX_HIDDEN);
+        return gm_fail("gan arch: nhidden is %d, must be 1..%d", a->nhidden, GM_GAN_MAX_HIDDEN);
     for (i = 0; i < a->nhidden; i++)
-        if (a->hidden[i] <= 0) return gm__fail("gan arch: hidden[%d] = %d must be positive", i, a->hidden[i]);
-    if (a->c <= 0 || a->h <= 0 || a->w <= 0) return gm__fail("gan arch: data shape %dx%dx%d", a->c, a->h, a->w);
+        if (a->hidden[i] <= 0) return gm_fail("gan arch: hidden[%d] = %d must be positive", i, a->hidden[i]);
+    if (a->c <= 0 || a->h <= 0 || a->w <= 0) return gm_fail("gan arch: data shape %dx%dx%d", a->c, a->h, a->w);
     if (a->h % f || a->w % f)
-        return gm__fail("gan arch: conv net with %d stages needs h, w divisible by %d (got %dx%d)", a->nhidden, f, a->h, a->w);
-    if (a->generator && a->kind != GM_GAN_IMG2IMG && a->z <= 0) return gm__fail("gan arch: generator needs z > 0");
-    if (a->classes < 0 || a->classes > 1000) return gm__fail("gan arch: classes %d out of 0..1000", a->classes);
-    if (a->dropout < 0 || a->dropout >= 1) return gm__fail("gan arch: dropout %g out of [0,1)", a->dropout);
-    if (a->act < GM_GAN_ACT_NONE || a->act > GM_GAN_ACT_TANH) return gm__fail("gan arch: unknown activation %d", a->act);
+        return gm_fail("gan arch: conv net with %d stages needs h, w divisible by %d (got %dx%d)", a->nhidden, f, a->h, a->w);
+    if (a->generator && a->kind != GM_GAN_IMG2IMG && a->z <= 0) return gm_fail("gan arch: generator needs z > 0");
+    if (a->classes < 0 || a->classes > 1000) return gm_fail("gan arch: classes %d out of 0..1000", a->classes);
+    if (a->dropout < 0 || a->dropout >= 1) return gm_fail("gan arch: dropout %g out of [0,1)", a->dropout);
+    if (a->act < GM_GAN_ACT_NONE || a->act > GM_GAN_ACT_TANH) return gm_fail("gan arch: unknown activation %d", a->act);
     return 0;
 }
 
@@ -461,16 +461,16 @@ static int gm__gan_add(gm_gan_net *net, int type, int in, int out, int k, int st
     memset(L, 0, sizeof *L);
     snprintf(name, sizeof name, "l%d", net->nlayers);
     L->type = type; L->act = act; L->slope = net->a.slope;
-    if (type == GM__GAN_DENSE) rc = gm_linear_init(&L->lin, &net->P, name, in, out, GM_INIT_TORCH, r);
-    else if (type == GM__GAN_CONV) rc = gm_conv_init(&L->conv, &net->P, name, in, out, k, stride, pad, GM_INIT_TORCH, r);
-    else rc = gm_conv_transpose_init(&L->conv, &net->P, name, in, out, k, stride, pad, 0, GM_INIT_TORCH, r);
+    if (type == GM__GAN_DENSE) rc = gm_linear_init(&L->lin, &net->params, name, in, out, GM_INIT_TORCH, r);
+    else if (type == GM__GAN_CONV) rc = gm_conv_init(&L->conv, &net->params, name, in, out, k, stride, pad, GM_INIT_TORCH, r);
+    else rc = gm_conv_transpose_init(&L->conv, &net->params, name, in, out, k, stride, pad, 0, GM_INIT_TORCH, r);
     if (rc != 0) return -1;
     w = type == GM__GAN_DENSE ? L->lin.w : L->conv.w;
     L->has_sn = net->a.spectral;
-    if (L->has_sn && gm_spectral_init(&L->sn, &net->P, w, r) != 0) return -1;
+    if (L->has_sn && gm_spectral_init(&L->sn, &net->params, w, r) != 0) return -1;
     snprintf(name, sizeof name, "l%d.bn", net->nlayers);
     L->has_bn = bn;
-    if (bn && gm_batchnorm_init(&L->bn, &net->P, name, out) != 0) return -1;
+    if (bn && gm_batchnorm_init(&L->bn, &net->params, name, out) != 0) return -1;
     net->nlayers++;
     return 0;
 }
@@ -529,7 +529,7 @@ static int gm__gan_build_img2img(gm_gan_net *net, gm_rng *r) {
 GMDEF int gm_gan_net_init(gm_gan_net *net, const gm_gan_arch *a, const char *name, gm_rng *r) {
     int rc;
     (void)name;
-    if (!net || !a || !r) return gm__fail("gm_gan_net_init: NULL argument");
+    if (!net || !a || !r) return gm_fail("gm_gan_net_init: NULL argument");
     memset(net, 0, sizeof *net);
     if (gm__gan_arch_check(a) != 0) return -1;
     net->a = *a;
@@ -537,14 +537,14 @@ GMDEF int gm_gan_net_init(gm_gan_net *net, const gm_gan_arch *a, const char *nam
     else if (a->kind == GM_GAN_IMG2IMG) rc = gm__gan_build_img2img(net, r);
     else if (a->generator && a->kind == GM_GAN_CONV) rc = gm__gan_build_conv_g(net, r);
     else if (!a->generator) rc = gm__gan_build_conv_d(net, r);
-    else rc = gm__fail("gm_gan_net_init: a patch network is a discriminator (set generator = 0)");
+    else rc = gm_fail("gm_gan_net_init: a patch network is a discriminator (set generator = 0)");
     if (rc != 0) gm_gan_net_free(net);
     return rc;
 }
 
 GMDEF void gm_gan_net_free(gm_gan_net *net) {
     if (!net) return;
-    gm_params_free(&net->P);
+    gm_params_free(&net->params);
     memset(net, 0, sizeof *net);
 }
 
@@ -557,7 +557,7 @@ static gm_tensor *gm__gan_act(gm_graph *g, gm_tensor *x, int act, float slope) {
     }
 }
 
-static gm_tensor *gm__gan_layer_fwd(gm_graph *g, gm_gan_layer *L, gm_tensor *x) {
+static gm_tensor *gm__gan_layer_forward(gm_graph *g, gm_gan_layer *L, gm_tensor *x) {
     gm_params *p = L->type == GM__GAN_DENSE ? L->lin.p : L->conv.p;
     int wv = L->type == GM__GAN_DENSE ? L->lin.w : L->conv.w, bv = L->type == GM__GAN_DENSE ? L->lin.b : L->conv.b;
     gm_tensor *w = L->has_sn ? gm_spectral_weight(g, &L->sn) : gm_param(g, p, wv), *y;
@@ -571,7 +571,7 @@ static gm_tensor *gm__gan_layer_fwd(gm_graph *g, gm_gan_layer *L, gm_tensor *x) 
         y = gm_conv_transpose2d(g, x, w, L->conv.stride, L->conv.pad, L->conv.out_pad);
     }
     y = gm_bias_add(g, y, gm_param(g, p, bv));
-    if (L->has_bn) y = gm_batchnorm_fwd(g, &L->bn, y);
+    if (L->has_bn) y = gm_batchnorm_forward(g, &L->bn, y);
     y = gm__gan_act(g, y, L->act, L->slope);
     if (L->dropout > 0) y = gm_dropout(g, y, L->dropout);
     if (L->reshape) y = gm_reshape(g, y, -1, L->oc, L->oh, L->ow);
@@ -592,7 +592,7 @@ static gm_tensor *gm__gan_condition(gm_graph *g, gm_tensor *x, const int *labels
     return gm_concat(g, x, oh, 1);
 }
 
-GMDEF gm_tensor *gm_gan_net_fwd(gm_graph *g, gm_gan_net *net, gm_tensor *x, const int *labels) {
+GMDEF gm_tensor *gm_gan_net_forward(gm_graph *g, gm_gan_net *net, gm_tensor *x, const int *labels) {
     const gm_gan_arch *a;
     int i;
     if (!g || !net || !x) return NULL;
@@ -603,7 +603,7 @@ GMDEF gm_tensor *gm_gan_net_fwd(gm_graph *g, gm_gan_net *net, gm_tensor *x, cons
         else if (a->kind != GM_GAN_MLP && x->ndim == 2) x = gm_reshape(g, x, -1, a->c, a->h, a->w);
     }
     x = gm__gan_condition(g, x, labels, a->classes);
-    for (i = 0; i < net->nlayers && x; i++) x = gm__gan_layer_fwd(g, &net->L[i], x);
+    for (i = 0; i < net->nlayers && x; i++) x = gm__gan_layer_forward(g, &net->L[i], x);
     return x;
 }
 
@@ -640,7 +640,7 @@ GMDEF gm_tensor *gm_gan_d_loss(gm_graph *g, int loss, gm_tensor *d_real, gm_tens
                       gm_bce_logits(g, d_fake, gm__gan_full_like(g, d_fake, 0.0f)));
     case GM_GAN_LSGAN: return gm_add(g, gm__gan_half_sq(g, d_real, 1.0f), gm__gan_half_sq(g, d_fake, 0.0f));
     case GM_GAN_WASSERSTEIN: return gm_sub(g, gm_mean(g, d_fake), gm_mean(g, d_real));
-    default: gm__fail("gm_gan_d_loss: unknown loss %d", loss); return NULL;
+    default: gm_fail("gm_gan_d_loss: unknown loss %d", loss); return NULL;
     }
 }
 
@@ -651,7 +651,7 @@ GMDEF gm_tensor *gm_gan_g_loss(gm_graph *g, int loss, gm_tensor *d_fake) {
     case GM_GAN_MINIMAX: return gm_neg(g, gm_bce_logits(g, d_fake, gm__gan_full_like(g, d_fake, 0.0f))); /* log(1-D) */
     case GM_GAN_LSGAN: return gm__gan_half_sq(g, d_fake, 1.0f);
     case GM_GAN_WASSERSTEIN: return gm_neg(g, gm_mean(g, d_fake));
-    default: gm__fail("gm_gan_g_loss: unknown loss %d", loss); return NULL;
+    default: gm_fail("gm_gan_g_loss: unknown loss %d", loss); return NULL;
     }
 }
 
@@ -662,7 +662,7 @@ GMDEF gm_tensor *gm_gan_gradient_penalty(gm_graph *g, gm_gan_critic_fn critic, v
     int i, j, n, per;
     if (!g || !critic || !real || !fake) return NULL;
     if (real->size != fake->size || real->ndim != fake->ndim) {
-        gm__fail("gm_gan_gradient_penalty: real (%d values) and fake (%d) differ in shape", real->size, fake->size);
+        gm_fail("gm_gan_gradient_penalty: real (%d values) and fake (%d) differ in shape", real->size, fake->size);
         return NULL;
     }
     n = real->shape[0];
@@ -706,14 +706,14 @@ GMDEF gm_gan_opts gm_gan_defaults(int loss) {
 GMDEF int gm_gan_init(gm_gan *gan, const gm_gan_arch *ga, const gm_gan_arch *da, const gm_gan_opts *o,
                       gm_optim opt_g, gm_optim opt_d, uint64_t seed) {
     gm_rng r;
-    if (!gan || !ga || !da || !o) return gm__fail("gm_gan_init: NULL argument");
+    if (!gan || !ga || !da || !o) return gm_fail("gm_gan_init: NULL argument");
     memset(gan, 0, sizeof *gan);
-    if (o->loss < 0 || o->loss >= GM_GAN_NLOSSES) return gm__fail("gm_gan_init: unknown loss %d", o->loss);
-    if (o->n_critic < 1) return gm__fail("gm_gan_init: n_critic is %d, must be >= 1", o->n_critic);
-    if (!ga->generator || da->generator) return gm__fail("gm_gan_init: ga must be a generator and da a discriminator");
+    if (o->loss < 0 || o->loss >= GM_GAN_NLOSSES) return gm_fail("gm_gan_init: unknown loss %d", o->loss);
+    if (o->n_critic < 1) return gm_fail("gm_gan_init: n_critic is %d, must be >= 1", o->n_critic);
+    if (!ga->generator || da->generator) return gm_fail("gm_gan_init: ga must be a generator and da a discriminator");
     if (ga->c * ga->h * ga->w != da->c * da->h * da->w)
-        return gm__fail("gm_gan_init: G makes %dx%dx%d, D takes %dx%dx%d", ga->c, ga->h, ga->w, da->c, da->h, da->w);
-    if (ga->classes != da->classes) return gm__fail("gm_gan_init: G has %d classes, D %d", ga->classes, da->classes);
+        return gm_fail("gm_gan_init: G makes %dx%dx%d, D takes %dx%dx%d", ga->c, ga->h, ga->w, da->c, da->h, da->w);
+    if (ga->classes != da->classes) return gm_fail("gm_gan_init: G has %d classes, D %d", ga->classes, da->classes);
     gm_rng_seed(&r, seed);
     if (gm_gan_net_init(&gan->G, ga, "G", &r) != 0) return -1;
     if (gm_gan_net_init(&gan->D, da, "D", &r) != 0) { gm_gan_net_free(&gan->G); return -1; }
@@ -732,12 +732,12 @@ typedef struct gm__gan_critic_ctx { gm_gan_net *D; const int *labels; } gm__gan_
 
 static gm_tensor *gm__gan_critic(gm_graph *g, gm_tensor *x, void *ctx) {
     gm__gan_critic_ctx *c = (gm__gan_critic_ctx *)ctx;
-    return gm_gan_net_fwd(g, c->D, x, c->labels);
+    return gm_gan_net_forward(g, c->D, x, c->labels);
 }
 
 static int gm__gan_step_fail(gm_graph *g, const char *what) {
     const char *e = gm_graph_error(g);
-    return gm__fail("gm_gan_step: %s: %s", what, e ? e : gm_last_error());
+    return gm_fail("gm_gan_step: %s: %s", what, e ? e : gm_last_error());
 }
 
 static float gm__gan_mean(const gm_tensor *t) {
@@ -756,13 +756,13 @@ static void gm__gan_d_scores(gm_gan *gan, gm_graph *g, gm_tensor *xr, gm_tensor 
     const gm_gan_arch *a = &gan->D.a;
     if (!a->batchnorm && !a->spectral && a->classes == 0 && xr && xf && xr->shape[0] == xf->shape[0]) {
         const int n = xr->shape[0];
-        gm_tensor *both = gm_gan_net_fwd(g, &gan->D, gm_concat(g, xr, xf, 0), NULL);
+        gm_tensor *both = gm_gan_net_forward(g, &gan->D, gm_concat(g, xr, xf, 0), NULL);
         *dr = gm_slice(g, both, 0, 0, n);
         *df = gm_slice(g, both, 0, n, n);
         return;
     }
-    *dr = gm_gan_net_fwd(g, &gan->D, xr, labels);
-    *df = gm_gan_net_fwd(g, &gan->D, xf, labels);
+    *dr = gm_gan_net_forward(g, &gan->D, xr, labels);
+    *df = gm_gan_net_forward(g, &gan->D, xf, labels);
 }
 
 /* D step: D on noisy real and detached fake, loss (+ penalty), backward, update D. */
@@ -780,7 +780,7 @@ static int gm__gan_d_step(gm_gan *gan, gm_graph *g, gm_tensor *real, gm_tensor *
     }
     if (!loss) return gm__gan_step_fail(g, "D loss");
     if (gm_backward(g, loss) != 0) return gm__gan_step_fail(g, "D step");
-    if (gm_optim_step(&gan->optD, &gan->D.P) != 0) return -1;
+    if (gm_optim_step(&gan->optD, &gan->D.params) != 0) return -1;
     st->d_loss = loss->data[0];
     st->d_real = gm__gan_mean(dr);
     st->d_fake = gm__gan_mean(df);
@@ -792,12 +792,12 @@ static int gm__gan_d_step(gm_gan *gan, gm_graph *g, gm_tensor *real, gm_tensor *
 static int gm__gan_g_step(gm_gan *gan, gm_graph *g, gm_tensor *fake, const int *labels, float std, gm_gan_stats *st) {
     gm_tensor *loss;
     int rc;
-    gan->D.P.frozen = 1;
-    loss = gm_gan_g_loss(g, gan->o.loss, gm_gan_net_fwd(g, &gan->D, gm_gan_instance_noise(g, fake, std), labels));
+    gan->D.params.frozen = 1;
+    loss = gm_gan_g_loss(g, gan->o.loss, gm_gan_net_forward(g, &gan->D, gm_gan_instance_noise(g, fake, std), labels));
     rc = loss ? gm_backward(g, loss) : -1;
-    gan->D.P.frozen = 0;
+    gan->D.params.frozen = 0;
     if (rc != 0) return gm__gan_step_fail(g, "G step");
-    if (gm_optim_step(&gan->optG, &gan->G.P) != 0) return -1;
+    if (gm_optim_step(&gan->optG, &gan->G.params) != 0) return -1;
     st->g_loss = loss->data[0];
     return 0;
 }
@@ -808,9 +808,9 @@ GMDEF int gm_gan_step(gm_gan *gan, gm_graph *g, const float *real, const int *la
     gm_tensor *z, *fake, *xr;
     int do_g, rec;
     float std;
-    if (!gan || !g || !real || n <= 0) return gm__fail("gm_gan_step: bad arguments (n = %d)", n);
+    if (!gan || !g || !real || n <= 0) return gm_fail("gm_gan_step: bad arguments (n = %d)", n);
     a = &gan->G.a;
-    if (a->classes > 0 && !labels) return gm__fail("gm_gan_step: conditional GAN (%d classes) needs labels", a->classes);
+    if (a->classes > 0 && !labels) return gm_fail("gm_gan_step: conditional GAN (%d classes) needs labels", a->classes);
     if (!st) st = &dummy;
     memset(st, 0, sizeof *st);
     do_g = (gan->d_steps + 1) % gan->o.n_critic == 0;
@@ -819,7 +819,7 @@ GMDEF int gm_gan_step(gm_gan *gan, gm_graph *g, const float *real, const int *la
     gm_graph_set_training(g, 1);
     z = gm_randn(g, n, a->z, 0, 0);
     rec = gm_graph_set_grad(g, do_g);     /* critic-only steps need no tape through G */
-    fake = gm_gan_net_fwd(g, &gan->G, z, labels);
+    fake = gm_gan_net_forward(g, &gan->G, z, labels);
     gm_graph_set_grad(g, rec);
     xr = a->kind == GM_GAN_MLP ? gm_input(g, real, n, a->c * a->h * a->w, 0, 0) : gm_input(g, real, n, a->c, a->h, a->w);
     if (!fake || !xr) return gm__gan_step_fail(g, "generator");
@@ -849,27 +849,27 @@ static int gm__gan_run_chunks(gm_graph *g, gm_gan_net *net, const float *in, int
         if (!in) x = gm_randn(g, k, in_per, 0, 0);
         else if (h > 0) x = gm_input(g, in + (size_t)i * in_per, k, c, h, w);
         else x = gm_input(g, in + (size_t)i * in_per, k, in_per, 0, 0);
-        y = gm_gan_net_fwd(g, net, x, labels ? labels + i : NULL);
+        y = gm_gan_net_forward(g, net, x, labels ? labels + i : NULL);
         if (!y) break;
         memcpy(out + (size_t)i * out_per, y->data, (size_t)k * out_per * sizeof(float));
     }
     gm_graph_set_training(g, train);
     gm_graph_set_grad(g, rec);
-    if (i < n) return gm__fail("%s: %s", who, gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
+    if (i < n) return gm_fail("%s: %s", who, gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
     return 0;
 }
 
 GMDEF int gm_gan_sample(gm_gan *gan, gm_graph *g, const float *z, const int *labels, int n, float *out) {
     const gm_gan_arch *a;
-    if (!gan || !g || !out || n < 0) return gm__fail("gm_gan_sample: bad arguments");
+    if (!gan || !g || !out || n < 0) return gm_fail("gm_gan_sample: bad arguments");
     a = &gan->G.a;
-    if (a->classes > 0 && !labels) return gm__fail("gm_gan_sample: conditional GAN (%d classes) needs labels", a->classes);
+    if (a->classes > 0 && !labels) return gm_fail("gm_gan_sample: conditional GAN (%d classes) needs labels", a->classes);
     return gm__gan_run_chunks(g, &gan->G, z, a->z, 0, 0, 0, labels, n, out, a->c * a->h * a->w, "gm_gan_sample");
 }
 
 GMDEF int gm_gan_discriminate(gm_gan *gan, gm_graph *g, const float *x, const int *labels, int n, float *out) {
     const gm_gan_arch *a;
-    if (!gan || !g || !x || !out || n < 0) return gm__fail("gm_gan_discriminate: bad arguments");
+    if (!gan || !g || !x || !out || n < 0) return gm_fail("gm_gan_discriminate: bad arguments");
     a = &gan->D.a;
     return gm__gan_run_chunks(g, &gan->D, x, a->c * a->h * a->w, a->c, a->h, a->w, labels, n, out, 1,
                               "gm_gan_discriminate");
@@ -879,11 +879,11 @@ GMDEF int gm_gan_discriminate(gm_gan *gan, gm_graph *g, const float *x, const in
 GMDEF int gm_cyclegan_init(gm_cyclegan *m, const gm_gan_arch *gen, const gm_gan_arch *disc, const gm_cyclegan_opts *o,
                            gm_optim opt_g, gm_optim opt_d, uint64_t seed) {
     gm_rng r;
-    if (!m || !gen || !disc || !o) return gm__fail("gm_cyclegan_init: NULL argument");
+    if (!m || !gen || !disc || !o) return gm_fail("gm_cyclegan_init: NULL argument");
     memset(m, 0, sizeof *m);
-    if (o->loss < 0 || o->loss >= GM_GAN_NLOSSES) return gm__fail("gm_cyclegan_init: unknown loss %d", o->loss);
+    if (o->loss < 0 || o->loss >= GM_GAN_NLOSSES) return gm_fail("gm_cyclegan_init: unknown loss %d", o->loss);
     if (gen->kind != GM_GAN_IMG2IMG || disc->generator)
-        return gm__fail("gm_cyclegan_init: want an image-to-image generator and a discriminator");
+        return gm_fail("gm_cyclegan_init: want an image-to-image generator and a discriminator");
     gm_rng_seed(&r, seed);
     if (gm_gan_net_init(&m->G, gen, "G", &r) != 0 || gm_gan_net_init(&m->F, gen, "F", &r) != 0 ||
         gm_gan_net_init(&m->DA, disc, "DA", &r) != 0 || gm_gan_net_init(&m->DB, disc, "DB", &r) != 0) {
@@ -904,39 +904,39 @@ GMDEF void gm_cyclegan_free(gm_cyclegan *m) {
 
 static gm_tensor *gm__l1(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm_mean(g, gm_abs(g, gm_sub(g, a, b))); }
 
-static void gm__cyclegan_freeze_d(gm_cyclegan *m, int frozen) { m->DA.P.frozen = frozen; m->DB.P.frozen = frozen; }
+static void gm__cyclegan_freeze_d(gm_cyclegan *m, int frozen) { m->DA.params.frozen = frozen; m->DB.params.frozen = frozen; }
 
 GMDEF int gm_cyclegan_step(gm_cyclegan *m, gm_graph *g, const float *a, const float *b, int n, gm_cyclegan_stats *st) {
     const gm_gan_arch *ar;
     gm_tensor *xa, *xb, *fb, *fa, *adv, *cyc, *idt = NULL, *lg, *lda, *ldb;
     int rc;
-    if (!m || !g || !a || !b || n <= 0) return gm__fail("gm_cyclegan_step: bad arguments (n = %d)", n);
+    if (!m || !g || !a || !b || n <= 0) return gm_fail("gm_cyclegan_step: bad arguments (n = %d)", n);
     ar = &m->G.a;
     gm_graph_reset(g);
     gm_graph_set_training(g, 1);
     xa = gm_input(g, a, n, ar->c, ar->h, ar->w);
     xb = gm_input(g, b, n, ar->c, ar->h, ar->w);
-    fb = gm_gan_net_fwd(g, &m->G, xa, NULL);              /* G(a): a fake B */
-    fa = gm_gan_net_fwd(g, &m->F, xb, NULL);              /* F(b): a fake A */
+    fb = gm_gan_net_forward(g, &m->G, xa, NULL);              /* G(a): a fake B */
+    fa = gm_gan_net_forward(g, &m->F, xb, NULL);              /* F(b): a fake A */
     gm__cyclegan_freeze_d(m, 1);
-    adv = gm_add(g, gm_gan_g_loss(g, m->o.loss, gm_gan_net_fwd(g, &m->DB, fb, NULL)),
-                 gm_gan_g_loss(g, m->o.loss, gm_gan_net_fwd(g, &m->DA, fa, NULL)));
-    cyc = gm_add(g, gm__l1(g, gm_gan_net_fwd(g, &m->F, fb, NULL), xa), gm__l1(g, gm_gan_net_fwd(g, &m->G, fa, NULL), xb));
+    adv = gm_add(g, gm_gan_g_loss(g, m->o.loss, gm_gan_net_forward(g, &m->DB, fb, NULL)),
+                 gm_gan_g_loss(g, m->o.loss, gm_gan_net_forward(g, &m->DA, fa, NULL)));
+    cyc = gm_add(g, gm__l1(g, gm_gan_net_forward(g, &m->F, fb, NULL), xa), gm__l1(g, gm_gan_net_forward(g, &m->G, fa, NULL), xb));
     lg = gm_add(g, adv, gm_scale(g, cyc, m->o.cycle));
     if (m->o.identity > 0) {
-        idt = gm_add(g, gm__l1(g, gm_gan_net_fwd(g, &m->G, xb, NULL), xb), gm__l1(g, gm_gan_net_fwd(g, &m->F, xa, NULL), xa));
+        idt = gm_add(g, gm__l1(g, gm_gan_net_forward(g, &m->G, xb, NULL), xb), gm__l1(g, gm_gan_net_forward(g, &m->F, xa, NULL), xa));
         lg = gm_add(g, lg, gm_scale(g, idt, m->o.identity));
     }
     rc = lg ? gm_backward(g, lg) : -1;
     gm__cyclegan_freeze_d(m, 0);
-    if (rc != 0) return gm__fail("gm_cyclegan_step: generators: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
-    if (gm_optim_step(&m->optG, &m->G.P) != 0 || gm_optim_step(&m->optF, &m->F.P) != 0) return -1;
+    if (rc != 0) return gm_fail("gm_cyclegan_step: generators: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
+    if (gm_optim_step(&m->optG, &m->G.params) != 0 || gm_optim_step(&m->optF, &m->F.params) != 0) return -1;
     /* discriminators on real vs the (detached) fakes made above */
-    lda = gm_gan_d_loss(g, m->o.loss, gm_gan_net_fwd(g, &m->DA, xa, NULL), gm_gan_net_fwd(g, &m->DA, gm_detach(g, fa), NULL));
-    ldb = gm_gan_d_loss(g, m->o.loss, gm_gan_net_fwd(g, &m->DB, xb, NULL), gm_gan_net_fwd(g, &m->DB, gm_detach(g, fb), NULL));
+    lda = gm_gan_d_loss(g, m->o.loss, gm_gan_net_forward(g, &m->DA, xa, NULL), gm_gan_net_forward(g, &m->DA, gm_detach(g, fa), NULL));
+    ldb = gm_gan_d_loss(g, m->o.loss, gm_gan_net_forward(g, &m->DB, xb, NULL), gm_gan_net_forward(g, &m->DB, gm_detach(g, fb), NULL));
     if (!lda || !ldb || gm_backward(g, gm_add(g, lda, ldb)) != 0)
-        return gm__fail("gm_cyclegan_step: discriminators: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
-    if (gm_optim_step(&m->optDA, &m->DA.P) != 0 || gm_optim_step(&m->optDB, &m->DB.P) != 0) return -1;
+        return gm_fail("gm_cyclegan_step: discriminators: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
+    if (gm_optim_step(&m->optDA, &m->DA.params) != 0 || gm_optim_step(&m->optDB, &m->DB.params) != 0) return -1;
     m->steps++;
     if (st) {
         st->g_adv = adv->data[0]; st->cycle = cyc->data[0]; st->identity = idt ? idt->data[0] : 0.0f;
@@ -948,7 +948,7 @@ GMDEF int gm_cyclegan_step(gm_cyclegan *m, gm_graph *g, const float *a, const fl
 GMDEF int gm_cyclegan_translate(gm_cyclegan *m, gm_graph *g, int to_b, const float *x, int n, float *out) {
     const gm_gan_arch *a;
     int per;
-    if (!m || !g || !x || !out || n < 0) return gm__fail("gm_cyclegan_translate: bad arguments");
+    if (!m || !g || !x || !out || n < 0) return gm_fail("gm_cyclegan_translate: bad arguments");
     a = &m->G.a;
     per = a->c * a->h * a->w;
     return gm__gan_run_chunks(g, to_b ? &m->G : &m->F, x, per, a->c, a->h, a->w, NULL, n, out, per,
@@ -979,12 +979,12 @@ GMDEF void gm_dilate_images(const float *x, int n, int h, int w, float *out) {
 GMDEF int gm_eigh_sym(const double *a, int n, double *evals, double *evecs) {
     double *A, off, scale = 0;
     int i, j, p, q, sweep;
-    if (!a || !evals || !evecs || n <= 0) return gm__fail("gm_eigh_sym: bad arguments (n = %d)", n);
+    if (!a || !evals || !evecs || n <= 0) return gm_fail("gm_eigh_sym: bad arguments (n = %d)", n);
     A = (double *)GENMOD_MALLOC((size_t)n * n * sizeof(double));
-    if (!A) return gm__fail("gm_eigh_sym: out of memory for n = %d", n);
+    if (!A) return gm_fail("gm_eigh_sym: out of memory for n = %d", n);
     memcpy(A, a, (size_t)n * n * sizeof(double));
     for (i = 0; i < n * n; i++) {
-        if (!isfinite(A[i])) { GENMOD_FREE(A); return gm__fail("gm_eigh_sym: matrix has a non-finite entry"); }
+        if (!isfinite(A[i])) { GENMOD_FREE(A); return gm_fail("gm_eigh_sym: matrix has a non-finite entry"); }
         scale += A[i] * A[i];
     }
     for (i = 0; i < n; i++)
@@ -1032,12 +1032,12 @@ GMDEF int gm_eigh_sym(const double *a, int n, double *evals, double *evecs) {
 GMDEF int gm_sqrtm_psd(const double *a, int n, double *out) {
     double *w, *V;
     int i, j, k;
-    if (!a || !out || n <= 0) return gm__fail("gm_sqrtm_psd: bad arguments (n = %d)", n);
+    if (!a || !out || n <= 0) return gm_fail("gm_sqrtm_psd: bad arguments (n = %d)", n);
     w = (double *)GENMOD_MALLOC((size_t)n * sizeof(double));
     V = (double *)GENMOD_MALLOC((size_t)n * n * sizeof(double));
     if (!w || !V || gm_eigh_sym(a, n, w, V) != 0) {
         GENMOD_FREE(w); GENMOD_FREE(V);
-        return gm__fail("gm_sqrtm_psd: eigendecomposition failed (n = %d)", n);
+        return gm_fail("gm_sqrtm_psd: eigendecomposition failed (n = %d)", n);
     }
     for (k = 0; k < n; k++) w[k] = w[k] > 0 ? sqrt(w[k]) : 0;    /* round-off can make 0 slightly negative */
     for (i = 0; i < n; i++)
@@ -1053,9 +1053,9 @@ GMDEF int gm_sqrtm_psd(const double *a, int n, double *out) {
 GMDEF int gm_gaussian_fit(const float *x, int n, int d, double *mean, double *cov) {
     double *c;
     int i, j, k;
-    if (!x || !mean || !cov || n < 2 || d <= 0) return gm__fail("gm_gaussian_fit: need n >= 2 rows (got %d), d > 0", n);
+    if (!x || !mean || !cov || n < 2 || d <= 0) return gm_fail("gm_gaussian_fit: need n >= 2 rows (got %d), d > 0", n);
     c = (double *)GENMOD_MALLOC((size_t)d * sizeof(double));
-    if (!c) return gm__fail("gm_gaussian_fit: out of memory");
+    if (!c) return gm_fail("gm_gaussian_fit: out of memory");
     for (j = 0; j < d; j++) mean[j] = 0;
     for (i = 0; i < n; i++)
         for (j = 0; j < d; j++) mean[j] += x[(size_t)i * d + j];
@@ -1075,13 +1075,13 @@ GMDEF int gm_gaussian_fit(const float *x, int n, int d, double *mean, double *co
 GMDEF double gm_frechet_distance(const double *mu1, const double *cov1, const double *mu2, const double *cov2, int d) {
     double *r, *t, *m, *w, *V, dist = 0, tr_sqrt = 0;
     int i, j, k, rc;
-    if (!mu1 || !cov1 || !mu2 || !cov2 || d <= 0) return gm__fail("gm_frechet_distance: bad arguments (d = %d)", d);
+    if (!mu1 || !cov1 || !mu2 || !cov2 || d <= 0) return gm_fail("gm_frechet_distance: bad arguments (d = %d)", d);
     r = (double *)GENMOD_MALLOC((size_t)d * d * sizeof(double));
     t = (double *)GENMOD_MALLOC((size_t)d * d * sizeof(double));
     m = (double *)GENMOD_MALLOC((size_t)d * d * sizeof(double));
     V = (double *)GENMOD_MALLOC((size_t)d * d * sizeof(double));
     w = (double *)GENMOD_MALLOC((size_t)d * sizeof(double));
-    rc = r && t && m && V && w ? gm_sqrtm_psd(cov1, d, r) : gm__fail("gm_frechet_distance: out of memory");
+    rc = r && t && m && V && w ? gm_sqrtm_psd(cov1, d, r) : gm_fail("gm_frechet_distance: out of memory");
     if (rc == 0) {
         for (i = 0; i < d; i++)          /* t = R S2, then m = t R = R S2 R (symmetric PSD) */
             for (j = 0; j < d; j++) {
@@ -1114,7 +1114,7 @@ GMDEF double gm_label_entropy(const int *labels, int n, int classes) {
     int *count, i;
     if (!labels || n <= 0 || classes <= 0) return 0;
     count = (int *)GENMOD_MALLOC((size_t)classes * sizeof(int));
-    if (!count) return gm__fail("gm_label_entropy: out of memory");
+    if (!count) return gm_fail("gm_label_entropy: out of memory");
     memset(count, 0, (size_t)classes * sizeof(int));
     for (i = 0; i < n; i++)
         if (labels[i] >= 0 && labels[i] < classes) count[labels[i]]++;
@@ -1127,7 +1127,7 @@ GMDEF double gm_label_entropy(const int *labels, int n, int classes) {
 GMDEF int gm_ring_modes(const float *xy, int n, int modes, float radius, float std, int min_count, float *hq) {
     int i, k, covered = 0, good = 0, counts[64];
     if (!xy || n <= 0 || modes <= 0 || modes > 64 || std <= 0)
-        return gm__fail("gm_ring_modes: bad arguments (n %d, modes %d of at most 64, std %g)", n, modes, std);
+        return gm_fail("gm_ring_modes: bad arguments (n %d, modes %d of at most 64, std %g)", n, modes, std);
     memset(counts, 0, sizeof counts);
     for (i = 0; i < n; i++) {
         double best = 1e300;
@@ -1147,14 +1147,14 @@ GMDEF int gm_ring_modes(const float *xy, int n, int modes, float radius, float s
 /* ---------------------------------------------------------------------- digit classifier */
 GMDEF int gm_digit_classifier_init(gm_digit_classifier *m, uint64_t seed) {
     gm_rng r;
-    if (!m) return gm__fail("gm_digit_classifier_init: NULL");
+    if (!m) return gm_fail("gm_digit_classifier_init: NULL");
     memset(m, 0, sizeof *m);
     gm_rng_seed(&r, seed);
-    if (gm_conv_init(&m->c1, &m->P, "c1", 1, 16, 4, 2, 1, GM_INIT_TORCH, &r) != 0 ||    /* 16 x 14 x 14 */
-        gm_conv_init(&m->c2, &m->P, "c2", 16, 32, 4, 2, 1, GM_INIT_TORCH, &r) != 0 ||   /* 32 x 7 x 7 */
-        gm_linear_init(&m->fc1, &m->P, "fc1", 32 * 7 * 7, GM_DIGIT_FEATURES, GM_INIT_TORCH, &r) != 0 ||
-        gm_linear_init(&m->fc2, &m->P, "fc2", GM_DIGIT_FEATURES, 10, GM_INIT_TORCH, &r) != 0) {
-        gm_params_free(&m->P);
+    if (gm_conv_init(&m->c1, &m->params, "c1", 1, 16, 4, 2, 1, GM_INIT_TORCH, &r) != 0 ||    /* 16 x 14 x 14 */
+        gm_conv_init(&m->c2, &m->params, "c2", 16, 32, 4, 2, 1, GM_INIT_TORCH, &r) != 0 ||   /* 32 x 7 x 7 */
+        gm_linear_init(&m->fc1, &m->params, "fc1", 32 * 7 * 7, GM_DIGIT_FEATURES, GM_INIT_TORCH, &r) != 0 ||
+        gm_linear_init(&m->fc2, &m->params, "fc2", GM_DIGIT_FEATURES, 10, GM_INIT_TORCH, &r) != 0) {
+        gm_params_free(&m->params);
         return -1;
     }
     return 0;
@@ -1162,31 +1162,31 @@ GMDEF int gm_digit_classifier_init(gm_digit_classifier *m, uint64_t seed) {
 
 GMDEF int gm_digit_classifier_load(gm_digit_classifier *m, const char *path) {
     if (gm_digit_classifier_init(m, 1) != 0) return -1;
-    if (gm_checkpoint_load(path, &m->P, NULL, NULL) != 0) {
-        gm_params_free(&m->P);
+    if (gm_checkpoint_load(path, &m->params, NULL, NULL) != 0) {
+        gm_params_free(&m->params);
         return -1;
     }
     return 0;
 }
 
 GMDEF void gm_digit_classifier_free(gm_digit_classifier *m) {
-    if (m) gm_params_free(&m->P);
+    if (m) gm_params_free(&m->params);
 }
 
-GMDEF gm_tensor *gm_digit_classifier_fwd(gm_graph *g, gm_digit_classifier *m, gm_tensor *x, gm_tensor **features) {
+GMDEF gm_tensor *gm_digit_classifier_forward(gm_graph *g, gm_digit_classifier *m, gm_tensor *x, gm_tensor **features) {
     gm_tensor *h;
     if (!g || !m || !x) return NULL;
     if (x->ndim == 2) x = gm_reshape(g, x, -1, 1, 28, 28);
-    h = gm_relu(g, gm_conv_fwd(g, &m->c1, x));
-    h = gm_relu(g, gm_conv_fwd(g, &m->c2, h));
-    h = gm_relu(g, gm_linear_fwd(g, &m->fc1, gm_flatten(g, h)));    /* (N, 128): the features */
+    h = gm_relu(g, gm_conv_forward(g, &m->c1, x));
+    h = gm_relu(g, gm_conv_forward(g, &m->c2, h));
+    h = gm_relu(g, gm_linear_forward(g, &m->fc1, gm_flatten(g, h)));    /* (N, 128): the features */
     if (features) *features = h;
-    return gm_linear_fwd(g, &m->fc2, h);
+    return gm_linear_forward(g, &m->fc2, h);
 }
 
 GMDEF int gm_digit_classifier_run(gm_digit_classifier *m, gm_graph *g, const float *x, int n, float *features, int *pred) {
     int i, j, k, train, rec;
-    if (!m || !g || !x || n < 0) return gm__fail("gm_digit_classifier_run: bad arguments");
+    if (!m || !g || !x || n < 0) return gm_fail("gm_digit_classifier_run: bad arguments");
     train = gm_graph_training(g);
     rec = gm_graph_set_grad(g, 0);
     gm_graph_set_training(g, 0);
@@ -1194,7 +1194,7 @@ GMDEF int gm_digit_classifier_run(gm_digit_classifier *m, gm_graph *g, const flo
         gm_tensor *f = NULL, *logits;
         k = GM__MIN(GM__GAN_CHUNK, n - i);
         gm_graph_reset(g);
-        logits = gm_digit_classifier_fwd(g, m, gm_input(g, x + (size_t)i * 784, k, 784, 0, 0), &f);
+        logits = gm_digit_classifier_forward(g, m, gm_input(g, x + (size_t)i * 784, k, 784, 0, 0), &f);
         if (!logits) break;
         if (features) memcpy(features + (size_t)i * GM_DIGIT_FEATURES, f->data, (size_t)k * GM_DIGIT_FEATURES * sizeof(float));
         for (j = 0; pred && j < k; j++) {
@@ -1206,14 +1206,14 @@ GMDEF int gm_digit_classifier_run(gm_digit_classifier *m, gm_graph *g, const flo
     }
     gm_graph_set_training(g, train);
     gm_graph_set_grad(g, rec);
-    if (i < n) return gm__fail("gm_digit_classifier_run: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
+    if (i < n) return gm_fail("gm_digit_classifier_run: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
     return 0;
 }
 
 /* Features of n images, then their Gaussian. */
 static int gm__digit_gaussian(gm_digit_classifier *m, gm_graph *g, const float *x, int n, int *pred, double *mu, double *cov) {
     float *f = (float *)GENMOD_MALLOC((size_t)n * GM_DIGIT_FEATURES * sizeof(float));
-    int rc = f ? gm_digit_classifier_run(m, g, x, n, f, pred) : gm__fail("gm_digit_score: out of memory");
+    int rc = f ? gm_digit_classifier_run(m, g, x, n, f, pred) : gm_fail("gm_digit_score: out of memory");
     if (rc == 0) rc = gm_gaussian_fit(f, n, GM_DIGIT_FEATURES, mu, cov);
     GENMOD_FREE(f);
     return rc;
@@ -1225,8 +1225,8 @@ GMDEF int gm_digit_score(gm_digit_classifier *m, gm_graph *g, const float *sampl
     double *mu1 = (double *)GENMOD_MALLOC(2 * d * sizeof(double)), *mu2 = mu1 ? mu1 + d : NULL;
     double *c1 = (double *)GENMOD_MALLOC(2 * (size_t)d * d * sizeof(double)), *c2 = c1 ? c1 + d * d : NULL;
     int *pred = (int *)GENMOD_MALLOC((size_t)(n > 0 ? n : 1) * sizeof(int)), rc, i, hit = 0;
-    if (!m || !g || !samples || !ref || n < 2 || nref < 2 || !out) rc = gm__fail("gm_digit_score: bad arguments (n %d, nref %d)", n, nref);
-    else if (!mu1 || !c1 || !pred) rc = gm__fail("gm_digit_score: out of memory");
+    if (!m || !g || !samples || !ref || n < 2 || nref < 2 || !out) rc = gm_fail("gm_digit_score: bad arguments (n %d, nref %d)", n, nref);
+    else if (!mu1 || !c1 || !pred) rc = gm_fail("gm_digit_score: out of memory");
     else rc = gm__digit_gaussian(m, g, samples, n, pred, mu1, c1);
     if (rc == 0) rc = gm__digit_gaussian(m, g, ref, nref, NULL, mu2, c2);
     if (rc == 0) {

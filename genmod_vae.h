@@ -109,7 +109,7 @@ typedef struct gm_ae_config {
 
 typedef struct gm_ae {
     gm_ae_config cfg;
-    gm_params P;             /* every weight */
+    gm_params params;             /* every weight */
     gm_vae_net enc, dec;
     gm_optim opt;            /* change hyperparameters or the schedule after init if you like */
     gm_graph *g;             /* used by every call of this model (one thread at a time) */
@@ -182,7 +182,7 @@ typedef struct gm_vae_config {
 
 typedef struct gm_vae {
     gm_vae_config cfg;
-    gm_params P;
+    gm_params params;
     gm_vae_net enc, dec;
     gm_linear mu, logvar;    /* the heads */
     int out_logvar;          /* view of the learned decoder log-variance (GAUSSIAN_LEARNED), else -1 */
@@ -296,21 +296,21 @@ static const char *gm__vae_act_name(int act) {
 static int gm__vae_check_arch(const gm_vae_arch *a, const char *who) {
     int i, f = 1 << (a->n_conv > 0 ? a->n_conv : 0);
     if (a->in_c <= 0 || a->in_h <= 0 || a->in_w <= 0)
-        return gm__fail("%s: input shape %dx%dx%d is not positive", who, a->in_c, a->in_h, a->in_w);
+        return gm_fail("%s: input shape %dx%dx%d is not positive", who, a->in_c, a->in_h, a->in_w);
     if (a->n_conv < 0 || a->n_conv > GM_VAE_MAX_LAYERS || a->n_enc < 0 || a->n_enc > GM_VAE_MAX_LAYERS - 1 ||
         a->n_dec < 0 || a->n_dec > GM_VAE_MAX_LAYERS - 1)
-        return gm__fail("%s: layer counts conv %d, enc %d, dec %d: each must be 0..%d", who, a->n_conv, a->n_enc,
+        return gm_fail("%s: layer counts conv %d, enc %d, dec %d: each must be 0..%d", who, a->n_conv, a->n_enc,
                         a->n_dec, GM_VAE_MAX_LAYERS - 1);
     if (a->n_conv > 0 && (a->in_h % f || a->in_w % f))
-        return gm__fail("%s: %d stride-2 convs need h and w divisible by %d, got %dx%d", who, a->n_conv, f, a->in_h,
+        return gm_fail("%s: %d stride-2 convs need h and w divisible by %d, got %dx%d", who, a->n_conv, f, a->in_h,
                         a->in_w);
     for (i = 0; i < a->n_conv; i++)
-        if (a->conv_ch[i] <= 0) return gm__fail("%s: conv_ch[%d] = %d is not positive", who, i, a->conv_ch[i]);
+        if (a->conv_ch[i] <= 0) return gm_fail("%s: conv_ch[%d] = %d is not positive", who, i, a->conv_ch[i]);
     for (i = 0; i < a->n_enc; i++)
-        if (a->enc[i] <= 0) return gm__fail("%s: enc[%d] = %d is not positive", who, i, a->enc[i]);
+        if (a->enc[i] <= 0) return gm_fail("%s: enc[%d] = %d is not positive", who, i, a->enc[i]);
     for (i = 0; i < a->n_dec; i++)
-        if (a->dec[i] <= 0) return gm__fail("%s: dec[%d] = %d is not positive", who, i, a->dec[i]);
-    if (a->act < 0 || a->act > GM_VAE_IDENTITY) return gm__fail("%s: unknown activation %d", who, a->act);
+        if (a->dec[i] <= 0) return gm_fail("%s: dec[%d] = %d is not positive", who, i, a->dec[i]);
+    if (a->act < 0 || a->act > GM_VAE_IDENTITY) return gm_fail("%s: unknown activation %d", who, a->act);
     return 0;
 }
 
@@ -382,7 +382,7 @@ static gm_tensor *gm__vae_label_planes(gm_graph *g, gm_tensor *y, int h, int w) 
 }
 
 /* x (N, c*h*w), y (N, classes) one-hot or NULL -> (N, last width); activation after every layer. */
-static gm_tensor *gm__vae_enc_fwd(gm_graph *g, const gm_vae_net *n, gm_tensor *x, gm_tensor *y) {
+static gm_tensor *gm__vae_enc_forward(gm_graph *g, const gm_vae_net *n, gm_tensor *x, gm_tensor *y) {
     gm_tensor *h = x;
     int i, N;
     if (!x) return NULL;
@@ -390,30 +390,30 @@ static gm_tensor *gm__vae_enc_fwd(gm_graph *g, const gm_vae_net *n, gm_tensor *x
     if (n->nconv) {
         h = gm_reshape(g, x, N, n->c, n->h, n->w);
         if (y) h = gm_concat(g, h, gm__vae_label_planes(g, y, n->h, n->w), 1);
-        for (i = 0; i < n->nconv; i++) h = gm__vae_act(g, gm_conv_fwd(g, &n->conv[i], h), n->act);
+        for (i = 0; i < n->nconv; i++) h = gm__vae_act(g, gm_conv_forward(g, &n->conv[i], h), n->act);
         h = gm_flatten(g, h);
     } else if (y) {
         h = gm_concat(g, x, y, 1);
     }
     for (i = 0; i < n->nlin; i++)
-        h = gm__vae_act(g, gm_linear_fwd(g, &n->lin[i], h), i + 1 < n->nlin ? n->act : n->last_act);
+        h = gm__vae_act(g, gm_linear_forward(g, &n->lin[i], h), i + 1 < n->nlin ? n->act : n->last_act);
     return h;
 }
 
 /* z (N, Z), y (N, classes) or NULL -> logits (N, in_dim): no activation after the last layer. */
-static gm_tensor *gm__vae_dec_fwd(gm_graph *g, const gm_vae_net *n, gm_tensor *z, gm_tensor *y) {
+static gm_tensor *gm__vae_dec_forward(gm_graph *g, const gm_vae_net *n, gm_tensor *z, gm_tensor *y) {
     gm_tensor *h = y ? gm_concat(g, z, y, 1) : z;
     int i, N;
     if (!h) return NULL;
     N = h->shape[0];
     for (i = 0; i < n->nlin; i++) {
-        h = gm_linear_fwd(g, &n->lin[i], h);
+        h = gm_linear_forward(g, &n->lin[i], h);
         if (i + 1 < n->nlin || n->nconv) h = gm__vae_act(g, h, n->act);
     }
     if (!n->nconv) return h;
     h = gm_reshape(g, h, N, n->c, n->h, n->w);
     for (i = 0; i < n->nconv; i++) {
-        h = gm_conv_fwd(g, &n->conv[i], h);
+        h = gm_conv_forward(g, &n->conv[i], h);
         if (i + 1 < n->nconv) h = gm__vae_act(g, h, n->act);
     }
     return gm_flatten(g, h);
@@ -432,7 +432,7 @@ static int gm__vae_reserve(float **buf, size_t *cap, size_t n) {
     float *p;
     if (n <= *cap) return 0;
     p = GM__CAST(float *, GENMOD_REALLOC(*buf, n * sizeof(float)));
-    if (!p) return gm__fail("genmod_vae: out of memory (%lu floats)", (unsigned long)n);
+    if (!p) return gm_fail("genmod_vae: out of memory (%lu floats)", (unsigned long)n);
     *buf = p;
     *cap = n;
     return 0;
@@ -441,13 +441,13 @@ static int gm__vae_reserve(float **buf, size_t *cap, size_t n) {
 /* The graph failed: its first error, or gm_last_error's. */
 static int gm__vae_graph_fail(gm_graph *g, const char *who) {
     const char *e = gm_graph_error(g);
-    return gm__fail("%s: %s", who, e ? e : gm_last_error());
+    return gm_fail("%s: %s", who, e ? e : gm_last_error());
 }
 
 static int gm__vae_args(const void *m, const void *x, int n, const char *who) {
-    if (!m) return gm__fail("%s: model is NULL", who);
-    if (!x) return gm__fail("%s: input is NULL", who);
-    if (n <= 0) return gm__fail("%s: n = %d, needs at least one example", who, n);
+    if (!m) return gm_fail("%s: model is NULL", who);
+    if (!x) return gm_fail("%s: input is NULL", who);
+    if (n <= 0) return gm_fail("%s: n = %d, needs at least one example", who, n);
     return 0;
 }
 
@@ -495,24 +495,24 @@ GMDEF gm_ae_config gm_ae_conv_config(void) {
 
 static int gm__ae_check(const gm_ae_config *c) {
     if (gm__vae_check_arch(&c->arch, "gm_ae_init") != 0) return -1;
-    if (c->arch.n_enc < 1) return gm__fail("gm_ae_init: needs at least one dense encoder layer (the code)");
-    if (c->code_act < 0 || c->code_act > GM_VAE_IDENTITY) return gm__fail("gm_ae_init: unknown code activation %d", c->code_act);
+    if (c->arch.n_enc < 1) return gm_fail("gm_ae_init: needs at least one dense encoder layer (the code)");
+    if (c->code_act < 0 || c->code_act > GM_VAE_IDENTITY) return gm_fail("gm_ae_init: unknown code activation %d", c->code_act);
     if (!(c->noise_sigma >= 0) || !(c->mask_prob >= 0 && c->mask_prob < 1))
-        return gm__fail("gm_ae_init: noise_sigma %g must be >= 0 and mask_prob %g in [0,1)", c->noise_sigma, c->mask_prob);
+        return gm_fail("gm_ae_init: noise_sigma %g must be >= 0 and mask_prob %g in [0,1)", c->noise_sigma, c->mask_prob);
     if (c->sparsity < GM_AE_SPARSE_NONE || c->sparsity > GM_AE_SPARSE_KL)
-        return gm__fail("gm_ae_init: unknown sparsity kind %d", c->sparsity);
+        return gm_fail("gm_ae_init: unknown sparsity kind %d", c->sparsity);
     if (c->sparsity == GM_AE_SPARSE_KL && c->code_act != GM_VAE_SIGMOID)
-        return gm__fail("gm_ae_init: the KL sparsity penalty needs code activations in (0,1): set code_act = GM_VAE_SIGMOID");
+        return gm_fail("gm_ae_init: the KL sparsity penalty needs code activations in (0,1): set code_act = GM_VAE_SIGMOID");
     if (c->sparsity == GM_AE_SPARSE_KL && !(c->sparsity_target > 0 && c->sparsity_target < 1))
-        return gm__fail("gm_ae_init: sparsity_target %g must be in (0,1)", c->sparsity_target);
-    if (!(c->lr > 0)) return gm__fail("gm_ae_init: learning rate %g must be positive", c->lr);
+        return gm_fail("gm_ae_init: sparsity_target %g must be in (0,1)", c->sparsity_target);
+    if (!(c->lr > 0)) return gm_fail("gm_ae_init: learning rate %g must be positive", c->lr);
     return 0;
 }
 
 GMDEF int gm_ae_init(gm_ae *m, const gm_ae_config *cfg) {
     gm_rng r;
     const gm_vae_arch *a;
-    if (!m || !cfg) return gm__fail("gm_ae_init: NULL argument");
+    if (!m || !cfg) return gm_fail("gm_ae_init: NULL argument");
     memset(m, 0, sizeof *m);
     if (gm__ae_check(cfg) != 0) return -1;
     m->cfg = *cfg;
@@ -520,21 +520,21 @@ GMDEF int gm_ae_init(gm_ae *m, const gm_ae_config *cfg) {
     gm_rng_seed(&r, cfg->seed);
     m->in_dim = a->in_c * a->in_h * a->in_w;
     m->code_dim = a->enc[a->n_enc - 1];
-    if (gm__vae_enc_init(&m->enc, &m->P, a, 0, a->n_enc, a->enc, cfg->code_act, &r) != 0 ||
-        gm__vae_dec_init(&m->dec, &m->P, a, m->code_dim, &r) != 0) {
+    if (gm__vae_enc_init(&m->enc, &m->params, a, 0, a->n_enc, a->enc, cfg->code_act, &r) != 0 ||
+        gm__vae_dec_init(&m->dec, &m->params, a, m->code_dim, &r) != 0) {
         gm_ae_free(m);
         return -1;
     }
     m->opt = gm__vae_optim(cfg->optim, cfg->lr);
     m->rng = gm_rng_split(&r);
     m->g = gm_graph_new(cfg->seed + 1);
-    if (!m->g) { gm_ae_free(m); return gm__fail("gm_ae_init: out of memory"); }
+    if (!m->g) { gm_ae_free(m); return gm_fail("gm_ae_init: out of memory"); }
     return 0;
 }
 
 GMDEF void gm_ae_free(gm_ae *m) {
     if (!m) return;
-    gm_params_free(&m->P);
+    gm_params_free(&m->params);
     gm_optim_free(&m->opt);
     gm_graph_free(m->g);
     GENMOD_FREE(m->scratch);
@@ -544,13 +544,13 @@ GMDEF void gm_ae_free(gm_ae *m) {
 /* x (N, in_dim) -> code (N, code_dim), reconstruction sigmoid(logits) (N, in_dim) */
 GMDEF int gm_ae_forward(gm_graph *g, gm_ae *m, gm_tensor *x, gm_tensor **code, gm_tensor **recon) {
     gm_tensor *c;
-    if (!g || !m || !x) return gm__fail("gm_ae_forward: NULL argument");
+    if (!g || !m || !x) return gm_fail("gm_ae_forward: NULL argument");
     if (x->ndim != 2 || x->shape[1] != m->in_dim)
-        return gm__fail("gm_ae_forward: x must be (N,%d), got %d dims with %d columns", m->in_dim, x->ndim,
+        return gm_fail("gm_ae_forward: x must be (N,%d), got %d dims with %d columns", m->in_dim, x->ndim,
                         x->ndim > 1 ? x->shape[1] : x->shape[0]);
-    c = gm__vae_enc_fwd(g, &m->enc, x, NULL);
+    c = gm__vae_enc_forward(g, &m->enc, x, NULL);
     if (code) *code = c;
-    if (recon) *recon = gm_sigmoid(g, gm__vae_dec_fwd(g, &m->dec, c, NULL));
+    if (recon) *recon = gm_sigmoid(g, gm__vae_dec_forward(g, &m->dec, c, NULL));
     if (!c || (recon && !*recon)) return gm__vae_graph_fail(g, "gm_ae_forward");
     return 0;
 }
@@ -558,7 +558,7 @@ GMDEF int gm_ae_forward(gm_graph *g, gm_ae *m, gm_tensor *x, gm_tensor **code, g
 GMDEF int gm_ae_corrupt(gm_ae *m, const float *x, int n, float *out) {
     size_t i, count;
     float s, p;
-    if (gm__vae_args(m, x, n, "gm_ae_corrupt") != 0 || !out) return out ? -1 : gm__fail("gm_ae_corrupt: out is NULL");
+    if (gm__vae_args(m, x, n, "gm_ae_corrupt") != 0 || !out) return out ? -1 : gm_fail("gm_ae_corrupt: out is NULL");
     count = (size_t)n * (size_t)m->in_dim;
     s = m->cfg.noise_sigma; p = m->cfg.mask_prob;
     for (i = 0; i < count; i++) {
@@ -617,7 +617,7 @@ GMDEF int gm_ae_train_step(gm_ae *m, const float *x, int n, gm_ae_stats *st) {
     pen = gm__ae_penalty(g, &m->cfg, code);
     loss = pen ? gm_add(g, mse, pen) : mse;
     if (gm_backward(g, loss) != 0) return gm__vae_graph_fail(g, "gm_ae_train_step");
-    if (gm_optim_step(&m->opt, &m->P) != 0) return -1;
+    if (gm_optim_step(&m->opt, &m->params) != 0) return -1;
     m->step++;
     if (st) {
         gm__ae_code_stats(m, code, &csum, &zeros);
@@ -672,7 +672,7 @@ GMDEF int gm_ae_score(gm_ae *m, const float *x, int n, float *scores) {
 GMDEF int gm_ae_evaluate(gm_ae *m, const float *x, int n, gm_ae_stats *st) {
     double sq = 0, csum = 0;
     long zeros = 0;
-    if (!st) return gm__fail("gm_ae_evaluate: st is NULL");
+    if (!st) return gm_fail("gm_ae_evaluate: st is NULL");
     if (gm__ae_run(m, x, n, NULL, NULL, NULL, &sq, &csum, &zeros, "gm_ae_evaluate") != 0) return -1;
     memset(st, 0, sizeof *st);
     st->mse = (float)(sq / ((double)n * m->in_dim));
@@ -689,7 +689,7 @@ GMDEF int gm_ae_decode(gm_ae *m, const float *code, int n, float *out) {
         gm_tensor *r;
         b = n - i0 < GM__VAE_CHUNK ? n - i0 : GM__VAE_CHUNK;
         gm__vae_infer_begin(m->g);
-        r = gm_sigmoid(m->g, gm__vae_dec_fwd(m->g, &m->dec, gm_input(m->g, code + (size_t)i0 * m->code_dim, b,
+        r = gm_sigmoid(m->g, gm__vae_dec_forward(m->g, &m->dec, gm_input(m->g, code + (size_t)i0 * m->code_dim, b,
                                                                       m->code_dim, 0, 0), NULL));
         if (!r) return gm__vae_graph_fail(m->g, "gm_ae_decode");
         gm__vae_copy_out(out + (size_t)i0 * m->in_dim, r);
@@ -711,7 +711,7 @@ static int gm__vae_save_common(const char *path, const gm_params *P, const gm_op
     memset(&meta, 0, sizeof meta);
     if (gm_meta_set(&meta, "genmod.model", kind) != 0 || gm_meta_set(&meta, "genmod.arch", arch) != 0 ||
         gm_meta_setf(&meta, "genmod.step", "%ld", step) != 0 || gm_meta_set(&meta, "genmod.train", extra) != 0)
-        return gm__fail("%s checkpoint: metadata too long", kind);
+        return gm_fail("%s checkpoint: metadata too long", kind);
     return gm_checkpoint_save(path, P, o, &meta);
 }
 
@@ -724,9 +724,9 @@ static int gm__vae_load_common(const char *path, gm_params *P, gm_optim *o, cons
     k = gm_meta_get(&meta, "genmod.model");
     a = gm_meta_get(&meta, "genmod.arch");
     if (!k || strcmp(k, kind) != 0)
-        return gm__fail("%s: holds a '%s' model, not a '%s'", path, k ? k : "(unknown)", kind);
+        return gm_fail("%s: holds a '%s' model, not a '%s'", path, k ? k : "(unknown)", kind);
     if (!a || strcmp(a, arch) != 0)
-        return gm__fail("%s: saved with architecture '%s', this model is '%s'", path, a ? a : "?", arch);
+        return gm_fail("%s: saved with architecture '%s', this model is '%s'", path, a ? a : "?", arch);
     s = gm_meta_get(&meta, "genmod.step");
     *step = s ? atol(s) : 0;
     return 0;
@@ -734,18 +734,18 @@ static int gm__vae_load_common(const char *path, gm_params *P, gm_optim *o, cons
 
 GMDEF int gm_ae_save(gm_ae *m, const char *path) {
     char arch[512], extra[160];
-    if (!m || !path) return gm__fail("gm_ae_save: NULL argument");
+    if (!m || !path) return gm_fail("gm_ae_save: NULL argument");
     gm__ae_config_text(&m->cfg, arch, sizeof arch);
     snprintf(extra, sizeof extra, "noise_sigma=%g mask_prob=%g sparsity=%d weight=%g target=%g", m->cfg.noise_sigma,
              m->cfg.mask_prob, m->cfg.sparsity, m->cfg.sparsity_weight, m->cfg.sparsity_target);
-    return gm__vae_save_common(path, &m->P, &m->opt, "ae", arch, m->step, extra);
+    return gm__vae_save_common(path, &m->params, &m->opt, "ae", arch, m->step, extra);
 }
 
 GMDEF int gm_ae_load(gm_ae *m, const char *path) {
     char arch[512];
-    if (!m || !path) return gm__fail("gm_ae_load: NULL argument");
+    if (!m || !path) return gm_fail("gm_ae_load: NULL argument");
     gm__ae_config_text(&m->cfg, arch, sizeof arch);
-    return gm__vae_load_common(path, &m->P, &m->opt, "ae", arch, &m->step);
+    return gm__vae_load_common(path, &m->params, &m->opt, "ae", arch, &m->step);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -798,22 +798,22 @@ GMDEF float gm_vae_beta_at(const gm_beta_schedule *s, long step) {
 
 static int gm__vae_check(const gm_vae_config *c) {
     if (gm__vae_check_arch(&c->arch, "gm_vae_init") != 0) return -1;
-    if (c->arch.n_enc < 1) return gm__fail("gm_vae_init: needs at least one dense encoder layer before the heads");
-    if (c->latent <= 0) return gm__fail("gm_vae_init: latent = %d must be positive", c->latent);
-    if (c->nclasses < 0) return gm__fail("gm_vae_init: nclasses = %d must be >= 0", c->nclasses);
+    if (c->arch.n_enc < 1) return gm_fail("gm_vae_init: needs at least one dense encoder layer before the heads");
+    if (c->latent <= 0) return gm_fail("gm_vae_init: latent = %d must be positive", c->latent);
+    if (c->nclasses < 0) return gm_fail("gm_vae_init: nclasses = %d must be >= 0", c->nclasses);
     if (c->likelihood < GM_VAE_BERNOULLI || c->likelihood > GM_VAE_GAUSSIAN_LEARNED)
-        return gm__fail("gm_vae_init: unknown likelihood %d", c->likelihood);
+        return gm_fail("gm_vae_init: unknown likelihood %d", c->likelihood);
     if (c->likelihood != GM_VAE_BERNOULLI && !(c->gauss_sigma > 0))
-        return gm__fail("gm_vae_init: gauss_sigma %g must be positive", c->gauss_sigma);
+        return gm_fail("gm_vae_init: gauss_sigma %g must be positive", c->gauss_sigma);
     if (c->beta.kind < GM_BETA_CONSTANT || c->beta.kind > GM_BETA_CYCLICAL)
-        return gm__fail("gm_vae_init: unknown beta schedule %d", c->beta.kind);
+        return gm_fail("gm_vae_init: unknown beta schedule %d", c->beta.kind);
     if (!(c->beta.beta >= 0) || !(c->beta.start >= 0))
-        return gm__fail("gm_vae_init: beta %g and its start %g must be >= 0", c->beta.beta, c->beta.start);
+        return gm_fail("gm_vae_init: beta %g and its start %g must be >= 0", c->beta.beta, c->beta.start);
     if (c->beta.kind != GM_BETA_CONSTANT && c->beta.steps <= 0)
-        return gm__fail("gm_vae_init: a linear or cyclical beta schedule needs steps > 0");
+        return gm_fail("gm_vae_init: a linear or cyclical beta schedule needs steps > 0");
     if (c->beta.kind == GM_BETA_CYCLICAL && !(c->beta.ramp > 0 && c->beta.ramp <= 1))
-        return gm__fail("gm_vae_init: cyclical ramp %g must be in (0,1]", c->beta.ramp);
-    if (!(c->lr > 0)) return gm__fail("gm_vae_init: learning rate %g must be positive", c->lr);
+        return gm_fail("gm_vae_init: cyclical ramp %g must be in (0,1]", c->beta.ramp);
+    if (!(c->lr > 0)) return gm_fail("gm_vae_init: learning rate %g must be positive", c->lr);
     return 0;
 }
 
@@ -821,7 +821,7 @@ GMDEF int gm_vae_init(gm_vae *m, const gm_vae_config *cfg) {
     gm_rng r;
     const gm_vae_arch *a;
     int h, one = 1;
-    if (!m || !cfg) return gm__fail("gm_vae_init: NULL argument");
+    if (!m || !cfg) return gm_fail("gm_vae_init: NULL argument");
     memset(m, 0, sizeof *m);
     m->out_logvar = -1;
     if (gm__vae_check(cfg) != 0) return -1;
@@ -830,18 +830,18 @@ GMDEF int gm_vae_init(gm_vae *m, const gm_vae_config *cfg) {
     gm_rng_seed(&r, cfg->seed);
     m->in_dim = a->in_c * a->in_h * a->in_w;
     h = a->enc[a->n_enc - 1];
-    if (gm__vae_enc_init(&m->enc, &m->P, a, cfg->nclasses, a->n_enc, a->enc, a->act, &r) != 0 ||
-        gm_linear_init(&m->mu, &m->P, "mu", h, cfg->latent, GM_INIT_TORCH, &r) != 0 ||
-        gm_linear_init(&m->logvar, &m->P, "logvar", h, cfg->latent, GM_INIT_TORCH, &r) != 0 ||
-        gm__vae_dec_init(&m->dec, &m->P, a, cfg->latent + cfg->nclasses, &r) != 0)
+    if (gm__vae_enc_init(&m->enc, &m->params, a, cfg->nclasses, a->n_enc, a->enc, a->act, &r) != 0 ||
+        gm_linear_init(&m->mu, &m->params, "mu", h, cfg->latent, GM_INIT_TORCH, &r) != 0 ||
+        gm_linear_init(&m->logvar, &m->params, "logvar", h, cfg->latent, GM_INIT_TORCH, &r) != 0 ||
+        gm__vae_dec_init(&m->dec, &m->params, a, cfg->latent + cfg->nclasses, &r) != 0)
         goto fail;
     if (cfg->likelihood == GM_VAE_GAUSSIAN_LEARNED) {   /* one learned log-variance for every pixel */
-        if ((m->out_logvar = gm_params_add(&m->P, "dec.logvar", 1, &one)) < 0) goto fail;
-        gm_params_data(&m->P, m->out_logvar)[0] = 2.0f * logf(cfg->gauss_sigma);
+        if ((m->out_logvar = gm_params_add(&m->params, "dec.logvar", 1, &one)) < 0) goto fail;
+        gm_params_data(&m->params, m->out_logvar)[0] = 2.0f * logf(cfg->gauss_sigma);
     }
     m->kl_dim = GM__CAST(float *, GENMOD_MALLOC((size_t)cfg->latent * sizeof(float)));
     m->g = gm_graph_new(cfg->seed + 1);
-    if (!m->kl_dim || !m->g) { gm__fail("gm_vae_init: out of memory"); goto fail; }
+    if (!m->kl_dim || !m->g) { gm_fail("gm_vae_init: out of memory"); goto fail; }
     memset(m->kl_dim, 0, (size_t)cfg->latent * sizeof(float));
     m->opt = gm__vae_optim(cfg->optim, cfg->lr);
     m->rng = gm_rng_split(&r);
@@ -853,7 +853,7 @@ fail:
 
 GMDEF void gm_vae_free(gm_vae *m) {
     if (!m) return;
-    gm_params_free(&m->P);
+    gm_params_free(&m->params);
     gm_optim_free(&m->opt);
     gm_graph_free(m->g);
     GENMOD_FREE(m->kl_dim);
@@ -867,7 +867,7 @@ GMDEF void gm_vae_free(gm_vae *m) {
 /* ---------------------------------------------------------------------------------------- */
 static gm_tensor *gm__vae_onehot(gm_graph *g, const gm_vae *m, const int *labels, int n, const char *who) {
     if (m->cfg.nclasses <= 0) return NULL;
-    if (!labels) { gm__fail("%s: this conditional VAE needs labels (0..%d)", who, m->cfg.nclasses - 1); return NULL; }
+    if (!labels) { gm_fail("%s: this conditional VAE needs labels (0..%d)", who, m->cfg.nclasses - 1); return NULL; }
     return gm_one_hot(g, labels, n, m->cfg.nclasses);
 }
 
@@ -875,31 +875,31 @@ static gm_tensor *gm__vae_onehot(gm_graph *g, const gm_vae *m, const int *labels
 static gm_tensor *gm__vae_nll(gm_graph *g, gm_vae *m, gm_tensor *x, gm_tensor *logits, gm_tensor *mean) {
     gm_tensor *lv;
     if (m->cfg.likelihood == GM_VAE_BERNOULLI) return gm_neg(g, gm_bernoulli_loglik(g, logits, x));
-    lv = m->out_logvar >= 0 ? gm_param(g, &m->P, m->out_logvar)
+    lv = m->out_logvar >= 0 ? gm_param(g, &m->params, m->out_logvar)
                             : gm_full(g, 2.0f * logf(m->cfg.gauss_sigma), 1, 0, 0, 0);
     return gm_neg(g, gm_gaussian_loglik(g, x, mean, lv));
 }
 
 /* z (N, latent) -> logits (N, in_dim) */
 static gm_tensor *gm__vae_decode_t(gm_graph *g, gm_vae *m, gm_tensor *z, gm_tensor *y) {
-    return gm__vae_dec_fwd(g, &m->dec, z, y);
+    return gm__vae_dec_forward(g, &m->dec, z, y);
 }
 
 /* x (N, in_dim), labels (N) -> mu, logvar, z (N, latent); logits, mean (N, in_dim); recon, kl (N) */
 GMDEF int gm_vae_forward(gm_graph *g, gm_vae *m, gm_tensor *x, const int *labels, int sample, gm_vae_out *o) {
     gm_tensor *y = NULL, *h;
     int n;
-    if (!g || !m || !x || !o) return gm__fail("gm_vae_forward: NULL argument");
+    if (!g || !m || !x || !o) return gm_fail("gm_vae_forward: NULL argument");
     memset(o, 0, sizeof *o);
     if (x->ndim != 2 || x->shape[1] != m->in_dim)
-        return gm__fail("gm_vae_forward: x must be (N,%d), got %d dims with %d columns", m->in_dim, x->ndim,
+        return gm_fail("gm_vae_forward: x must be (N,%d), got %d dims with %d columns", m->in_dim, x->ndim,
                         x->ndim > 1 ? x->shape[1] : x->shape[0]);
     n = x->shape[0];
     if (m->cfg.nclasses > 0 && !(y = gm__vae_onehot(g, m, labels, n, "gm_vae_forward")))
         return gm_graph_error(g) ? gm__vae_graph_fail(g, "gm_vae_forward") : -1;
-    h = gm__vae_enc_fwd(g, &m->enc, x, y);
-    o->mu = gm_linear_fwd(g, &m->mu, h);
-    o->logvar = gm_linear_fwd(g, &m->logvar, h);
+    h = gm__vae_enc_forward(g, &m->enc, x, y);
+    o->mu = gm_linear_forward(g, &m->mu, h);
+    o->logvar = gm_linear_forward(g, &m->logvar, h);
     o->z = !sample ? o->mu : gm_add(g, o->mu, gm_mul(g, gm_exp(g, gm_scale(g, o->logvar, 0.5f)), gm_randn_like(g, o->mu)));
     o->logits = gm__vae_decode_t(g, m, o->z, y);
     o->mean = gm_sigmoid(g, o->logits);
@@ -948,10 +948,10 @@ GMDEF int gm_vae_train_step(gm_vae *m, const float *x, const int *labels, int n,
     if (!xt || gm_vae_forward(g, m, xt, labels, 1, &o) != 0) return -1;
     loss = gm_vae_loss(g, &o, beta);
     if (gm_backward(g, loss) != 0) return gm__vae_graph_fail(g, "gm_vae_train_step");
-    if (gm_optim_step(&m->opt, &m->P) != 0) return -1;
+    if (gm_optim_step(&m->opt, &m->params) != 0) return -1;
     m->step++;
     if (m->cfg.latent > 256 && !(kd = GM__CAST(double *, GENMOD_MALLOC((size_t)m->cfg.latent * sizeof(double)))))
-        return gm__fail("gm_vae_train_step: out of memory");
+        return gm_fail("gm_vae_train_step: out of memory");
     memset(kd, 0, (size_t)m->cfg.latent * sizeof(double));
     gm__vae_kl_dims(o.mu, o.logvar, kd);
     for (j = 0; j < m->cfg.latent; j++) m->kl_dim[j] = (float)(kd[j] / n);
@@ -1008,7 +1008,7 @@ GMDEF int gm_vae_reconstruct(gm_vae *m, const float *x, const int *labels, int n
 GMDEF int gm_vae_decode(gm_vae *m, const float *z, const int *labels, int n, float *out) {
     int i0, b = 0;
     if (gm__vae_args(m, z, n, "gm_vae_decode") != 0) return -1;
-    if (!out) return gm__fail("gm_vae_decode: out is NULL");
+    if (!out) return gm_fail("gm_vae_decode: out is NULL");
     GM__VAE_CHUNKS(n, i0, b) {
         gm_tensor *y = NULL, *r;
         gm__vae_infer_begin(m->g);
@@ -1024,7 +1024,7 @@ GMDEF int gm_vae_decode(gm_vae *m, const float *z, const int *labels, int n, flo
 
 GMDEF int gm_vae_sample(gm_vae *m, const int *labels, int n, float *out) {
     size_t i, count;
-    if (!m || n <= 0 || !out) return gm__fail("gm_vae_sample: needs a model, n > 0 and out");
+    if (!m || n <= 0 || !out) return gm_fail("gm_vae_sample: needs a model, n > 0 and out");
     count = (size_t)n * m->cfg.latent;
     if (gm__vae_reserve(&m->scratch, &m->scratch_cap, count) != 0) return -1;
     for (i = 0; i < count; i++) m->scratch[i] = gm_rng_normal(&m->rng);
@@ -1035,15 +1035,15 @@ GMDEF int gm_vae_interpolate(gm_vae *m, const float *xa, const float *xb, const 
     float mu[2 * 1024];
     int *lab = NULL, s, j, L, rc;
     float *z;
-    if (!m || !xa || !xb || !out || steps < 2) return gm__fail("gm_vae_interpolate: needs two inputs, out, steps >= 2");
+    if (!m || !xa || !xb || !out || steps < 2) return gm_fail("gm_vae_interpolate: needs two inputs, out, steps >= 2");
     L = m->cfg.latent;
-    if (L > 1024) return gm__fail("gm_vae_interpolate: latent %d is above 1024", L);
+    if (L > 1024) return gm_fail("gm_vae_interpolate: latent %d is above 1024", L);
     if (gm_vae_encode(m, xa, labels, 1, mu, NULL) != 0 || gm_vae_encode(m, xb, labels ? labels + 1 : NULL, 1, mu + L, NULL) != 0)
         return -1;
     if (gm__vae_reserve(&m->scratch, &m->scratch_cap, (size_t)steps * L + steps) != 0) return -1;
     z = m->scratch;
     if (labels) lab = GM__CAST(int *, GENMOD_MALLOC((size_t)steps * sizeof(int)));
-    if (labels && !lab) return gm__fail("gm_vae_interpolate: out of memory");
+    if (labels && !lab) return gm_fail("gm_vae_interpolate: out of memory");
     for (s = 0; s < steps; s++) {
         float t = (float)s / (float)(steps - 1);
         for (j = 0; j < L; j++) z[(size_t)s * L + j] = (1 - t) * mu[j] + t * mu[L + j];
@@ -1059,10 +1059,10 @@ GMDEF int gm_vae_evaluate(gm_vae *m, const float *x, const int *labels, int n, g
     double rec = 0, kl = 0, *kd;
     gm_vae_out o;
     if (gm__vae_args(m, x, n, "gm_vae_evaluate") != 0) return -1;
-    if (!ev) return gm__fail("gm_vae_evaluate: ev is NULL");
+    if (!ev) return gm_fail("gm_vae_evaluate: ev is NULL");
     L = m->cfg.latent;
     kd = GM__CAST(double *, GENMOD_MALLOC((size_t)L * sizeof(double)));
-    if (!kd) return gm__fail("gm_vae_evaluate: out of memory");
+    if (!kd) return gm_fail("gm_vae_evaluate: out of memory");
     memset(kd, 0, (size_t)L * sizeof(double));
     GM__VAE_CHUNKS(n, i0, b) {
         if (gm__vae_chunk(m, x + (size_t)i0 * m->in_dim, labels ? labels + i0 : NULL, b, 1, &o) != 0) {
@@ -1092,7 +1092,7 @@ GMDEF int gm_vae_score(gm_vae *m, const float *x, const int *labels, int n, int 
     gm_vae_out o;
     if (gm__vae_args(m, x, n, "gm_vae_score") != 0) return -1;
     if (!scores || (kind != GM_VAE_SCORE_NELBO && kind != GM_VAE_SCORE_RECON))
-        return gm__fail("gm_vae_score: needs scores and a kind GM_VAE_SCORE_NELBO or _RECON (got %d)", kind);
+        return gm_fail("gm_vae_score: needs scores and a kind GM_VAE_SCORE_NELBO or _RECON (got %d)", kind);
     GM__VAE_CHUNKS(n, i0, b) {
         const float *xc = x + (size_t)i0 * m->in_dim;
         if (gm__vae_chunk(m, xc, labels ? labels + i0 : NULL, b, kind == GM_VAE_SCORE_NELBO, &o) != 0) return -1;
@@ -1121,7 +1121,7 @@ static int gm__vae_iw_chunk(gm_vae *m, const float *x, const int *labels, int b,
     mu = m->scratch; lv = mu + (size_t)b * L; z = lv + (size_t)b * L; xr = z + (size_t)rows * L;
     if (gm_vae_encode(m, x, labels, b, mu, lv) != 0) return -1;
     if (labels && !(lab = GM__CAST(int *, GENMOD_MALLOC((size_t)rows * sizeof(int)))))
-        return gm__fail("gm_vae_iw_nll: out of memory");
+        return gm_fail("gm_vae_iw_nll: out of memory");
     for (i = 0; i < b; i++)
         for (s = 0; s < k; s++) {
             double w = 0;   /* log p(z) - log q(z|x): the 2pi terms cancel */
@@ -1153,10 +1153,10 @@ GMDEF int gm_vae_iw_nll(gm_vae *m, const float *x, const int *labels, int n, int
     int i0, b, i, s;
     double total = 0, *lw;
     if (gm__vae_args(m, x, n, "gm_vae_iw_nll") != 0) return -1;
-    if (k < 1) return gm__fail("gm_vae_iw_nll: k = %d, needs at least one sample", k);
+    if (k < 1) return gm_fail("gm_vae_iw_nll: k = %d, needs at least one sample", k);
     b = 2000 / k > 0 ? 2000 / k : 1;   /* about 2000 decoder rows per graph */
     lw = GM__CAST(double *, GENMOD_MALLOC((size_t)b * k * sizeof(double)));
-    if (!lw) return gm__fail("gm_vae_iw_nll: out of memory");
+    if (!lw) return gm_fail("gm_vae_iw_nll: out of memory");
     for (i0 = 0; i0 < n; i0 += b) {
         int bb = n - i0 < b ? n - i0 : b;
         if (gm__vae_iw_chunk(m, x + (size_t)i0 * m->in_dim, labels ? labels + i0 : NULL, bb, k, lw) != 0) {
@@ -1191,18 +1191,18 @@ static void gm__vae_config_text(const gm_vae_config *c, char *s, size_t cap) {
 
 GMDEF int gm_vae_save(gm_vae *m, const char *path) {
     char arch[512], extra[160];
-    if (!m || !path) return gm__fail("gm_vae_save: NULL argument");
+    if (!m || !path) return gm_fail("gm_vae_save: NULL argument");
     gm__vae_config_text(&m->cfg, arch, sizeof arch);
     snprintf(extra, sizeof extra, "beta_kind=%d beta=%g start=%g steps=%ld ramp=%g", m->cfg.beta.kind, m->cfg.beta.beta,
              m->cfg.beta.start, m->cfg.beta.steps, m->cfg.beta.ramp);
-    return gm__vae_save_common(path, &m->P, &m->opt, "vae", arch, m->step, extra);
+    return gm__vae_save_common(path, &m->params, &m->opt, "vae", arch, m->step, extra);
 }
 
 GMDEF int gm_vae_load(gm_vae *m, const char *path) {
     char arch[512];
-    if (!m || !path) return gm__fail("gm_vae_load: NULL argument");
+    if (!m || !path) return gm_fail("gm_vae_load: NULL argument");
     gm__vae_config_text(&m->cfg, arch, sizeof arch);
-    return gm__vae_load_common(path, &m->P, &m->opt, "vae", arch, &m->step);
+    return gm__vae_load_common(path, &m->params, &m->opt, "vae", arch, &m->step);
 }
 
 #endif /* GENMOD_VAE_IMPLEMENTATION_INCLUDED */

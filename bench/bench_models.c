@@ -166,11 +166,11 @@ static int at_cycle(const bench_model *m) {
 
 static size_t model_params(const bench_model *m) {
     switch (m->kind) {
-    case M_AE: return gm_params_count(&m->ae.P);
-    case M_VAE: return gm_params_count(&m->vae.P);
-    case M_REALNVP: return gm_params_count(&m->flow.P);
-    case M_FFJORD: return gm_params_count(&m->ffjord.P);
-    default: return gm_params_count(&m->gan.G.P) + gm_params_count(&m->gan.D.P);
+    case M_AE: return gm_params_count(&m->ae.params);
+    case M_VAE: return gm_params_count(&m->vae.params);
+    case M_REALNVP: return gm_params_count(&m->flow.params);
+    case M_FFJORD: return gm_params_count(&m->ffjord.params);
+    default: return gm_params_count(&m->gan.G.params) + gm_params_count(&m->gan.D.params);
     }
 }
 

@@ -16,7 +16,7 @@
 #define NLAYERS 5
 static const int widths[NLAYERS + 1] = {784, 784, 256, 128, 256, 784};
 
-typedef struct mlp { gm_params P; gm_linear layer[NLAYERS]; gm_optim opt; } mlp;
+typedef struct mlp { gm_params params; gm_linear layer[NLAYERS]; gm_optim opt; } mlp;
 
 static void mlp_init(mlp *m) {
     gm_rng rng;
@@ -26,7 +26,7 @@ static void mlp_init(mlp *m) {
     gm_rng_seed(&rng, 1);
     for (i = 0; i < NLAYERS; i++) {
         snprintf(name, sizeof name, "l%d", i);
-        gm_linear_init(&m->layer[i], &m->P, name, widths[i], widths[i + 1], GM_INIT_TORCH, &rng);
+        gm_linear_init(&m->layer[i], &m->params, name, widths[i], widths[i + 1], GM_INIT_TORCH, &rng);
     }
     m->opt = gm_adam(1e-3f, 0.9f, 0.999f);
 }
@@ -39,11 +39,11 @@ static float mlp_step(mlp *m, gm_graph *g, const float *x) {
     in = gm_input(g, x, BATCH, 784, 0, 0);
     h = in;
     for (i = 0; i < NLAYERS; i++) {
-        h = gm_linear_fwd(g, &m->layer[i], h);
+        h = gm_linear_forward(g, &m->layer[i], h);
         h = i + 1 < NLAYERS ? gm_relu(g, h) : gm_sigmoid(g, h);
     }
     loss = gm_mse(g, h, in);
-    if (gm_backward(g, loss) != 0 || gm_optim_step(&m->opt, &m->P) != 0) {
+    if (gm_backward(g, loss) != 0 || gm_optim_step(&m->opt, &m->params) != 0) {
         fprintf(stderr, "bench_train: %s\n", gm_last_error());
         exit(1);
     }
@@ -107,6 +107,6 @@ int main(void) {
     }
     gm_graph_free(g);
     gm_optim_free(&m.opt);
-    gm_params_free(&m.P);
+    gm_params_free(&m.params);
     return 0;
 }

@@ -96,10 +96,10 @@ int main(int argc, char **argv) {
     cfg.trace = !strcmp(trace, "exact") ? GM_TRACE_EXACT : !strcmp(trace, "gauss") ? GM_TRACE_HUTCH_GAUSS : GM_TRACE_HUTCH_RADEMACHER;
     cfg.lr = a.lr; cfg.batch = a.batch; cfg.seed = a.seed;
     if (gm_ffjord_init(&m, &cfg) != 0) { fprintf(stderr, "ffjord2d: %s\n", gm_last_error()); return 1; }
-    if (a.load && gm_checkpoint_load(a.load, &m.P, &m.opt, NULL) != 0) { fprintf(stderr, "ffjord2d: %s\n", gm_last_error()); return 1; }
+    if (a.load && gm_checkpoint_load(a.load, &m.params, &m.opt, NULL) != 0) { fprintf(stderr, "ffjord2d: %s\n", gm_last_error()); return 1; }
     if (!a.quiet)
         printf("ffjord2d: %s, %s solver, %s trace, f %d x %d, %zu parameters\n", dataset, solver, trace, hidden, depth,
-               gm_params_count(&m.P));
+               gm_params_count(&m.params));
 
     gm_batcher_init(&b, n_train, a.batch, a.seed, 0);
     steps_per_epoch = (n_train + a.batch - 1) / a.batch;
@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
     train_s = ex_now() - t0;
     ex_run_end(&run);
     ex_run_plot(&run, "ffjord2d_loss.png", "FFJORD: training NLL and function evaluations per step", 0);
-    if (a.save && gm_checkpoint_save(a.save, &m.P, &m.opt, NULL) != 0) fprintf(stderr, "ffjord2d: %s\n", gm_last_error());
+    if (a.save && gm_checkpoint_save(a.save, &m.params, &m.opt, NULL) != 0) fprintf(stderr, "ffjord2d: %s\n", gm_last_error());
 
     /* evaluation: exact trace, adaptive solver at the evaluation tolerances */
     m.cfg.solver = GM_ODE_DOPRI5;
@@ -163,7 +163,7 @@ int main(int argc, char **argv) {
     ex_json_num(&j, "test_nll_nats", test_nll);
     ex_json_num(&j, "density_integral", integral);
     ex_json_num(&j, "nfe_per_train_step", run.step ? nfe_sum / run.step : 0);
-    ex_json_num(&j, "params", (double)gm_params_count(&m.P));
+    ex_json_num(&j, "params", (double)gm_params_count(&m.params));
     ex_json_num(&j, "train_s", train_s);
     ex_json_print(&j);
     ex_run_free(&run);

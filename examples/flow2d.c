@@ -148,7 +148,7 @@ int main(int argc, char **argv) {
     if (a.load && gm_flow_load(&f, a.load) != 0) { fprintf(stderr, "flow2d: %s\n", gm_last_error()); return 1; }
     if (!a.quiet)
         printf("flow2d: %s on %s, %d train / %d test points, %d layers, %zu parameters, %d threads\n", model,
-               csv ? csv : dataset, tr.n, te.n, f.nlayers, gm_params_count(&f.P), gm_get_threads());
+               csv ? csv : dataset, tr.n, te.n, f.nlayers, gm_params_count(&f.params), gm_get_threads());
 
     /* training */
     xb = (float *)malloc(sizeof(float) * 2 * (size_t)a.batch);
@@ -208,7 +208,7 @@ int main(int argc, char **argv) {
     ex_json_num(&j, "gauss_fullcov_test_nll_nats", gnll);
     ex_json_num(&j, "density_integral", integral);
     ex_json_num(&j, "final_l2_term", run.step ? run.hist[2][run.step - 1] : 0);
-    ex_json_num(&j, "params", (double)gm_params_count(&f.P));
+    ex_json_num(&j, "params", (double)gm_params_count(&f.params));
     ex_json_num(&j, "threads", gm_get_threads());
     ex_json_num(&j, "train_s", train_s);
     ex_json_print(&j);

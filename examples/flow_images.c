@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
     if (a.load && gm_flow_load(&f, a.load) != 0) { fprintf(stderr, "flow_images: %s\n", gm_last_error()); return 1; }
     if (!a.quiet)
         printf("flow_images: %s, %d layers, %zu parameters, %d train / %d test images, %d threads\n", model, f.nlayers,
-               gm_params_count(&f.P), train.n, test.n, gm_get_threads());
+               gm_params_count(&f.params), train.n, test.n, gm_get_threads());
 
     xb = (float *)malloc(sizeof(float) * 784 * (size_t)a.batch);
     gm_batcher_init(&b, train.n, a.batch, a.seed, 1);
@@ -132,7 +132,7 @@ int main(int argc, char **argv) {
     ex_json_num(&j, "test_nll_nats", nll);
     ex_json_num(&j, "test_bpd", bpd);
     ex_json_num(&j, "n_test", test.n);
-    ex_json_num(&j, "params", (double)gm_params_count(&f.P));
+    ex_json_num(&j, "params", (double)gm_params_count(&f.params));
     ex_json_num(&j, "layers", f.nlayers);
     ex_json_num(&j, "train_s", train_s);
     ex_json_print(&j);

@@ -60,7 +60,7 @@ static int build(gm_gan *gan, const ex_args *a, const cfg *c) {
     if (gm_gan_init(gan, &ga, &da, &o, og, od, a->seed) != 0) return -1;
     if (!a->quiet)
         printf("%s: G %zu weights, D %zu weights; loss %s, n_critic %d, gp %g, clip %g, spectral %d, noise %g\n",
-               a->name, gm_params_count(&gan->G.P), gm_params_count(&gan->D.P), c->loss, c->n_critic, c->gp, c->clip,
+               a->name, gm_params_count(&gan->G.params), gm_params_count(&gan->D.params), c->loss, c->n_critic, c->gp, c->clip,
                c->spectral, c->noise);
     return 0;
 }

@@ -184,7 +184,7 @@ int main(int argc, char **argv) {
     if (!a.quiet)
         printf("vae: %d train / %d test images from %s; %s, z %d, beta %g (%s), Adam lr %g (vae_mnist.py's default), "
                "batch %d, %ld steps, %lu parameters\n", tr.n, te.n, a.data_dir, o.conv ? "conv" : "dense", o.latent,
-               o.beta, o.schedule, a.lr, a.batch, total, (unsigned long)gm_params_count(&m.P));
+               o.beta, o.schedule, a.lr, a.batch, total, (unsigned long)gm_params_count(&m.params));
     ex_run_begin(&run, &a, total, a.batch, "loss,recon,kl,beta");
     train(&m, &tr, &a, &run, total);
     ex_run_end(&run);
@@ -228,7 +228,7 @@ int main(int argc, char **argv) {
         ex_json_num(&j, "test_nll_iw_nats", iw);
         ex_json_num(&j, "test_nll_iw_bpd", iw_bpd);
     }
-    ex_json_num(&j, "params", (double)gm_params_count(&m.P));
+    ex_json_num(&j, "params", (double)gm_params_count(&m.params));
     ex_json_num(&j, "train_s", t_train);
     ex_json_num(&j, "wall_s", ex_now() - t0);
     ex_json_print(&j);

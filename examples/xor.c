@@ -15,8 +15,8 @@ int main(void) {
     for (step = 0; step <= 2000; step++) {
         gm_graph_reset(g);
         gm_tensor *x = gm_input(g, xs, 4, 2, 0, 0), *y = gm_input(g, ys, 4, 1, 0, 0);
-        gm_tensor *h = gm_tanh(g, gm_linear_fwd(g, &l1, x));           /* h = tanh(x W1 + b1) */
-        gm_tensor *loss = gm_bce_logits(g, gm_linear_fwd(g, &l2, h), y);
+        gm_tensor *h = gm_tanh(g, gm_linear_forward(g, &l1, x));           /* h = tanh(x W1 + b1) */
+        gm_tensor *loss = gm_bce_logits(g, gm_linear_forward(g, &l2, h), y);
         if (gm_backward(g, loss) != 0) { fprintf(stderr, "%s\n", gm_last_error()); return 1; }
         gm_optim_step(&opt, &P);              /* Adam update, then gradients back to zero */
         if (step % 500 == 0) printf("step %4d  loss %.4f\n", step, loss->data[0]);

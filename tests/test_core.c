@@ -542,11 +542,11 @@ GM_TEST(null_propagation) {
     NUL(gm_mse(g, n, x)); NUL(gm_mse(g, x, n)); NUL(gm_bce_logits(g, n, x)); NUL(gm_softmax_xent(g, n, lab));
     NUL(gm_gaussian_loglik(g, n, x, x)); NUL(gm_gaussian_loglik(g, x, x, n)); NUL(gm_bernoulli_loglik(g, x, n));
     NUL(gm_kl_std_normal(g, n, x)); NUL(gm_detach(g, n)); NUL(gm_randn_like(g, n)); NUL(gm_requires_grad(n));
-    NUL(gm_linear_fwd(g, &lin, n)); NUL(gm_conv_fwd(g, &cv, n)); NUL(gm_batchnorm_fwd(g, &bn, n)); NUL(gm_layernorm_fwd(g, &ln, n));
+    NUL(gm_linear_forward(g, &lin, n)); NUL(gm_conv_forward(g, &cv, n)); NUL(gm_batchnorm_forward(g, &bn, n)); NUL(gm_layernorm_forward(g, &ln, n));
     NUL(gm_grad(g, n, x, 0)); NUL(gm_exp(NULL, x)); NUL(gm_zeros(NULL, 2, 0, 0, 0)); NUL(gm_add(NULL, x, x));
     /* a whole step with one failing op: the loss is NULL and gm_backward says why */
     {
-        gm_tensor *loss = gm_mse(g, gm_linear_fwd(g, &lin, gm_zeros(g, 4, 5, 0, 0)), gm_zeros(g, 4, 2, 0, 0));
+        gm_tensor *loss = gm_mse(g, gm_linear_forward(g, &lin, gm_zeros(g, 4, 5, 0, 0)), gm_zeros(g, 4, 2, 0, 0));
         GM_CHECK(loss == NULL, "loss of a failed step is NULL");
         GM_CHECK(gm_backward(g, loss) == -1 && strstr(gm_last_error(), "(4,5)"), "backward(NULL): %s", gm_last_error());
     }
@@ -649,7 +649,7 @@ GM_TEST(arena_steady_state) {
     for (step = 0; step < 8; step++) {
         gm_tensor *loss;
         gm_graph_reset(g);
-        loss = gm_mse(g, gm_linear_fwd(g, &l2, gm_relu(g, gm_linear_fwd(g, &l1, gm_input(g, x, 32, 20, 0, 0)))),
+        loss = gm_mse(g, gm_linear_forward(g, &l2, gm_relu(g, gm_linear_forward(g, &l1, gm_input(g, x, 32, 20, 0, 0)))),
                       gm_input(g, y, 32, 5, 0, 0));
         GM_CHECK(gm_backward(g, loss) == 0, "backward: %s", gm_last_error());
         gm_optim_step(&opt, &P);
@@ -836,7 +836,7 @@ GM_TEST(batchnorm_running_stats) {
         gm_tensor *y;
         fill(&r, x, 15, -2, 3);
         gm_graph_reset(g);
-        y = gm_batchnorm_fwd(g, &bn, gm_input(g, x, 5, 3, 0, 0));
+        y = gm_batchnorm_forward(g, &bn, gm_input(g, x, 5, 3, 0, 0));
         for (c = 0; c < 3; c++) {
             double mean = 0, var = 0;
             for (i = 0; i < 5; i++) mean += x[i * 3 + c] / 5.0;
@@ -856,7 +856,7 @@ GM_TEST(batchnorm_running_stats) {
     gm_params_data(&P, bn.gamma)[1] = 2.0f;
     gm_params_data(&P, bn.beta)[2] = -0.5f;
     {
-        gm_tensor *y = gm_batchnorm_fwd(g, &bn, gm_input(g, x, 5, 3, 0, 0));
+        gm_tensor *y = gm_batchnorm_forward(g, &bn, gm_input(g, x, 5, 3, 0, 0));
         for (i = 0; y && i < 15; i++) {
             c = i % 3;
             GM_CHECK_CLOSE(y->data[i], (x[i] - rm[c]) / sqrt(rv[c] + 1e-5) * (c == 1 ? 2.0 : 1.0) - (c == 2 ? 0.5 : 0), 1e-5);
@@ -867,7 +867,7 @@ GM_TEST(batchnorm_running_stats) {
     gm_graph_set_training(g, 1);
     gm_graph_reset(g);
     fill(&r, x4, 36, -1, 2);
-    gm_batchnorm_fwd(g, &bn4, gm_input(g, x4, 2, 2, 3, 3));
+    gm_batchnorm_forward(g, &bn4, gm_input(g, x4, 2, 2, 3, 3));
     for (c = 0; c < 2; c++) {
         double mean = 0, var = 0;
         int n, k;
@@ -903,7 +903,7 @@ GM_TEST(buffers_untouched_by_optimizer) {
         default: o = gm_adamw(0.1f, 0.9f, 0.999f, 0.5f); break;
         }
         gm_graph_reset(g);
-        loss = gm_sum(g, gm_square(g, gm_batchnorm_fwd(g, &bn, gm_input(g, x, 4, 3, 0, 0))));
+        loss = gm_sum(g, gm_square(g, gm_batchnorm_forward(g, &bn, gm_input(g, x, 4, 3, 0, 0))));
         GM_CHECK(gm_backward(g, loss) == 0, "backward");
         memcpy(rm, gm_params_data(&P, bn.mean), sizeof rm);
         memcpy(rv, gm_params_data(&P, bn.var), sizeof rv);
@@ -933,7 +933,7 @@ GM_TEST(frozen_params) {
     gm_linear_init(&lb, &B, "b", 3, 2, GM_INIT_TORCH, &r);
     fill(&r, x, 8, -1, 1);
     B.frozen = 1;
-    loss = gm_sum(g, gm_square(g, gm_linear_fwd(g, &lb, gm_tanh(g, gm_linear_fwd(g, &la, gm_input(g, x, 2, 4, 0, 0))))));
+    loss = gm_sum(g, gm_square(g, gm_linear_forward(g, &lb, gm_tanh(g, gm_linear_forward(g, &la, gm_input(g, x, 2, 4, 0, 0))))));
     GM_CHECK(gm_backward(g, loss) == 0, "backward: %s", gm_last_error());
     for (i = 0; i < B.count; i++) GM_CHECK(B.grad[i] == 0, "frozen param got gradient %g", (double)B.grad[i]);
     for (i = 0; i < A.count; i++) nz += A.grad[i] != 0;
@@ -942,7 +942,7 @@ GM_TEST(frozen_params) {
     A.frozen = 1;
     gm_params_zero_grad(&A);
     gm_graph_reset(g);
-    loss = gm_sum(g, gm_linear_fwd(g, &la, gm_input(g, x, 2, 4, 0, 0)));
+    loss = gm_sum(g, gm_linear_forward(g, &la, gm_input(g, x, 2, 4, 0, 0)));
     GM_CHECK(gm_backward(g, loss) == 0, "backward with all frozen");
     for (i = 0; i < A.count; i++) GM_CHECK(A.grad[i] == 0, "frozen A got gradient");
     gm_params_free(&A);
@@ -968,7 +968,7 @@ static void xor_run(float *losses, int steps) {
     for (s = 0; s < steps; s++) {
         gm_tensor *loss;
         gm_graph_reset(g);
-        loss = gm_bce_logits(g, gm_linear_fwd(g, &l2, gm_tanh(g, gm_linear_fwd(g, &l1, gm_input(g, xs, 4, 2, 0, 0)))),
+        loss = gm_bce_logits(g, gm_linear_forward(g, &l2, gm_tanh(g, gm_linear_forward(g, &l1, gm_input(g, xs, 4, 2, 0, 0)))),
                              gm_input(g, ys, 4, 1, 0, 0));
         losses[s] = loss ? loss->data[0] : NAN;
         if (gm_backward(g, loss) != 0) break;
@@ -1013,7 +1013,7 @@ static void mlp_run(int threads, float *losses, int steps) {
     for (s = 0; s < steps; s++) {
         gm_tensor *loss;
         gm_graph_reset(g);
-        loss = gm_mse(g, gm_linear_fwd(g, &l2, gm_elu(g, gm_linear_fwd(g, &l1, gm_input(g, x, N, D, 0, 0)), 1.0f)),
+        loss = gm_mse(g, gm_linear_forward(g, &l2, gm_elu(g, gm_linear_forward(g, &l1, gm_input(g, x, N, D, 0, 0)), 1.0f)),
                       gm_input(g, y, N, D, 0, 0));
         losses[s] = loss ? loss->data[0] : NAN;
         if (gm_backward(g, loss) != 0) break;

@@ -21,11 +21,11 @@ static void randomize(gm_flow *f, float sd, uint64_t seed) {
     int v;
     size_t i;
     gm_rng_seed(&r, seed);
-    for (v = 0; v < f->P.nviews; v++) {
-        float *d = gm_params_data(&f->P, v);
-        if (strstr(f->P.views[v].name, "inited")) { d[0] = 1.0f; continue; }
-        if (f->P.views[v].buffer) continue;
-        for (i = 0; i < f->P.views[v].size; i++) d[i] += sd * gm_rng_normal(&r);
+    for (v = 0; v < f->params.nviews; v++) {
+        float *d = gm_params_data(&f->params, v);
+        if (strstr(f->params.views[v].name, "inited")) { d[0] = 1.0f; continue; }
+        if (f->params.views[v].buffer) continue;
+        for (i = 0; i < f->params.views[v].size; i++) d[i] += sd * gm_rng_normal(&r);
     }
 }
 
@@ -376,7 +376,7 @@ static void ffjord_small(gm_ffjord *m, int dim, int solver) {
     c.hidden = 16; c.depth = 2; c.solver = solver; c.rk4_steps = 8;
     gm_ffjord_init(m, &c);
     gm_rng_seed(&r, 77);
-    for (i = 0; i < m->P.count; i++) m->P.data[i] += 0.4f * gm_rng_normal(&r);
+    for (i = 0; i < m->params.count; i++) m->params.data[i] += 0.4f * gm_rng_normal(&r);
 }
 
 /* Hutchinson: E[e^T J e] = tr J for Gaussian and Rademacher e, at fixed z. */

@@ -354,14 +354,14 @@ GM_TEST(network_shapes) {
         GM_CHECK(gm_gan_net_init(&net, &archs[i], "n", &r) == 0, "arch %d: %s", i, gm_last_error());
         gm_graph_reset(g);
         x = archs[i].generator && archs[i].kind != GM_GAN_IMG2IMG ? gm_randn(g, 3, 100, 0, 0) : gm_randn(g, 3, 1, 28, 28);
-        y = gm_gan_net_fwd(g, &net, x, archs[i].classes ? labels : NULL);
+        y = gm_gan_net_forward(g, &net, x, archs[i].classes ? labels : NULL);
         GM_CHECK(y != NULL, "arch %d: %s", i, gm_last_error());
         for (k = 0; y && k < 4; k++)
             GM_CHECK(y->shape[k] == want[i][k] || (k >= y->ndim && want[i][k] == 0), "arch %d: dim %d is %d, want %d", i, k,
                      y->shape[k], want[i][k]);
         if (archs[i].classes) {   /* conditional without labels: an error, not a crash */
             gm_graph_reset(g);
-            GM_CHECK(gm_gan_net_fwd(g, &net, x, NULL) == NULL, "arch %d: missing labels accepted", i);
+            GM_CHECK(gm_gan_net_forward(g, &net, x, NULL) == NULL, "arch %d: missing labels accepted", i);
         }
         gm_gan_net_free(&net);
     }

@@ -686,14 +686,14 @@ static gm_tensor *f_bn_manual2(gm_graph *g, gm_tensor **in, void *ctx) {
 }
 /* The layer itself (its params live in a gm_params), input gradient only */
 static gm_tensor *f_bn_layer(gm_graph *g, gm_tensor **in, void *ctx) {
-    return wsum(g, gm_tanh(g, gm_batchnorm_fwd(g, (const gm_batchnorm *)ctx, in[0])), 1);
+    return wsum(g, gm_tanh(g, gm_batchnorm_forward(g, (const gm_batchnorm *)ctx, in[0])), 1);
 }
 static gm_tensor *f_bn_layer2(gm_graph *g, gm_tensor **in, void *ctx) {
     gm_tensor *y = f_bn_layer(g, in, ctx);
     return wsum(g, gm_grad(g, y, in[0], 1), 2);
 }
 static gm_tensor *f_ln_layer(gm_graph *g, gm_tensor **in, void *ctx) {
-    return wsum(g, gm_tanh(g, gm_layernorm_fwd(g, (const gm_layernorm *)ctx, in[0])), 1);
+    return wsum(g, gm_tanh(g, gm_layernorm_forward(g, (const gm_layernorm *)ctx, in[0])), 1);
 }
 static gm_tensor *f_ln_layer2(gm_graph *g, gm_tensor **in, void *ctx) {
     gm_tensor *y = f_ln_layer(g, in, ctx);
@@ -829,7 +829,7 @@ typedef struct gp_ctx { gm_linear l1, l2; } gp_ctx;
 static gm_tensor *f_gp_layers(gm_graph *g, gm_tensor **in, void *ctx) {
     const gp_ctx *c = (const gp_ctx *)ctx;
     gm_tensor *x = gm_requires_grad(in[0]), *d, *gr, *norm;
-    d = gm_linear_fwd(g, &c->l2, gm_softplus(g, gm_linear_fwd(g, &c->l1, x)));
+    d = gm_linear_forward(g, &c->l2, gm_softplus(g, gm_linear_forward(g, &c->l1, x)));
     gr = gm_grad(g, d, x, 1);
     norm = gm_sqrt(g, gm_affine(g, gm_sum_axes(g, gm_square(g, gr), GM_AXIS(1)), 1.0f, 1e-6f));
     /* the critic's own output is in the loss too, as in the real objective */

@@ -230,7 +230,7 @@ GM_TEST(test_vae_gaussian) {
                before.neg_elbo, after.neg_elbo);
         GM_CHECK(after.neg_elbo < before.neg_elbo - 100, "-elbo %g -> %g", before.neg_elbo, after.neg_elbo);
         if (kind == GM_VAE_GAUSSIAN_LEARNED) {
-            float lv = gm_params_data(&m.P, m.out_logvar)[0];
+            float lv = gm_params_data(&m.params, m.out_logvar)[0];
             GM_CHECK(fabsf(lv - 2 * logf(0.2f)) > 0.02f, "learned log-variance did not move: %g", lv);
         }
         gm_vae_free(&m);

@@ -61,8 +61,8 @@ int main(int argc, char **argv) {
             float l;
             gm_graph_reset(g);
             gm_dataset_gather(&tr, idx, k, x, y);
-            loss = gm_softmax_xent(g, gm_digit_classifier_fwd(g, &m, gm_input(g, x, k, 784, 0, 0), NULL), y);
-            if (gm_backward(g, loss) != 0 || gm_optim_step(&opt, &m.P) != 0) return fail(&a, "training");
+            loss = gm_softmax_xent(g, gm_digit_classifier_forward(g, &m, gm_input(g, x, k, 784, 0, 0), NULL), y);
+            if (gm_backward(g, loss) != 0 || gm_optim_step(&opt, &m.params) != 0) return fail(&a, "training");
             l = loss->data[0];
             ex_run_step(&run, &l);
         }
@@ -78,7 +78,7 @@ int main(int argc, char **argv) {
     gm_meta_setf(&meta, "epochs", "%d", a.epochs);
     gm_meta_setf(&meta, "seed", "%lu", a.seed);
     gm_meta_set(&meta, "made_by", "tools/train_classifier.c");
-    if (gm_checkpoint_save(a.save, &m.P, NULL, &meta) != 0) return fail(&a, "save");
+    if (gm_checkpoint_save(a.save, &m.params, NULL, &meta) != 0) return fail(&a, "save");
     if (!a.quiet) printf("test accuracy %.4f, FD(2000 train, %d test) %.3f, label entropy of train %.4f; wrote %s\n", acc,
                          te.n, sc.fd, sc.entropy, a.save);
     ex_json_init(&j);
