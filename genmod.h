@@ -168,6 +168,10 @@ GMDEF const char *gm_simd_name(int path);   /* "scalar", "sse2", "avx2", "avx512
 GMDEF void gm_set_threads(int n);           /* kernel threads; n <= 0 means all cores; default all cores */
 GMDEF int  gm_get_threads(void);
 GMDEF void gm_flush_denormals(void);        /* FTZ+DAZ in the calling thread; pool threads do it themselves */
+/* Runs fn(ctx, t) for every t in [0, ntasks) on the thread pool (the caller takes part) and returns
+   when all are done; the order is unspecified, so tasks must write disjoint results. Nested calls
+   run serially. For a family's own parallel loops (e.g. one task per sequence). */
+GMDEF void gm_parallel_for(int ntasks, void (*fn)(void *ctx, int task), void *ctx);
 
 /* C = alpha * op(A) * op(B) + beta * C, all row-major.
  * op(A) is (M,K): A is (M,K) with row stride lda, or (K,M) if ta.
@@ -2141,6 +2145,10 @@ GM__MAYBE_UNUSED static void gm__vunary(int op, float *y, const float *x, size_t
     gm__ops()->vunary(op, y, x, n, f0, f1);
 }
 GM__MAYBE_UNUSED static const gm__path_ops *gm__kernels(void) { return gm__ops(); }
+
+GMDEF void gm_parallel_for(int ntasks, void (*fn)(void *ctx, int task), void *ctx) {
+    if (fn && ntasks > 0) gm__parallel_for(ntasks, fn, ctx);
+}
 
 /* ======================================================================================= */
 /* Random numbers                                                                          */
