@@ -3,14 +3,18 @@
    is compiled where GENMOD_VAE_IMPLEMENTATION is defined.
 
    USAGE
-     In exactly one C or C++ file, in this order:
-         #define GENMOD_IMPLEMENTATION
-         #include "genmod.h"
-         #define GENMOD_VAE_IMPLEMENTATION
-         #include "genmod_vae.h"
-     Elsewhere just #include "genmod_vae.h". Build: cc -O2 prog.c -lm -lpthread
-     (the implementation reports errors through genmod's gm_last_error(), so for now it must sit in
-     the same file as genmod's implementation).
+     The core's implementation (GENMOD_IMPLEMENTATION) goes in exactly one C or C++ file, and this
+     header's (GENMOD_VAE_IMPLEMENTATION) in exactly one file: the same one, or its own.
+       One file:                              Or two files, linked together:
+         #define GENMOD_IMPLEMENTATION          // genmod.c
+         #include "genmod.h"                    #define GENMOD_IMPLEMENTATION
+         #define GENMOD_VAE_IMPLEMENTATION      #include "genmod.h"
+         #include "genmod_vae.h"                // genmod_vae.c
+                                                #define GENMOD_VAE_IMPLEMENTATION
+                                                #include "genmod_vae.h"
+     Elsewhere just #include "genmod_vae.h". Build: cc -O2 prog.c -lm -lpthread, or
+     cc -O2 prog.c genmod.c genmod_vae.c -lm -lpthread. If you define GENMOD_MALLOC, GENMOD_REALLOC
+     and GENMOD_FREE, define the same three in both files.
 
    THE SHORTEST PROGRAM (the reference MLP VAE on MNIST)
 
@@ -41,14 +45,32 @@
               conditional on a one-hot label (concatenated to the encoder input and to z);
               dense or convolutional (stride-2 convs, dense heads, transposed-conv decoder).
      Both share gm_vae_arch, the network shape: input c x h x w, optional stride-2 4x4 convolutions,
-     dense widths, hidden activation. Defaults follow the PyTorch references in
-     shared/baselines/quality (ae_mnist.py, vae_mnist.py), PyTorch's default initialisation included.
+     dense widths, hidden activation (the core's GM_ACT_*). Defaults follow the PyTorch reference's
+     MLP autoencoder and VAE, PyTorch's default initialisation included.
 
-   EACH MODEL HAS
-     _default_config / _conv_config, _init, _free, _train_step (one optimizer step on a batch of
-     plain floats), inference calls on plain float arrays (any n: processed in chunks), _save/_load
-     (a safetensors checkpoint with the config in its metadata and the optimizer state), and for
-     custom losses _forward, which emits the model into your own gm_graph.
+   EACH MODEL HAS (the family contract of genmod's README)
+     config      gm_ae_default_config() / gm_ae_conv_config(), gm_vae_default_config() /
+                 gm_vae_conv_config(): plain structs, every field commented, the defaults the
+                 reference recipe.
+     init, free  gm_<m>_init(m, &cfg) validates the config (the message names the field) and builds
+                 the model, its optimizer, its graph and its random stream (seeded from cfg.seed);
+                 on failure m is left freed. gm_<m>_free(m) is safe on a zeroed model, and twice.
+     train       gm_<m>_train_step(m, x, labels, n, &stats): one optimizer step on n examples of
+                 plain floats; labels (n ints) for a conditional VAE, NULL otherwise (refused when
+                 they do not fit the model); stats may be NULL; a NaN or infinite loss is refused
+                 (-1) and the weights stay as they were.
+     sample      gm_vae_sample(m, labels, n, out): z ~ N(0, I) decoded, any n (an autoencoder has no
+                 prior to sample from).
+     inference   encode, decode, reconstruct, evaluate, score, ...: plain arrays in and out, any n,
+                 through the core's gm_run_chunks (eval mode, no tape).
+     graph       gm_<m>_forward(g, m, x, ...) emits the model into your graph, for custom losses.
+     checkpoints gm_<m>_save(m, path), gm_<m>_load(m, path): one safetensors file (weights,
+                 optimizer state, step) through gm_model_save / gm_model_load, its metadata naming
+                 the model ("ae", "vae") and its architecture (one line, e.g. "... act=elu latent=10
+                 ..."). A file of another model or architecture is refused with a message naming
+                 both, and the model is left untouched.
+     errors      0 / -1 (NULL for tensors), the reason in gm_last_error().
+     A model is used by one thread at a time (its kernels use the thread pool).
 
    LICENSE: MIT, at the end of the file.
 */
@@ -65,8 +87,7 @@ extern "C" {
 /* Network shape shared by the autoencoders and the VAEs                                   */
 /* ======================================================================================= */
 #define GM_VAE_MAX_LAYERS 8
-
-enum { GM_VAE_RELU = 0, GM_VAE_ELU, GM_VAE_LEAKY_RELU, GM_VAE_TANH, GM_VAE_SIGMOID, GM_VAE_IDENTITY };
+#define GM_VAE_LEAKY_SLOPE 0.2f   /* the negative slope of GM_ACT_LEAKY_RELU in these networks */
 
 typedef struct gm_vae_arch {
     int in_c, in_h, in_w;               /* one example: c x h x w floats (dense nets see them flat) */
@@ -74,17 +95,17 @@ typedef struct gm_vae_arch {
     int conv_ch[GM_VAE_MAX_LAYERS];     /* their output channels; the decoder mirrors them */
     int n_enc, enc[GM_VAE_MAX_LAYERS];  /* dense encoder widths (an autoencoder's last one is its code) */
     int n_dec, dec[GM_VAE_MAX_LAYERS];  /* dense decoder hidden widths (before the output layer) */
-    int act;                            /* hidden activation, GM_VAE_RELU ... */
+    int act;                            /* hidden activation: GM_ACT_RELU, GM_ACT_ELU, ... */
 } gm_vae_arch;
 
 /* The encoder or the decoder: convolutions and dense layers with their activation. */
 typedef struct gm_vae_net {
-    int nconv, nlin;
+    int n_conv, n_linear;
     gm_conv conv[GM_VAE_MAX_LAYERS];
-    gm_linear lin[GM_VAE_MAX_LAYERS];
-    int act, last_act;     /* hidden activation; activation of the last layer (decoders: none) */
-    int c, h, w;           /* encoder: its input image; decoder: the image fed to the first deconv */
-    int classes;           /* one-hot label width joined to the input (0: none) */
+    gm_linear linear[GM_VAE_MAX_LAYERS];
+    int act, last_act;                  /* GM_ACT_* of the hidden layers and of the last (decoders: identity) */
+    int channels, height, width;        /* encoder: its input image; decoder: the image fed to the first deconv */
+    int classes;                        /* one-hot label width joined to the input (0: none) */
 } gm_vae_net;
 
 /* ======================================================================================= */
@@ -94,7 +115,7 @@ enum { GM_AE_SPARSE_NONE = 0, GM_AE_SPARSE_L1, GM_AE_SPARSE_KL };
 
 typedef struct gm_ae_config {
     gm_vae_arch arch;        /* dense default: 784-784-256-128 ReLU, decoder 128-128-256-784 */
-    int code_act;            /* activation of the code (the last encoder layer): ReLU as the reference */
+    int code_act;            /* GM_ACT_* of the code (the last encoder layer): ReLU as the reference */
     float noise_sigma;       /* denoising: Gaussian noise of this std added to the input (0: off) */
     float mask_prob;         /* denoising: each input value set to 0 with this probability (0: off) */
     int sparsity;            /* GM_AE_SPARSE_NONE, _L1 (mean |code| sum), _KL (needs a sigmoid code) */
@@ -109,10 +130,10 @@ typedef struct gm_ae_config {
 
 typedef struct gm_ae {
     gm_ae_config cfg;
-    gm_params params;             /* every weight */
+    gm_params params;        /* every weight */
     gm_vae_net enc, dec;
     gm_optim opt;            /* change hyperparameters or the schedule after init if you like */
-    gm_graph *g;             /* used by every call of this model (one thread at a time) */
+    gm_graph *graph;         /* used by every call of this model (one thread at a time) */
     gm_rng rng;              /* corruption noise */
     long step;               /* train steps taken */
     int in_dim, code_dim;
@@ -128,27 +149,28 @@ typedef struct gm_ae_stats {
     float code_zero_frac;    /* fraction of code values below cfg.zero_thresh in magnitude */
 } gm_ae_stats;
 
-GMDEF gm_ae_config gm_ae_default_config(void);  /* dense reference autoencoder, as ae_mnist.py */
+GMDEF gm_ae_config gm_ae_default_config(void);  /* dense reference autoencoder (the PyTorch reference's) */
 GMDEF gm_ae_config gm_ae_conv_config(void);     /* convs 32, 64 -> code 128 -> deconvs; Adam 1e-3 */
 GMDEF int  gm_ae_init(gm_ae *m, const gm_ae_config *cfg);   /* 0, or -1 (gm_last_error) */
 GMDEF void gm_ae_free(gm_ae *m);
 /* One optimizer step on x (n examples of in_dim floats): corrupts x (if denoising), reconstructs,
-   MSE against the clean x plus the sparsity penalty. st may be NULL. 0 or -1 (NaN loss, bad input). */
-GMDEF int  gm_ae_train_step(gm_ae *m, const float *x, int n, gm_ae_stats *st);
+   MSE against the clean x plus the sparsity penalty. labels must be NULL (an autoencoder is not
+   conditional). stats may be NULL. 0 or -1 (NaN loss: the weights are untouched; bad input). */
+GMDEF int  gm_ae_train_step(gm_ae *m, const float *x, const int *labels, int n, gm_ae_stats *stats);
 /* The model's corruption of x (what train_step feeds the encoder), into out (n * in_dim). */
 GMDEF int  gm_ae_corrupt(gm_ae *m, const float *x, int n, float *out);
 GMDEF int  gm_ae_encode(gm_ae *m, const float *x, int n, float *code);       /* code: n * code_dim */
 GMDEF int  gm_ae_decode(gm_ae *m, const float *code, int n, float *out);     /* out: n * in_dim */
 GMDEF int  gm_ae_reconstruct(gm_ae *m, const float *x, int n, float *out);
-/* Test figures over n examples (no corruption): st->mse is the mean squared error per value. */
-GMDEF int  gm_ae_evaluate(gm_ae *m, const float *x, int n, gm_ae_stats *st);
+/* Test figures over n examples (no corruption): stats->mse is the mean squared error per value. */
+GMDEF int  gm_ae_evaluate(gm_ae *m, const float *x, int n, gm_ae_stats *stats);
 /* Anomaly score: the summed squared reconstruction error of each example, into scores (n). */
 GMDEF int  gm_ae_score(gm_ae *m, const float *x, int n, float *scores);
 /* Emits the model into g: x (N, in_dim) -> code (N, code_dim) and reconstruction (N, in_dim) in
    [0,1]. Either output may be NULL. 0 or -1. */
 GMDEF int  gm_ae_forward(gm_graph *g, gm_ae *m, gm_tensor *x, gm_tensor **code, gm_tensor **recon);
-GMDEF int  gm_ae_save(gm_ae *m, const char *path);
-GMDEF int  gm_ae_load(gm_ae *m, const char *path);   /* m: initialized with the same config */
+GMDEF int  gm_ae_save(const gm_ae *m, const char *path);
+GMDEF int  gm_ae_load(gm_ae *m, const char *path);   /* m: initialized with the same architecture */
 
 /* ======================================================================================= */
 /* Variational autoencoders: VAE, beta-VAE, conditional, convolutional                     */
@@ -161,10 +183,10 @@ enum { GM_VAE_SCORE_NELBO = 0, GM_VAE_SCORE_RECON };
    beta (KL warm-up). CYCLICAL (Fu et al. 2019): cycles of `steps`; the first `ramp` fraction of
    each rises linearly from start to beta, the rest stays at beta. */
 typedef struct gm_beta_schedule {
-    int kind;
-    float beta, start;
-    long steps;
-    float ramp;
+    int kind;                /* GM_BETA_CONSTANT, GM_BETA_LINEAR, GM_BETA_CYCLICAL */
+    float beta, start;       /* the weight reached, and where a schedule starts */
+    long steps;              /* warm-up length, or cycle length */
+    float ramp;              /* cyclical: the rising fraction of each cycle (0.5) */
 } gm_beta_schedule;
 
 typedef struct gm_vae_config {
@@ -177,17 +199,17 @@ typedef struct gm_vae_config {
     int optim;               /* GM_ADAM (reference: lr 1e-3, betas 0.9, 0.999), GM_RMSPROP, ... */
     float lr;
     int batch;               /* the recommended batch size (100); train_step takes any */
-    uint64_t seed;
+    uint64_t seed;           /* weights, prior and importance samples, graph randomness */
 } gm_vae_config;
 
 typedef struct gm_vae {
     gm_vae_config cfg;
-    gm_params params;
+    gm_params params;        /* every weight */
     gm_vae_net enc, dec;
-    gm_linear mu, logvar;    /* the heads */
+    gm_linear mu, logvar;    /* the heads of q(z|x) */
     int out_logvar;          /* view of the learned decoder log-variance (GAUSSIAN_LEARNED), else -1 */
-    gm_optim opt;
-    gm_graph *g;
+    gm_optim opt;            /* change hyperparameters or the schedule after init if you like */
+    gm_graph *graph;         /* used by every call of this model (one thread at a time) */
     gm_rng rng;              /* prior samples, importance samples */
     long step;               /* train steps taken (drives the beta schedule) */
     int in_dim;
@@ -209,7 +231,7 @@ typedef struct gm_vae_out {
 typedef struct gm_vae_stats {
     float loss;              /* mean of recon + beta * kl: what was minimized */
     float neg_elbo;          /* mean of recon + kl (nats per example) */
-    float recon, kl, beta;
+    float recon, kl, beta;   /* their means, and the KL weight of this step */
     const float *kl_dim;     /* latent values: mean KL per dimension (m->kl_dim) */
 } gm_vae_stats;
 
@@ -220,14 +242,16 @@ typedef struct gm_vae_eval {
     int active;                   /* dimensions with a mean KL above 0.01 nats */
 } gm_vae_eval;
 
-GMDEF gm_vae_config gm_vae_default_config(void);   /* dense reference VAE, as vae_mnist.py */
+GMDEF gm_vae_config gm_vae_default_config(void);   /* dense reference VAE (the PyTorch reference's) */
 GMDEF gm_vae_config gm_vae_conv_config(void);      /* convs 32, 64 (4x4, stride 2), fc 256, z 10 */
 GMDEF float gm_vae_beta_at(const gm_beta_schedule *s, long step);
 GMDEF int  gm_vae_init(gm_vae *m, const gm_vae_config *cfg);
 GMDEF void gm_vae_free(gm_vae *m);
-/* One optimizer step on x (n * in_dim floats); labels (n, in 0..nclasses-1) for a conditional
-   model, else NULL. st may be NULL. 0, or -1 with gm_last_error() (NaN loss, bad labels...). */
-GMDEF int  gm_vae_train_step(gm_vae *m, const float *x, const int *labels, int n, gm_vae_stats *st);
+/* Every call taking labels: n labels in 0..nclasses-1 for a conditional model, else NULL (labels
+   given to an unconditional model are refused, as are missing ones for a conditional model). */
+/* One optimizer step on x (n * in_dim floats). stats may be NULL. 0, or -1 with gm_last_error()
+   (NaN loss: the weights are untouched; bad labels...). */
+GMDEF int  gm_vae_train_step(gm_vae *m, const float *x, const int *labels, int n, gm_vae_stats *stats);
 GMDEF int  gm_vae_encode(gm_vae *m, const float *x, const int *labels, int n, float *mu, float *logvar);
 GMDEF int  gm_vae_decode(gm_vae *m, const float *z, const int *labels, int n, float *out);  /* means */
 GMDEF int  gm_vae_sample(gm_vae *m, const int *labels, int n, float *out);  /* z ~ N(0, I), decoded */
@@ -247,10 +271,10 @@ GMDEF int  gm_vae_iw_nll(gm_vae *m, const float *x, const int *labels, int n, in
    GM_VAE_SCORE_RECON (summed squared error of decode(mu)). */
 GMDEF int  gm_vae_score(gm_vae *m, const float *x, const int *labels, int n, int kind, float *scores);
 /* Emits the model into g for x (N, in_dim); sample 0 uses z = mu. 0 or -1. */
-GMDEF int  gm_vae_forward(gm_graph *g, gm_vae *m, gm_tensor *x, const int *labels, int sample, gm_vae_out *o);
-GMDEF gm_tensor *gm_vae_loss(gm_graph *g, const gm_vae_out *o, float beta);  /* mean(recon + beta kl) */
-GMDEF int  gm_vae_save(gm_vae *m, const char *path);
-GMDEF int  gm_vae_load(gm_vae *m, const char *path);   /* m: initialized with the same config */
+GMDEF int  gm_vae_forward(gm_graph *g, gm_vae *m, gm_tensor *x, const int *labels, int sample, gm_vae_out *out);
+GMDEF gm_tensor *gm_vae_loss(gm_graph *g, const gm_vae_out *out, float beta);  /* mean(recon + beta kl) */
+GMDEF int  gm_vae_save(const gm_vae *m, const char *path);
+GMDEF int  gm_vae_load(gm_vae *m, const char *path);   /* m: initialized with the same architecture */
 
 #ifdef __cplusplus
 }
@@ -263,54 +287,53 @@ GMDEF int  gm_vae_load(gm_vae *m, const char *path);   /* m: initialized with th
 #ifdef GENMOD_VAE_IMPLEMENTATION
 #ifndef GENMOD_VAE_IMPLEMENTATION_INCLUDED
 #define GENMOD_VAE_IMPLEMENTATION_INCLUDED
-#ifndef GENMOD_IMPLEMENTATION_INCLUDED
-#error "genmod_vae.h: define GENMOD_IMPLEMENTATION and include genmod.h in this file first (errors go through its gm_last_error)"
-#endif
 #include <math.h>
 #include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#define GM__VAE_CHUNK 500       /* examples per graph in the inference calls */
+/* This implementation uses only genmod.h's public API, so it compiles in its own file as well as
+   beside the core's; it brings the allocator fallbacks and the casts the core keeps private. */
+#if defined(GENMOD_MALLOC) != defined(GENMOD_FREE) || defined(GENMOD_MALLOC) != defined(GENMOD_REALLOC)
+#error "genmod_vae.h: define GENMOD_MALLOC, GENMOD_REALLOC and GENMOD_FREE together, or none of them"
+#endif
+#ifndef GENMOD_MALLOC
+#define GENMOD_MALLOC(sz) malloc(sz)
+#define GENMOD_REALLOC(p, sz) realloc(p, sz)
+#define GENMOD_FREE(p) free(p)
+#endif
+#ifdef __cplusplus
+#define GM__VAE_CAST(type, x) static_cast<type>(x)
+#define GM__VAE_UNCONST(type, x) const_cast<type>(x)
+#else
+#define GM__VAE_CAST(type, x) ((type)(x))
+#define GM__VAE_UNCONST(type, x) ((type)(x))
+#endif
+
 #define GM__VAE_LN2 0.69314718055994531
 
 /* ---------------------------------------------------------------------------------------- */
 /* Shared helpers                                                                           */
 /* ---------------------------------------------------------------------------------------- */
-static gm_tensor *gm__vae_act(gm_graph *g, gm_tensor *x, int act) {
-    switch (act) {
-    case GM_VAE_RELU:       return gm_relu(g, x);
-    case GM_VAE_ELU:        return gm_elu(g, x, 1.0f);
-    case GM_VAE_LEAKY_RELU: return gm_leaky_relu(g, x, 0.2f);
-    case GM_VAE_TANH:       return gm_tanh(g, x);
-    case GM_VAE_SIGMOID:    return gm_sigmoid(g, x);
-    default:                return x;
-    }
-}
-
-static const char *gm__vae_act_name(int act) {
-    static const char *names[] = {"relu", "elu", "leaky_relu", "tanh", "sigmoid", "identity"};
-    return act >= 0 && act <= GM_VAE_IDENTITY ? names[act] : "?";
-}
-
 static int gm__vae_check_arch(const gm_vae_arch *a, const char *who) {
-    int i, f = 1 << (a->n_conv > 0 ? a->n_conv : 0);
+    int i, f;
     if (a->in_c <= 0 || a->in_h <= 0 || a->in_w <= 0)
-        return gm_fail("%s: input shape %dx%dx%d is not positive", who, a->in_c, a->in_h, a->in_w);
+        return gm_fail("%s: arch.in_c, in_h, in_w = %dx%dx%d must be positive", who, a->in_c, a->in_h, a->in_w);
     if (a->n_conv < 0 || a->n_conv > GM_VAE_MAX_LAYERS || a->n_enc < 0 || a->n_enc > GM_VAE_MAX_LAYERS - 1 ||
         a->n_dec < 0 || a->n_dec > GM_VAE_MAX_LAYERS - 1)
-        return gm_fail("%s: layer counts conv %d, enc %d, dec %d: each must be 0..%d", who, a->n_conv, a->n_enc,
-                        a->n_dec, GM_VAE_MAX_LAYERS - 1);
-    if (a->n_conv > 0 && (a->in_h % f || a->in_w % f))
-        return gm_fail("%s: %d stride-2 convs need h and w divisible by %d, got %dx%d", who, a->n_conv, f, a->in_h,
-                        a->in_w);
+        return gm_fail("%s: arch.n_conv %d must be 0..%d, arch.n_enc %d and n_dec %d 0..%d", who, a->n_conv,
+                        GM_VAE_MAX_LAYERS, a->n_enc, a->n_dec, GM_VAE_MAX_LAYERS - 1);
+    f = 1 << a->n_conv;   /* each stride-2 conv halves the image */
+    if (a->in_h % f || a->in_w % f)
+        return gm_fail("%s: arch.n_conv = %d stride-2 convs need in_h and in_w divisible by %d, got %dx%d", who,
+                        a->n_conv, f, a->in_h, a->in_w);
     for (i = 0; i < a->n_conv; i++)
-        if (a->conv_ch[i] <= 0) return gm_fail("%s: conv_ch[%d] = %d is not positive", who, i, a->conv_ch[i]);
+        if (a->conv_ch[i] <= 0) return gm_fail("%s: arch.conv_ch[%d] = %d is not positive", who, i, a->conv_ch[i]);
     for (i = 0; i < a->n_enc; i++)
-        if (a->enc[i] <= 0) return gm_fail("%s: enc[%d] = %d is not positive", who, i, a->enc[i]);
+        if (a->enc[i] <= 0) return gm_fail("%s: arch.enc[%d] = %d is not positive", who, i, a->enc[i]);
     for (i = 0; i < a->n_dec; i++)
-        if (a->dec[i] <= 0) return gm_fail("%s: dec[%d] = %d is not positive", who, i, a->dec[i]);
-    if (a->act < 0 || a->act > GM_VAE_IDENTITY) return gm_fail("%s: unknown activation %d", who, a->act);
+        if (a->dec[i] <= 0) return gm_fail("%s: arch.dec[%d] = %d is not positive", who, i, a->dec[i]);
+    if (a->act < 0 || a->act >= GM_ACT_COUNT) return gm_fail("%s: arch.act %d is not a GM_ACT_* activation", who, a->act);
     return 0;
 }
 
@@ -327,7 +350,7 @@ static void gm__vae_arch_text(const gm_vae_arch *a, char *s, size_t cap) {
     char c[96], e[96], d[96];
     snprintf(s, cap, "in=%dx%dx%d conv=[%s] enc=[%s] dec=[%s] act=%s", a->in_c, a->in_h, a->in_w,
              gm__vae_ints(c, sizeof c, a->conv_ch, a->n_conv), gm__vae_ints(e, sizeof e, a->enc, a->n_enc),
-             gm__vae_ints(d, sizeof d, a->dec, a->n_dec), gm__vae_act_name(a->act));
+             gm__vae_ints(d, sizeof d, a->dec, a->n_dec), gm_act_name(a->act));
 }
 
 /* Encoder: [convs 4x4 stride 2] -> flatten -> dense widths; input (in_c + classes) channels. */
@@ -336,8 +359,8 @@ static int gm__vae_enc_init(gm_vae_net *n, gm_params *P, const gm_vae_arch *a, i
     char name[32];
     int i, c = a->in_c + (a->n_conv ? classes : 0), h = a->in_h, wd = a->in_w, in;
     memset(n, 0, sizeof *n);
-    n->nconv = a->n_conv; n->nlin = nw; n->act = a->act; n->last_act = last_act;
-    n->c = a->in_c; n->h = a->in_h; n->w = a->in_w; n->classes = classes;
+    n->n_conv = a->n_conv; n->n_linear = nw; n->act = a->act; n->last_act = last_act;
+    n->channels = a->in_c; n->height = a->in_h; n->width = a->in_w; n->classes = classes;
     for (i = 0; i < a->n_conv; i++, h /= 2, wd /= 2) {
         snprintf(name, sizeof name, "enc.conv%d", i);
         if (gm_conv_init(&n->conv[i], P, name, c, a->conv_ch[i], 4, 2, 1, GM_INIT_TORCH, r) != 0) return -1;
@@ -346,7 +369,7 @@ static int gm__vae_enc_init(gm_vae_net *n, gm_params *P, const gm_vae_arch *a, i
     in = a->n_conv ? c * h * wd : c * h * wd + classes;
     for (i = 0; i < nw; i++) {
         snprintf(name, sizeof name, "enc.fc%d", i);
-        if (gm_linear_init(&n->lin[i], P, name, in, w[i], GM_INIT_TORCH, r) != 0) return -1;
+        if (gm_linear_init(&n->linear[i], P, name, in, w[i], GM_INIT_TORCH, r) != 0) return -1;
         in = w[i];
     }
     return 0;
@@ -358,13 +381,13 @@ static int gm__vae_dec_init(gm_vae_net *n, gm_params *P, const gm_vae_arch *a, i
     char name[32];
     int i, in = zin, f = 1 << a->n_conv, out;
     memset(n, 0, sizeof *n);
-    n->nconv = a->n_conv; n->nlin = a->n_dec + 1; n->act = a->act; n->last_act = GM_VAE_IDENTITY;
-    n->c = a->n_conv ? a->conv_ch[a->n_conv - 1] : a->in_c;
-    n->h = a->in_h / f; n->w = a->in_w / f;
-    for (i = 0; i < n->nlin; i++) {
-        out = i < a->n_dec ? a->dec[i] : n->c * n->h * n->w;
+    n->n_conv = a->n_conv; n->n_linear = a->n_dec + 1; n->act = a->act; n->last_act = GM_ACT_IDENTITY;
+    n->channels = a->n_conv ? a->conv_ch[a->n_conv - 1] : a->in_c;
+    n->height = a->in_h / f; n->width = a->in_w / f;
+    for (i = 0; i < n->n_linear; i++) {
+        out = i < a->n_dec ? a->dec[i] : n->channels * n->height * n->width;
         snprintf(name, sizeof name, "dec.fc%d", i);
-        if (gm_linear_init(&n->lin[i], P, name, in, out, GM_INIT_TORCH, r) != 0) return -1;
+        if (gm_linear_init(&n->linear[i], P, name, in, out, GM_INIT_TORCH, r) != 0) return -1;
         in = out;
     }
     for (i = 0; i < a->n_conv; i++) {
@@ -387,16 +410,18 @@ static gm_tensor *gm__vae_enc_forward(gm_graph *g, const gm_vae_net *n, gm_tenso
     int i, N;
     if (!x) return NULL;
     N = x->shape[0];
-    if (n->nconv) {
-        h = gm_reshape(g, x, N, n->c, n->h, n->w);
-        if (y) h = gm_concat(g, h, gm__vae_label_planes(g, y, n->h, n->w), 1);
-        for (i = 0; i < n->nconv; i++) h = gm__vae_act(g, gm_conv_forward(g, &n->conv[i], h), n->act);
+    if (n->n_conv) {
+        h = gm_reshape(g, x, N, n->channels, n->height, n->width);
+        if (y) h = gm_concat(g, h, gm__vae_label_planes(g, y, n->height, n->width), 1);
+        for (i = 0; i < n->n_conv; i++)
+            h = gm_activation(g, gm_conv_forward(g, &n->conv[i], h), n->act, GM_VAE_LEAKY_SLOPE);
         h = gm_flatten(g, h);
     } else if (y) {
         h = gm_concat(g, x, y, 1);
     }
-    for (i = 0; i < n->nlin; i++)
-        h = gm__vae_act(g, gm_linear_forward(g, &n->lin[i], h), i + 1 < n->nlin ? n->act : n->last_act);
+    for (i = 0; i < n->n_linear; i++)
+        h = gm_activation(g, gm_linear_forward(g, &n->linear[i], h), i + 1 < n->n_linear ? n->act : n->last_act,
+                          GM_VAE_LEAKY_SLOPE);
     return h;
 }
 
@@ -406,15 +431,15 @@ static gm_tensor *gm__vae_dec_forward(gm_graph *g, const gm_vae_net *n, gm_tenso
     int i, N;
     if (!h) return NULL;
     N = h->shape[0];
-    for (i = 0; i < n->nlin; i++) {
-        h = gm_linear_forward(g, &n->lin[i], h);
-        if (i + 1 < n->nlin || n->nconv) h = gm__vae_act(g, h, n->act);
+    for (i = 0; i < n->n_linear; i++) {
+        h = gm_linear_forward(g, &n->linear[i], h);
+        if (i + 1 < n->n_linear || n->n_conv) h = gm_activation(g, h, n->act, GM_VAE_LEAKY_SLOPE);
     }
-    if (!n->nconv) return h;
-    h = gm_reshape(g, h, N, n->c, n->h, n->w);
-    for (i = 0; i < n->nconv; i++) {
+    if (!n->n_conv) return h;
+    h = gm_reshape(g, h, N, n->channels, n->height, n->width);
+    for (i = 0; i < n->n_conv; i++) {
         h = gm_conv_forward(g, &n->conv[i], h);
-        if (i + 1 < n->nconv) h = gm__vae_act(g, h, n->act);
+        if (i + 1 < n->n_conv) h = gm_activation(g, h, n->act, GM_VAE_LEAKY_SLOPE);
     }
     return gm_flatten(g, h);
 }
@@ -428,22 +453,6 @@ static gm_optim gm__vae_optim(int kind, float lr) {
     }
 }
 
-static int gm__vae_reserve(float **buf, size_t *cap, size_t n) {
-    float *p;
-    if (n <= *cap) return 0;
-    p = GM__CAST(float *, GENMOD_REALLOC(*buf, n * sizeof(float)));
-    if (!p) return gm_fail("genmod_vae: out of memory (%lu floats)", (unsigned long)n);
-    *buf = p;
-    *cap = n;
-    return 0;
-}
-
-/* The graph failed: its first error, or gm_last_error's. */
-static int gm__vae_graph_fail(gm_graph *g, const char *who) {
-    const char *e = gm_graph_error(g);
-    return gm_fail("%s: %s", who, e ? e : gm_last_error());
-}
-
 static int gm__vae_args(const void *m, const void *x, int n, const char *who) {
     if (!m) return gm_fail("%s: model is NULL", who);
     if (!x) return gm_fail("%s: input is NULL", who);
@@ -451,15 +460,42 @@ static int gm__vae_args(const void *m, const void *x, int n, const char *who) {
     return 0;
 }
 
-/* Start an inference pass: fresh graph, no tape, eval mode. */
-static void gm__vae_infer_begin(gm_graph *g) {
+/* Start a training step: fresh graph, tape on, training mode. */
+static void gm__vae_train_begin(gm_graph *g) {
     gm_graph_reset(g);
-    gm_graph_set_grad(g, 0);
-    gm_graph_set_training(g, 0);
+    gm_graph_set_grad(g, 1);
+    gm_graph_set_training(g, 1);
 }
 
 static void gm__vae_copy_out(float *dst, const gm_tensor *t) {
     if (dst && t) memcpy(dst, t->data, (size_t)t->size * sizeof(float));
+}
+
+/* One checkpoint part: the model's parameters (stored under their own names) and optimizer.
+   gm_model_save only reads its parts; the part struct is shared with loading, hence no const. */
+static gm_model_part gm__vae_part(const gm_params *p, const gm_optim *opt) {
+    gm_model_part part;
+    part.name = "";
+    part.params = GM__VAE_UNCONST(gm_params *, p);
+    part.opt = GM__VAE_UNCONST(gm_optim *, opt);
+    return part;
+}
+
+/* The metadata: model name, the architecture (checked on load), train step, and the training
+   switches under "train", for the record (not checked: a model may go on with other ones). */
+static int gm__vae_save(const char *path, const char *model, const char *arch, long step, const gm_params *p,
+                        const gm_optim *opt, const char *train, const char *who) {
+    gm_model_part part = gm__vae_part(p, opt);
+    gm_meta extra;
+    memset(&extra, 0, sizeof extra);
+    if (gm_meta_set(&extra, "train", train) != 0) return gm_fail("%s: metadata too long", who);
+    return gm_model_save(path, model, arch, step, &part, 1, &extra);
+}
+
+static int gm__vae_load(const char *path, const char *model, const char *arch, long *step, gm_params *p,
+                        gm_optim *opt) {
+    gm_model_part part = gm__vae_part(p, opt);
+    return gm_model_load(path, model, arch, step, &part, 1, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -471,8 +507,8 @@ GMDEF gm_ae_config gm_ae_default_config(void) {
     c.arch.in_c = 1; c.arch.in_h = 28; c.arch.in_w = 28;
     c.arch.n_enc = 3; c.arch.enc[0] = 784; c.arch.enc[1] = 256; c.arch.enc[2] = 128;
     c.arch.n_dec = 2; c.arch.dec[0] = 128; c.arch.dec[1] = 256;
-    c.arch.act = GM_VAE_RELU;
-    c.code_act = GM_VAE_RELU;
+    c.arch.act = GM_ACT_RELU;
+    c.code_act = GM_ACT_RELU;
     c.sparsity_weight = 1e-4f;      /* L1; a KL penalty wants ~3e-3 */
     c.sparsity_target = 0.05f;
     c.zero_thresh = 0.01f;
@@ -495,17 +531,18 @@ GMDEF gm_ae_config gm_ae_conv_config(void) {
 
 static int gm__ae_check(const gm_ae_config *c) {
     if (gm__vae_check_arch(&c->arch, "gm_ae_init") != 0) return -1;
-    if (c->arch.n_enc < 1) return gm_fail("gm_ae_init: needs at least one dense encoder layer (the code)");
-    if (c->code_act < 0 || c->code_act > GM_VAE_IDENTITY) return gm_fail("gm_ae_init: unknown code activation %d", c->code_act);
+    if (c->arch.n_enc < 1) return gm_fail("gm_ae_init: arch.n_enc: needs at least one dense encoder layer (the code)");
+    if (c->code_act < 0 || c->code_act >= GM_ACT_COUNT)
+        return gm_fail("gm_ae_init: code_act %d is not a GM_ACT_* activation", c->code_act);
     if (!(c->noise_sigma >= 0) || !(c->mask_prob >= 0 && c->mask_prob < 1))
         return gm_fail("gm_ae_init: noise_sigma %g must be >= 0 and mask_prob %g in [0,1)", c->noise_sigma, c->mask_prob);
     if (c->sparsity < GM_AE_SPARSE_NONE || c->sparsity > GM_AE_SPARSE_KL)
-        return gm_fail("gm_ae_init: unknown sparsity kind %d", c->sparsity);
-    if (c->sparsity == GM_AE_SPARSE_KL && c->code_act != GM_VAE_SIGMOID)
-        return gm_fail("gm_ae_init: the KL sparsity penalty needs code activations in (0,1): set code_act = GM_VAE_SIGMOID");
+        return gm_fail("gm_ae_init: sparsity %d is not a GM_AE_SPARSE_* kind", c->sparsity);
+    if (c->sparsity == GM_AE_SPARSE_KL && c->code_act != GM_ACT_SIGMOID)
+        return gm_fail("gm_ae_init: the KL sparsity penalty needs code activations in (0,1): set code_act = GM_ACT_SIGMOID");
     if (c->sparsity == GM_AE_SPARSE_KL && !(c->sparsity_target > 0 && c->sparsity_target < 1))
         return gm_fail("gm_ae_init: sparsity_target %g must be in (0,1)", c->sparsity_target);
-    if (!(c->lr > 0)) return gm_fail("gm_ae_init: learning rate %g must be positive", c->lr);
+    if (!(c->lr > 0)) return gm_fail("gm_ae_init: learning rate lr %g must be positive", c->lr);
     return 0;
 }
 
@@ -527,8 +564,8 @@ GMDEF int gm_ae_init(gm_ae *m, const gm_ae_config *cfg) {
     }
     m->opt = gm__vae_optim(cfg->optim, cfg->lr);
     m->rng = gm_rng_split(&r);
-    m->g = gm_graph_new(cfg->seed + 1);
-    if (!m->g) { gm_ae_free(m); return gm_fail("gm_ae_init: out of memory"); }
+    m->graph = gm_graph_new(cfg->seed + 1);
+    if (!m->graph) { gm_ae_free(m); return gm_fail("gm_ae_init: out of memory"); }
     return 0;
 }
 
@@ -536,7 +573,7 @@ GMDEF void gm_ae_free(gm_ae *m) {
     if (!m) return;
     gm_params_free(&m->params);
     gm_optim_free(&m->opt);
-    gm_graph_free(m->g);
+    gm_graph_free(m->graph);
     GENMOD_FREE(m->scratch);
     memset(m, 0, sizeof *m);
 }
@@ -551,14 +588,15 @@ GMDEF int gm_ae_forward(gm_graph *g, gm_ae *m, gm_tensor *x, gm_tensor **code, g
     c = gm__vae_enc_forward(g, &m->enc, x, NULL);
     if (code) *code = c;
     if (recon) *recon = gm_sigmoid(g, gm__vae_dec_forward(g, &m->dec, c, NULL));
-    if (!c || (recon && !*recon)) return gm__vae_graph_fail(g, "gm_ae_forward");
+    if (!c || (recon && !*recon)) return gm_graph_fail(g, "gm_ae_forward");
     return 0;
 }
 
 GMDEF int gm_ae_corrupt(gm_ae *m, const float *x, int n, float *out) {
     size_t i, count;
     float s, p;
-    if (gm__vae_args(m, x, n, "gm_ae_corrupt") != 0 || !out) return out ? -1 : gm_fail("gm_ae_corrupt: out is NULL");
+    if (gm__vae_args(m, x, n, "gm_ae_corrupt") != 0) return -1;
+    if (!out) return gm_fail("gm_ae_corrupt: out is NULL");
     count = (size_t)n * (size_t)m->in_dim;
     s = m->cfg.noise_sigma; p = m->cfg.mask_prob;
     for (i = 0; i < count; i++) {
@@ -594,158 +632,155 @@ static void gm__ae_code_stats(const gm_ae *m, const gm_tensor *code, double *sum
     }
 }
 
-GMDEF int gm_ae_train_step(gm_ae *m, const float *x, int n, gm_ae_stats *st) {
+GMDEF int gm_ae_train_step(gm_ae *m, const float *x, const int *labels, int n, gm_ae_stats *stats) {
     gm_graph *g;
     gm_tensor *xin, *clean, *code, *recon, *mse, *pen, *loss;
     const float *feed = x;
     double csum = 0;
     long zeros = 0;
     if (gm__vae_args(m, x, n, "gm_ae_train_step") != 0) return -1;
-    g = m->g;
+    if (labels) return gm_fail("gm_ae_train_step: an autoencoder is not conditional: labels must be NULL");
+    g = m->graph;
     if (m->cfg.noise_sigma > 0 || m->cfg.mask_prob > 0) {
-        if (gm__vae_reserve(&m->scratch, &m->scratch_cap, (size_t)n * m->in_dim) != 0) return -1;
+        if (gm_floats_reserve(&m->scratch, &m->scratch_cap, (size_t)n * m->in_dim) != 0) return -1;
         gm_ae_corrupt(m, x, n, m->scratch);
         feed = m->scratch;
     }
-    gm_graph_reset(g);
-    gm_graph_set_grad(g, 1);
-    gm_graph_set_training(g, 1);
+    gm__vae_train_begin(g);
     xin = gm_input(g, feed, n, m->in_dim, 0, 0);
     clean = feed == x ? xin : gm_input(g, x, n, m->in_dim, 0, 0);
     if (!xin || !clean || gm_ae_forward(g, m, xin, &code, &recon) != 0) return -1;
     mse = gm_mse(g, recon, clean);
     pen = gm__ae_penalty(g, &m->cfg, code);
     loss = pen ? gm_add(g, mse, pen) : mse;
-    if (gm_backward(g, loss) != 0) return gm__vae_graph_fail(g, "gm_ae_train_step");
+    /* gm_backward refuses a NaN or infinite loss before any gradient exists: no step is taken */
+    if (gm_backward(g, loss) != 0) return gm_graph_fail(g, "gm_ae_train_step");
     if (gm_optim_step(&m->opt, &m->params) != 0) return -1;
     m->step++;
-    if (st) {
+    if (stats) {
         gm__ae_code_stats(m, code, &csum, &zeros);
-        st->loss = loss->data[0];
-        st->mse = mse->data[0];
-        st->penalty = pen ? pen->data[0] : 0.0f;
-        st->code_mean = (float)(csum / code->size);
-        st->code_zero_frac = (float)zeros / (float)code->size;
+        stats->loss = loss->data[0];
+        stats->mse = mse->data[0];
+        stats->penalty = pen ? pen->data[0] : 0.0f;
+        stats->code_mean = (float)(csum / code->size);
+        stats->code_zero_frac = (float)zeros / (float)code->size;
     }
     return 0;
 }
 
-/* Runs the model on x in chunks; code/out/scores (any may be NULL) get the chunk's results. */
-static int gm__ae_run(gm_ae *m, const float *x, int n, float *code, float *out, float *scores, double *sq,
-                      double *csum, long *zeros, const char *who) {
-    int i0, b, i, j;
-    if (gm__vae_args(m, x, n, who) != 0) return -1;
-    for (i0 = 0; i0 < n; i0 += b) {
-        gm_tensor *xt, *c, *r;
-        b = n - i0 < GM__VAE_CHUNK ? n - i0 : GM__VAE_CHUNK;
-        gm__vae_infer_begin(m->g);
-        xt = gm_input(m->g, x + (size_t)i0 * m->in_dim, b, m->in_dim, 0, 0);
-        if (!xt || gm_ae_forward(m->g, m, xt, &c, (out || scores || sq) ? &r : NULL) != 0) return -1;
-        if (code) gm__vae_copy_out(code + (size_t)i0 * m->code_dim, c);
-        if (out) gm__vae_copy_out(out + (size_t)i0 * m->in_dim, r);
-        if (csum) gm__ae_code_stats(m, c, csum, zeros);
-        for (i = 0; (scores || sq) && i < b; i++) {
-            double s = 0;
-            for (j = 0; j < m->in_dim; j++) {
-                double d = (double)r->data[(size_t)i * m->in_dim + j] - xt->data[(size_t)i * m->in_dim + j];
-                s += d * d;
-            }
-            if (scores) scores[i0 + i] = (float)s;
-            if (sq) *sq += s;
+/* One chunk of an inference call: what it hands back (pointers may be NULL) and accumulates. */
+typedef struct gm__ae_job {
+    gm_ae *m;
+    const float *x;          /* examples, or codes for decode */
+    float *code, *out, *scores;
+    int stats;               /* accumulate sq, csum, zeros (evaluate) */
+    double sq, csum;
+    long zeros;
+} gm__ae_job;
+
+static int gm__ae_chunk(gm_graph *g, int start, int count, void *ctx) {
+    gm__ae_job *j = GM__VAE_CAST(gm__ae_job *, ctx);
+    gm_ae *m = j->m;
+    int i, k, D = m->in_dim, want = j->out || j->scores || j->stats;
+    gm_tensor *xt = gm_input(g, j->x + (size_t)start * D, count, D, 0, 0), *c = NULL, *r = NULL;
+    if (!xt || gm_ae_forward(g, m, xt, &c, want ? &r : NULL) != 0) return -1;
+    if (j->code) gm__vae_copy_out(j->code + (size_t)start * m->code_dim, c);
+    if (j->out) gm__vae_copy_out(j->out + (size_t)start * D, r);
+    if (j->stats) gm__ae_code_stats(m, c, &j->csum, &j->zeros);
+    for (i = 0; (j->scores || j->stats) && i < count; i++) {
+        double s = 0;
+        for (k = 0; k < D; k++) {
+            double d = (double)r->data[(size_t)i * D + k] - xt->data[(size_t)i * D + k];
+            s += d * d;
         }
+        if (j->scores) j->scores[start + i] = (float)s;
+        j->sq += s;
     }
     return 0;
+}
+
+static int gm__ae_run(gm_ae *m, const float *x, int n, gm__ae_job *j, const char *who) {
+    if (gm__vae_args(m, x, n, who) != 0) return -1;
+    j->m = m;
+    j->x = x;
+    return gm_run_chunks(m->graph, n, gm__ae_chunk, j, who);
 }
 
 GMDEF int gm_ae_encode(gm_ae *m, const float *x, int n, float *code) {
-    return gm__ae_run(m, x, n, code, NULL, NULL, NULL, NULL, NULL, "gm_ae_encode");
+    gm__ae_job j;
+    memset(&j, 0, sizeof j);
+    j.code = code;
+    return gm__ae_run(m, x, n, &j, "gm_ae_encode");
 }
 
 GMDEF int gm_ae_reconstruct(gm_ae *m, const float *x, int n, float *out) {
-    return gm__ae_run(m, x, n, NULL, out, NULL, NULL, NULL, NULL, "gm_ae_reconstruct");
+    gm__ae_job j;
+    memset(&j, 0, sizeof j);
+    j.out = out;
+    return gm__ae_run(m, x, n, &j, "gm_ae_reconstruct");
 }
 
 GMDEF int gm_ae_score(gm_ae *m, const float *x, int n, float *scores) {
-    return gm__ae_run(m, x, n, NULL, NULL, scores, NULL, NULL, NULL, "gm_ae_score");
+    gm__ae_job j;
+    if (!scores) return gm_fail("gm_ae_score: scores is NULL");
+    memset(&j, 0, sizeof j);
+    j.scores = scores;
+    return gm__ae_run(m, x, n, &j, "gm_ae_score");
 }
 
-GMDEF int gm_ae_evaluate(gm_ae *m, const float *x, int n, gm_ae_stats *st) {
-    double sq = 0, csum = 0;
-    long zeros = 0;
-    if (!st) return gm_fail("gm_ae_evaluate: st is NULL");
-    if (gm__ae_run(m, x, n, NULL, NULL, NULL, &sq, &csum, &zeros, "gm_ae_evaluate") != 0) return -1;
-    memset(st, 0, sizeof *st);
-    st->mse = (float)(sq / ((double)n * m->in_dim));
-    st->loss = st->mse;
-    st->code_mean = (float)(csum / ((double)n * m->code_dim));
-    st->code_zero_frac = (float)((double)zeros / ((double)n * m->code_dim));
+GMDEF int gm_ae_evaluate(gm_ae *m, const float *x, int n, gm_ae_stats *stats) {
+    gm__ae_job j;
+    if (!stats) return gm_fail("gm_ae_evaluate: stats is NULL");
+    memset(&j, 0, sizeof j);
+    j.stats = 1;
+    if (gm__ae_run(m, x, n, &j, "gm_ae_evaluate") != 0) return -1;
+    memset(stats, 0, sizeof *stats);
+    stats->mse = (float)(j.sq / ((double)n * m->in_dim));
+    stats->loss = stats->mse;
+    stats->code_mean = (float)(j.csum / ((double)n * m->code_dim));
+    stats->code_zero_frac = (float)((double)j.zeros / ((double)n * m->code_dim));
+    return 0;
+}
+
+static int gm__ae_decode_chunk(gm_graph *g, int start, int count, void *ctx) {
+    gm__ae_job *j = GM__VAE_CAST(gm__ae_job *, ctx);
+    gm_ae *m = j->m;
+    gm_tensor *c = gm_input(g, j->x + (size_t)start * m->code_dim, count, m->code_dim, 0, 0);
+    gm_tensor *r = gm_sigmoid(g, gm__vae_dec_forward(g, &m->dec, c, NULL));
+    if (!r) return -1;
+    gm__vae_copy_out(j->out + (size_t)start * m->in_dim, r);
     return 0;
 }
 
 GMDEF int gm_ae_decode(gm_ae *m, const float *code, int n, float *out) {
-    int i0, b;
+    gm__ae_job j;
     if (gm__vae_args(m, code, n, "gm_ae_decode") != 0) return -1;
-    for (i0 = 0; i0 < n; i0 += b) {
-        gm_tensor *r;
-        b = n - i0 < GM__VAE_CHUNK ? n - i0 : GM__VAE_CHUNK;
-        gm__vae_infer_begin(m->g);
-        r = gm_sigmoid(m->g, gm__vae_dec_forward(m->g, &m->dec, gm_input(m->g, code + (size_t)i0 * m->code_dim, b,
-                                                                      m->code_dim, 0, 0), NULL));
-        if (!r) return gm__vae_graph_fail(m->g, "gm_ae_decode");
-        gm__vae_copy_out(out + (size_t)i0 * m->in_dim, r);
-    }
-    return 0;
+    if (!out) return gm_fail("gm_ae_decode: out is NULL");
+    memset(&j, 0, sizeof j);
+    j.m = m; j.x = code; j.out = out;
+    return gm_run_chunks(m->graph, n, gm__ae_decode_chunk, &j, "gm_ae_decode");
 }
 
 static void gm__ae_config_text(const gm_ae_config *c, char *s, size_t cap) {
     char a[400];
     gm__vae_arch_text(&c->arch, a, sizeof a);
-    snprintf(s, cap, "%s code_act=%s", a, gm__vae_act_name(c->code_act));
+    snprintf(s, cap, "%s code_act=%s", a, gm_act_name(c->code_act));
 }
 
-/* Checkpoint metadata: model kind, the architecture (checked on load), train step, and the
-   training switches for the record. */
-static int gm__vae_save_common(const char *path, const gm_params *P, const gm_optim *o, const char *kind,
-                               const char *arch, long step, const char *extra) {
-    gm_meta meta;
-    memset(&meta, 0, sizeof meta);
-    if (gm_meta_set(&meta, "genmod.model", kind) != 0 || gm_meta_set(&meta, "genmod.arch", arch) != 0 ||
-        gm_meta_setf(&meta, "genmod.step", "%ld", step) != 0 || gm_meta_set(&meta, "genmod.train", extra) != 0)
-        return gm_fail("%s checkpoint: metadata too long", kind);
-    return gm_checkpoint_save(path, P, o, &meta);
-}
-
-static int gm__vae_load_common(const char *path, gm_params *P, gm_optim *o, const char *kind, const char *arch,
-                               long *step) {
-    gm_meta meta;
-    const char *k, *a, *s;
-    memset(&meta, 0, sizeof meta);
-    if (gm_checkpoint_load(path, P, o, &meta) != 0) return -1;
-    k = gm_meta_get(&meta, "genmod.model");
-    a = gm_meta_get(&meta, "genmod.arch");
-    if (!k || strcmp(k, kind) != 0)
-        return gm_fail("%s: holds a '%s' model, not a '%s'", path, k ? k : "(unknown)", kind);
-    if (!a || strcmp(a, arch) != 0)
-        return gm_fail("%s: saved with architecture '%s', this model is '%s'", path, a ? a : "?", arch);
-    s = gm_meta_get(&meta, "genmod.step");
-    *step = s ? atol(s) : 0;
-    return 0;
-}
-
-GMDEF int gm_ae_save(gm_ae *m, const char *path) {
-    char arch[512], extra[160];
+GMDEF int gm_ae_save(const gm_ae *m, const char *path) {
+    char arch[512], train[160];
     if (!m || !path) return gm_fail("gm_ae_save: NULL argument");
     gm__ae_config_text(&m->cfg, arch, sizeof arch);
-    snprintf(extra, sizeof extra, "noise_sigma=%g mask_prob=%g sparsity=%d weight=%g target=%g", m->cfg.noise_sigma,
+    snprintf(train, sizeof train, "noise_sigma=%g mask_prob=%g sparsity=%d weight=%g target=%g", m->cfg.noise_sigma,
              m->cfg.mask_prob, m->cfg.sparsity, m->cfg.sparsity_weight, m->cfg.sparsity_target);
-    return gm__vae_save_common(path, &m->params, &m->opt, "ae", arch, m->step, extra);
+    return gm__vae_save(path, "ae", arch, m->step, &m->params, &m->opt, train, "gm_ae_save");
 }
 
 GMDEF int gm_ae_load(gm_ae *m, const char *path) {
     char arch[512];
     if (!m || !path) return gm_fail("gm_ae_load: NULL argument");
     gm__ae_config_text(&m->cfg, arch, sizeof arch);
-    return gm__vae_load_common(path, &m->params, &m->opt, "ae", arch, &m->step);
+    return gm__vae_load(path, "ae", arch, &m->step, &m->params, &m->opt);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -757,7 +792,7 @@ GMDEF gm_vae_config gm_vae_default_config(void) {
     c.arch.in_c = 1; c.arch.in_h = 28; c.arch.in_w = 28;
     c.arch.n_enc = 3; c.arch.enc[0] = 784; c.arch.enc[1] = 256; c.arch.enc[2] = 128;
     c.arch.n_dec = 3; c.arch.dec[0] = 256; c.arch.dec[1] = 384; c.arch.dec[2] = 512;
-    c.arch.act = GM_VAE_ELU;
+    c.arch.act = GM_ACT_ELU;
     c.latent = 10;
     c.likelihood = GM_VAE_BERNOULLI;
     c.gauss_sigma = 0.1f;
@@ -765,7 +800,7 @@ GMDEF gm_vae_config gm_vae_default_config(void) {
     c.beta.beta = 1.0f;
     c.beta.ramp = 0.5f;
     c.optim = GM_ADAM;
-    c.lr = 1e-3f;   /* vae_mnist.py's default (its source used 1e-4) */
+    c.lr = 1e-3f;   /* the PyTorch reference's default (its source used 1e-4) */
     c.batch = 100;
     c.seed = 1;
     return c;
@@ -798,22 +833,22 @@ GMDEF float gm_vae_beta_at(const gm_beta_schedule *s, long step) {
 
 static int gm__vae_check(const gm_vae_config *c) {
     if (gm__vae_check_arch(&c->arch, "gm_vae_init") != 0) return -1;
-    if (c->arch.n_enc < 1) return gm_fail("gm_vae_init: needs at least one dense encoder layer before the heads");
+    if (c->arch.n_enc < 1) return gm_fail("gm_vae_init: arch.n_enc: needs at least one dense encoder layer before the heads");
     if (c->latent <= 0) return gm_fail("gm_vae_init: latent = %d must be positive", c->latent);
     if (c->nclasses < 0) return gm_fail("gm_vae_init: nclasses = %d must be >= 0", c->nclasses);
     if (c->likelihood < GM_VAE_BERNOULLI || c->likelihood > GM_VAE_GAUSSIAN_LEARNED)
-        return gm_fail("gm_vae_init: unknown likelihood %d", c->likelihood);
+        return gm_fail("gm_vae_init: likelihood %d is not a GM_VAE_BERNOULLI / _GAUSSIAN / _GAUSSIAN_LEARNED", c->likelihood);
     if (c->likelihood != GM_VAE_BERNOULLI && !(c->gauss_sigma > 0))
         return gm_fail("gm_vae_init: gauss_sigma %g must be positive", c->gauss_sigma);
     if (c->beta.kind < GM_BETA_CONSTANT || c->beta.kind > GM_BETA_CYCLICAL)
-        return gm_fail("gm_vae_init: unknown beta schedule %d", c->beta.kind);
+        return gm_fail("gm_vae_init: beta.kind %d is not a GM_BETA_* schedule", c->beta.kind);
     if (!(c->beta.beta >= 0) || !(c->beta.start >= 0))
-        return gm_fail("gm_vae_init: beta %g and its start %g must be >= 0", c->beta.beta, c->beta.start);
+        return gm_fail("gm_vae_init: beta.beta %g and beta.start %g must be >= 0", c->beta.beta, c->beta.start);
     if (c->beta.kind != GM_BETA_CONSTANT && c->beta.steps <= 0)
-        return gm_fail("gm_vae_init: a linear or cyclical beta schedule needs steps > 0");
+        return gm_fail("gm_vae_init: a linear or cyclical beta schedule needs beta.steps > 0");
     if (c->beta.kind == GM_BETA_CYCLICAL && !(c->beta.ramp > 0 && c->beta.ramp <= 1))
-        return gm_fail("gm_vae_init: cyclical ramp %g must be in (0,1]", c->beta.ramp);
-    if (!(c->lr > 0)) return gm_fail("gm_vae_init: learning rate %g must be positive", c->lr);
+        return gm_fail("gm_vae_init: cyclical beta.ramp %g must be in (0,1]", c->beta.ramp);
+    if (!(c->lr > 0)) return gm_fail("gm_vae_init: learning rate lr %g must be positive", c->lr);
     return 0;
 }
 
@@ -839,9 +874,9 @@ GMDEF int gm_vae_init(gm_vae *m, const gm_vae_config *cfg) {
         if ((m->out_logvar = gm_params_add(&m->params, "dec.logvar", 1, &one)) < 0) goto fail;
         gm_params_data(&m->params, m->out_logvar)[0] = 2.0f * logf(cfg->gauss_sigma);
     }
-    m->kl_dim = GM__CAST(float *, GENMOD_MALLOC((size_t)cfg->latent * sizeof(float)));
-    m->g = gm_graph_new(cfg->seed + 1);
-    if (!m->kl_dim || !m->g) { gm_fail("gm_vae_init: out of memory"); goto fail; }
+    m->kl_dim = GM__VAE_CAST(float *, GENMOD_MALLOC((size_t)cfg->latent * sizeof(float)));
+    m->graph = gm_graph_new(cfg->seed + 1);
+    if (!m->kl_dim || !m->graph) { gm_fail("gm_vae_init: out of memory"); goto fail; }
     memset(m->kl_dim, 0, (size_t)cfg->latent * sizeof(float));
     m->opt = gm__vae_optim(cfg->optim, cfg->lr);
     m->rng = gm_rng_split(&r);
@@ -855,7 +890,7 @@ GMDEF void gm_vae_free(gm_vae *m) {
     if (!m) return;
     gm_params_free(&m->params);
     gm_optim_free(&m->opt);
-    gm_graph_free(m->g);
+    gm_graph_free(m->graph);
     GENMOD_FREE(m->kl_dim);
     GENMOD_FREE(m->scratch);
     memset(m, 0, sizeof *m);
@@ -865,10 +900,28 @@ GMDEF void gm_vae_free(gm_vae *m) {
 /* ---------------------------------------------------------------------------------------- */
 /* VAE: the model in a graph                                                                */
 /* ---------------------------------------------------------------------------------------- */
-static gm_tensor *gm__vae_onehot(gm_graph *g, const gm_vae *m, const int *labels, int n, const char *who) {
-    if (m->cfg.nclasses <= 0) return NULL;
-    if (!labels) { gm_fail("%s: this conditional VAE needs labels (0..%d)", who, m->cfg.nclasses - 1); return NULL; }
-    return gm_one_hot(g, labels, n, m->cfg.nclasses);
+/* Labels fit the model: n of them in 0..nclasses-1 for a conditional VAE, none otherwise. Checked
+   on the host before any graph is built, so the message names the call that was made. */
+static int gm__vae_check_labels(const gm_vae *m, const int *labels, int n, const char *who) {
+    int i;
+    if (m->cfg.nclasses <= 0)
+        return labels ? gm_fail("%s: this VAE is not conditional (nclasses = 0): labels must be NULL", who) : 0;
+    if (!labels) return gm_fail("%s: this conditional VAE needs labels (0..%d)", who, m->cfg.nclasses - 1);
+    for (i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= m->cfg.nclasses)
+            return gm_fail("%s: label %d of example %d is outside 0..%d", who, labels[i], i, m->cfg.nclasses - 1);
+    return 0;
+}
+
+/* The arguments of a call on n examples x (or z) with labels. */
+static int gm__vae_in(const gm_vae *m, const void *x, const int *labels, int n, const char *who) {
+    if (gm__vae_args(m, x, n, who) != 0) return -1;
+    return gm__vae_check_labels(m, labels, n, who);
+}
+
+/* The one-hot labels joined to the encoder input and to z; NULL for an unconditional model. */
+static gm_tensor *gm__vae_onehot(gm_graph *g, const gm_vae *m, const int *labels, int n) {
+    return m->cfg.nclasses > 0 ? gm_one_hot(g, labels, n, m->cfg.nclasses) : NULL;
 }
 
 /* -log p(x | decoder output) per example (N). */
@@ -880,38 +933,34 @@ static gm_tensor *gm__vae_nll(gm_graph *g, gm_vae *m, gm_tensor *x, gm_tensor *l
     return gm_neg(g, gm_gaussian_loglik(g, x, mean, lv));
 }
 
-/* z (N, latent) -> logits (N, in_dim) */
-static gm_tensor *gm__vae_decode_t(gm_graph *g, gm_vae *m, gm_tensor *z, gm_tensor *y) {
-    return gm__vae_dec_forward(g, &m->dec, z, y);
-}
-
 /* x (N, in_dim), labels (N) -> mu, logvar, z (N, latent); logits, mean (N, in_dim); recon, kl (N) */
-GMDEF int gm_vae_forward(gm_graph *g, gm_vae *m, gm_tensor *x, const int *labels, int sample, gm_vae_out *o) {
+GMDEF int gm_vae_forward(gm_graph *g, gm_vae *m, gm_tensor *x, const int *labels, int sample, gm_vae_out *out) {
     gm_tensor *y = NULL, *h;
     int n;
-    if (!g || !m || !x || !o) return gm_fail("gm_vae_forward: NULL argument");
-    memset(o, 0, sizeof *o);
+    if (!g || !m || !x || !out) return gm_fail("gm_vae_forward: NULL argument");
+    memset(out, 0, sizeof *out);
     if (x->ndim != 2 || x->shape[1] != m->in_dim)
         return gm_fail("gm_vae_forward: x must be (N,%d), got %d dims with %d columns", m->in_dim, x->ndim,
                         x->ndim > 1 ? x->shape[1] : x->shape[0]);
     n = x->shape[0];
-    if (m->cfg.nclasses > 0 && !(y = gm__vae_onehot(g, m, labels, n, "gm_vae_forward")))
-        return gm_graph_error(g) ? gm__vae_graph_fail(g, "gm_vae_forward") : -1;
+    if (gm__vae_check_labels(m, labels, n, "gm_vae_forward") != 0) return -1;
+    if (m->cfg.nclasses > 0 && !(y = gm__vae_onehot(g, m, labels, n))) return gm_graph_fail(g, "gm_vae_forward");
     h = gm__vae_enc_forward(g, &m->enc, x, y);
-    o->mu = gm_linear_forward(g, &m->mu, h);
-    o->logvar = gm_linear_forward(g, &m->logvar, h);
-    o->z = !sample ? o->mu : gm_add(g, o->mu, gm_mul(g, gm_exp(g, gm_scale(g, o->logvar, 0.5f)), gm_randn_like(g, o->mu)));
-    o->logits = gm__vae_decode_t(g, m, o->z, y);
-    o->mean = gm_sigmoid(g, o->logits);
-    o->recon = gm__vae_nll(g, m, x, o->logits, o->mean);
-    o->kl = gm_kl_std_normal(g, o->mu, o->logvar);
-    if (!o->recon || !o->kl) return gm__vae_graph_fail(g, "gm_vae_forward");
+    out->mu = gm_linear_forward(g, &m->mu, h);
+    out->logvar = gm_linear_forward(g, &m->logvar, h);
+    out->z = !sample ? out->mu
+                     : gm_add(g, out->mu, gm_mul(g, gm_exp(g, gm_scale(g, out->logvar, 0.5f)), gm_randn_like(g, out->mu)));
+    out->logits = gm__vae_dec_forward(g, &m->dec, out->z, y);
+    out->mean = gm_sigmoid(g, out->logits);
+    out->recon = gm__vae_nll(g, m, x, out->logits, out->mean);
+    out->kl = gm_kl_std_normal(g, out->mu, out->logvar);
+    if (!out->recon || !out->kl) return gm_graph_fail(g, "gm_vae_forward");
     return 0;
 }
 
-GMDEF gm_tensor *gm_vae_loss(gm_graph *g, const gm_vae_out *o, float beta) {
-    if (!g || !o || !o->recon || !o->kl) return NULL;
-    return gm_mean(g, gm_add(g, o->recon, gm_scale(g, o->kl, beta)));
+GMDEF gm_tensor *gm_vae_loss(gm_graph *g, const gm_vae_out *out, float beta) {
+    if (!g || !out || !out->recon || !out->kl) return NULL;
+    return gm_mean(g, gm_add(g, out->recon, gm_scale(g, out->kl, beta)));
 }
 
 /* Adds each dimension's KL, -0.5 (1 + lv - mu^2 - e^lv), summed over the examples, into acc (latent). */
@@ -924,45 +973,37 @@ static void gm__vae_kl_dims(const gm_tensor *mu, const gm_tensor *lv, double *ac
         }
 }
 
-static double gm__vae_sum(const gm_tensor *t) {
-    double s = 0;
-    int i;
-    for (i = 0; i < t->size; i++) s += t->data[i];
-    return s;
-}
-
-GMDEF int gm_vae_train_step(gm_vae *m, const float *x, const int *labels, int n, gm_vae_stats *st) {
+GMDEF int gm_vae_train_step(gm_vae *m, const float *x, const int *labels, int n, gm_vae_stats *stats) {
     gm_graph *g;
     gm_vae_out o;
     gm_tensor *xt, *loss;
     float beta;
     double acc[256], *kd = acc;
     int j;
-    if (gm__vae_args(m, x, n, "gm_vae_train_step") != 0) return -1;
-    g = m->g;
+    if (gm__vae_in(m, x, labels, n, "gm_vae_train_step") != 0) return -1;
+    g = m->graph;
     beta = gm_vae_beta_at(&m->cfg.beta, m->step);
-    gm_graph_reset(g);
-    gm_graph_set_grad(g, 1);
-    gm_graph_set_training(g, 1);
+    gm__vae_train_begin(g);
     xt = gm_input(g, x, n, m->in_dim, 0, 0);
     if (!xt || gm_vae_forward(g, m, xt, labels, 1, &o) != 0) return -1;
     loss = gm_vae_loss(g, &o, beta);
-    if (gm_backward(g, loss) != 0) return gm__vae_graph_fail(g, "gm_vae_train_step");
+    /* gm_backward refuses a NaN or infinite loss before any gradient exists: no step is taken */
+    if (gm_backward(g, loss) != 0) return gm_graph_fail(g, "gm_vae_train_step");
     if (gm_optim_step(&m->opt, &m->params) != 0) return -1;
     m->step++;
-    if (m->cfg.latent > 256 && !(kd = GM__CAST(double *, GENMOD_MALLOC((size_t)m->cfg.latent * sizeof(double)))))
+    if (m->cfg.latent > 256 && !(kd = GM__VAE_CAST(double *, GENMOD_MALLOC((size_t)m->cfg.latent * sizeof(double)))))
         return gm_fail("gm_vae_train_step: out of memory");
     memset(kd, 0, (size_t)m->cfg.latent * sizeof(double));
     gm__vae_kl_dims(o.mu, o.logvar, kd);
     for (j = 0; j < m->cfg.latent; j++) m->kl_dim[j] = (float)(kd[j] / n);
     if (kd != acc) GENMOD_FREE(kd);
-    if (st) {
-        st->loss = loss->data[0];
-        st->recon = (float)(gm__vae_sum(o.recon) / n);
-        st->kl = (float)(gm__vae_sum(o.kl) / n);
-        st->neg_elbo = st->recon + st->kl;
-        st->beta = beta;
-        st->kl_dim = m->kl_dim;
+    if (stats) {
+        stats->loss = loss->data[0];
+        stats->recon = (float)(gm_tensor_sum(o.recon) / n);
+        stats->kl = (float)(gm_tensor_sum(o.kl) / n);
+        stats->neg_elbo = stats->recon + stats->kl;
+        stats->beta = beta;
+        stats->kl_dim = m->kl_dim;
     }
     return 0;
 }
@@ -970,63 +1011,104 @@ GMDEF int gm_vae_train_step(gm_vae *m, const float *x, const int *labels, int n,
 /* ---------------------------------------------------------------------------------------- */
 /* VAE: inference                                                                           */
 /* ---------------------------------------------------------------------------------------- */
-/* One chunk's forward pass without a tape. */
-static int gm__vae_chunk(gm_vae *m, const float *x, const int *labels, int b, int sample, gm_vae_out *o) {
-    gm_tensor *xt;
-    gm__vae_infer_begin(m->g);
-    xt = gm_input(m->g, x, b, m->in_dim, 0, 0);
-    if (!xt) return gm__vae_graph_fail(m->g, "genmod_vae");
-    return gm_vae_forward(m->g, m, xt, labels, sample, o);
+/* One chunk of an inference call: what it hands back (pointers may be NULL) and accumulates. */
+typedef struct gm__vae_job {
+    gm_vae *m;
+    const float *x;          /* examples (n * in_dim), or z (n * latent) for decode */
+    const int *labels;       /* n labels, or NULL */
+    int sample;              /* z = mu + sigma eps (1), or mu (0) */
+    float *mu, *logvar, *mean;
+    float *scores;           /* with score_kind */
+    int score_kind;
+    double *kl_dims;         /* evaluate: per-dimension KL sums, and recon / kl sums beside them */
+    double recon, kl;
+} gm__vae_job;
+
+/* The anomaly score of each of count examples of a forward pass. */
+static void gm__vae_scores(const gm_vae *m, const gm_vae_out *o, const float *x, int count, int kind, float *scores) {
+    int i, j, D = m->in_dim;
+    for (i = 0; i < count; i++) {
+        double s = 0;
+        if (kind == GM_VAE_SCORE_NELBO) s = (double)o->recon->data[i] + o->kl->data[i];
+        else
+            for (j = 0; j < D; j++) {
+                double d = (double)o->mean->data[(size_t)i * D + j] - x[(size_t)i * D + j];
+                s += d * d;
+            }
+        scores[i] = (float)s;
+    }
 }
 
-#define GM__VAE_CHUNKS(n, i0, b) for (i0 = 0; i0 < (n); i0 += b) if ((b = (n) - i0 < GM__VAE_CHUNK ? (n) - i0 : GM__VAE_CHUNK) > 0)
-
-GMDEF int gm_vae_encode(gm_vae *m, const float *x, const int *labels, int n, float *mu, float *logvar) {
-    int i0, b = 0, L;
+static int gm__vae_chunk(gm_graph *g, int start, int count, void *ctx) {
+    gm__vae_job *j = GM__VAE_CAST(gm__vae_job *, ctx);
+    gm_vae *m = j->m;
+    const float *x = j->x + (size_t)start * m->in_dim;
+    size_t L = (size_t)m->cfg.latent;
     gm_vae_out o;
-    if (gm__vae_args(m, x, n, "gm_vae_encode") != 0) return -1;
-    L = m->cfg.latent;
-    GM__VAE_CHUNKS(n, i0, b) {
-        if (gm__vae_chunk(m, x + (size_t)i0 * m->in_dim, labels ? labels + i0 : NULL, b, 0, &o) != 0) return -1;
-        if (mu) gm__vae_copy_out(mu + (size_t)i0 * L, o.mu);
-        if (logvar) gm__vae_copy_out(logvar + (size_t)i0 * L, o.logvar);
+    gm_tensor *xt = gm_input(g, x, count, m->in_dim, 0, 0);
+    if (!xt || gm_vae_forward(g, m, xt, j->labels ? j->labels + start : NULL, j->sample, &o) != 0) return -1;
+    if (j->mu) gm__vae_copy_out(j->mu + start * L, o.mu);
+    if (j->logvar) gm__vae_copy_out(j->logvar + start * L, o.logvar);
+    if (j->mean) gm__vae_copy_out(j->mean + (size_t)start * m->in_dim, o.mean);
+    if (j->scores) gm__vae_scores(m, &o, x, count, j->score_kind, j->scores + start);
+    if (j->kl_dims) {
+        j->recon += gm_tensor_sum(o.recon);
+        j->kl += gm_tensor_sum(o.kl);
+        gm__vae_kl_dims(o.mu, o.logvar, j->kl_dims);
     }
     return 0;
 }
 
+/* Runs the model over n examples in chunks (eval mode, no tape), as j asks. */
+static int gm__vae_run(gm_vae *m, const float *x, const int *labels, int n, gm__vae_job *j, const char *who) {
+    if (gm__vae_in(m, x, labels, n, who) != 0) return -1;
+    j->m = m;
+    j->x = x;
+    j->labels = labels;
+    return gm_run_chunks(m->graph, n, gm__vae_chunk, j, who);
+}
+
+GMDEF int gm_vae_encode(gm_vae *m, const float *x, const int *labels, int n, float *mu, float *logvar) {
+    gm__vae_job j;
+    memset(&j, 0, sizeof j);
+    j.mu = mu; j.logvar = logvar;
+    return gm__vae_run(m, x, labels, n, &j, "gm_vae_encode");
+}
+
 GMDEF int gm_vae_reconstruct(gm_vae *m, const float *x, const int *labels, int n, float *out) {
-    int i0, b = 0;
-    gm_vae_out o;
-    if (gm__vae_args(m, x, n, "gm_vae_reconstruct") != 0) return -1;
-    GM__VAE_CHUNKS(n, i0, b) {
-        if (gm__vae_chunk(m, x + (size_t)i0 * m->in_dim, labels ? labels + i0 : NULL, b, 0, &o) != 0) return -1;
-        gm__vae_copy_out(out + (size_t)i0 * m->in_dim, o.mean);
-    }
+    gm__vae_job j;
+    memset(&j, 0, sizeof j);
+    j.mean = out;
+    return gm__vae_run(m, x, labels, n, &j, "gm_vae_reconstruct");
+}
+
+static int gm__vae_decode_chunk(gm_graph *g, int start, int count, void *ctx) {
+    gm__vae_job *j = GM__VAE_CAST(gm__vae_job *, ctx);
+    gm_vae *m = j->m;
+    int L = m->cfg.latent;
+    gm_tensor *y = NULL, *r;
+    if (m->cfg.nclasses > 0 && !(y = gm__vae_onehot(g, m, j->labels + start, count))) return -1;
+    r = gm_sigmoid(g, gm__vae_dec_forward(g, &m->dec, gm_input(g, j->x + (size_t)start * L, count, L, 0, 0), y));
+    if (!r) return -1;
+    gm__vae_copy_out(j->mean + (size_t)start * m->in_dim, r);
     return 0;
 }
 
 GMDEF int gm_vae_decode(gm_vae *m, const float *z, const int *labels, int n, float *out) {
-    int i0, b = 0;
-    if (gm__vae_args(m, z, n, "gm_vae_decode") != 0) return -1;
+    gm__vae_job j;
+    if (gm__vae_in(m, z, labels, n, "gm_vae_decode") != 0) return -1;
     if (!out) return gm_fail("gm_vae_decode: out is NULL");
-    GM__VAE_CHUNKS(n, i0, b) {
-        gm_tensor *y = NULL, *r;
-        gm__vae_infer_begin(m->g);
-        if (m->cfg.nclasses > 0 && !(y = gm__vae_onehot(m->g, m, labels ? labels + i0 : NULL, b, "gm_vae_decode")))
-            return gm_graph_error(m->g) ? gm__vae_graph_fail(m->g, "gm_vae_decode") : -1;
-        r = gm_sigmoid(m->g, gm__vae_decode_t(m->g, m, gm_input(m->g, z + (size_t)i0 * m->cfg.latent, b,
-                                                                 m->cfg.latent, 0, 0), y));
-        if (!r) return gm__vae_graph_fail(m->g, "gm_vae_decode");
-        gm__vae_copy_out(out + (size_t)i0 * m->in_dim, r);
-    }
-    return 0;
+    memset(&j, 0, sizeof j);
+    j.m = m; j.x = z; j.labels = labels; j.mean = out;
+    return gm_run_chunks(m->graph, n, gm__vae_decode_chunk, &j, "gm_vae_decode");
 }
 
 GMDEF int gm_vae_sample(gm_vae *m, const int *labels, int n, float *out) {
     size_t i, count;
     if (!m || n <= 0 || !out) return gm_fail("gm_vae_sample: needs a model, n > 0 and out");
+    if (gm__vae_check_labels(m, labels, n, "gm_vae_sample") != 0) return -1;
     count = (size_t)n * m->cfg.latent;
-    if (gm__vae_reserve(&m->scratch, &m->scratch_cap, count) != 0) return -1;
+    if (gm_floats_reserve(&m->scratch, &m->scratch_cap, count) != 0) return -1;
     for (i = 0; i < count; i++) m->scratch[i] = gm_rng_normal(&m->rng);
     return gm_vae_decode(m, m->scratch, labels, n, out);
 }
@@ -1038,11 +1120,12 @@ GMDEF int gm_vae_interpolate(gm_vae *m, const float *xa, const float *xb, const 
     if (!m || !xa || !xb || !out || steps < 2) return gm_fail("gm_vae_interpolate: needs two inputs, out, steps >= 2");
     L = m->cfg.latent;
     if (L > 1024) return gm_fail("gm_vae_interpolate: latent %d is above 1024", L);
+    if (gm__vae_check_labels(m, labels, 2, "gm_vae_interpolate") != 0) return -1;
     if (gm_vae_encode(m, xa, labels, 1, mu, NULL) != 0 || gm_vae_encode(m, xb, labels ? labels + 1 : NULL, 1, mu + L, NULL) != 0)
         return -1;
-    if (gm__vae_reserve(&m->scratch, &m->scratch_cap, (size_t)steps * L + steps) != 0) return -1;
+    if (gm_floats_reserve(&m->scratch, &m->scratch_cap, (size_t)steps * L + steps) != 0) return -1;
     z = m->scratch;
-    if (labels) lab = GM__CAST(int *, GENMOD_MALLOC((size_t)steps * sizeof(int)));
+    if (labels) lab = GM__VAE_CAST(int *, GENMOD_MALLOC((size_t)steps * sizeof(int)));
     if (labels && !lab) return gm_fail("gm_vae_interpolate: out of memory");
     for (s = 0; s < steps; s++) {
         float t = (float)s / (float)(steps - 1);
@@ -1055,32 +1138,28 @@ GMDEF int gm_vae_interpolate(gm_vae *m, const float *xa, const float *xb, const 
 }
 
 GMDEF int gm_vae_evaluate(gm_vae *m, const float *x, const int *labels, int n, gm_vae_eval *ev) {
-    int i0, b = 0, j, L;
-    double rec = 0, kl = 0, *kd;
-    gm_vae_out o;
-    if (gm__vae_args(m, x, n, "gm_vae_evaluate") != 0) return -1;
+    gm__vae_job job;
+    int j, L;
     if (!ev) return gm_fail("gm_vae_evaluate: ev is NULL");
+    if (gm__vae_in(m, x, labels, n, "gm_vae_evaluate") != 0) return -1;
     L = m->cfg.latent;
-    kd = GM__CAST(double *, GENMOD_MALLOC((size_t)L * sizeof(double)));
-    if (!kd) return gm_fail("gm_vae_evaluate: out of memory");
-    memset(kd, 0, (size_t)L * sizeof(double));
-    GM__VAE_CHUNKS(n, i0, b) {
-        if (gm__vae_chunk(m, x + (size_t)i0 * m->in_dim, labels ? labels + i0 : NULL, b, 1, &o) != 0) {
-            GENMOD_FREE(kd);
-            return -1;
-        }
-        rec += gm__vae_sum(o.recon);
-        kl += gm__vae_sum(o.kl);
-        gm__vae_kl_dims(o.mu, o.logvar, kd);
+    memset(&job, 0, sizeof job);
+    job.sample = 1;
+    job.kl_dims = GM__VAE_CAST(double *, GENMOD_MALLOC((size_t)L * sizeof(double)));
+    if (!job.kl_dims) return gm_fail("gm_vae_evaluate: out of memory");
+    memset(job.kl_dims, 0, (size_t)L * sizeof(double));
+    if (gm__vae_run(m, x, labels, n, &job, "gm_vae_evaluate") != 0) {
+        GENMOD_FREE(job.kl_dims);
+        return -1;
     }
     memset(ev, 0, sizeof *ev);
     for (j = 0; j < L; j++) {
-        m->kl_dim[j] = (float)(kd[j] / n);
+        m->kl_dim[j] = (float)(job.kl_dims[j] / n);
         ev->active += m->kl_dim[j] > 0.01f;
     }
-    GENMOD_FREE(kd);
-    ev->recon = rec / n;
-    ev->kl = kl / n;
+    GENMOD_FREE(job.kl_dims);
+    ev->recon = job.recon / n;
+    ev->kl = job.kl / n;
     ev->neg_elbo = ev->recon + ev->kl;
     ev->neg_elbo_bpd = ev->neg_elbo / (m->in_dim * GM__VAE_LN2);
     ev->kl_dim = m->kl_dim;
@@ -1088,74 +1167,82 @@ GMDEF int gm_vae_evaluate(gm_vae *m, const float *x, const int *labels, int n, g
 }
 
 GMDEF int gm_vae_score(gm_vae *m, const float *x, const int *labels, int n, int kind, float *scores) {
-    int i0, b = 0, i, j;
-    gm_vae_out o;
-    if (gm__vae_args(m, x, n, "gm_vae_score") != 0) return -1;
+    gm__vae_job j;
     if (!scores || (kind != GM_VAE_SCORE_NELBO && kind != GM_VAE_SCORE_RECON))
         return gm_fail("gm_vae_score: needs scores and a kind GM_VAE_SCORE_NELBO or _RECON (got %d)", kind);
-    GM__VAE_CHUNKS(n, i0, b) {
-        const float *xc = x + (size_t)i0 * m->in_dim;
-        if (gm__vae_chunk(m, xc, labels ? labels + i0 : NULL, b, kind == GM_VAE_SCORE_NELBO, &o) != 0) return -1;
-        for (i = 0; i < b; i++) {
-            double s = 0;
-            if (kind == GM_VAE_SCORE_NELBO) s = (double)o.recon->data[i] + o.kl->data[i];
-            else
-                for (j = 0; j < m->in_dim; j++) {
-                    double d = (double)o.mean->data[(size_t)i * m->in_dim + j] - xc[(size_t)i * m->in_dim + j];
-                    s += d * d;
-                }
-            scores[i0 + i] = (float)s;
-        }
-    }
+    memset(&j, 0, sizeof j);
+    j.sample = kind == GM_VAE_SCORE_NELBO;
+    j.scores = scores;
+    j.score_kind = kind;
+    return gm__vae_run(m, x, labels, n, &j, "gm_vae_score");
+}
+
+/* Importance weighting: rows = examples x k samples, each row an example's copy and one z. */
+typedef struct gm__vae_iw {
+    gm_vae *m;
+    const float *x, *z;      /* (rows, in_dim), (rows, latent) */
+    const int *labels;       /* (rows) or NULL */
+    int rows;
+    double *lw;              /* (rows): log p(z) - log q(z|x) in, minus -log p(x|z) out */
+} gm__vae_iw;
+
+/* Every row of a block in one decoder pass: gm_run_chunks sees the block as a single item. A block
+   is already sized to about 2000 rows, and one pass keeps the figures bit for bit as they were (a
+   GEMM's rounding may depend on how many rows it is given). */
+static int gm__vae_iw_block(gm_graph *g, int start, int count, void *ctx) {
+    gm__vae_iw *w = GM__VAE_CAST(gm__vae_iw *, ctx);
+    gm_vae *m = w->m;
+    int D = m->in_dim, L = m->cfg.latent, i;
+    gm_tensor *y = NULL, *xt, *logits, *nll;
+    (void)start; (void)count;
+    if (m->cfg.nclasses > 0 && !(y = gm__vae_onehot(g, m, w->labels, w->rows))) return -1;
+    xt = gm_input(g, w->x, w->rows, D, 0, 0);
+    logits = gm__vae_dec_forward(g, &m->dec, gm_input(g, w->z, w->rows, L, 0, 0), y);
+    nll = gm__vae_nll(g, m, xt, logits, gm_sigmoid(g, logits));
+    if (!nll) return -1;
+    for (i = 0; i < w->rows; i++) w->lw[i] -= nll->data[i];
     return 0;
 }
 
 /* log-weights of k samples for each of b examples: lw[i*k + s] = log p(x|z) + log p(z) - log q(z|x) */
 static int gm__vae_iw_chunk(gm_vae *m, const float *x, const int *labels, int b, int k, double *lw) {
-    int L = m->cfg.latent, D = m->in_dim, i, s, j, rows = b * k;
+    int L = m->cfg.latent, D = m->in_dim, i, s, j, rows = b * k, rc;
     float *mu, *lv, *z, *xr;
     int *lab = NULL;
-    gm_tensor *y = NULL, *nll;
+    gm__vae_iw w;
     size_t need = (size_t)2 * b * L + (size_t)rows * L + (size_t)rows * D;
-    if (gm__vae_reserve(&m->scratch, &m->scratch_cap, need) != 0) return -1;
+    if (gm_floats_reserve(&m->scratch, &m->scratch_cap, need) != 0) return -1;
     mu = m->scratch; lv = mu + (size_t)b * L; z = lv + (size_t)b * L; xr = z + (size_t)rows * L;
     if (gm_vae_encode(m, x, labels, b, mu, lv) != 0) return -1;
-    if (labels && !(lab = GM__CAST(int *, GENMOD_MALLOC((size_t)rows * sizeof(int)))))
+    if (labels && !(lab = GM__VAE_CAST(int *, GENMOD_MALLOC((size_t)rows * sizeof(int)))))
         return gm_fail("gm_vae_iw_nll: out of memory");
     for (i = 0; i < b; i++)
         for (s = 0; s < k; s++) {
-            double w = 0;   /* log p(z) - log q(z|x): the 2pi terms cancel */
+            double wt = 0;   /* log p(z) - log q(z|x): the 2pi terms cancel */
             for (j = 0; j < L; j++) {
                 double e = gm_rng_normal(&m->rng), l = lv[(size_t)i * L + j];
                 double zz = mu[(size_t)i * L + j] + exp(0.5 * l) * e;
                 z[((size_t)i * k + s) * L + j] = (float)zz;
-                w += -0.5 * zz * zz + 0.5 * e * e + 0.5 * l;
+                wt += -0.5 * zz * zz + 0.5 * e * e + 0.5 * l;
             }
-            lw[(size_t)i * k + s] = w;
+            lw[(size_t)i * k + s] = wt;
             memcpy(xr + ((size_t)i * k + s) * D, x + (size_t)i * D, (size_t)D * sizeof(float));
             if (lab) lab[i * k + s] = labels[i];
         }
-    gm__vae_infer_begin(m->g);
-    if (m->cfg.nclasses > 0) y = gm__vae_onehot(m->g, m, lab, rows, "gm_vae_iw_nll");
-    {
-        gm_tensor *xt = gm_input(m->g, xr, rows, D, 0, 0);
-        gm_tensor *logits = gm__vae_decode_t(m->g, m, gm_input(m->g, z, rows, L, 0, 0), y);
-        nll = gm__vae_nll(m->g, m, xt, logits, gm_sigmoid(m->g, logits));
-    }
+    w.m = m; w.x = xr; w.z = z; w.labels = lab; w.rows = rows; w.lw = lw;
+    rc = gm_run_chunks(m->graph, 1, gm__vae_iw_block, &w, "gm_vae_iw_nll");
     GENMOD_FREE(lab);
-    if (!nll) return gm__vae_graph_fail(m->g, "gm_vae_iw_nll");
-    for (i = 0; i < rows; i++) lw[i] -= nll->data[i];
-    return 0;
+    return rc;
 }
 
 GMDEF int gm_vae_iw_nll(gm_vae *m, const float *x, const int *labels, int n, int k, double *nats, double *bpd,
                         float *nll) {
     int i0, b, i, s;
     double total = 0, *lw;
-    if (gm__vae_args(m, x, n, "gm_vae_iw_nll") != 0) return -1;
+    if (gm__vae_in(m, x, labels, n, "gm_vae_iw_nll") != 0) return -1;
     if (k < 1) return gm_fail("gm_vae_iw_nll: k = %d, needs at least one sample", k);
-    b = 2000 / k > 0 ? 2000 / k : 1;   /* about 2000 decoder rows per graph */
-    lw = GM__CAST(double *, GENMOD_MALLOC((size_t)b * k * sizeof(double)));
+    b = 2000 / k > 0 ? 2000 / k : 1;   /* about 2000 decoder rows per block of examples */
+    lw = GM__VAE_CAST(double *, GENMOD_MALLOC((size_t)b * k * sizeof(double)));
     if (!lw) return gm_fail("gm_vae_iw_nll: out of memory");
     for (i0 = 0; i0 < n; i0 += b) {
         int bb = n - i0 < b ? n - i0 : b;
@@ -1189,20 +1276,20 @@ static void gm__vae_config_text(const gm_vae_config *c, char *s, size_t cap) {
              c->gauss_sigma);
 }
 
-GMDEF int gm_vae_save(gm_vae *m, const char *path) {
-    char arch[512], extra[160];
+GMDEF int gm_vae_save(const gm_vae *m, const char *path) {
+    char arch[512], train[160];
     if (!m || !path) return gm_fail("gm_vae_save: NULL argument");
     gm__vae_config_text(&m->cfg, arch, sizeof arch);
-    snprintf(extra, sizeof extra, "beta_kind=%d beta=%g start=%g steps=%ld ramp=%g", m->cfg.beta.kind, m->cfg.beta.beta,
+    snprintf(train, sizeof train, "beta_kind=%d beta=%g start=%g steps=%ld ramp=%g", m->cfg.beta.kind, m->cfg.beta.beta,
              m->cfg.beta.start, m->cfg.beta.steps, m->cfg.beta.ramp);
-    return gm__vae_save_common(path, &m->params, &m->opt, "vae", arch, m->step, extra);
+    return gm__vae_save(path, "vae", arch, m->step, &m->params, &m->opt, train, "gm_vae_save");
 }
 
 GMDEF int gm_vae_load(gm_vae *m, const char *path) {
     char arch[512];
     if (!m || !path) return gm_fail("gm_vae_load: NULL argument");
     gm__vae_config_text(&m->cfg, arch, sizeof arch);
-    return gm__vae_load_common(path, &m->params, &m->opt, "vae", arch, &m->step);
+    return gm__vae_load(path, "vae", arch, &m->step, &m->params, &m->opt);
 }
 
 #endif /* GENMOD_VAE_IMPLEMENTATION_INCLUDED */

@@ -75,14 +75,14 @@ static void model_init(bench_model *m, int kind) {
         gm_ae_config c = gm_ae_default_config();
         c.batch = 256;
         if (gm_ae_init(&m->ae, &c) != 0) die("gm_ae_init");
-        m->batch = 256; m->dim = 784; m->g = m->ae.g;
+        m->batch = 256; m->dim = 784; m->g = m->ae.graph;
         break;
     }
     case M_VAE: {
         gm_vae_config c = gm_vae_default_config();
         c.batch = 100;
         if (gm_vae_init(&m->vae, &c) != 0) die("gm_vae_init");
-        m->batch = 100; m->dim = 784; m->g = m->vae.g;
+        m->batch = 100; m->dim = 784; m->g = m->vae.graph;
         break;
     }
     case M_GAN: case M_DCGAN: case M_WGANGP: {
@@ -148,7 +148,7 @@ static void model_step(bench_model *m) {
     int rc = 0;
     m->it++;
     switch (m->kind) {
-    case M_AE: rc = gm_ae_train_step(&m->ae, x, m->batch, NULL); break;
+    case M_AE: rc = gm_ae_train_step(&m->ae, x, NULL, m->batch, NULL); break;
     case M_VAE: rc = gm_vae_train_step(&m->vae, x, NULL, m->batch, NULL); break;
     case M_REALNVP: rc = gm_flow_train_step(&m->flow, x, m->batch, NULL); break;
     case M_FFJORD: rc = gm_ffjord_train_step(&m->ffjord, x, m->batch, NULL); m->nfe += m->ffjord.nfe; break;

@@ -10,7 +10,9 @@
  * false-positive rate at the threshold that flags 95% of the OOD images.
  * Without --ood the product never reaches for other data: the OOD set is the test digits
  * transformed by --fallback: rotate (90 degrees, the default), invert (1 - x) or noise (uniform
- * pixels). Rotated digits are the hard case: they still look like strokes. */
+ * pixels). Rotated digits are the hard case: they still look like strokes.
+ * --save FILE writes the trained VAE; --load FILE starts from a saved one (the dense reference VAE,
+ * as the vae example saves it when no flag changes the model); with --epochs 0 it is only scored. */
 #include "png.h"   /* PNG writing: stb_image_write, compiled before genmod */
 #define GENMOD_IMPLEMENTATION
 #include "../genmod.h"

@@ -1,8 +1,8 @@
 /* autoencoder: an undercomplete autoencoder on MNIST digits (genmod_vae.h).
  *   cc -O2 -I. examples/autoencoder.c -o autoencoder -lm -lpthread && ./autoencoder
  * Trains the reference MLP autoencoder (784-784-256-128 ReLU code, decoder 128-128-256-784 with a
- * sigmoid output, MSE, RMSProp lr 1e-3, batch 256: shared/baselines/quality/ae_mnist.py) on the
- * bundled digits and writes to out/:
+ * sigmoid output, MSE, RMSProp lr 1e-3, batch 256: the PyTorch reference's) on the bundled digits
+ * and writes to out/:
  *   autoencoder_reconstructions.png   test digits next to their reconstructions
  *                                     (--denoise: clean target | noisy input | output)
  *   autoencoder_loss.png              training curves
@@ -10,7 +10,9 @@
  * activation and fraction of near-zero values.
  * Variants: --conv (conv encoder, transposed-conv decoder), --denoise (Gaussian noise --noise and
  * masking noise --mask on the input, trained to give the clean image), --sparse l1|kl (penalty
- * --sparse-weight on the code; kl uses a sigmoid code and the target mean --sparse-target). */
+ * --sparse-weight on the code; kl uses a sigmoid code and the target mean --sparse-target).
+ * --save FILE writes the trained model; --load FILE starts from a saved one (same --conv, --code,
+ * --sparse kl as when it was saved); with --epochs 0 the loaded model is only evaluated and drawn. */
 #include "png.h"   /* PNG writing: stb_image_write, compiled before genmod */
 #define GENMOD_IMPLEMENTATION
 #include "../genmod.h"
@@ -34,7 +36,7 @@ static gm_ae_config make_config(const opts *o, const ex_args *a) {
     c.arch.enc[c.arch.n_enc - 1] = o->code;
     if (o->denoise) { c.noise_sigma = o->noise; c.mask_prob = o->mask; }
     if (!strcmp(o->sparse, "l1")) c.sparsity = GM_AE_SPARSE_L1;
-    if (!strcmp(o->sparse, "kl")) { c.sparsity = GM_AE_SPARSE_KL; c.code_act = GM_VAE_SIGMOID; }
+    if (!strcmp(o->sparse, "kl")) { c.sparsity = GM_AE_SPARSE_KL; c.code_act = GM_ACT_SIGMOID; }
     c.sparsity_weight = o->sparse_weight > 0 ? o->sparse_weight : (c.sparsity == GM_AE_SPARSE_KL ? 3e-3f : 1e-4f);
     c.sparsity_target = o->sparse_target;
     c.lr = a->lr;
@@ -55,7 +57,7 @@ static void train(gm_ae *m, const gm_dataset *tr, const ex_args *a, ex_run *run,
         float metrics[4];
         if ((k = gm_batcher_next(&b, &idx)) == 0) continue;
         gm_dataset_gather(tr, idx, k, xb, NULL);
-        if (gm_ae_train_step(m, xb, k, &st) != 0) die(a, "training");
+        if (gm_ae_train_step(m, xb, NULL, k, &st) != 0) die(a, "training");
         metrics[0] = st.loss; metrics[1] = st.mse; metrics[2] = st.penalty; metrics[3] = st.code_zero_frac;
         ex_run_step(run, metrics);
         step++;
@@ -120,7 +122,6 @@ int main(int argc, char **argv) {
     if (gm_mnist_load(&tr, &te, a.data_dir, 0, 0, 0.0f, 1.0f) != 0) die(&a, "data");
     total = ex_total_steps(&a, (tr.n + a.batch - 1) / a.batch);
     cfg = make_config(&o, &a);
-    if (o.conv && a.lr == 1e-3f) cfg.optim = GM_ADAM;
     if (gm_ae_init(&m, &cfg) != 0) die(&a, "model");
     if (a.load && gm_ae_load(&m, a.load) != 0) die(&a, "load");
     if (!a.quiet)
@@ -139,7 +140,7 @@ int main(int argc, char **argv) {
                ev.mse * 784, ev.code_mean, 100 * ev.code_zero_frac, cfg.zero_thresh);
     ex_run_plot(&run, "autoencoder_loss.png", "autoencoder training", 1);
     picture(&m, &te, &a, o.denoise);
-    if (a.dump_samples) {   /* an autoencoder has no prior: dump the test reconstructions, as ae_mnist.py */
+    if (a.dump_samples) {   /* no prior to sample: the test reconstructions, as the PyTorch reference dumps */
         int n = a.samples < te.n ? a.samples : te.n;
         float *r = (float *)malloc(sizeof(float) * 784 * n);
         if (!r || gm_ae_reconstruct(&m, te.x, n, r) != 0) die(&a, "reconstruct");

@@ -58,7 +58,7 @@ typedef struct ex_args {
     const char *save, *load;   /* --save FILE, --load FILE (NULL: not given) */
     const char *dump_samples;  /* --dump-samples FILE.idx (NULL: not given) */
     int epochs;                /* --epochs */
-    long steps;                /* --steps: a step budget; when > 0 it overrides epochs */
+    long steps;                /* --steps: a step budget; when >= 0 it overrides epochs (-1: not given) */
     int batch;                 /* --batch */
     float lr;                  /* --lr */
     unsigned long seed;        /* --seed */
@@ -87,12 +87,14 @@ static inline ex_args ex_defaults(const char *name, int epochs, int batch, float
     a.name = name; a.out_dir = "out";
     a.epochs = epochs; a.batch = batch; a.lr = lr;
     a.seed = 1; a.samples = 64;
+    a.steps = -1;              /* not given: --epochs decides */
     return a;
 }
 
-/* The total number of training steps: --steps if given, else epochs x steps per epoch. */
+/* The total number of training steps: --steps if given, else epochs x steps per epoch. Zero is a
+ * run without training (with --load: sample and evaluate a saved model). */
 static inline long ex_total_steps(const ex_args *a, long steps_per_epoch) {
-    return a->steps > 0 ? a->steps : (long)a->epochs * steps_per_epoch;
+    return a->steps >= 0 ? a->steps : (long)a->epochs * steps_per_epoch;
 }
 
 static inline int ex_parse_long(const char *s, long lo, long hi, long *out) {
@@ -197,8 +199,8 @@ static inline int ex_set_extra(const ex_opt *o, const char *v, char *msg, size_t
 static inline int ex_builtin(ex_args *a, ex_opt *t) {
     ex_opt b[] = {
         {"data", EX_STRING, &a->data_dir, "dataset directory", NULL},
-        {"epochs", EX_INT, &a->epochs, "training epochs", "1.."},
-        {"steps", EX__LONG, &a->steps, "step budget; overrides --epochs", "1.."},
+        {"epochs", EX_INT, &a->epochs, "training epochs", "0.."},
+        {"steps", EX__LONG, &a->steps, "step budget; overrides --epochs", "0.."},
         {"batch", EX_INT, &a->batch, "minibatch size", "1.."},
         {"lr", EX_FLOAT, &a->lr, "learning rate", "0.."},
         {"seed", EX__ULONG, &a->seed, "random seed", NULL},
@@ -258,7 +260,7 @@ static inline void ex_usage(FILE *f, const ex_args *a, const char *about, const 
     fprintf(f, "\nflags (default in brackets):\n");
     fprintf(f, "  --data DIR          dataset directory [$GENMOD_DATA, else data/ or ../data/]\n");
     fprintf(f, "  --epochs N          training epochs [%d]\n", a->epochs);
-    fprintf(f, "  --steps N           step budget; overrides --epochs [%s]\n", a->steps > 0 ? "set" : "off");
+    fprintf(f, "  --steps N           step budget; overrides --epochs [%s]\n", a->steps >= 0 ? "set" : "off");
     fprintf(f, "  --batch N           minibatch size [%d]\n", a->batch);
     fprintf(f, "  --lr X              learning rate [%g]\n", a->lr);
     fprintf(f, "  --seed N            random seed [%lu]\n", a->seed);

@@ -1,8 +1,8 @@
 /* vae: a variational autoencoder on MNIST digits (genmod_vae.h).
  *   cc -O2 -I. examples/vae.c -o vae -lm -lpthread && ./vae
  * Trains the reference MLP VAE (784-784-256-128 ELU, z 10, decoder 256-384-512 ELU, Bernoulli
- * likelihood on grayscale pixels, Adam 1e-3, batch 100: shared/baselines/quality/vae_mnist.py) on
- * the bundled digits, then writes to out/:
+ * likelihood on grayscale pixels, Adam 1e-3, batch 100: the PyTorch reference's) on the bundled
+ * digits, then writes to out/:
  *   vae_samples.png          prior samples z ~ N(0, I) (with --conditional: one row per digit)
  *   vae_reconstructions.png  test digits and their reconstructions
  *   vae_interpolation.png    decoded straight lines between pairs of test digits in latent space
@@ -12,7 +12,10 @@
  * and ends with one JSON line: test negative ELBO (nats, bits/dim), its reconstruction and KL
  * parts, the KL of each latent dimension, and an importance-weighted -log p(x) (--iw samples).
  * Variants: --beta B, --beta-schedule constant|linear|cyclical (--beta-steps), --conv,
- * --conditional, --likelihood bernoulli|gaussian|gaussian-learned. Full MNIST: --data DIR. */
+ * --conditional, --likelihood bernoulli|gaussian|gaussian-learned. Full MNIST: --data DIR.
+ * --save FILE writes the trained model; --load FILE starts from a saved one (same flags that shape
+ * the model: --latent, --conv, --conditional, --likelihood); with --epochs 0 nothing is trained and
+ * the loaded model is only evaluated and drawn. */
 #include "png.h"   /* PNG writing: stb_image_write, compiled before genmod */
 #define GENMOD_IMPLEMENTATION
 #include "../genmod.h"
@@ -81,6 +84,7 @@ static void train(gm_vae *m, const gm_dataset *tr, ex_args *a, ex_run *run, long
 
 static void pictures(gm_vae *m, const gm_dataset *te, const ex_args *a) {
     int n = a->samples > 0 ? a->samples : 64, i, labels[100], pairs = 8, steps = 10;
+    const int *te_y = m->cfg.nclasses ? te->y : NULL;   /* an unconditional model takes no labels */
     float *x = (float *)malloc(sizeof(float) * 784 * (n > 200 ? n : 200));
     gm_image panels[2], both;
     const char *caps[2] = {"test digits", "reconstructions"};
@@ -101,7 +105,7 @@ static void pictures(gm_vae *m, const gm_dataset *te, const ex_args *a) {
         save_grid(a, "vae_samples.png", x, n > 100 ? 100 : n, m->cfg.nclasses ? 10 : 0);
     }
     /* 32 test digits next to their reconstructions */
-    if (gm_vae_reconstruct(m, te->x, te->y, 32, x) != 0) die(a, "reconstruct");
+    if (gm_vae_reconstruct(m, te->x, te_y, 32, x) != 0) die(a, "reconstruct");
     if (gm_image_grid(&panels[0], te->x, 32, 1, 28, 28, 4, 2, 0, 1) != 0 ||
         gm_image_grid(&panels[1], x, 32, 1, 28, 28, 4, 2, 0, 1) != 0 ||
         gm_image_hstack(&both, panels, 2, caps, 8) != 0) die(a, "reconstruction picture");
@@ -130,7 +134,7 @@ static void latent_pictures(gm_vae *m, const gm_dataset *te, const ex_args *a) {
     gm_plot_opts o = gm_plot_defaults();
     gm_image pic;
     if (!mu || !z || !img || !lab) die(a, "out of memory");
-    if (gm_vae_encode(m, te->x, te->y, n, mu, NULL) != 0) die(a, "encode");
+    if (gm_vae_encode(m, te->x, m->cfg.nclasses ? te->y : NULL, n, mu, NULL) != 0) die(a, "encode");
     o.title = "latent means of the test digits";
     o.xlabel = "z1"; o.ylabel = "z2";
     if (gm_plot_scatter(&pic, &o, mu, n, te->y, 10, NULL) != 0) die(a, "scatter");
@@ -155,6 +159,7 @@ int main(int argc, char **argv) {
     gm_vae m;
     gm_vae_config cfg;
     gm_vae_eval ev;
+    const int *te_y;
     double t0 = ex_now(), t_train, iw = 0, iw_bpd = 0;
     long total;
     char kl_text[512];
@@ -182,7 +187,7 @@ int main(int argc, char **argv) {
     if (gm_vae_init(&m, &cfg) != 0) die(&a, "model");
     if (a.load && gm_vae_load(&m, a.load) != 0) die(&a, "load");
     if (!a.quiet)
-        printf("vae: %d train / %d test images from %s; %s, z %d, beta %g (%s), Adam lr %g (vae_mnist.py's default), "
+        printf("vae: %d train / %d test images from %s; %s, z %d, beta %g (%s), Adam lr %g (the PyTorch reference's default), "
                "batch %d, %ld steps, %lu parameters\n", tr.n, te.n, a.data_dir, o.conv ? "conv" : "dense", o.latent,
                o.beta, o.schedule, a.lr, a.batch, total, (unsigned long)gm_params_count(&m.params));
     ex_run_begin(&run, &a, total, a.batch, "loss,recon,kl,beta");
@@ -190,8 +195,9 @@ int main(int argc, char **argv) {
     ex_run_end(&run);
     t_train = ex_now() - t0;
     if (a.save && gm_vae_save(&m, a.save) != 0) die(&a, "save");
-    if (gm_vae_evaluate(&m, te.x, te.y, te.n, &ev) != 0) die(&a, "evaluate");
-    if (o.iw > 0 && gm_vae_iw_nll(&m, te.x, te.y, o.iw_n < te.n ? o.iw_n : te.n, o.iw, &iw, &iw_bpd, NULL) != 0)
+    te_y = o.conditional ? te.y : NULL;   /* an unconditional model takes no labels */
+    if (gm_vae_evaluate(&m, te.x, te_y, te.n, &ev) != 0) die(&a, "evaluate");
+    if (o.iw > 0 && gm_vae_iw_nll(&m, te.x, te_y, o.iw_n < te.n ? o.iw_n : te.n, o.iw, &iw, &iw_bpd, NULL) != 0)
         die(&a, "iw");
     for (d = 0; d < o.latent && len + 16 < sizeof kl_text; d++)
         len += (size_t)snprintf(kl_text + len, sizeof kl_text - len, d ? ",%.3f" : "%.3f", ev.kl_dim[d]);

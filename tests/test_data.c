@@ -625,6 +625,267 @@ GM_TEST(checkpoint_save_failures) {
     gm_params_free(&q);
 }
 
+/* ------------------------------------------------------------------ model checkpoints (several parts) */
+/* Part "D" of the test models: its own view names and a second optimizer unlike make_optim's. */
+static void make_disc(gm_params *p, float seed, int nviews) {
+    int s1[2] = {5, 2}, s2[1] = {5}, s3[1] = {1};
+    size_t i;
+    memset(p, 0, sizeof *p);
+    gm_params_add(p, "fc.weight", 2, s1);
+    if (nviews > 1) gm_params_add(p, "fc.bias", 1, s2);
+    if (nviews > 2) gm_params_add(p, "out", 1, s3);
+    for (i = 0; i < p->count; i++) p->data[i] = (float)cos(seed * (double)(i + 3)) * 2.0f;
+}
+static void make_optim2(gm_optim *o, const gm_params *p) {
+    size_t i;
+    memset(o, 0, sizeof *o);
+    *o = gm_rmsprop(2e-3f, 0.95f);
+    o->momentum = 0.25f; o->clip_value = 0.01f; o->step = 99;
+    o->sched.kind = GM_LR_STEP; o->sched.step_size = 40; o->sched.gamma = 0.5f;
+    o->n = p->count;
+    o->m = (float *)malloc(p->count * sizeof(float));
+    o->v = (float *)malloc(p->count * sizeof(float));
+    for (i = 0; i < p->count; i++) { o->m[i] = (float)sin((double)i) * 0.3f; o->v[i] = 1e-20f * (float)(i + 1); }
+}
+static int same_optim_fields(const gm_optim *a, const gm_optim *b) {
+    return a->kind == b->kind && a->lr == b->lr && a->beta1 == b->beta1 && a->beta2 == b->beta2 && a->eps == b->eps &&
+           a->momentum == b->momentum && a->alpha == b->alpha && a->weight_decay == b->weight_decay &&
+           a->clip_norm == b->clip_norm && a->clip_value == b->clip_value && a->step == b->step &&
+           a->sched.kind == b->sched.kind && a->sched.warmup == b->sched.warmup &&
+           a->sched.step_size == b->sched.step_size && a->sched.gamma == b->sched.gamma &&
+           a->sched.total == b->sched.total && a->sched.min_lr == b->sched.min_lr;
+}
+
+/* Every byte a load could change: parameters, optimizer structs and moments, step, extra. */
+static unsigned char *model_bytes(const gm_model_part *parts, int nparts, long step, const gm_meta *extra, size_t *n) {
+    size_t cap = sizeof step + sizeof *extra, at = 0;
+    unsigned char *b;
+    int k;
+    for (k = 0; k < nparts; k++)
+        cap += parts[k].params->count * sizeof(float) * 3 + sizeof(gm_optim);
+    b = (unsigned char *)malloc(cap);
+#define MB_PUT(src, len) (memcpy(b + at, (src), (len)), at += (len))
+    for (k = 0; k < nparts; k++) {
+        const gm_params *p = parts[k].params;
+        const gm_optim *o = parts[k].opt;
+        MB_PUT(p->data, p->count * sizeof(float));
+        if (!o) continue;
+        MB_PUT(o, sizeof *o);
+        if (o->m) MB_PUT(o->m, o->n * sizeof(float));
+        if (o->v) MB_PUT(o->v, o->n * sizeof(float));
+    }
+    MB_PUT(&step, sizeof step);
+    MB_PUT(extra, sizeof *extra);
+#undef MB_PUT
+    *n = at;
+    return b;
+}
+
+/* Loads path into (parts, step, extra) expecting a refusal naming each of want[]; nothing may change. */
+static void expect_model_fail(const char *path, const char *model, const char *arch, gm_model_part *parts, int nparts,
+                              const char *const *want, int nwant, int line) {
+    long step = 17;
+    gm_meta extra;
+    size_t n0, n1;
+    unsigned char *before, *after;
+    int i;
+    memset(&extra, 0, sizeof extra);
+    gm_meta_set(&extra, "keep", "me");
+    before = model_bytes(parts, nparts, step, &extra, &n0);
+    GM_CHECK(gm_model_load(path, model, arch, &step, parts, nparts, &extra) == -1, "line %d: accepted", line);
+    for (i = 0; i < nwant; i++)
+        GM_CHECK(has(want[i]), "line %d: message '%s' lacks '%s'", line, gm_last_error(), want[i]);
+    after = model_bytes(parts, nparts, step, &extra, &n1);
+    GM_CHECK(n0 == n1 && memcmp(before, after, n0) == 0, "line %d: model changed by a refused load", line);
+    free(before);
+    free(after);
+}
+
+GM_TEST(model_roundtrip) {
+    gm_params g, d, g2, d2;
+    gm_optim og, od, og2, od2;
+    gm_model_part save[2], load[2];
+    gm_meta extra, back, all;
+    long step = -1;
+    make_model(&g, 1.3f, 0);
+    make_disc(&d, 0.7f, 3);
+    make_optim(&og, &g, 1);
+    make_optim2(&od, &d);
+    save[0].name = "G"; save[0].params = &g; save[0].opt = &og;
+    save[1].name = "D"; save[1].params = &d; save[1].opt = &od;
+    memset(&extra, 0, sizeof extra);
+    gm_meta_set(&extra, "train", "lr_g=3e-4 lr_d=2e-3");
+    GM_CHECK(gm_model_save(tpath("m.safetensors"), "gan", "G mlp 8-16, D mlp 16-1", 4321, save, 2, &extra) == 0, "%s",
+             gm_last_error());
+    make_model(&g2, 0, 0);
+    make_disc(&d2, 0, 3);
+    memset(&og2, 0, sizeof og2);
+    memset(&od2, 0, sizeof od2);
+    load[0].name = "D"; load[0].params = &d2; load[0].opt = &od2; /* the order of parts does not matter */
+    load[1].name = "G"; load[1].params = &g2; load[1].opt = &og2;
+    memset(&back, 0, sizeof back);
+    GM_CHECK(gm_model_load(tpath("m.safetensors"), "gan", "G mlp 8-16, D mlp 16-1", &step, load, 2, &back) == 0, "%s",
+             gm_last_error());
+    GM_CHECK(views_equal(&g, g.data, g2.data) && views_equal(&d, d.data, d2.data), "weights differ");
+    GM_CHECK(og2.m && og2.v && og2.n == g.count && views_equal(&g, og.m, og2.m) && views_equal(&g, og.v, og2.v),
+             "G's moments differ");
+    GM_CHECK(od2.m && od2.v && od2.n == d.count && views_equal(&d, od.m, od2.m) && views_equal(&d, od.v, od2.v),
+             "D's moments differ");
+    GM_CHECK(same_optim_fields(&og, &og2) && og2.kind == GM_ADAMW, "G's optimizer hyperparameters");
+    GM_CHECK(same_optim_fields(&od, &od2) && od2.kind == GM_RMSPROP && od2.step == 99 && od2.sched.kind == GM_LR_STEP,
+             "D's optimizer hyperparameters");
+    GM_CHECK(step == 4321, "step %ld", step);
+    GM_CHECK(back.n == 1 && strcmp(gm_meta_get(&back, "train"), "lr_g=3e-4 lr_d=2e-3") == 0, "extra keys only");
+    memset(&all, 0, sizeof all);
+    GM_CHECK(gm_checkpoint_read_meta(tpath("m.safetensors"), &all) == 0, "%s", gm_last_error());
+    GM_CHECK(all.n == 4 && strcmp(gm_meta_get(&all, "genmod.model"), "gan") == 0 &&
+             strcmp(gm_meta_get(&all, "genmod.step"), "4321") == 0 && gm_meta_get(&all, "train") &&
+             !gm_meta_get(&all, "optim.G.lr"), "read_meta: %d entries", all.n);
+    /* weights only for D (its optimizer state is skipped), NULL step and extra */
+    free_optim(&og2);
+    memset(&og2, 0, sizeof og2);
+    memset(g2.data, 0, g2.count * sizeof(float));
+    load[0].opt = NULL;
+    GM_CHECK(gm_model_load(tpath("m.safetensors"), "gan", "G mlp 8-16, D mlp 16-1", NULL, load, 2, NULL) == 0, "%s",
+             gm_last_error());
+    GM_CHECK(views_equal(&g, g.data, g2.data) && same_optim_fields(&og, &og2), "second load");
+    /* a part saved without its optimizer cannot fill one */
+    save[1].opt = NULL;
+    GM_CHECK(gm_model_save(tpath("m-w.safetensors"), "gan", "a", 1, save, 2, NULL) == 0, "%s", gm_last_error());
+    load[0].opt = &od2;
+    {
+        static const char *const want[] = {"no optimizer state for part 'D'"};
+        expect_model_fail(tpath("m-w.safetensors"), "gan", "a", load, 2, want, 1, __LINE__);
+    }
+    /* names that cannot be stored unambiguously, reserved extra keys */
+    save[1].opt = &od;
+    save[1].name = "D.x";
+    GM_CHECK(gm_model_save(tpath("m-bad.safetensors"), "gan", "a", 1, save, 2, NULL) == -1 && has("without '.'"), "dot");
+    save[1].name = "G";
+    GM_CHECK(gm_model_save(tpath("m-bad.safetensors"), "gan", "a", 1, save, 2, NULL) == -1 && has("used twice"), "twice");
+    save[1].name = "";
+    GM_CHECK(gm_model_save(tpath("m-bad.safetensors"), "gan", "a", 1, save, 2, NULL) == -1 && has("only part"), "empty");
+    save[1].name = "D";
+    gm_meta_set(&extra, "genmod.mine", "x");
+    GM_CHECK(gm_model_save(tpath("m-bad.safetensors"), "gan", "a", 1, save, 2, &extra) == -1 && has("reserved prefix 'genmod.'"),
+             "%s", gm_last_error());
+    {
+        FILE *f = fopen(tpath("m-bad.safetensors"), "rb");
+        GM_CHECK(f == NULL, "failed save created a file");
+        if (f) fclose(f);
+    }
+    free_optim(&og); free_optim(&od); free_optim(&og2); free_optim(&od2);
+    gm_params_free(&g); gm_params_free(&d); gm_params_free(&g2); gm_params_free(&d2);
+}
+
+GM_TEST(model_refusals) {
+    gm_params g, d, g2, d2, dshort;
+    gm_optim og, od, og2, od2;
+    gm_model_part save[2], load[2];
+    unsigned char *raw;
+    size_t n, len;
+    make_model(&g, 1.1f, 0);
+    make_disc(&d, 0.9f, 3);
+    make_optim(&og, &g, 1);
+    make_optim2(&od, &d);
+    save[0].name = "G"; save[0].params = &g; save[0].opt = &og;
+    save[1].name = "D"; save[1].params = &d; save[1].opt = &od;
+    GM_CHECK(gm_model_save(tpath("r.safetensors"), "gan", "arch A", 10, save, 2, NULL) == 0, "%s", gm_last_error());
+    /* the model to load into: its own values and preallocated moments, all compared byte for byte */
+    make_model(&g2, 2.2f, 0);
+    make_disc(&d2, 3.3f, 3);
+    make_optim(&og2, &g2, 1);
+    make_optim2(&od2, &d2);
+    og2.lr = 5.0f;
+    load[0].name = "G"; load[0].params = &g2; load[0].opt = &og2;
+    load[1].name = "D"; load[1].params = &d2; load[1].opt = &od2;
+    {
+        static const char *const model[] = {"gmtd_", "r.safetensors", "'gan'", "'vae'"};
+        static const char *const arch[] = {"r.safetensors", "'arch A'", "'arch B'"};
+        expect_model_fail(tpath("r.safetensors"), "vae", "arch A", load, 2, model, 4, __LINE__);
+        expect_model_fail(tpath("r.safetensors"), "gan", "arch B", load, 2, arch, 3, __LINE__);
+    }
+    /* a part's tensor missing from the file */
+    make_disc(&dshort, 0.9f, 2);
+    save[1].params = &dshort;
+    save[1].opt = NULL;
+    GM_CHECK(gm_model_save(tpath("r-short.safetensors"), "gan", "arch A", 10, save, 2, NULL) == 0, "%s", gm_last_error());
+    {
+        static const char *const want[] = {"tensor 'D.out' is missing"};
+        load[1].opt = NULL;
+        expect_model_fail(tpath("r-short.safetensors"), "gan", "arch A", load, 2, want, 1, __LINE__);
+        load[1].opt = &od2;
+    }
+    /* a file with a part this model lacks, and a model with a part the file lacks */
+    {
+        static const char *const extra_part[] = {"unexpected tensor 'D.", "no part 'D'"};
+        static const char *const missing[] = {"tensor 'E.fc.weight' is missing"};
+        gm_model_part three[3];
+        gm_params e;
+        make_disc(&e, 4.4f, 3);
+        expect_model_fail(tpath("r.safetensors"), "gan", "arch A", load, 1, extra_part, 2, __LINE__);
+        memcpy(three, load, sizeof load);
+        three[2].name = "E"; three[2].params = &e; three[2].opt = NULL;
+        expect_model_fail(tpath("r.safetensors"), "gan", "arch A", three, 3, missing, 1, __LINE__);
+        gm_params_free(&e);
+    }
+    /* every truncation of the file */
+    raw = read_bytes(tpath("r.safetensors"), &n);
+    GM_CHECK(raw != NULL, "read back");
+    for (len = 0; raw && len < n; len++) {
+        static const char *const any[] = {"checkpoint: "};
+        write_bytes(tpath("r-cut.safetensors"), raw, len);
+        expect_model_fail(tpath("r-cut.safetensors"), "gan", "arch A", load, 2, any, 1, __LINE__);
+    }
+    GENMOD_FREE(raw);
+    free_optim(&og); free_optim(&od); free_optim(&og2); free_optim(&od2);
+    gm_params_free(&g); gm_params_free(&d); gm_params_free(&g2); gm_params_free(&d2); gm_params_free(&dshort);
+}
+
+/* One part named "" is a plain checkpoint: the same bytes as gm_checkpoint_save with the same metadata. */
+GM_TEST(model_single_part) {
+    gm_params p, q;
+    gm_optim o, oq;
+    gm_model_part part;
+    gm_meta extra, meta, back;
+    unsigned char *a, *b;
+    size_t na, nb;
+    long step = 0;
+    make_model(&p, 0.8f, 0);
+    make_optim(&o, &p, 1);
+    memset(&extra, 0, sizeof extra);
+    gm_meta_set(&extra, "train", "beta=1");
+    memset(&meta, 0, sizeof meta);
+    gm_meta_set(&meta, "genmod.model", "vae");
+    gm_meta_set(&meta, "genmod.arch", "mlp 784-400-20");
+    gm_meta_set(&meta, "genmod.step", "12");
+    gm_meta_set(&meta, "train", "beta=1");
+    part.name = ""; part.params = &p; part.opt = &o;
+    GM_CHECK(gm_model_save(tpath("s-model.safetensors"), "vae", "mlp 784-400-20", 12, &part, 1, &extra) == 0, "%s",
+             gm_last_error());
+    GM_CHECK(gm_checkpoint_save(tpath("s-ck.safetensors"), &p, &o, &meta) == 0, "%s", gm_last_error());
+    a = read_bytes(tpath("s-model.safetensors"), &na);
+    b = read_bytes(tpath("s-ck.safetensors"), &nb);
+    GM_CHECK(a && b && na == nb && memcmp(a, b, na) == 0, "model file (%lu bytes) differs from checkpoint (%lu bytes)",
+             (unsigned long)na, (unsigned long)nb);
+    GENMOD_FREE(a);
+    GENMOD_FREE(b);
+    /* an older file: plain checkpoint with an unknown genmod.* key, loads as a model (that key dropped) */
+    gm_meta_set(&meta, "genmod.train", "old");
+    GM_CHECK(gm_checkpoint_save(tpath("s-old.safetensors"), &p, &o, &meta) == 0, "%s", gm_last_error());
+    make_model(&q, 0, 0);
+    memset(&oq, 0, sizeof oq);
+    memset(&back, 0, sizeof back);
+    part.params = &q; part.opt = &oq;
+    GM_CHECK(gm_model_load(tpath("s-old.safetensors"), "vae", "mlp 784-400-20", &step, &part, 1, &back) == 0, "%s",
+             gm_last_error());
+    GM_CHECK(views_equal(&p, p.data, q.data) && oq.m && views_equal(&p, o.m, oq.m) && same_optim_fields(&o, &oq),
+             "old file's values");
+    GM_CHECK(step == 12 && back.n == 1 && strcmp(back.key[0], "train") == 0, "step %ld, %d extra keys", step, back.n);
+    free_optim(&o); free_optim(&oq);
+    gm_params_free(&p); gm_params_free(&q);
+}
+
 /* ------------------------------------------------------------------ interop with tests/safetensors_check.py */
 /* The fixed model both sides agree on: values exact in float32. */
 static void interop_model(gm_params *p) {
@@ -688,6 +949,9 @@ int main(int argc, char **argv) {
     GM_RUN(checkpoint_roundtrip);
     GM_RUN(checkpoint_validation);
     GM_RUN(checkpoint_save_failures);
+    GM_RUN(model_roundtrip);
+    GM_RUN(model_refusals);
+    GM_RUN(model_single_part);
     cleanup();
     return gm_test_summary();
 }

@@ -60,7 +60,7 @@ static int train_ae(gm_ae *m, int steps, int batch) {
     int s;
     for (s = 0; s < steps; s++) {
         int off = (s * batch) % (NTRAIN - batch + 1);
-        if (gm_ae_train_step(m, train_.x + (size_t)off * 784, batch, NULL) != 0) {
+        if (gm_ae_train_step(m, train_.x + (size_t)off * 784, NULL, batch, NULL) != 0) {
             printf("# train step %d: %s\n", s, gm_last_error());
             return -1;
         }
@@ -109,7 +109,7 @@ GM_TEST(test_ae_conv_learns) {
     gm_ae_stats after;
     float code[32 * 2], rec[784 * 2];
     c.arch.conv_ch[0] = 8; c.arch.conv_ch[1] = 16; c.arch.enc[0] = 32;
-    c.arch.act = GM_VAE_ELU; c.code_act = GM_VAE_IDENTITY;
+    c.arch.act = GM_ACT_ELU; c.code_act = GM_ACT_IDENTITY;
     GM_CHECK(gm_ae_init(&m, &c) == 0, "%s", gm_last_error());
     GM_CHECK(m.code_dim == 32, "code dim %d", m.code_dim);
     GM_CHECK(train_ae(&m, 200, 64) == 0, "training failed");
@@ -170,7 +170,7 @@ GM_TEST(test_sparse_penalties) {
     GM_CHECK(gm_ae_init(&plain, &c) == 0, "%s", gm_last_error());
     c.sparsity = GM_AE_SPARSE_L1; c.sparsity_weight = 1e-4f;
     GM_CHECK(gm_ae_init(&l1, &c) == 0, "%s", gm_last_error());
-    c.sparsity = GM_AE_SPARSE_KL; c.sparsity_weight = 0.003f; c.sparsity_target = 0.05f; c.code_act = GM_VAE_SIGMOID;
+    c.sparsity = GM_AE_SPARSE_KL; c.sparsity_weight = 0.003f; c.sparsity_target = 0.05f; c.code_act = GM_ACT_SIGMOID;
     GM_CHECK(gm_ae_init(&kl, &c) == 0, "%s", gm_last_error());
     GM_CHECK(train_ae(&plain, 150, 64) == 0 && train_ae(&l1, 150, 64) == 0 && train_ae(&kl, 150, 64) == 0, "training");
     GM_CHECK(gm_ae_evaluate(&plain, test_.x, NTEST, &sp) == 0 && gm_ae_evaluate(&l1, test_.x, NTEST, &sl) == 0 &&
@@ -416,12 +416,56 @@ GM_TEST(test_vae_inference) {
     gm_vae_free(&m);
 }
 
-/* Checkpoints: save, load into a fresh model with the same config, same outputs; a model with
-   another architecture refuses the file with a message naming both. */
+/* Everything a load could change in a model: weights, optimizer moments and steps. */
+typedef struct model_copy {
+    float *params, *m, *v;
+    size_t count, nopt;
+    long step, opt_step;
+} model_copy;
+
+static void copy_take(model_copy *c, const gm_params *P, const gm_optim *o, long step) {
+    c->count = P->count;
+    c->nopt = o->m ? o->n : 0;
+    c->params = (float *)malloc(sizeof(float) * (c->count + 2 * c->nopt + 1));
+    c->m = c->params + c->count;
+    c->v = c->m + c->nopt;
+    memcpy(c->params, P->data, sizeof(float) * c->count);
+    if (c->nopt) {
+        memcpy(c->m, o->m, sizeof(float) * c->nopt);
+        memcpy(c->v, o->v, sizeof(float) * c->nopt);
+    }
+    c->step = step;
+    c->opt_step = o->step;
+}
+
+/* 1 when the model holds exactly what c took, bit for bit. */
+static int copy_same(const model_copy *c, const gm_params *P, const gm_optim *o, long step) {
+    if (P->count != c->count || step != c->step || o->step != c->opt_step || (o->m ? o->n : 0) != c->nopt) return 0;
+    if (memcmp(c->params, P->data, sizeof(float) * c->count) != 0) return 0;
+    return !c->nopt || (memcmp(c->m, o->m, sizeof(float) * c->nopt) == 0 && memcmp(c->v, o->v, sizeof(float) * c->nopt) == 0);
+}
+
+/* A safetensors file genmod did not write: one F32 tensor "w" of 2 values, no metadata. */
+static int write_foreign_safetensors(const char *path) {
+    const char hdr[] = "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}    ";
+    unsigned char len[8] = {0};
+    float w[2] = {1.0f, 2.0f};
+    size_t n = sizeof hdr - 1;
+    FILE *f = fopen(path, "wb");
+    int i;
+    if (!f) return -1;
+    for (i = 0; i < 8; i++) len[i] = (unsigned char)((n >> (8 * i)) & 0xff);
+    fwrite(len, 1, 8, f);
+    fwrite(hdr, 1, n, f);
+    fwrite(w, sizeof(float), 2, f);   /* little-endian hosts: the bytes safetensors wants */
+    return fclose(f);
+}
+
+/* Checkpoints: save, load into a fresh model with the same config, same outputs and steps. */
 GM_TEST(test_save_load) {
     const char *path = "/tmp/gm_test_vae_ckpt.safetensors";
-    gm_vae_config c = small_vae(4), c2;
-    gm_vae a, b, other;
+    gm_vae_config c = small_vae(4);
+    gm_vae a, b;
     gm_ae_config ac = small_ae();
     gm_ae ae, ae2;
     float ra[784], rb[784];
@@ -432,18 +476,134 @@ GM_TEST(test_save_load) {
     GM_CHECK(b.step == 5 && b.opt.step == 5, "steps %ld %ld", b.step, b.opt.step);
     GM_CHECK(gm_vae_reconstruct(&a, test_.x, NULL, 1, ra) == 0 && gm_vae_reconstruct(&b, test_.x, NULL, 1, rb) == 0, "x");
     GM_CHECK(memcmp(ra, rb, sizeof ra) == 0, "loaded model differs");
-    c2 = c;
-    c2.arch.act = GM_VAE_TANH;   /* same shapes, other activation: caught by the metadata */
-    GM_CHECK(gm_vae_init(&other, &c2) == 0, "%s", gm_last_error());
-    GM_CHECK(gm_vae_load(&other, path) != 0, "loading into another architecture must fail");
-    printf("# (expected) %s\n", gm_last_error());
-    GM_CHECK(strstr(gm_last_error(), "act=elu") != NULL, "message should name the saved architecture");
     GM_CHECK(gm_ae_init(&ae, &ac) == 0 && gm_ae_init(&ae2, &ac) == 0, "%s", gm_last_error());
-    GM_CHECK(gm_ae_load(&ae, path) != 0, "an autoencoder must refuse a VAE checkpoint");
+    GM_CHECK(train_ae(&ae, 3, 64) == 0, "training failed");
     GM_CHECK(gm_ae_save(&ae, path) == 0 && gm_ae_load(&ae2, path) == 0, "%s", gm_last_error());
-    gm_vae_free(&a); gm_vae_free(&b); gm_vae_free(&other);
+    GM_CHECK(ae2.step == 3 && memcmp(ae.params.data, ae2.params.data, sizeof(float) * ae.params.count) == 0,
+             "loaded autoencoder differs (step %ld)", ae2.step);
+    gm_vae_free(&a); gm_vae_free(&b);
     gm_ae_free(&ae); gm_ae_free(&ae2);
     remove(path);
+}
+
+/* A refused load: -1, a message holding every string of `want` (NULL-terminated), and the model
+   exactly as it was (weights, optimizer moments, steps). The models have trained a few steps so
+   their optimizer state exists and would show any overwrite. */
+static void check_refused_vae(gm_vae *m, const char *path, const char *const *want, const char *what) {
+    model_copy before;
+    int i;
+    copy_take(&before, &m->params, &m->opt, m->step);
+    GM_CHECK(gm_vae_load(m, path) != 0, "%s: must be refused", what);
+    printf("# (expected) %s\n", gm_last_error());
+    for (i = 0; want[i]; i++) GM_CHECK(strstr(gm_last_error(), want[i]) != NULL, "%s: message lacks '%s'", what, want[i]);
+    GM_CHECK(copy_same(&before, &m->params, &m->opt, m->step), "%s: the refused load changed the model", what);
+    free(before.params);
+}
+
+static void check_refused_ae(gm_ae *m, const char *path, const char *const *want, const char *what) {
+    model_copy before;
+    int i;
+    copy_take(&before, &m->params, &m->opt, m->step);
+    GM_CHECK(gm_ae_load(m, path) != 0, "%s: must be refused", what);
+    printf("# (expected) %s\n", gm_last_error());
+    for (i = 0; want[i]; i++) GM_CHECK(strstr(gm_last_error(), want[i]) != NULL, "%s: message lacks '%s'", what, want[i]);
+    GM_CHECK(copy_same(&before, &m->params, &m->opt, m->step), "%s: the refused load changed the model", what);
+    free(before.params);
+}
+
+/* Files of another model, another architecture, or not genmod's at all are refused with a message
+   naming both sides, and leave the model untouched. */
+GM_TEST(test_load_refusals) {
+    const char *path = "/tmp/gm_test_vae_refuse.safetensors", *foreign = "/tmp/gm_test_vae_foreign.safetensors";
+    gm_vae_config c = small_vae(4), ct = small_vae(4), cc = gm_vae_conv_config();
+    gm_ae_config ac = small_ae();
+    gm_vae dense, tanh_vae, conv;
+    gm_ae ae;
+    const char *vae_in_ae[] = {"'vae'", "'ae'", NULL};
+    const char *act[] = {"act=elu", "act=tanh", NULL};
+    const char *shape[] = {"conv=[]", "conv=[4,8]", NULL};
+    const char *want_vae[] = {"'vae'", NULL}, *want_ae[] = {"'ae'", NULL}, *any[] = {NULL};
+    ct.arch.act = GM_ACT_TANH;   /* same shapes, other activation: only the metadata tells them apart */
+    cc.arch.conv_ch[0] = 4; cc.arch.conv_ch[1] = 8; cc.arch.enc[0] = 32; cc.arch.dec[0] = 32; cc.latent = 4;
+    GM_CHECK(gm_vae_init(&dense, &c) == 0 && gm_vae_init(&tanh_vae, &ct) == 0 && gm_vae_init(&conv, &cc) == 0 &&
+             gm_ae_init(&ae, &ac) == 0, "%s", gm_last_error());
+    GM_CHECK(train_vae(&dense, 2, 20) == 0 && train_vae(&tanh_vae, 2, 20) == 0 && train_vae(&conv, 2, 20) == 0 &&
+             train_ae(&ae, 2, 20) == 0, "training failed");
+    GM_CHECK(gm_vae_save(&dense, path) == 0, "%s", gm_last_error());
+    check_refused_ae(&ae, path, vae_in_ae, "a VAE file into an autoencoder");
+    check_refused_vae(&tanh_vae, path, act, "an ELU VAE file into a tanh VAE");
+    check_refused_vae(&conv, path, shape, "a dense VAE file into a conv VAE");
+    GM_CHECK(write_foreign_safetensors(foreign) == 0, "cannot write %s", foreign);
+    check_refused_vae(&dense, foreign, want_vae, "a safetensors file genmod did not write, into a VAE");
+    check_refused_ae(&ae, foreign, want_ae, "a safetensors file genmod did not write, into an autoencoder");
+    check_refused_vae(&dense, "/nonexistent/ckpt.safetensors", any, "a missing file");
+    gm_vae_free(&dense); gm_vae_free(&tanh_vae); gm_vae_free(&conv);
+    gm_ae_free(&ae);
+    remove(path);
+    remove(foreign);
+}
+
+/* A NaN (or infinite) loss is refused and the step leaves the weights, the optimizer state and the
+   step counts exactly as they were; a good step still works afterwards. */
+GM_TEST(test_nan_loss_untouched) {
+    gm_vae_config c = small_vae(4);
+    gm_ae_config ac = small_ae();
+    gm_vae m;
+    gm_ae ae;
+    model_copy before;
+    static float x[10 * 784];
+    int k;
+    GM_CHECK(gm_vae_init(&m, &c) == 0 && gm_ae_init(&ae, &ac) == 0, "%s", gm_last_error());
+    GM_CHECK(train_vae(&m, 3, 10) == 0 && train_ae(&ae, 3, 10) == 0, "training failed");
+    memcpy(x, train_.x, sizeof x);
+    for (k = 0; k < 2; k++) {
+        x[3] = k ? INFINITY : NAN;
+        copy_take(&before, &m.params, &m.opt, m.step);
+        GM_CHECK(gm_vae_train_step(&m, x, NULL, 10, NULL) != 0, "VAE: a %s loss must be refused", k ? "infinite" : "NaN");
+        printf("# (expected) %s\n", gm_last_error());
+        GM_CHECK(strstr(gm_last_error(), "NaN") || strstr(gm_last_error(), "infinite"), "message: %s", gm_last_error());
+        GM_CHECK(copy_same(&before, &m.params, &m.opt, m.step), "VAE: the refused step changed the model");
+        free(before.params);
+        copy_take(&before, &ae.params, &ae.opt, ae.step);
+        GM_CHECK(gm_ae_train_step(&ae, x, NULL, 10, NULL) != 0, "AE: a %s loss must be refused", k ? "infinite" : "NaN");
+        printf("# (expected) %s\n", gm_last_error());
+        GM_CHECK(copy_same(&before, &ae.params, &ae.opt, ae.step), "AE: the refused step changed the model");
+        free(before.params);
+    }
+    x[3] = 0;
+    GM_CHECK(gm_vae_train_step(&m, x, NULL, 10, NULL) == 0 && m.step == 4, "a good VAE step after bad ones: %s",
+             gm_last_error());
+    GM_CHECK(gm_ae_train_step(&ae, x, NULL, 10, NULL) == 0 && ae.step == 4, "a good AE step after bad ones: %s",
+             gm_last_error());
+    gm_vae_free(&m);
+    gm_ae_free(&ae);
+}
+
+/* Labels must fit the model: none for an autoencoder or an unconditional VAE; nothing changes. */
+GM_TEST(test_labels_refused) {
+    gm_vae_config c = small_vae(4);
+    gm_ae_config ac = small_ae();
+    gm_vae m;
+    gm_ae ae;
+    model_copy before;
+    float out[784];
+    GM_CHECK(gm_vae_init(&m, &c) == 0 && gm_ae_init(&ae, &ac) == 0, "%s", gm_last_error());
+    copy_take(&before, &ae.params, &ae.opt, ae.step);
+    GM_CHECK(gm_ae_train_step(&ae, train_.x, train_.y, 10, NULL) != 0, "an autoencoder must refuse labels");
+    printf("# (expected) %s\n", gm_last_error());
+    GM_CHECK(strstr(gm_last_error(), "labels") != NULL, "message: %s", gm_last_error());
+    GM_CHECK(copy_same(&before, &ae.params, &ae.opt, ae.step), "the refused step changed the autoencoder");
+    free(before.params);
+    copy_take(&before, &m.params, &m.opt, m.step);
+    GM_CHECK(gm_vae_train_step(&m, train_.x, train_.y, 10, NULL) != 0, "an unconditional VAE must refuse labels");
+    printf("# (expected) %s\n", gm_last_error());
+    GM_CHECK(copy_same(&before, &m.params, &m.opt, m.step), "the refused step changed the VAE");
+    free(before.params);
+    GM_CHECK(gm_vae_reconstruct(&m, train_.x, train_.y, 1, out) != 0, "reconstruct with labels on an unconditional VAE");
+    GM_CHECK(gm_vae_train_step(&m, train_.x, NULL, 10, NULL) == 0 && gm_ae_train_step(&ae, train_.x, NULL, 10, NULL) == 0,
+             "%s", gm_last_error());
+    gm_vae_free(&m);
+    gm_ae_free(&ae);
 }
 
 /* Bad input gives -1 and a message, never a crash. */
@@ -454,8 +614,13 @@ GM_TEST(test_bad_input) {
     gm_ae ae;
     static float x[10 * 784];
     float out[784];
+    memset(&m, 0, sizeof m);   /* free is safe on a zeroed model, twice, and after a failed init */
+    memset(&ae, 0, sizeof ae);
+    gm_vae_free(&m); gm_vae_free(&m);
+    gm_ae_free(&ae); gm_ae_free(&ae);
     c.latent = 0;
     GM_CHECK(gm_vae_init(&m, &c) != 0, "latent 0 must fail");
+    gm_vae_free(&m);
     c = gm_vae_conv_config(); c.arch.in_h = 30;
     GM_CHECK(gm_vae_init(&m, &c) != 0, "30 rows with two stride-2 convs must fail");
     printf("# (expected) %s\n", gm_last_error());
@@ -476,7 +641,6 @@ GM_TEST(test_bad_input) {
     x[3] = 0;
     GM_CHECK(gm_vae_train_step(&m, x, NULL, 10, NULL) == 0, "a good step after a bad one: %s", gm_last_error());
     GM_CHECK(gm_vae_score(&m, x, NULL, 1, 7, out) != 0, "unknown score kind must fail");
-    GM_CHECK(gm_vae_load(&m, "/nonexistent/ckpt.safetensors") != 0, "missing file must fail");
     gm_vae_free(&m);
 }
 
@@ -493,6 +657,9 @@ int main(int argc, char **argv) {
     RUN(test_bad_input);
     RUN(test_vae_warmup_in_step);
     RUN(test_save_load);
+    RUN(test_load_refusals);
+    RUN(test_nan_loss_untouched);
+    RUN(test_labels_refused);
     RUN(test_ae_learns);
     RUN(test_ae_conv_learns);
     RUN(test_dae_denoises);
