@@ -6,7 +6,7 @@ OPT     ?= -O2
 WARN    := -std=c99 -Wall -Wextra -Wpedantic
 LDLIBS  := -lm -lpthread
 SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-HEADERS := $(wildcard genmod*.h) examples/common.h examples/gan.c
+HEADERS := $(wildcard genmod*.h) examples/common.h
 TESTS   := test_core test_grad test_kernels test_data test_image test_vae test_gan test_flow
 EXAMPLES:= $(patsubst examples/%.c,%,$(wildcard examples/*.c))
 AARCH64_CC ?= aarch64-linux-gnu-gcc

@@ -5,48 +5,75 @@
    mode coverage on the 8-Gaussians ring). Builds on genmod.h.
 
    USAGE
-     In exactly one C or C++ file, the same one that holds genmod's implementation:
+     The declarations are always visible; the implementation is compiled where
+     GENMOD_GAN_IMPLEMENTATION is defined, in one C or C++ file. Either in the file that holds
+     genmod's implementation:
          #define GENMOD_IMPLEMENTATION
+         #include "genmod.h"
          #define GENMOD_GAN_IMPLEMENTATION
          #include "genmod_gan.h"
-     Everywhere else just #include "genmod_gan.h". Build: cc -O2 prog.c -lm -lpthread
+     or in a file of its own (it uses only genmod.h's public functions), linked with the file that
+     defines GENMOD_IMPLEMENTATION:
+         #define GENMOD_GAN_IMPLEMENTATION
+         #include "genmod_gan.h"
+     Everywhere else just #include "genmod_gan.h". Build: cc -O2 prog.c -lm -lpthread (or
+     cc -O2 core.c gan.c prog.c -lm -lpthread). If you define GENMOD_MALLOC / GENMOD_REALLOC /
+     GENMOD_FREE, define the same three wherever an implementation is compiled.
 
    THE SHORTEST PROGRAM (the MLP GAN of Goodfellow et al. on MNIST in [-1,1])
 
-         gm_gan gan;  gm_gan_stats st;  gm_dataset tr;  gm_batcher b;  const int *idx;  int k;
-         gm_gan_arch ga = gm_gan_mlp_g(100, 784, 0), da = gm_gan_mlp_d(784, 0);
-         gm_gan_opts o = gm_gan_defaults(GM_GAN_NONSAT);
-         gm_mnist_load(&tr, NULL, "data", 0, 0, -1.0f, 1.0f);
-         gm_gan_init(&gan, &ga, &da, &o, gm_adam(2e-4f, 0.5f, 0.999f), gm_adam(2e-4f, 0.5f, 0.999f), 1);
-         gm_graph *g = gm_graph_new(1);
-         float *x = malloc(100 * 784 * sizeof(float));
-         gm_batcher_init(&b, tr.n, 100, 1, 1);
-         while ((k = gm_batcher_next(&b, &idx)) > 0) {          // one epoch
+         gm_dataset tr;  gm_batcher b;  gm_gan gan;  const int *idx;  int k;
+         gm_gan_config cfg = gm_gan_default_config(0);       // MLP G and D, unconditional
+         gm_mnist_load(&tr, NULL, "data", 0, 0, -1.0f, 1.0f); // pixels on [-1,1], tanh's range
+         if (gm_gan_init(&gan, &cfg) != 0) { puts(gm_last_error()); return 1; }
+         float *x = malloc(sizeof(float) * 784 * cfg.batch);
+         gm_batcher_init(&b, tr.n, cfg.batch, 1, 1);
+         while ((k = gm_batcher_next(&b, &idx)) > 0) {        // one epoch
              gm_dataset_gather(&tr, idx, k, x, NULL);
-             if (gm_gan_step(&gan, g, x, NULL, k, &st) != 0) { puts(gm_last_error()); break; }
+             if (gm_gan_train_step(&gan, x, NULL, k, NULL) != 0) { puts(gm_last_error()); break; }
          }
-         gm_gan_sample(&gan, g, NULL, NULL, 64, x);               // 64 images, G in eval mode
+         gm_gan_sample(&gan, NULL, 64, x);                    // 64 images, G in eval mode
+         gm_gan_save(&gan, "gan.safetensors");
+         gm_gan_free(&gan);
+
+   EACH MODEL HAS (the family contract of genmod's README)
+     a config        gm_gan_default_config(classes) and presets (gm_gan_dcgan_config,
+                     gm_gan_wgan_gp_config); a plain struct: both networks, loss, critic steps,
+                     penalty, instance noise, each network's optimizer settings, batch, seed
+     _init / _free   gm_gan_init(m, &cfg) builds G, D, both optimizers and the graph, whose random
+                     stream (seeded from cfg.seed) draws every noise vector, dropout mask, instance
+                     noise and penalty mix; gm_gan_free is safe on a zeroed or failed model
+     _train_step     one D step and, every n_critic-th call, one G step on n examples of plain floats
+     _sample         n samples (gm_gan_sample_z: from given noise vectors); gm_gan_discriminate: D's
+                     scores; any n, eval mode, in chunks
+     _forward        gm_gan_forward emits G into your own gm_graph (gm_gan_net_forward: one network)
+     _save / _load   one safetensors file: parts "G" and "D" (weights, batch-norm and spectral-norm
+                     buffers, each optimizer's state), the step counters and the random stream, so a
+                     loaded model continues training exactly as the saved one would have; a file of
+                     another model or architecture is refused and the model left untouched
+     CycleGAN follows the same shape (gm_cyclegan_*), with one deviation: it learns a mapping
+     between two domains, so a training step takes a batch of each (a, b) instead of labels, and it
+     translates (gm_cyclegan_translate) instead of sampling.
 
    CONCEPTS
      gm_gan_arch   a plain description of one network (MLP, DCGAN-style conv, image-to-image, patch
-                   discriminator): sizes, conditioning classes, batch norm, dropout, activation,
-                   spectral normalization. gm_gan_mlp_g() etc. give the standard ones; edit fields.
+                   discriminator): sizes, conditioning classes, batch norm, dropout, activation
+                   (genmod's GM_ACT_*), spectral normalization. gm_gan_mlp_g() etc. give the standard
+                   ones; edit fields.
      gm_gan_net    a network built from an arch; owns its gm_params (one per network, so each has
                    its own optimizer and can be frozen while the other trains).
-     gm_gan        G, D, their optimizers and the training options (loss variant, critic steps,
-                   gradient penalty, instance noise). gm_gan_step() does one D step and, every
-                   n_critic-th call, one G step on the same fake batch.
      Losses        GM_GAN_NONSAT (-log D(G(z))), GM_GAN_MINIMAX (log(1 - D(G(z)))), GM_GAN_LSGAN
-                   (least squares), GM_GAN_WASSERSTEIN (with weight clipping: set optD.clip_value;
-                   with the gradient penalty: opts.gp = 10). D outputs logits; sigmoid+BCE is
-                   computed as BCE with logits.
+                   (least squares), GM_GAN_WASSERSTEIN (with weight clipping: opt_d.clip_value;
+                   with the gradient penalty: gp = 10). D outputs logits; sigmoid+BCE is computed
+                   as BCE with logits.
      Metrics       gm_digit_classifier (weights in data/digit_classifier.safetensors, made by
                    tools/train_classifier.c) gives features and labels; gm_frechet_distance,
                    gm_label_entropy and gm_ring_modes do the rest. gm_sqrtm_psd and gm_eigh_sym
                    (Jacobi, double) are the linear algebra under the Frechet distance.
 
    ERRORS: functions return 0 / a tensor on success and -1 / NULL on failure, with the reason in
-   gm_last_error(). A NaN or infinite loss stops gm_gan_step with a message.
+   gm_last_error(). A NaN or infinite loss stops a training step before the update it would feed
+   (a G step runs after its D step, so a NaN G loss leaves D's update of that call in place).
 
    LICENSE: MIT, at the end of the file.
 */
@@ -84,7 +111,6 @@ enum { GM_GAN_MLP = 0,      /* dense layers */
        GM_GAN_CONV,         /* DCGAN: G dense -> reshape -> conv-transpose 4x4/2 ...; D conv 4x4/2 ... -> dense 1 */
        GM_GAN_IMG2IMG,      /* CycleGAN generator: 3x3 convs, stride 1, image in, image out */
        GM_GAN_PATCH };      /* PatchGAN discriminator: conv 4x4/2 ... -> conv 3x3 to one logit per patch */
-enum { GM_GAN_ACT_NONE = 0, GM_GAN_ACT_RELU, GM_GAN_ACT_LEAKY, GM_GAN_ACT_TANH };
 #define GM_GAN_MAX_HIDDEN 8
 
 typedef struct gm_gan_arch {
@@ -97,12 +123,12 @@ typedef struct gm_gan_arch {
     int batchnorm;          /* after hidden layers (conv D: all but the first, as in DCGAN) */
     int spectral;           /* 1: spectral normalization of every weight */
     float dropout;          /* after hidden activations (training mode only) */
-    int act;                /* hidden activation, GM_GAN_ACT_* */
-    float slope;            /* LeakyReLU slope */
-    int out_act;            /* generator output: GM_GAN_ACT_TANH (images in [-1,1]) or NONE */
+    int act;                /* hidden activation, GM_ACT_RELU, GM_ACT_LEAKY_RELU, ... (genmod.h) */
+    float slope;            /* GM_ACT_LEAKY_RELU's negative slope */
+    int out_act;            /* generator output: GM_ACT_TANH (images in [-1,1]) or GM_ACT_IDENTITY */
 } gm_gan_arch;
 
-/* The recipes of the issue; change fields of the result to vary them. */
+/* The standard networks on 28x28 digits; change fields of the result to vary them. */
 GMDEF gm_gan_arch gm_gan_mlp_g(int z, int features, int classes); /* z->256->512->1024->features, BN+ReLU, tanh */
 GMDEF gm_gan_arch gm_gan_mlp_d(int features, int classes);        /* features->1024->512->256->1, ReLU, dropout 0.3 */
 GMDEF gm_gan_arch gm_gan_dcgan_g(int z, int classes);  /* z->128x7x7 BN ReLU -> 64x14x14 BN ReLU -> 1x28x28 tanh */
@@ -120,13 +146,13 @@ typedef struct gm_gan_layer {
 } gm_gan_layer;
 
 typedef struct gm_gan_net {
-    gm_gan_arch a;
-    gm_params params;            /* every weight of this network (and its buffers) */
-    gm_gan_layer L[GM_GAN_MAX_HIDDEN + 2];
+    gm_gan_arch arch;
+    gm_params params;       /* every weight of this network (and its buffers) */
+    gm_gan_layer layers[GM_GAN_MAX_HIDDEN + 2];
     int nlayers;
 } gm_gan_net;
 
-GMDEF int gm_gan_net_init(gm_gan_net *net, const gm_gan_arch *a, const char *name, gm_rng *r);
+GMDEF int gm_gan_net_init(gm_gan_net *net, const gm_gan_arch *arch, gm_rng *r);
 /* x: G (N, z); D (N, c*h*w) or (N, c, h, w). labels: N ints when conditional, else NULL.
    G returns (N, c*h*w) for MLP, (N, c, h, w) for conv; D returns (N, 1) (patch: (N, 1, h', w')). */
 GMDEF gm_tensor *gm_gan_net_forward(gm_graph *g, gm_gan_net *net, gm_tensor *x, const int *labels);
@@ -158,18 +184,43 @@ GMDEF float gm_gan_noise_std(float std0, long step, long steps);
 GMDEF gm_tensor *gm_gan_instance_noise(gm_graph *g, gm_tensor *x, float std);
 
 /* ======================================================================================= */
-/* Training a GAN                                                                          */
+/* The GAN model                                                                           */
 /* ======================================================================================= */
-typedef struct gm_gan_opts {
-    int loss;               /* GM_GAN_NONSAT, ... */
-    int n_critic;           /* D steps per G step (1; WGAN 5) */
-    float gp;               /* > 0: gradient penalty weight (WGAN-GP: 10) */
-    float noise;            /* instance noise std at the start (0: off) */
-    long noise_steps;       /* D steps over which it anneals to zero */
-} gm_gan_opts;
+/* One network's optimizer, built at init (change gan.opt_g / opt_d afterwards for a schedule). */
+typedef struct gm_gan_optim_config {
+    int kind;               /* GM_ADAM, GM_RMSPROP (WGAN with clipping, as in its paper) or GM_SGD */
+    float lr;               /* learning rate */
+    float beta1;            /* Adam's first-moment decay; SGD's momentum */
+    float beta2;            /* Adam's second-moment decay; RMSProp's smoothing constant (alpha) */
+    float clip_value;       /* > 0: every weight clamped to [-clip_value, clip_value] after a step */
+} gm_gan_optim_config;
+
+typedef struct gm_gan_config {
+    gm_gan_arch generator;      /* G: noise (+ label) -> data */
+    gm_gan_arch discriminator;  /* D: data (+ label) -> score; G's data shape and classes */
+    int loss;                   /* GM_GAN_NONSAT, GM_GAN_MINIMAX, GM_GAN_LSGAN, GM_GAN_WASSERSTEIN */
+    int n_critic;               /* D steps per G step (1; WGAN 5) */
+    float gp;                   /* > 0: gradient penalty weight (WGAN-GP: 10) */
+    float noise;                /* instance noise std at the start (0: off) */
+    long noise_steps;           /* D steps over which the instance noise anneals to zero */
+    gm_gan_optim_config opt_g;  /* G's optimizer (Adam 2e-4, betas 0.5, 0.999) */
+    gm_gan_optim_config opt_d;  /* D's optimizer (the same) */
+    int batch;                  /* the recommended batch size; gm_gan_train_step takes any n */
+    uint64_t seed;              /* weights and the model's random stream */
+} gm_gan_config;
+
+/* The MLP GAN on 28x28 digits: G z 100 -> 256 -> 512 -> 1024 -> 784 (batch norm, ReLU, tanh),
+   D 784 -> 1024 -> 512 -> 256 -> 1 (ReLU, dropout 0.3), non-saturating loss, batch 100.
+   classes > 0: conditional on a label 0..classes-1 (G and D). */
+GMDEF gm_gan_config gm_gan_default_config(int classes);
+/* DCGAN (gm_gan_dcgan_g / _d), Adam 2e-4 (0.5, 0.999), batch 64. */
+GMDEF gm_gan_config gm_gan_dcgan_config(int classes);
+/* WGAN-GP: the MLP G, an MLP critic without dropout or batch norm (the penalty treats examples one
+   by one), Wasserstein loss, penalty 10, 5 critic steps per G step, Adam 1e-4 (0.5, 0.9), batch 64. */
+GMDEF gm_gan_config gm_gan_wgan_gp_config(int classes);
 
 typedef struct gm_gan_stats {
-    float d_loss, g_loss;   /* g_loss: of the last G step */
+    float d_loss, g_loss;   /* g_loss: of this call's G step (0 if none) */
     float d_real, d_fake;   /* mean D output (logit or critic value) on the real and fake batch */
     float gp;               /* penalty term (0 without) */
     float noise;            /* instance noise std used */
@@ -177,52 +228,69 @@ typedef struct gm_gan_stats {
 } gm_gan_stats;
 
 typedef struct gm_gan {
-    gm_gan_net G, D;
-    gm_optim optG, optD;
-    gm_gan_opts o;
-    long d_steps, g_steps;
+    gm_gan_config cfg;              /* as given to gm_gan_init */
+    gm_gan_net generator, discriminator;
+    gm_optim opt_g, opt_d;          /* built from cfg; change hyperparameters or schedules here */
+    gm_graph *graph;                /* every call of this model computes here; its rng is the model's */
+    long d_steps, g_steps;          /* training steps taken by each network */
 } gm_gan;
 
-GMDEF gm_gan_opts gm_gan_defaults(int loss);   /* n_critic 1 (5 for WASSERSTEIN), no gp, no noise */
-GMDEF int  gm_gan_init(gm_gan *gan, const gm_gan_arch *ga, const gm_gan_arch *da, const gm_gan_opts *o,
-                       gm_optim opt_g, gm_optim opt_d, uint64_t seed);
-/* One D step on n real examples (n * c*h*w floats; labels when conditional, also given to the
-   fakes) and, when (d_steps % n_critic) == 0 afterwards, one G step on the same fake batch. */
-GMDEF int  gm_gan_step(gm_gan *gan, gm_graph *g, const float *real, const int *labels, int n, gm_gan_stats *st);
-/* n samples into out (n * c*h*w) with G in eval mode (batch-norm running statistics). z: n * z
-   floats, or NULL to draw them from the graph's rng; labels when conditional. Resets g. */
-GMDEF int  gm_gan_sample(gm_gan *gan, gm_graph *g, const float *z, const int *labels, int n, float *out);
-/* D's raw output on n inputs (eval mode: no dropout), into out (n floats). Resets g. */
-GMDEF int  gm_gan_discriminate(gm_gan *gan, gm_graph *g, const float *x, const int *labels, int n, float *out);
+GMDEF int  gm_gan_init(gm_gan *gan, const gm_gan_config *cfg);
 GMDEF void gm_gan_free(gm_gan *gan);
+/* One D step on n real examples (n * c*h*w floats; labels when conditional, also given to the
+   fakes, NULL otherwise) and, when d_steps reaches a multiple of n_critic, one G step on the same
+   fake batch. stats may be NULL. */
+GMDEF int  gm_gan_train_step(gm_gan *gan, const float *real, const int *labels, int n, gm_gan_stats *stats);
+/* n samples into out (n * c*h*w) with G in eval mode (batch-norm running statistics), the noise
+   drawn from the model's random stream; labels when conditional. */
+GMDEF int  gm_gan_sample(gm_gan *gan, const int *labels, int n, float *out);
+GMDEF int  gm_gan_sample_z(gm_gan *gan, const float *z, const int *labels, int n, float *out);  /* z: n * z floats */
+/* D's raw output on n inputs (eval mode: no dropout), into out: n floats (a patch D: n * h'*w'). */
+GMDEF int  gm_gan_discriminate(gm_gan *gan, const float *x, const int *labels, int n, float *out);
+/* G on z (N, z) in the caller's graph, for custom losses: (N, c*h*w) for MLP, (N, c, h, w) for conv. */
+GMDEF gm_tensor *gm_gan_forward(gm_graph *g, gm_gan *gan, gm_tensor *z, const int *labels);
+GMDEF int  gm_gan_save(const gm_gan *gan, const char *path);
+GMDEF int  gm_gan_load(gm_gan *gan, const char *path);  /* gan: initialized with the same architecture */
 
 /* ======================================================================================= */
 /* CycleGAN (Zhu et al. 2017): unpaired translation A <-> B                                */
 /* ======================================================================================= */
-typedef struct gm_cyclegan_opts {
-    int loss;               /* adversarial loss, GM_GAN_LSGAN as in the paper */
-    float cycle;            /* weight of |F(G(a)) - a|_1 + |G(F(b)) - b|_1 (10) */
-    float identity;         /* weight of |G(b) - b|_1 + |F(a) - a|_1 (0: off; the paper uses cycle/2) */
-} gm_cyclegan_opts;
+GMDEF gm_gan_arch gm_cyclegan_g(int c, int h, int w);   /* 3x3 convs 16-32-16, ReLU, tanh */
+GMDEF gm_gan_arch gm_cyclegan_d(int c, int h, int w);   /* patch D: 4x4/2 32, 64, LReLU, 3x3 to 1 */
+
+typedef struct gm_cyclegan_config {
+    gm_gan_arch generator;      /* both generators, A -> B and B -> A (an image-to-image net) */
+    gm_gan_arch discriminator;  /* both discriminators, of A and of B */
+    int loss;                   /* adversarial loss, GM_GAN_LSGAN as in the paper */
+    float cycle;                /* weight of |F(G(a)) - a|_1 + |G(F(b)) - b|_1 (10) */
+    float identity;             /* weight of |G(b) - b|_1 + |F(a) - a|_1 (0: off; the paper uses cycle/2) */
+    gm_gan_optim_config opt_g;  /* each generator's optimizer (Adam 2e-4, betas 0.5, 0.999) */
+    gm_gan_optim_config opt_d;  /* each discriminator's optimizer (the same) */
+    int batch;                  /* the recommended batch size (16) */
+    uint64_t seed;              /* weights and the model's random stream */
+} gm_cyclegan_config;
 
 typedef struct gm_cyclegan_stats { float g_adv, cycle, identity, d_a, d_b; } gm_cyclegan_stats;
 
 typedef struct gm_cyclegan {
-    gm_gan_net G, F, DA, DB;        /* G: A->B, F: B->A; DA judges A, DB judges B */
-    gm_optim optG, optF, optDA, optDB;
-    gm_cyclegan_opts o;
-    long steps;
+    gm_cyclegan_config cfg;
+    gm_gan_net gen_ab, gen_ba;      /* the paper's G: A -> B and F: B -> A */
+    gm_gan_net disc_a, disc_b;      /* D_A judges A, D_B judges B */
+    gm_optim opt_ab, opt_ba, opt_da, opt_db;
+    gm_graph *graph;
+    long step;                      /* training steps taken */
 } gm_cyclegan;
 
-GMDEF gm_gan_arch gm_cyclegan_g(int c, int h, int w);   /* 3x3 convs 16-32-16, ReLU, tanh */
-GMDEF gm_gan_arch gm_cyclegan_d(int c, int h, int w);   /* patch D: 4x4/2 32, 64, LReLU, 3x3 to 1 */
-GMDEF int  gm_cyclegan_init(gm_cyclegan *m, const gm_gan_arch *gen, const gm_gan_arch *disc,
-                            const gm_cyclegan_opts *o, gm_optim opt_g, gm_optim opt_d, uint64_t seed);
-/* One step of G and F (D frozen), then one of DA and DB, on n images from A and n from B. */
-GMDEF int  gm_cyclegan_step(gm_cyclegan *m, gm_graph *g, const float *a, const float *b, int n, gm_cyclegan_stats *st);
-/* to_b = 1: G(x) (A -> B), else F(x) (B -> A); eval mode; n images into out. Resets g. */
-GMDEF int  gm_cyclegan_translate(gm_cyclegan *m, gm_graph *g, int to_b, const float *x, int n, float *out);
+GMDEF gm_cyclegan_config gm_cyclegan_default_config(int c, int h, int w);  /* images c x h x w */
+GMDEF int  gm_cyclegan_init(gm_cyclegan *m, const gm_cyclegan_config *cfg);
 GMDEF void gm_cyclegan_free(gm_cyclegan *m);
+/* One step of both generators (discriminators frozen), then one of both discriminators, on n
+   images from A and n from B (n * c*h*w floats each). stats may be NULL. */
+GMDEF int  gm_cyclegan_train_step(gm_cyclegan *m, const float *a, const float *b, int n, gm_cyclegan_stats *stats);
+/* to_b = 1: A -> B, else B -> A; eval mode; n images into out. */
+GMDEF int  gm_cyclegan_translate(gm_cyclegan *m, int to_b, const float *x, int n, float *out);
+GMDEF int  gm_cyclegan_save(const gm_cyclegan *m, const char *path);   /* parts "G", "F", "DA", "DB" */
+GMDEF int  gm_cyclegan_load(gm_cyclegan *m, const char *path);
 
 /* Demo domains from one digit set: thin strokes as they are (A) vs the same digits dilated by a
    3x3 max filter (B). x: n images h*w in [-1,1]; out: the dilated copies (may not alias x). */
@@ -283,8 +351,19 @@ GMDEF int gm_digit_score(gm_digit_classifier *m, gm_graph *g, const float *sampl
 #ifdef GENMOD_GAN_IMPLEMENTATION
 #ifndef GENMOD_GAN_IMPLEMENTATION_INCLUDED
 #define GENMOD_GAN_IMPLEMENTATION_INCLUDED
-#ifndef GENMOD_IMPLEMENTATION_INCLUDED
-#error "genmod_gan.h: define GENMOD_IMPLEMENTATION in the same file as GENMOD_GAN_IMPLEMENTATION"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The allocator: genmod.h's, or in a file of its own the same default. */
+#if defined(GENMOD_MALLOC) != defined(GENMOD_FREE) || defined(GENMOD_MALLOC) != defined(GENMOD_REALLOC)
+#error "genmod_gan.h: define GENMOD_MALLOC, GENMOD_REALLOC and GENMOD_FREE together, or none of them"
+#endif
+#ifndef GENMOD_MALLOC
+#define GENMOD_MALLOC(sz) malloc(sz)
+#define GENMOD_REALLOC(p, sz) realloc(p, sz)
+#define GENMOD_FREE(p) free(p)
 #endif
 
 /* ---------------------------------------------------------------------- spectral norm */
@@ -380,8 +459,8 @@ static gm_gan_arch gm__gan_arch(int kind, int generator) {
     memset(&a, 0, sizeof a);
     a.kind = kind; a.generator = generator;
     a.c = 1; a.h = 28; a.w = 28;
-    a.act = GM_GAN_ACT_RELU; a.slope = 0.2f;
-    a.out_act = generator ? GM_GAN_ACT_TANH : GM_GAN_ACT_NONE;
+    a.act = GM_ACT_RELU; a.slope = 0.2f;
+    a.out_act = generator ? GM_ACT_TANH : GM_ACT_IDENTITY;
     return a;
 }
 
@@ -413,7 +492,7 @@ GMDEF gm_gan_arch gm_gan_dcgan_d(int classes) {
     gm_gan_arch a = gm__gan_arch(GM_GAN_CONV, 0);
     a.classes = classes;
     a.hidden[0] = 64; a.hidden[1] = 128; a.nhidden = 2;
-    a.batchnorm = 1; a.act = GM_GAN_ACT_LEAKY;
+    a.batchnorm = 1; a.act = GM_ACT_LEAKY_RELU;
     return a;
 }
 
@@ -428,45 +507,51 @@ GMDEF gm_gan_arch gm_cyclegan_d(int c, int h, int w) {
     gm_gan_arch a = gm__gan_arch(GM_GAN_PATCH, 0);
     a.c = c; a.h = h; a.w = w;
     a.hidden[0] = 32; a.hidden[1] = 64; a.nhidden = 2;
-    a.act = GM_GAN_ACT_LEAKY;
+    a.act = GM_ACT_LEAKY_RELU;
     return a;
 }
 
 /* ---------------------------------------------------------------------- networks */
 enum { GM__GAN_DENSE = 0, GM__GAN_CONV, GM__GAN_CONVT };
 
-static int gm__gan_arch_check(const gm_gan_arch *a) {
+/* who: the calling function, field: the config field holding the arch (named in the message). */
+static int gm__gan_arch_check(const gm_gan_arch *a, const char *who, const char *field) {
     int i, f = a->kind == GM_GAN_CONV || a->kind == GM_GAN_PATCH ? 1 << a->nhidden : 1;
-    if (a->kind < GM_GAN_MLP || a->kind > GM_GAN_PATCH) return gm_fail("gan arch: unknown kind %d", a->kind);
+    if (a->kind < GM_GAN_MLP || a->kind > GM_GAN_PATCH) return gm_fail("%s: %s.kind %d is unknown", who, field, a->kind);
     if (a->nhidden < 1 || a->nhidden > GM_GAN_MAX_HIDDEN)
-        return gm_fail("gan arch: nhidden is %d, must be 1..%d", a->nhidden, GM_GAN_MAX_HIDDEN);
+        return gm_fail("%s: %s.nhidden is %d, must be 1..%d", who, field, a->nhidden, GM_GAN_MAX_HIDDEN);
     for (i = 0; i < a->nhidden; i++)
-        if (a->hidden[i] <= 0) return gm_fail("gan arch: hidden[%d] = %d must be positive", i, a->hidden[i]);
-    if (a->c <= 0 || a->h <= 0 || a->w <= 0) return gm_fail("gan arch: data shape %dx%dx%d", a->c, a->h, a->w);
+        if (a->hidden[i] <= 0) return gm_fail("%s: %s.hidden[%d] = %d must be positive", who, field, i, a->hidden[i]);
+    if (a->c <= 0 || a->h <= 0 || a->w <= 0) return gm_fail("%s: %s data shape %dx%dx%d", who, field, a->c, a->h, a->w);
     if (a->h % f || a->w % f)
-        return gm_fail("gan arch: conv net with %d stages needs h, w divisible by %d (got %dx%d)", a->nhidden, f, a->h, a->w);
-    if (a->generator && a->kind != GM_GAN_IMG2IMG && a->z <= 0) return gm_fail("gan arch: generator needs z > 0");
-    if (a->classes < 0 || a->classes > 1000) return gm_fail("gan arch: classes %d out of 0..1000", a->classes);
-    if (a->dropout < 0 || a->dropout >= 1) return gm_fail("gan arch: dropout %g out of [0,1)", a->dropout);
-    if (a->act < GM_GAN_ACT_NONE || a->act > GM_GAN_ACT_TANH) return gm_fail("gan arch: unknown activation %d", a->act);
+        return gm_fail("%s: %s: a conv net with %d stages needs h, w divisible by %d (got %dx%d)", who, field, a->nhidden,
+                       f, a->h, a->w);
+    if (a->generator && a->kind != GM_GAN_IMG2IMG && a->z <= 0) return gm_fail("%s: %s.z must be > 0", who, field);
+    if (a->generator && a->kind == GM_GAN_PATCH)
+        return gm_fail("%s: %s: a patch network is a discriminator (set generator = 0)", who, field);
+    if (a->classes < 0 || a->classes > 1000) return gm_fail("%s: %s.classes %d out of 0..1000", who, field, a->classes);
+    if (!(a->dropout >= 0 && a->dropout < 1)) return gm_fail("%s: %s.dropout %g out of [0,1)", who, field, a->dropout);
+    if (a->act < 0 || a->act >= GM_ACT_COUNT) return gm_fail("%s: %s.act %d is not a GM_ACT_*", who, field, a->act);
+    if (a->out_act < 0 || a->out_act >= GM_ACT_COUNT)
+        return gm_fail("%s: %s.out_act %d is not a GM_ACT_*", who, field, a->out_act);
     return 0;
 }
 
 /* Adds one layer: weights (PyTorch's default init), then its spectral-norm vectors and batch norm. */
 static int gm__gan_add(gm_gan_net *net, int type, int in, int out, int k, int stride, int pad, int bn, int act,
                        gm_rng *r) {
-    gm_gan_layer *L = &net->L[net->nlayers];
+    gm_gan_layer *L = &net->layers[net->nlayers];
     char name[32];
     int rc, w;
     memset(L, 0, sizeof *L);
     snprintf(name, sizeof name, "l%d", net->nlayers);
-    L->type = type; L->act = act; L->slope = net->a.slope;
+    L->type = type; L->act = act; L->slope = net->arch.slope;
     if (type == GM__GAN_DENSE) rc = gm_linear_init(&L->lin, &net->params, name, in, out, GM_INIT_TORCH, r);
     else if (type == GM__GAN_CONV) rc = gm_conv_init(&L->conv, &net->params, name, in, out, k, stride, pad, GM_INIT_TORCH, r);
     else rc = gm_conv_transpose_init(&L->conv, &net->params, name, in, out, k, stride, pad, 0, GM_INIT_TORCH, r);
     if (rc != 0) return -1;
     w = type == GM__GAN_DENSE ? L->lin.w : L->conv.w;
-    L->has_sn = net->a.spectral;
+    L->has_sn = net->arch.spectral;
     if (L->has_sn && gm_spectral_init(&L->sn, &net->params, w, r) != 0) return -1;
     snprintf(name, sizeof name, "l%d.bn", net->nlayers);
     L->has_bn = bn;
@@ -476,26 +561,26 @@ static int gm__gan_add(gm_gan_net *net, int type, int in, int out, int k, int st
 }
 
 static int gm__gan_build_mlp(gm_gan_net *net, gm_rng *r) {
-    const gm_gan_arch *a = &net->a;
+    const gm_gan_arch *a = &net->arch;
     int i, in = (a->generator ? a->z : a->c * a->h * a->w) + a->classes;
     for (i = 0; i < a->nhidden; i++) {
         if (gm__gan_add(net, GM__GAN_DENSE, in, a->hidden[i], 0, 0, 0, a->batchnorm, a->act, r) != 0) return -1;
-        net->L[net->nlayers - 1].dropout = a->dropout;
+        net->layers[net->nlayers - 1].dropout = a->dropout;
         in = a->hidden[i];
     }
     return gm__gan_add(net, GM__GAN_DENSE, in, a->generator ? a->c * a->h * a->w : 1, 0, 0, 0, 0,
-                       a->generator ? a->out_act : GM_GAN_ACT_NONE, r);
+                       a->generator ? a->out_act : GM_ACT_IDENTITY, r);
 }
 
 /* DCGAN generator: dense to hidden[0] planes at (h, w) / 2^nhidden, then a conv-transpose 4x4/2
    per remaining stage, the last one to c channels. */
 static int gm__gan_build_conv_g(gm_gan_net *net, gm_rng *r) {
-    const gm_gan_arch *a = &net->a;
+    const gm_gan_arch *a = &net->arch;
     int i, s = 1 << a->nhidden, oh = a->h / s, ow = a->w / s;
     gm_gan_layer *L;
     if (gm__gan_add(net, GM__GAN_DENSE, a->z + a->classes, a->hidden[0] * oh * ow, 0, 0, 0, a->batchnorm, a->act, r) != 0)
         return -1;
-    L = &net->L[0];
+    L = &net->layers[0];
     L->reshape = 1; L->oc = a->hidden[0]; L->oh = oh; L->ow = ow;
     for (i = 1; i < a->nhidden; i++)
         if (gm__gan_add(net, GM__GAN_CONVT, a->hidden[i - 1], a->hidden[i], 4, 2, 1, a->batchnorm, a->act, r) != 0) return -1;
@@ -505,19 +590,19 @@ static int gm__gan_build_conv_g(gm_gan_net *net, gm_rng *r) {
 /* DCGAN discriminator (conv 4x4/2 per stage, no batch norm on the first, dense 1) or PatchGAN
    (same convs, then a 3x3 conv to one logit per patch). */
 static int gm__gan_build_conv_d(gm_gan_net *net, gm_rng *r) {
-    const gm_gan_arch *a = &net->a;
+    const gm_gan_arch *a = &net->arch;
     int i, in = a->c + a->classes, s = 1 << a->nhidden;
     for (i = 0; i < a->nhidden; i++) {
         if (gm__gan_add(net, GM__GAN_CONV, in, a->hidden[i], 4, 2, 1, a->batchnorm && i > 0, a->act, r) != 0) return -1;
-        net->L[net->nlayers - 1].dropout = a->dropout;
+        net->layers[net->nlayers - 1].dropout = a->dropout;
         in = a->hidden[i];
     }
-    if (a->kind == GM_GAN_PATCH) return gm__gan_add(net, GM__GAN_CONV, in, 1, 3, 1, 1, 0, GM_GAN_ACT_NONE, r);
-    return gm__gan_add(net, GM__GAN_DENSE, in * (a->h / s) * (a->w / s), 1, 0, 0, 0, 0, GM_GAN_ACT_NONE, r);
+    if (a->kind == GM_GAN_PATCH) return gm__gan_add(net, GM__GAN_CONV, in, 1, 3, 1, 1, 0, GM_ACT_IDENTITY, r);
+    return gm__gan_add(net, GM__GAN_DENSE, in * (a->h / s) * (a->w / s), 1, 0, 0, 0, 0, GM_ACT_IDENTITY, r);
 }
 
 static int gm__gan_build_img2img(gm_gan_net *net, gm_rng *r) {
-    const gm_gan_arch *a = &net->a;
+    const gm_gan_arch *a = &net->arch;
     int i, in = a->c + a->classes;
     for (i = 0; i < a->nhidden; i++) {
         if (gm__gan_add(net, GM__GAN_CONV, in, a->hidden[i], 3, 1, 1, a->batchnorm, a->act, r) != 0) return -1;
@@ -526,18 +611,16 @@ static int gm__gan_build_img2img(gm_gan_net *net, gm_rng *r) {
     return gm__gan_add(net, GM__GAN_CONV, in, a->c, 3, 1, 1, 0, a->out_act, r);
 }
 
-GMDEF int gm_gan_net_init(gm_gan_net *net, const gm_gan_arch *a, const char *name, gm_rng *r) {
+GMDEF int gm_gan_net_init(gm_gan_net *net, const gm_gan_arch *arch, gm_rng *r) {
     int rc;
-    (void)name;
-    if (!net || !a || !r) return gm_fail("gm_gan_net_init: NULL argument");
+    if (!net || !arch || !r) return gm_fail("gm_gan_net_init: NULL argument");
     memset(net, 0, sizeof *net);
-    if (gm__gan_arch_check(a) != 0) return -1;
-    net->a = *a;
-    if (a->kind == GM_GAN_MLP) rc = gm__gan_build_mlp(net, r);
-    else if (a->kind == GM_GAN_IMG2IMG) rc = gm__gan_build_img2img(net, r);
-    else if (a->generator && a->kind == GM_GAN_CONV) rc = gm__gan_build_conv_g(net, r);
-    else if (!a->generator) rc = gm__gan_build_conv_d(net, r);
-    else rc = gm_fail("gm_gan_net_init: a patch network is a discriminator (set generator = 0)");
+    if (gm__gan_arch_check(arch, "gm_gan_net_init", "arch") != 0) return -1;
+    net->arch = *arch;
+    if (arch->kind == GM_GAN_MLP) rc = gm__gan_build_mlp(net, r);
+    else if (arch->kind == GM_GAN_IMG2IMG) rc = gm__gan_build_img2img(net, r);
+    else if (arch->generator) rc = gm__gan_build_conv_g(net, r);
+    else rc = gm__gan_build_conv_d(net, r);
     if (rc != 0) gm_gan_net_free(net);
     return rc;
 }
@@ -546,15 +629,6 @@ GMDEF void gm_gan_net_free(gm_gan_net *net) {
     if (!net) return;
     gm_params_free(&net->params);
     memset(net, 0, sizeof *net);
-}
-
-static gm_tensor *gm__gan_act(gm_graph *g, gm_tensor *x, int act, float slope) {
-    switch (act) {
-    case GM_GAN_ACT_RELU: return gm_relu(g, x);
-    case GM_GAN_ACT_LEAKY: return gm_leaky_relu(g, x, slope);
-    case GM_GAN_ACT_TANH: return gm_tanh(g, x);
-    default: return x;
-    }
 }
 
 static gm_tensor *gm__gan_layer_forward(gm_graph *g, gm_gan_layer *L, gm_tensor *x) {
@@ -572,7 +646,7 @@ static gm_tensor *gm__gan_layer_forward(gm_graph *g, gm_gan_layer *L, gm_tensor 
     }
     y = gm_bias_add(g, y, gm_param(g, p, bv));
     if (L->has_bn) y = gm_batchnorm_forward(g, &L->bn, y);
-    y = gm__gan_act(g, y, L->act, L->slope);
+    y = gm_activation(g, y, L->act, L->slope);
     if (L->dropout > 0) y = gm_dropout(g, y, L->dropout);
     if (L->reshape) y = gm_reshape(g, y, -1, L->oc, L->oh, L->ow);
     return y;
@@ -583,7 +657,7 @@ static gm_tensor *gm__gan_condition(gm_graph *g, gm_tensor *x, const int *labels
     gm_tensor *oh;
     if (!x || classes <= 0) return x;
     if (!labels) {
-        gm__graph_error(g, "gan: a conditional network (%d classes) needs labels", classes);
+        gm_fail("gm_gan_net_forward: a conditional network (%d classes) needs labels", classes);
         return NULL;
     }
     oh = gm_one_hot(g, labels, x->shape[0], classes);                   /* (N, classes) */
@@ -596,16 +670,17 @@ GMDEF gm_tensor *gm_gan_net_forward(gm_graph *g, gm_gan_net *net, gm_tensor *x, 
     const gm_gan_arch *a;
     int i;
     if (!g || !net || !x) return NULL;
-    a = &net->a;
+    a = &net->arch;
     if (!a->generator || a->kind == GM_GAN_IMG2IMG) {
         /* data in: MLPs take (N, F), conv nets (N, C, H, W); accept either layout */
         if (a->kind == GM_GAN_MLP && x->ndim != 2) x = gm_flatten(g, x);
         else if (a->kind != GM_GAN_MLP && x->ndim == 2) x = gm_reshape(g, x, -1, a->c, a->h, a->w);
     }
     x = gm__gan_condition(g, x, labels, a->classes);
-    for (i = 0; i < net->nlayers && x; i++) x = gm__gan_layer_forward(g, &net->L[i], x);
+    for (i = 0; i < net->nlayers && x; i++) x = gm__gan_layer_forward(g, &net->layers[i], x);
     return x;
 }
+
 
 /* ---------------------------------------------------------------------- losses */
 static const char *gm__gan_loss_names[GM_GAN_NLOSSES] = {"nonsat", "minimax", "lsgan", "wgan"};
@@ -694,37 +769,127 @@ GMDEF gm_tensor *gm_gan_instance_noise(gm_graph *g, gm_tensor *x, float std) {
     return gm_add(g, x, gm_scale(g, gm_randn_like(g, x), std));
 }
 
-/* ---------------------------------------------------------------------- training */
-GMDEF gm_gan_opts gm_gan_defaults(int loss) {
-    gm_gan_opts o;
+/* ---------------------------------------------------------------------- configs */
+static gm_gan_optim_config gm__gan_adam(float lr, float beta1, float beta2) {
+    gm_gan_optim_config o;
     memset(&o, 0, sizeof o);
-    o.loss = loss;
-    o.n_critic = loss == GM_GAN_WASSERSTEIN ? 5 : 1;
+    o.kind = GM_ADAM; o.lr = lr; o.beta1 = beta1; o.beta2 = beta2;
     return o;
 }
 
-GMDEF int gm_gan_init(gm_gan *gan, const gm_gan_arch *ga, const gm_gan_arch *da, const gm_gan_opts *o,
-                      gm_optim opt_g, gm_optim opt_d, uint64_t seed) {
-    gm_rng r;
-    if (!gan || !ga || !da || !o) return gm_fail("gm_gan_init: NULL argument");
-    memset(gan, 0, sizeof *gan);
-    if (o->loss < 0 || o->loss >= GM_GAN_NLOSSES) return gm_fail("gm_gan_init: unknown loss %d", o->loss);
-    if (o->n_critic < 1) return gm_fail("gm_gan_init: n_critic is %d, must be >= 1", o->n_critic);
-    if (!ga->generator || da->generator) return gm_fail("gm_gan_init: ga must be a generator and da a discriminator");
+static gm_optim gm__gan_optim(const gm_gan_optim_config *c) {
+    gm_optim o = c->kind == GM_RMSPROP ? gm_rmsprop(c->lr, c->beta2)
+               : c->kind == GM_SGD     ? gm_sgd(c->lr, c->beta1)
+                                       : gm_adam(c->lr, c->beta1, c->beta2);
+    o.clip_value = c->clip_value;
+    return o;
+}
+
+static int gm__gan_optim_check(const gm_gan_optim_config *o, const char *who, const char *field) {
+    if (o->kind != GM_ADAM && o->kind != GM_RMSPROP && o->kind != GM_SGD)
+        return gm_fail("%s: %s.kind %d is not GM_ADAM, GM_RMSPROP or GM_SGD", who, field, o->kind);
+    if (!(o->lr > 0)) return gm_fail("%s: %s.lr %g must be positive", who, field, o->lr);
+    if (!(o->beta1 >= 0 && o->beta1 < 1)) return gm_fail("%s: %s.beta1 %g out of [0,1)", who, field, o->beta1);
+    if (!(o->beta2 >= 0 && o->beta2 < 1)) return gm_fail("%s: %s.beta2 %g out of [0,1)", who, field, o->beta2);
+    if (!(o->clip_value >= 0)) return gm_fail("%s: %s.clip_value %g must be >= 0", who, field, o->clip_value);
+    return 0;
+}
+
+GMDEF gm_gan_config gm_gan_default_config(int classes) {
+    gm_gan_config c;
+    memset(&c, 0, sizeof c);
+    c.generator = gm_gan_mlp_g(100, 784, classes);
+    c.discriminator = gm_gan_mlp_d(784, classes);
+    c.loss = GM_GAN_NONSAT;
+    c.n_critic = 1;
+    c.opt_g = c.opt_d = gm__gan_adam(2e-4f, 0.5f, 0.999f);
+    c.batch = 100;
+    c.seed = 1;
+    return c;
+}
+
+GMDEF gm_gan_config gm_gan_dcgan_config(int classes) {
+    gm_gan_config c = gm_gan_default_config(classes);
+    c.generator = gm_gan_dcgan_g(100, classes);
+    c.discriminator = gm_gan_dcgan_d(classes);
+    c.batch = 64;
+    return c;
+}
+
+GMDEF gm_gan_config gm_gan_wgan_gp_config(int classes) {
+    gm_gan_config c = gm_gan_default_config(classes);
+    c.discriminator.dropout = 0;        /* a critic, not a classifier */
+    c.discriminator.batchnorm = 0;
+    c.loss = GM_GAN_WASSERSTEIN;
+    c.n_critic = 5;
+    c.gp = 10.0f;
+    c.opt_g = c.opt_d = gm__gan_adam(1e-4f, 0.5f, 0.9f);
+    c.batch = 64;
+    return c;
+}
+
+static int gm__gan_config_check(const gm_gan_config *c) {
+    const gm_gan_arch *ga = &c->generator, *da = &c->discriminator;
+    const char *who = "gm_gan_init";
+    if (gm__gan_arch_check(ga, who, "generator") != 0 || gm__gan_arch_check(da, who, "discriminator") != 0) return -1;
+    if (!ga->generator || ga->kind == GM_GAN_IMG2IMG)
+        return gm_fail("%s: generator must map noise to data (generator = 1, kind GM_GAN_MLP or GM_GAN_CONV)", who);
+    if (da->generator || da->kind == GM_GAN_IMG2IMG)
+        return gm_fail("%s: discriminator must score data (generator = 0, kind GM_GAN_MLP, _CONV or _PATCH)", who);
     if (ga->c * ga->h * ga->w != da->c * da->h * da->w)
-        return gm_fail("gm_gan_init: G makes %dx%dx%d, D takes %dx%dx%d", ga->c, ga->h, ga->w, da->c, da->h, da->w);
-    if (ga->classes != da->classes) return gm_fail("gm_gan_init: G has %d classes, D %d", ga->classes, da->classes);
-    gm_rng_seed(&r, seed);
-    if (gm_gan_net_init(&gan->G, ga, "G", &r) != 0) return -1;
-    if (gm_gan_net_init(&gan->D, da, "D", &r) != 0) { gm_gan_net_free(&gan->G); return -1; }
-    gan->optG = opt_g; gan->optD = opt_d; gan->o = *o;
+        return gm_fail("%s: generator makes %dx%dx%d, discriminator takes %dx%dx%d", who, ga->c, ga->h, ga->w, da->c, da->h,
+                       da->w);
+    if (ga->classes != da->classes)
+        return gm_fail("%s: generator.classes is %d, discriminator.classes %d: they must agree", who, ga->classes,
+                       da->classes);
+    if (c->loss < 0 || c->loss >= GM_GAN_NLOSSES) return gm_fail("%s: loss %d is not a GM_GAN_* loss", who, c->loss);
+    if (c->n_critic < 1) return gm_fail("%s: n_critic is %d, must be >= 1", who, c->n_critic);
+    if (!(c->gp >= 0)) return gm_fail("%s: gp %g must be >= 0", who, c->gp);
+    if (!(c->noise >= 0) || c->noise_steps < 0)
+        return gm_fail("%s: noise %g and noise_steps %ld must be >= 0", who, c->noise, c->noise_steps);
+    if (c->batch < 1) return gm_fail("%s: batch is %d, must be >= 1", who, c->batch);
+    return gm__gan_optim_check(&c->opt_g, who, "opt_g") != 0 || gm__gan_optim_check(&c->opt_d, who, "opt_d") != 0 ? -1 : 0;
+}
+
+/* labels: n values in 0..classes-1 for a conditional network, NULL for the others. */
+static int gm__gan_labels_check(int classes, const int *labels, int n, const char *who) {
+    int i;
+    if (classes == 0) return labels ? gm_fail("%s: labels given to an unconditional model (pass NULL)", who) : 0;
+    if (!labels) return gm_fail("%s: this conditional model needs labels (0..%d)", who, classes - 1);
+    for (i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= classes)
+            return gm_fail("%s: label %d of example %d is out of 0..%d", who, labels[i], i, classes - 1);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- the GAN model */
+GMDEF int gm_gan_init(gm_gan *gan, const gm_gan_config *cfg) {
+    gm_rng r;
+    if (!gan || !cfg) return gm_fail("gm_gan_init: NULL argument");
+    memset(gan, 0, sizeof *gan);
+    if (gm__gan_config_check(cfg) != 0) return -1;
+    gan->cfg = *cfg;
+    gm_rng_seed(&r, cfg->seed);
+    if (gm_gan_net_init(&gan->generator, &cfg->generator, &r) != 0 ||
+        gm_gan_net_init(&gan->discriminator, &cfg->discriminator, &r) != 0) {
+        gm_gan_free(gan);
+        return -1;
+    }
+    gan->opt_g = gm__gan_optim(&cfg->opt_g);
+    gan->opt_d = gm__gan_optim(&cfg->opt_d);
+    gan->graph = gm_graph_new(cfg->seed);
+    if (!gan->graph) {
+        gm_gan_free(gan);
+        return gm_fail("gm_gan_init: out of memory for the graph");
+    }
     return 0;
 }
 
 GMDEF void gm_gan_free(gm_gan *gan) {
     if (!gan) return;
-    gm_gan_net_free(&gan->G); gm_gan_net_free(&gan->D);
-    gm_optim_free(&gan->optG); gm_optim_free(&gan->optD);
+    gm_gan_net_free(&gan->generator); gm_gan_net_free(&gan->discriminator);
+    gm_optim_free(&gan->opt_g); gm_optim_free(&gan->opt_d);
+    gm_graph_free(gan->graph);
     memset(gan, 0, sizeof *gan);
 }
 
@@ -735,226 +900,454 @@ static gm_tensor *gm__gan_critic(gm_graph *g, gm_tensor *x, void *ctx) {
     return gm_gan_net_forward(g, c->D, x, c->labels);
 }
 
-static int gm__gan_step_fail(gm_graph *g, const char *what) {
-    const char *e = gm_graph_error(g);
-    return gm_fail("gm_gan_step: %s: %s", what, e ? e : gm_last_error());
-}
-
-static float gm__gan_mean(const gm_tensor *t) {
-    double s = 0;
-    int i;
-    for (i = 0; i < t->size; i++) s += t->data[i];
-    return t->size ? (float)(s / t->size) : 0.0f;
-}
-
 /* D's scores of real and fake. A D whose output for one example does not depend on the others in
    the batch (no batch norm) nor on how many times it runs (no spectral norm: each training pass
    takes a power step) scores both in one pass of 2n rows: the same function, with GEMMs twice as
    tall. (Conditional Ds would need the labels twice; they take two passes.) */
 static void gm__gan_d_scores(gm_gan *gan, gm_graph *g, gm_tensor *xr, gm_tensor *xf, const int *labels, gm_tensor **dr,
                              gm_tensor **df) {
-    const gm_gan_arch *a = &gan->D.a;
+    const gm_gan_arch *a = &gan->discriminator.arch;
     if (!a->batchnorm && !a->spectral && a->classes == 0 && xr && xf && xr->shape[0] == xf->shape[0]) {
         const int n = xr->shape[0];
-        gm_tensor *both = gm_gan_net_forward(g, &gan->D, gm_concat(g, xr, xf, 0), NULL);
+        gm_tensor *both = gm_gan_net_forward(g, &gan->discriminator, gm_concat(g, xr, xf, 0), NULL);
         *dr = gm_slice(g, both, 0, 0, n);
         *df = gm_slice(g, both, 0, n, n);
         return;
     }
-    *dr = gm_gan_net_forward(g, &gan->D, xr, labels);
-    *df = gm_gan_net_forward(g, &gan->D, xf, labels);
+    *dr = gm_gan_net_forward(g, &gan->discriminator, xr, labels);
+    *df = gm_gan_net_forward(g, &gan->discriminator, xf, labels);
 }
 
 /* D step: D on noisy real and detached fake, loss (+ penalty), backward, update D. */
-static int gm__gan_d_step(gm_gan *gan, gm_graph *g, gm_tensor *real, gm_tensor *fake, const int *labels, float std,
-                          gm_gan_stats *st) {
+static int gm__gan_d_step(gm_gan *gan, gm_tensor *real, gm_tensor *fake, const int *labels, float std, gm_gan_stats *st) {
+    gm_graph *g = gan->graph;
     gm__gan_critic_ctx cc;
     gm_tensor *xr = gm_gan_instance_noise(g, real, std), *xf = gm_gan_instance_noise(g, gm_detach(g, fake), std);
     gm_tensor *dr, *df, *loss, *gp = NULL;
     gm__gan_d_scores(gan, g, xr, xf, labels, &dr, &df);
-    loss = gm_gan_d_loss(g, gan->o.loss, dr, df);
-    if (gan->o.gp > 0 && loss) {
-        cc.D = &gan->D; cc.labels = labels;
-        gp = gm_gan_gradient_penalty(g, gm__gan_critic, &cc, xr, xf, gan->o.gp);
+    loss = gm_gan_d_loss(g, gan->cfg.loss, dr, df);
+    if (gan->cfg.gp > 0 && loss) {
+        cc.D = &gan->discriminator; cc.labels = labels;
+        gp = gm_gan_gradient_penalty(g, gm__gan_critic, &cc, xr, xf, gan->cfg.gp);
         loss = gm_add(g, loss, gp);
     }
-    if (!loss) return gm__gan_step_fail(g, "D loss");
-    if (gm_backward(g, loss) != 0) return gm__gan_step_fail(g, "D step");
-    if (gm_optim_step(&gan->optD, &gan->D.params) != 0) return -1;
+    if (!loss) return gm_graph_fail(g, "gm_gan_train_step: D loss");
+    if (gm_backward(g, loss) != 0) return gm_graph_fail(g, "gm_gan_train_step: D step");
+    if (gm_optim_step(&gan->opt_d, &gan->discriminator.params) != 0) return -1;
     st->d_loss = loss->data[0];
-    st->d_real = gm__gan_mean(dr);
-    st->d_fake = gm__gan_mean(df);
+    st->d_real = (float)gm_tensor_mean(dr);
+    st->d_fake = (float)gm_tensor_mean(df);
     st->gp = gp ? gp->data[0] : 0.0f;
     return 0;
 }
 
 /* G step on the same fake batch, with D frozen so only G's gradients are taken. */
-static int gm__gan_g_step(gm_gan *gan, gm_graph *g, gm_tensor *fake, const int *labels, float std, gm_gan_stats *st) {
+static int gm__gan_g_step(gm_gan *gan, gm_tensor *fake, const int *labels, float std, gm_gan_stats *st) {
+    gm_graph *g = gan->graph;
+    gm_gan_net *D = &gan->discriminator;
     gm_tensor *loss;
     int rc;
-    gan->D.params.frozen = 1;
-    loss = gm_gan_g_loss(g, gan->o.loss, gm_gan_net_forward(g, &gan->D, gm_gan_instance_noise(g, fake, std), labels));
+    D->params.frozen = 1;
+    loss = gm_gan_g_loss(g, gan->cfg.loss, gm_gan_net_forward(g, D, gm_gan_instance_noise(g, fake, std), labels));
     rc = loss ? gm_backward(g, loss) : -1;
-    gan->D.params.frozen = 0;
-    if (rc != 0) return gm__gan_step_fail(g, "G step");
-    if (gm_optim_step(&gan->optG, &gan->G.params) != 0) return -1;
+    D->params.frozen = 0;
+    if (rc != 0) return gm_graph_fail(g, "gm_gan_train_step: G step");
+    if (gm_optim_step(&gan->opt_g, &gan->generator.params) != 0) return -1;
     st->g_loss = loss->data[0];
     return 0;
 }
 
-GMDEF int gm_gan_step(gm_gan *gan, gm_graph *g, const float *real, const int *labels, int n, gm_gan_stats *st) {
+GMDEF int gm_gan_train_step(gm_gan *gan, const float *real, const int *labels, int n, gm_gan_stats *stats) {
     const gm_gan_arch *a;
     gm_gan_stats dummy;
+    gm_graph *g;
     gm_tensor *z, *fake, *xr;
     int do_g, rec;
     float std;
-    if (!gan || !g || !real || n <= 0) return gm_fail("gm_gan_step: bad arguments (n = %d)", n);
-    a = &gan->G.a;
-    if (a->classes > 0 && !labels) return gm_fail("gm_gan_step: conditional GAN (%d classes) needs labels", a->classes);
-    if (!st) st = &dummy;
-    memset(st, 0, sizeof *st);
-    do_g = (gan->d_steps + 1) % gan->o.n_critic == 0;
-    std = gm_gan_noise_std(gan->o.noise, gan->d_steps, gan->o.noise_steps);
+    if (!gan || !gan->graph || !real || n <= 0)
+        return gm_fail("gm_gan_train_step: bad arguments (n = %d%s)", n,
+                       gan && !gan->graph ? ", model not initialized" : "");
+    a = &gan->generator.arch;
+    if (gm__gan_labels_check(a->classes, labels, n, "gm_gan_train_step") != 0) return -1;
+    if (!stats) stats = &dummy;
+    memset(stats, 0, sizeof *stats);
+    g = gan->graph;
+    do_g = (gan->d_steps + 1) % gan->cfg.n_critic == 0;
+    std = gm_gan_noise_std(gan->cfg.noise, gan->d_steps, gan->cfg.noise_steps);
     gm_graph_reset(g);
     gm_graph_set_training(g, 1);
     z = gm_randn(g, n, a->z, 0, 0);
     rec = gm_graph_set_grad(g, do_g);     /* critic-only steps need no tape through G */
-    fake = gm_gan_net_forward(g, &gan->G, z, labels);
+    fake = gm_gan_net_forward(g, &gan->generator, z, labels);
     gm_graph_set_grad(g, rec);
     xr = a->kind == GM_GAN_MLP ? gm_input(g, real, n, a->c * a->h * a->w, 0, 0) : gm_input(g, real, n, a->c, a->h, a->w);
-    if (!fake || !xr) return gm__gan_step_fail(g, "generator");
-    st->noise = std;
-    if (gm__gan_d_step(gan, g, xr, fake, labels, std, st) != 0) return -1;
+    if (!fake || !xr) return gm_graph_fail(g, "gm_gan_train_step: generator");
+    stats->noise = std;
+    if (gm__gan_d_step(gan, xr, fake, labels, std, stats) != 0) return -1;
     gan->d_steps++;
     if (!do_g) return 0;
-    if (gm__gan_g_step(gan, g, fake, labels, std, st) != 0) return -1;
+    if (gm__gan_g_step(gan, fake, labels, std, stats) != 0) return -1;
     gan->g_steps++;
-    st->g_step = 1;
+    stats->g_step = 1;
     return 0;
 }
 
-/* Runs net in eval mode, without a tape, over n items in chunks of 250: item i's input is row i
-   of in (in_per floats, shaped (c, h, w) when h > 0), or fresh N(0, I) noise of width in_per when
-   in is NULL; its out_per outputs go to out + i * out_per. who names the caller in errors. */
-#define GM__GAN_CHUNK 250
+GMDEF gm_tensor *gm_gan_forward(gm_graph *g, gm_gan *gan, gm_tensor *z, const int *labels) {
+    if (!g || !gan || !z) return NULL;
+    return gm_gan_net_forward(g, &gan->generator, z, labels);
+}
 
-static int gm__gan_run_chunks(gm_graph *g, gm_gan_net *net, const float *in, int in_per, int c, int h, int w,
-                              const int *labels, int n, float *out, int out_per, const char *who) {
-    int i, train = gm_graph_training(g), rec = gm_graph_set_grad(g, 0);
-    gm_graph_set_training(g, 0);
-    for (i = 0; i < n; i += GM__GAN_CHUNK) {
-        int k = GM__MIN(GM__GAN_CHUNK, n - i);
-        gm_tensor *x, *y;
-        gm_graph_reset(g);
-        if (!in) x = gm_randn(g, k, in_per, 0, 0);
-        else if (h > 0) x = gm_input(g, in + (size_t)i * in_per, k, c, h, w);
-        else x = gm_input(g, in + (size_t)i * in_per, k, in_per, 0, 0);
-        y = gm_gan_net_forward(g, net, x, labels ? labels + i : NULL);
-        if (!y) break;
-        memcpy(out + (size_t)i * out_per, y->data, (size_t)k * out_per * sizeof(float));
+/* Inference through gm_run_chunks: one network on rows of `in` (in_per floats each, shaped as the
+   network's data when image), or on fresh N(0, I) noise when in is NULL. */
+typedef struct gm__gan_job {
+    gm_gan_net *net;
+    const float *in;
+    int in_per, image;
+    const int *labels;
+    float *out;
+    int out_per;
+} gm__gan_job;
+
+static int gm__gan_run_chunk(gm_graph *g, int start, int count, void *ctx) {
+    const gm__gan_job *r = (const gm__gan_job *)ctx;
+    const gm_gan_arch *a = &r->net->arch;
+    const float *in = r->in ? r->in + (size_t)start * r->in_per : NULL;
+    gm_tensor *x, *y;
+    if (!in) x = gm_randn(g, count, r->in_per, 0, 0);
+    else if (r->image) x = gm_input(g, in, count, a->c, a->h, a->w);
+    else x = gm_input(g, in, count, r->in_per, 0, 0);
+    y = gm_gan_net_forward(g, r->net, x, r->labels ? r->labels + start : NULL);
+    if (!y) return -1;
+    memcpy(r->out + (size_t)start * r->out_per, y->data, (size_t)count * r->out_per * sizeof(float));
+    return 0;
+}
+
+static int gm__gan_run(gm_graph *g, gm_gan_net *net, const float *in, int in_per, int image, const int *labels, int n,
+                       float *out, int out_per, const char *who) {
+    gm__gan_job r;
+    r.net = net; r.in = in; r.in_per = in_per; r.image = image; r.labels = labels; r.out = out; r.out_per = out_per;
+    return gm_run_chunks(g, n, gm__gan_run_chunk, &r, who);
+}
+
+GMDEF int gm_gan_sample_z(gm_gan *gan, const float *z, const int *labels, int n, float *out) {
+    const gm_gan_arch *a;
+    if (!gan || !gan->graph || !out || n < 0) return gm_fail("gm_gan_sample: bad arguments");
+    a = &gan->generator.arch;
+    if (gm__gan_labels_check(a->classes, labels, n, z ? "gm_gan_sample_z" : "gm_gan_sample") != 0) return -1;
+    return gm__gan_run(gan->graph, &gan->generator, z, a->z, 0, labels, n, out, a->c * a->h * a->w,
+                       z ? "gm_gan_sample_z" : "gm_gan_sample");
+}
+
+GMDEF int gm_gan_sample(gm_gan *gan, const int *labels, int n, float *out) {
+    return gm_gan_sample_z(gan, NULL, labels, n, out);
+}
+
+/* D's outputs per example: one score, or one per patch. */
+static int gm__gan_d_outputs(const gm_gan_arch *a) {
+    int s = 1 << a->nhidden;
+    return a->kind == GM_GAN_PATCH ? (a->h / s) * (a->w / s) : 1;
+}
+
+GMDEF int gm_gan_discriminate(gm_gan *gan, const float *x, const int *labels, int n, float *out) {
+    const gm_gan_arch *a;
+    if (!gan || !gan->graph || !x || !out || n < 0) return gm_fail("gm_gan_discriminate: bad arguments");
+    a = &gan->discriminator.arch;
+    if (gm__gan_labels_check(a->classes, labels, n, "gm_gan_discriminate") != 0) return -1;
+    return gm__gan_run(gan->graph, &gan->discriminator, x, a->c * a->h * a->w, 1, labels, n, out, gm__gan_d_outputs(a),
+                       "gm_gan_discriminate");
+}
+
+/* ---------------------------------------------------------------------- checkpoints */
+static const char *gm__gan_kind_names[4] = {"mlp", "conv", "img2img", "patch"};
+
+/* One network in a line: everything that decides its tensors and what it computes. */
+static size_t gm__gan_arch_text(const gm_gan_arch *a, char *s, size_t cap) {
+    size_t k = 0;
+    int i;
+#define GM__GAN_PUT(...) k += (size_t)snprintf(s + (k < cap ? k : cap), k < cap ? cap - k : 0, __VA_ARGS__)
+    GM__GAN_PUT("%s", gm__gan_kind_names[a->kind]);
+    if (a->generator && a->kind != GM_GAN_IMG2IMG) GM__GAN_PUT(" z%d", a->z);
+    GM__GAN_PUT(" %dx%dx%d h", a->c, a->h, a->w);
+    for (i = 0; i < a->nhidden; i++) GM__GAN_PUT("%s%d", i ? "," : "", a->hidden[i]);
+    if (a->classes) GM__GAN_PUT(" classes%d", a->classes);
+    if (a->batchnorm) GM__GAN_PUT(" bn");
+    if (a->spectral) GM__GAN_PUT(" sn");
+    if (a->dropout > 0) GM__GAN_PUT(" dropout%g", a->dropout);
+    GM__GAN_PUT(" %s", gm_act_name(a->act));
+    if (a->act == GM_ACT_LEAKY_RELU) GM__GAN_PUT("%g", a->slope);
+    if (a->generator) GM__GAN_PUT(" out_%s", gm_act_name(a->out_act));
+#undef GM__GAN_PUT
+    return k;
+}
+
+/* "G <arch> | D <arch> | <loss>": the checkpoint's genmod.arch, compared on load. */
+static int gm__gan_model_text(const char *n1, const gm_gan_arch *a1, const char *n2, const gm_gan_arch *a2, int loss,
+                              char *s, size_t cap, const char *who) {
+    size_t k = (size_t)snprintf(s, cap, "%s ", n1);
+    if (k < cap) k += gm__gan_arch_text(a1, s + k, cap - k);
+    if (k < cap) k += (size_t)snprintf(s + k, cap - k, " | %s ", n2);
+    if (k < cap) k += gm__gan_arch_text(a2, s + k, cap - k);
+    if (k < cap) k += (size_t)snprintf(s + k, cap - k, " | %s", gm_gan_loss_name(loss));
+    return k < cap ? 0 : gm_fail("%s: the architecture text is longer than %d bytes (too many layers to describe)", who,
+                                 (int)cap - 1);
+}
+
+/* The model's random stream in the metadata (as the bytes of its gm_rng, in hex), so a loaded
+   model draws the noise the saved one would have drawn next. */
+static int gm__gan_put_rng(gm_meta *meta, gm_graph *g) {
+    char hex[2 * sizeof(gm_rng) + 1];
+    unsigned char b[sizeof(gm_rng)];
+    size_t i;
+    memcpy(b, gm_graph_rng(g), sizeof b);
+    for (i = 0; i < sizeof b; i++) snprintf(hex + 2 * i, 3, "%02x", b[i]);
+    return gm_meta_set(meta, "gan.rng", hex);
+}
+
+/* Restores it when the file holds one of this build's size; otherwise the stream stays as it is. */
+static void gm__gan_get_rng(const gm_meta *meta, gm_graph *g) {
+    const char *hex = gm_meta_get(meta, "gan.rng");
+    unsigned char b[sizeof(gm_rng)];
+    size_t i;
+    unsigned v;
+    if (!hex || strlen(hex) != 2 * sizeof b) return;
+    for (i = 0; i < sizeof b; i++) {
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1) return;
+        b[i] = (unsigned char)v;
     }
-    gm_graph_set_training(g, train);
-    gm_graph_set_grad(g, rec);
-    if (i < n) return gm_fail("%s: %s", who, gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
+    memcpy(gm_graph_rng(g), b, sizeof b);
+}
+
+static int gm__gan_extra(gm_meta *extra, gm_graph *g, long g_steps, const char *train) {
+    memset(extra, 0, sizeof *extra);
+    if (gm_meta_setf(extra, "gan.g_steps", "%ld", g_steps) != 0 || gm_meta_set(extra, "gan.train", train) != 0 ||
+        gm__gan_put_rng(extra, g) != 0)
+        return -1;
     return 0;
 }
 
-GMDEF int gm_gan_sample(gm_gan *gan, gm_graph *g, const float *z, const int *labels, int n, float *out) {
-    const gm_gan_arch *a;
-    if (!gan || !g || !out || n < 0) return gm_fail("gm_gan_sample: bad arguments");
-    a = &gan->G.a;
-    if (a->classes > 0 && !labels) return gm_fail("gm_gan_sample: conditional GAN (%d classes) needs labels", a->classes);
-    return gm__gan_run_chunks(g, &gan->G, z, a->z, 0, 0, 0, labels, n, out, a->c * a->h * a->w, "gm_gan_sample");
+static void gm__gan_parts(gm_model_part *parts, const char *name, gm_gan_net *net, gm_optim *opt) {
+    parts->name = name;
+    parts->params = &net->params;
+    parts->opt = opt;
 }
 
-GMDEF int gm_gan_discriminate(gm_gan *gan, gm_graph *g, const float *x, const int *labels, int n, float *out) {
-    const gm_gan_arch *a;
-    if (!gan || !g || !x || !out || n < 0) return gm_fail("gm_gan_discriminate: bad arguments");
-    a = &gan->D.a;
-    return gm__gan_run_chunks(g, &gan->D, x, a->c * a->h * a->w, a->c, a->h, a->w, labels, n, out, 1,
-                              "gm_gan_discriminate");
+GMDEF int gm_gan_save(const gm_gan *gan, const char *path) {
+    gm_gan *m = (gm_gan *)gan;      /* the parts are written, not changed */
+    gm_model_part parts[2];
+    gm_meta extra;
+    char arch[GM_META_VALUE_MAX], train[GM_META_VALUE_MAX];
+    if (!gan || !path) return gm_fail("gm_gan_save: NULL argument");
+    if (!gan->graph) return gm_fail("gm_gan_save: the model is not initialized");
+    if (gm__gan_model_text("G", &gan->generator.arch, "D", &gan->discriminator.arch, gan->cfg.loss, arch, sizeof arch,
+                           "gm_gan_save") != 0)
+        return -1;
+    snprintf(train, sizeof train, "n_critic=%d gp=%g noise=%g noise_steps=%ld", gan->cfg.n_critic, gan->cfg.gp,
+             gan->cfg.noise, gan->cfg.noise_steps);
+    if (gm__gan_extra(&extra, gan->graph, gan->g_steps, train) != 0) return gm_fail("gm_gan_save: metadata too long");
+    gm__gan_parts(&parts[0], "G", &m->generator, &m->opt_g);
+    gm__gan_parts(&parts[1], "D", &m->discriminator, &m->opt_d);
+    return gm_model_save(path, "gan", arch, gan->d_steps, parts, 2, &extra);
+}
+
+GMDEF int gm_gan_load(gm_gan *gan, const char *path) {
+    gm_model_part parts[2];
+    gm_meta extra;
+    char arch[GM_META_VALUE_MAX];
+    const char *gs;
+    long step = 0;
+    if (!gan || !path) return gm_fail("gm_gan_load: NULL argument");
+    if (!gan->graph) return gm_fail("gm_gan_load: the model is not initialized (gm_gan_init first)");
+    if (gm__gan_model_text("G", &gan->generator.arch, "D", &gan->discriminator.arch, gan->cfg.loss, arch, sizeof arch,
+                           "gm_gan_load") != 0)
+        return -1;
+    gm__gan_parts(&parts[0], "G", &gan->generator, &gan->opt_g);
+    gm__gan_parts(&parts[1], "D", &gan->discriminator, &gan->opt_d);
+    memset(&extra, 0, sizeof extra);
+    if (gm_model_load(path, "gan", arch, &step, parts, 2, &extra) != 0) return -1;
+    gan->d_steps = step;
+    gs = gm_meta_get(&extra, "gan.g_steps");
+    gan->g_steps = gs ? atol(gs) : step / gan->cfg.n_critic;
+    gm__gan_get_rng(&extra, gan->graph);
+    return 0;
 }
 
 /* ---------------------------------------------------------------------- CycleGAN */
-GMDEF int gm_cyclegan_init(gm_cyclegan *m, const gm_gan_arch *gen, const gm_gan_arch *disc, const gm_cyclegan_opts *o,
-                           gm_optim opt_g, gm_optim opt_d, uint64_t seed) {
+GMDEF gm_cyclegan_config gm_cyclegan_default_config(int c, int h, int w) {
+    gm_cyclegan_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.generator = gm_cyclegan_g(c, h, w);
+    cfg.discriminator = gm_cyclegan_d(c, h, w);
+    cfg.loss = GM_GAN_LSGAN;
+    cfg.cycle = 10.0f;
+    cfg.opt_g = cfg.opt_d = gm__gan_adam(2e-4f, 0.5f, 0.999f);
+    cfg.batch = 16;
+    cfg.seed = 1;
+    return cfg;
+}
+
+static int gm__cyclegan_config_check(const gm_cyclegan_config *c) {
+    const gm_gan_arch *ga = &c->generator, *da = &c->discriminator;
+    const char *who = "gm_cyclegan_init";
+    if (gm__gan_arch_check(ga, who, "generator") != 0 || gm__gan_arch_check(da, who, "discriminator") != 0) return -1;
+    if (ga->kind != GM_GAN_IMG2IMG || !ga->generator)
+        return gm_fail("%s: generator must be an image-to-image network (kind GM_GAN_IMG2IMG, generator = 1)", who);
+    if (da->generator || da->kind == GM_GAN_IMG2IMG)
+        return gm_fail("%s: discriminator must score images (generator = 0, kind GM_GAN_PATCH, _CONV or _MLP)", who);
+    if (ga->c != da->c || ga->h != da->h || ga->w != da->w)
+        return gm_fail("%s: generator makes %dx%dx%d, discriminator takes %dx%dx%d", who, ga->c, ga->h, ga->w, da->c, da->h,
+                       da->w);
+    if (ga->classes || da->classes) return gm_fail("%s: generator.classes and discriminator.classes must be 0", who);
+    if (c->loss < 0 || c->loss >= GM_GAN_NLOSSES) return gm_fail("%s: loss %d is not a GM_GAN_* loss", who, c->loss);
+    if (!(c->cycle >= 0) || !(c->identity >= 0))
+        return gm_fail("%s: cycle %g and identity %g must be >= 0", who, c->cycle, c->identity);
+    if (c->batch < 1) return gm_fail("%s: batch is %d, must be >= 1", who, c->batch);
+    return gm__gan_optim_check(&c->opt_g, who, "opt_g") != 0 || gm__gan_optim_check(&c->opt_d, who, "opt_d") != 0 ? -1 : 0;
+}
+
+GMDEF int gm_cyclegan_init(gm_cyclegan *m, const gm_cyclegan_config *cfg) {
     gm_rng r;
-    if (!m || !gen || !disc || !o) return gm_fail("gm_cyclegan_init: NULL argument");
+    if (!m || !cfg) return gm_fail("gm_cyclegan_init: NULL argument");
     memset(m, 0, sizeof *m);
-    if (o->loss < 0 || o->loss >= GM_GAN_NLOSSES) return gm_fail("gm_cyclegan_init: unknown loss %d", o->loss);
-    if (gen->kind != GM_GAN_IMG2IMG || disc->generator)
-        return gm_fail("gm_cyclegan_init: want an image-to-image generator and a discriminator");
-    gm_rng_seed(&r, seed);
-    if (gm_gan_net_init(&m->G, gen, "G", &r) != 0 || gm_gan_net_init(&m->F, gen, "F", &r) != 0 ||
-        gm_gan_net_init(&m->DA, disc, "DA", &r) != 0 || gm_gan_net_init(&m->DB, disc, "DB", &r) != 0) {
+    if (gm__cyclegan_config_check(cfg) != 0) return -1;
+    m->cfg = *cfg;
+    gm_rng_seed(&r, cfg->seed);
+    if (gm_gan_net_init(&m->gen_ab, &cfg->generator, &r) != 0 || gm_gan_net_init(&m->gen_ba, &cfg->generator, &r) != 0 ||
+        gm_gan_net_init(&m->disc_a, &cfg->discriminator, &r) != 0 ||
+        gm_gan_net_init(&m->disc_b, &cfg->discriminator, &r) != 0) {
         gm_cyclegan_free(m);
         return -1;
     }
-    m->optG = opt_g; m->optF = opt_g; m->optDA = opt_d; m->optDB = opt_d;
-    m->o = *o;
+    m->opt_ab = m->opt_ba = gm__gan_optim(&cfg->opt_g);
+    m->opt_da = m->opt_db = gm__gan_optim(&cfg->opt_d);
+    m->graph = gm_graph_new(cfg->seed);
+    if (!m->graph) {
+        gm_cyclegan_free(m);
+        return gm_fail("gm_cyclegan_init: out of memory for the graph");
+    }
     return 0;
 }
 
 GMDEF void gm_cyclegan_free(gm_cyclegan *m) {
     if (!m) return;
-    gm_gan_net_free(&m->G); gm_gan_net_free(&m->F); gm_gan_net_free(&m->DA); gm_gan_net_free(&m->DB);
-    gm_optim_free(&m->optG); gm_optim_free(&m->optF); gm_optim_free(&m->optDA); gm_optim_free(&m->optDB);
+    gm_gan_net_free(&m->gen_ab); gm_gan_net_free(&m->gen_ba); gm_gan_net_free(&m->disc_a); gm_gan_net_free(&m->disc_b);
+    gm_optim_free(&m->opt_ab); gm_optim_free(&m->opt_ba); gm_optim_free(&m->opt_da); gm_optim_free(&m->opt_db);
+    gm_graph_free(m->graph);
     memset(m, 0, sizeof *m);
 }
 
-static gm_tensor *gm__l1(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm_mean(g, gm_abs(g, gm_sub(g, a, b))); }
+static void gm__cyclegan_freeze_d(gm_cyclegan *m, int frozen) {
+    m->disc_a.params.frozen = frozen;
+    m->disc_b.params.frozen = frozen;
+}
 
-static void gm__cyclegan_freeze_d(gm_cyclegan *m, int frozen) { m->DA.params.frozen = frozen; m->DB.params.frozen = frozen; }
-
-GMDEF int gm_cyclegan_step(gm_cyclegan *m, gm_graph *g, const float *a, const float *b, int n, gm_cyclegan_stats *st) {
-    const gm_gan_arch *ar;
-    gm_tensor *xa, *xb, *fb, *fa, *adv, *cyc, *idt = NULL, *lg, *lda, *ldb;
+/* Both generators' step (discriminators frozen); sets the fakes G(a), F(b) for the D step. */
+static int gm__cyclegan_g_step(gm_cyclegan *m, gm_tensor *xa, gm_tensor *xb, gm_tensor **fb, gm_tensor **fa,
+                               gm_cyclegan_stats *st) {
+    gm_graph *g = m->graph;
+    const gm_cyclegan_config *c = &m->cfg;
+    gm_tensor *adv, *cyc, *idt = NULL, *lg;
     int rc;
-    if (!m || !g || !a || !b || n <= 0) return gm_fail("gm_cyclegan_step: bad arguments (n = %d)", n);
-    ar = &m->G.a;
+    *fb = gm_gan_net_forward(g, &m->gen_ab, xa, NULL);              /* G(a): a fake B */
+    *fa = gm_gan_net_forward(g, &m->gen_ba, xb, NULL);              /* F(b): a fake A */
+    gm__cyclegan_freeze_d(m, 1);
+    adv = gm_add(g, gm_gan_g_loss(g, c->loss, gm_gan_net_forward(g, &m->disc_b, *fb, NULL)),
+                 gm_gan_g_loss(g, c->loss, gm_gan_net_forward(g, &m->disc_a, *fa, NULL)));
+    cyc = gm_add(g, gm_l1(g, gm_gan_net_forward(g, &m->gen_ba, *fb, NULL), xa),
+                 gm_l1(g, gm_gan_net_forward(g, &m->gen_ab, *fa, NULL), xb));
+    lg = gm_add(g, adv, gm_scale(g, cyc, c->cycle));
+    if (c->identity > 0) {
+        idt = gm_add(g, gm_l1(g, gm_gan_net_forward(g, &m->gen_ab, xb, NULL), xb),
+                     gm_l1(g, gm_gan_net_forward(g, &m->gen_ba, xa, NULL), xa));
+        lg = gm_add(g, lg, gm_scale(g, idt, c->identity));
+    }
+    rc = lg ? gm_backward(g, lg) : -1;
+    gm__cyclegan_freeze_d(m, 0);
+    if (rc != 0) return gm_graph_fail(g, "gm_cyclegan_train_step: generators");
+    if (gm_optim_step(&m->opt_ab, &m->gen_ab.params) != 0 || gm_optim_step(&m->opt_ba, &m->gen_ba.params) != 0) return -1;
+    st->g_adv = adv->data[0]; st->cycle = cyc->data[0]; st->identity = idt ? idt->data[0] : 0.0f;
+    return 0;
+}
+
+GMDEF int gm_cyclegan_train_step(gm_cyclegan *m, const float *a, const float *b, int n, gm_cyclegan_stats *stats) {
+    const gm_gan_arch *ar;
+    gm_cyclegan_stats dummy;
+    gm_graph *g;
+    gm_tensor *xa, *xb, *fb, *fa, *lda, *ldb;
+    if (!m || !m->graph || !a || !b || n <= 0)
+        return gm_fail("gm_cyclegan_train_step: bad arguments (n = %d%s)", n,
+                       m && !m->graph ? ", model not initialized" : "");
+    if (!stats) stats = &dummy;
+    memset(stats, 0, sizeof *stats);
+    ar = &m->gen_ab.arch;
+    g = m->graph;
     gm_graph_reset(g);
     gm_graph_set_training(g, 1);
     xa = gm_input(g, a, n, ar->c, ar->h, ar->w);
     xb = gm_input(g, b, n, ar->c, ar->h, ar->w);
-    fb = gm_gan_net_forward(g, &m->G, xa, NULL);              /* G(a): a fake B */
-    fa = gm_gan_net_forward(g, &m->F, xb, NULL);              /* F(b): a fake A */
-    gm__cyclegan_freeze_d(m, 1);
-    adv = gm_add(g, gm_gan_g_loss(g, m->o.loss, gm_gan_net_forward(g, &m->DB, fb, NULL)),
-                 gm_gan_g_loss(g, m->o.loss, gm_gan_net_forward(g, &m->DA, fa, NULL)));
-    cyc = gm_add(g, gm__l1(g, gm_gan_net_forward(g, &m->F, fb, NULL), xa), gm__l1(g, gm_gan_net_forward(g, &m->G, fa, NULL), xb));
-    lg = gm_add(g, adv, gm_scale(g, cyc, m->o.cycle));
-    if (m->o.identity > 0) {
-        idt = gm_add(g, gm__l1(g, gm_gan_net_forward(g, &m->G, xb, NULL), xb), gm__l1(g, gm_gan_net_forward(g, &m->F, xa, NULL), xa));
-        lg = gm_add(g, lg, gm_scale(g, idt, m->o.identity));
-    }
-    rc = lg ? gm_backward(g, lg) : -1;
-    gm__cyclegan_freeze_d(m, 0);
-    if (rc != 0) return gm_fail("gm_cyclegan_step: generators: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
-    if (gm_optim_step(&m->optG, &m->G.params) != 0 || gm_optim_step(&m->optF, &m->F.params) != 0) return -1;
+    if (gm__cyclegan_g_step(m, xa, xb, &fb, &fa, stats) != 0) return -1;
     /* discriminators on real vs the (detached) fakes made above */
-    lda = gm_gan_d_loss(g, m->o.loss, gm_gan_net_forward(g, &m->DA, xa, NULL), gm_gan_net_forward(g, &m->DA, gm_detach(g, fa), NULL));
-    ldb = gm_gan_d_loss(g, m->o.loss, gm_gan_net_forward(g, &m->DB, xb, NULL), gm_gan_net_forward(g, &m->DB, gm_detach(g, fb), NULL));
+    lda = gm_gan_d_loss(g, m->cfg.loss, gm_gan_net_forward(g, &m->disc_a, xa, NULL),
+                        gm_gan_net_forward(g, &m->disc_a, gm_detach(g, fa), NULL));
+    ldb = gm_gan_d_loss(g, m->cfg.loss, gm_gan_net_forward(g, &m->disc_b, xb, NULL),
+                        gm_gan_net_forward(g, &m->disc_b, gm_detach(g, fb), NULL));
     if (!lda || !ldb || gm_backward(g, gm_add(g, lda, ldb)) != 0)
-        return gm_fail("gm_cyclegan_step: discriminators: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
-    if (gm_optim_step(&m->optDA, &m->DA.params) != 0 || gm_optim_step(&m->optDB, &m->DB.params) != 0) return -1;
-    m->steps++;
-    if (st) {
-        st->g_adv = adv->data[0]; st->cycle = cyc->data[0]; st->identity = idt ? idt->data[0] : 0.0f;
-        st->d_a = lda->data[0]; st->d_b = ldb->data[0];
-    }
+        return gm_graph_fail(g, "gm_cyclegan_train_step: discriminators");
+    if (gm_optim_step(&m->opt_da, &m->disc_a.params) != 0 || gm_optim_step(&m->opt_db, &m->disc_b.params) != 0) return -1;
+    m->step++;
+    stats->d_a = lda->data[0]; stats->d_b = ldb->data[0];
     return 0;
 }
 
-GMDEF int gm_cyclegan_translate(gm_cyclegan *m, gm_graph *g, int to_b, const float *x, int n, float *out) {
+GMDEF int gm_cyclegan_translate(gm_cyclegan *m, int to_b, const float *x, int n, float *out) {
     const gm_gan_arch *a;
     int per;
-    if (!m || !g || !x || !out || n < 0) return gm_fail("gm_cyclegan_translate: bad arguments");
-    a = &m->G.a;
+    if (!m || !m->graph || !x || !out || n < 0) return gm_fail("gm_cyclegan_translate: bad arguments");
+    a = &m->gen_ab.arch;
     per = a->c * a->h * a->w;
-    return gm__gan_run_chunks(g, to_b ? &m->G : &m->F, x, per, a->c, a->h, a->w, NULL, n, out, per,
-                              "gm_cyclegan_translate");
+    return gm__gan_run(m->graph, to_b ? &m->gen_ab : &m->gen_ba, x, per, 1, NULL, n, out, per, "gm_cyclegan_translate");
 }
 
+static void gm__cyclegan_parts(gm_cyclegan *m, gm_model_part *parts) {
+    gm__gan_parts(&parts[0], "G", &m->gen_ab, &m->opt_ab);
+    gm__gan_parts(&parts[1], "F", &m->gen_ba, &m->opt_ba);
+    gm__gan_parts(&parts[2], "DA", &m->disc_a, &m->opt_da);
+    gm__gan_parts(&parts[3], "DB", &m->disc_b, &m->opt_db);
+}
+
+GMDEF int gm_cyclegan_save(const gm_cyclegan *m, const char *path) {
+    gm_model_part parts[4];
+    gm_meta extra;
+    char arch[GM_META_VALUE_MAX], train[GM_META_VALUE_MAX];
+    if (!m || !path) return gm_fail("gm_cyclegan_save: NULL argument");
+    if (!m->graph) return gm_fail("gm_cyclegan_save: the model is not initialized");
+    if (gm__gan_model_text("G,F", &m->cfg.generator, "DA,DB", &m->cfg.discriminator, m->cfg.loss, arch, sizeof arch,
+                           "gm_cyclegan_save") != 0)
+        return -1;
+    snprintf(train, sizeof train, "cycle=%g identity=%g", m->cfg.cycle, m->cfg.identity);
+    if (gm__gan_extra(&extra, m->graph, m->step, train) != 0) return gm_fail("gm_cyclegan_save: metadata too long");
+    gm__cyclegan_parts((gm_cyclegan *)m, parts);      /* written, not changed */
+    return gm_model_save(path, "cyclegan", arch, m->step, parts, 4, &extra);
+}
+
+GMDEF int gm_cyclegan_load(gm_cyclegan *m, const char *path) {
+    gm_model_part parts[4];
+    gm_meta extra;
+    char arch[GM_META_VALUE_MAX];
+    long step = 0;
+    if (!m || !path) return gm_fail("gm_cyclegan_load: NULL argument");
+    if (!m->graph) return gm_fail("gm_cyclegan_load: the model is not initialized (gm_cyclegan_init first)");
+    if (gm__gan_model_text("G,F", &m->cfg.generator, "DA,DB", &m->cfg.discriminator, m->cfg.loss, arch, sizeof arch,
+                           "gm_cyclegan_load") != 0)
+        return -1;
+    gm__cyclegan_parts(m, parts);
+    memset(&extra, 0, sizeof extra);
+    if (gm_model_load(path, "cyclegan", arch, &step, parts, 4, &extra) != 0) return -1;
+    m->step = step;
+    gm__gan_get_rng(&extra, m->graph);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- demo domains */
 GMDEF void gm_dilate_images(const float *x, int n, int h, int w, float *out) {
     int i, r, c, dr, dc;
     for (i = 0; i < n; i++) {
@@ -1139,7 +1532,8 @@ GMDEF int gm_ring_modes(const float *xy, int n, int modes, float radius, float s
         }
         if (sqrt(best) <= 3.0 * std) { good++; counts[arg]++; }
     }
-    for (k = 0; k < modes; k++) covered += counts[k] >= GM__MAX(1, min_count);
+    if (min_count < 1) min_count = 1;
+    for (k = 0; k < modes; k++) covered += counts[k] >= min_count;
     if (hq) *hq = (float)good / n;
     return covered;
 }
@@ -1184,30 +1578,30 @@ GMDEF gm_tensor *gm_digit_classifier_forward(gm_graph *g, gm_digit_classifier *m
     return gm_linear_forward(g, &m->fc2, h);
 }
 
-GMDEF int gm_digit_classifier_run(gm_digit_classifier *m, gm_graph *g, const float *x, int n, float *features, int *pred) {
-    int i, j, k, train, rec;
-    if (!m || !g || !x || n < 0) return gm_fail("gm_digit_classifier_run: bad arguments");
-    train = gm_graph_training(g);
-    rec = gm_graph_set_grad(g, 0);
-    gm_graph_set_training(g, 0);
-    for (i = 0; i < n; i += GM__GAN_CHUNK) {
-        gm_tensor *f = NULL, *logits;
-        k = GM__MIN(GM__GAN_CHUNK, n - i);
-        gm_graph_reset(g);
-        logits = gm_digit_classifier_forward(g, m, gm_input(g, x + (size_t)i * 784, k, 784, 0, 0), &f);
-        if (!logits) break;
-        if (features) memcpy(features + (size_t)i * GM_DIGIT_FEATURES, f->data, (size_t)k * GM_DIGIT_FEATURES * sizeof(float));
-        for (j = 0; pred && j < k; j++) {
-            const float *row = logits->data + (size_t)j * 10;
-            int c, best = 0;
-            for (c = 1; c < 10; c++) if (row[c] > row[best]) best = c;
-            pred[i + j] = best;
-        }
+typedef struct gm__digit_run { gm_digit_classifier *m; const float *x; float *features; int *pred; } gm__digit_run;
+
+static int gm__digit_run_chunk(gm_graph *g, int start, int count, void *ctx) {
+    const gm__digit_run *r = (const gm__digit_run *)ctx;
+    gm_tensor *x = gm_input(g, r->x + (size_t)start * 784, count, 784, 0, 0), *f = NULL;
+    gm_tensor *logits = gm_digit_classifier_forward(g, r->m, x, &f);
+    int j, c;
+    if (!logits) return -1;
+    if (r->features)
+        memcpy(r->features + (size_t)start * GM_DIGIT_FEATURES, f->data, (size_t)count * GM_DIGIT_FEATURES * sizeof(float));
+    for (j = 0; r->pred && j < count; j++) {
+        const float *row = logits->data + (size_t)j * 10;
+        int best = 0;
+        for (c = 1; c < 10; c++) if (row[c] > row[best]) best = c;
+        r->pred[start + j] = best;
     }
-    gm_graph_set_training(g, train);
-    gm_graph_set_grad(g, rec);
-    if (i < n) return gm_fail("gm_digit_classifier_run: %s", gm_graph_error(g) ? gm_graph_error(g) : gm_last_error());
     return 0;
+}
+
+GMDEF int gm_digit_classifier_run(gm_digit_classifier *m, gm_graph *g, const float *x, int n, float *features, int *pred) {
+    gm__digit_run r;
+    if (!m || !g || !x || n < 0) return gm_fail("gm_digit_classifier_run: bad arguments");
+    r.m = m; r.x = x; r.features = features; r.pred = pred;
+    return gm_run_chunks(g, n, gm__digit_run_chunk, &r, "gm_digit_classifier_run");
 }
 
 /* Features of n images, then their Gaussian. */

@@ -22,7 +22,7 @@
  *   vae     dense VAE 784-784-256-128 ELU, z 10, decoder 256-384-512-784, batch 100, Adam
  *   gan     MLP GAN G 100-256-512-1024-784 (ReLU, tanh, no batch norm as torch_gan.py),
  *           D 784-1024-512-256-1 (ReLU, dropout 0.3), non-saturating, Adam 2e-4, batch 100
- *   dcgan   DCGAN 28x28 (gm_gan_dcgan_g/d), Adam 2e-4 (0.5, 0.999), batch 64
+ *   dcgan   DCGAN 28x28 (gm_gan_dcgan_config), Adam 2e-4 (0.5, 0.999), batch 64
  *   wgangp  WGAN-GP MLP (G as gan, critic without dropout), penalty 10, 5 critic steps per G step,
  *           Adam 1e-4 (0.5, 0.9), batch 64
  *   realnvp RealNVP on two moons, 6 affine couplings, s/t nets 2-256x4-2, batch 256, Adam
@@ -56,7 +56,7 @@ typedef struct bench_model {
     gm_gan gan;
     gm_flow flow;
     gm_ffjord ffjord;
-    gm_graph *g;                /* the graph the model computes in (its own, or ours for the GANs) */
+    gm_graph *g;                /* the graph the model computes in (the model's own) */
 } bench_model;
 
 static void die(const char *what) {
@@ -86,33 +86,20 @@ static void model_init(bench_model *m, int kind) {
         break;
     }
     case M_GAN: case M_DCGAN: case M_WGANGP: {
-        gm_gan_arch ga, da;
-        gm_gan_opts o;
-        gm_optim og, od;
+        gm_gan_config c;
         if (kind == M_DCGAN) {
-            ga = gm_gan_dcgan_g(100, 0); da = gm_gan_dcgan_d(0);
-            o = gm_gan_defaults(GM_GAN_NONSAT);
-            og = gm_adam(2e-4f, 0.5f, 0.999f);
-            m->batch = 64;
+            c = gm_gan_dcgan_config(0);           /* Adam 2e-4 (0.5, 0.999), batch 64 */
         } else if (kind == M_GAN) {
-            ga = gm_gan_mlp_g(100, 784, 0); da = gm_gan_mlp_d(784, 0);
-            ga.batchnorm = 0;                     /* torch_gan.py's G has no batch norm */
-            o = gm_gan_defaults(GM_GAN_NONSAT);
-            og = gm_adam(2e-4f, 0.9f, 0.999f);
-            m->batch = 100;
+            c = gm_gan_default_config(0);         /* Adam 2e-4, batch 100 */
+            c.generator.batchnorm = 0;            /* torch_gan.py's G has no batch norm */
+            c.opt_g.beta1 = c.opt_d.beta1 = 0.9f;
         } else {
-            ga = gm_gan_mlp_g(100, 784, 0); da = gm_gan_mlp_d(784, 0);
-            ga.batchnorm = 0;
-            da.dropout = 0; da.batchnorm = 0;     /* a critic: no dropout, no batch norm */
-            o = gm_gan_defaults(GM_GAN_WASSERSTEIN);
-            o.n_critic = 5; o.gp = 10.0f;
-            og = gm_adam(1e-4f, 0.5f, 0.9f);
-            m->batch = 64;
+            c = gm_gan_wgan_gp_config(0);         /* critic without dropout or batch norm, penalty 10, */
+            c.generator.batchnorm = 0;            /* 5 critic steps, Adam 1e-4 (0.5, 0.9), batch 64 */
         }
-        od = og;
-        if (gm_gan_init(&m->gan, &ga, &da, &o, og, od, 1) != 0) die("gm_gan_init");
-        if (!(m->g = gm_graph_new(1))) die("gm_graph_new");
-        m->dim = 784;
+        c.seed = 1;
+        if (gm_gan_init(&m->gan, &c) != 0) die("gm_gan_init");
+        m->batch = c.batch; m->dim = 784; m->g = m->gan.graph;
         break;
     }
     case M_REALNVP: {
@@ -152,7 +139,7 @@ static void model_step(bench_model *m) {
     case M_VAE: rc = gm_vae_train_step(&m->vae, x, NULL, m->batch, NULL); break;
     case M_REALNVP: rc = gm_flow_train_step(&m->flow, x, m->batch, NULL); break;
     case M_FFJORD: rc = gm_ffjord_train_step(&m->ffjord, x, m->batch, NULL); m->nfe += m->ffjord.nfe; break;
-    default: rc = gm_gan_step(&m->gan, m->g, x, NULL, m->batch, NULL); break;
+    default: rc = gm_gan_train_step(&m->gan, x, NULL, m->batch, NULL); break;
     }
     if (rc != 0) die(model_names[m->kind]);
 }
@@ -160,8 +147,8 @@ static void model_step(bench_model *m) {
 /* 1 when the model is at the end of a full cycle (WGAN-GP: a G step just ran after 5 critic
    steps), so the timed window holds whole cycles and its FLOPs per step are exact. */
 static int at_cycle(const bench_model *m) {
-    if (m->kind < M_GAN || m->kind > M_WGANGP || m->gan.o.n_critic <= 1) return 1;
-    return m->gan.d_steps % m->gan.o.n_critic == 0;
+    if (m->kind < M_GAN || m->kind > M_WGANGP || m->gan.cfg.n_critic <= 1) return 1;
+    return m->gan.d_steps % m->gan.cfg.n_critic == 0;
 }
 
 static size_t model_params(const bench_model *m) {
@@ -170,7 +157,7 @@ static size_t model_params(const bench_model *m) {
     case M_VAE: return gm_params_count(&m->vae.params);
     case M_REALNVP: return gm_params_count(&m->flow.params);
     case M_FFJORD: return gm_params_count(&m->ffjord.params);
-    default: return gm_params_count(&m->gan.G.params) + gm_params_count(&m->gan.D.params);
+    default: return gm_params_count(&m->gan.generator.params) + gm_params_count(&m->gan.discriminator.params);
     }
 }
 
@@ -180,7 +167,7 @@ static void model_free(bench_model *m) {
     case M_VAE: gm_vae_free(&m->vae); break;
     case M_REALNVP: gm_flow_free(&m->flow); break;
     case M_FFJORD: gm_ffjord_free(&m->ffjord); break;
-    default: gm_gan_free(&m->gan); gm_graph_free(m->g); break;
+    default: gm_gan_free(&m->gan); break;
     }
     free(m->data);
 }

@@ -3,6 +3,7 @@
  *   cc -O2 -I. examples/gan2d.c -o build/gan2d -lm -lpthread
  *   ./build/gan2d                       # every variant, 2000 G steps each, PNGs in out/
  *   ./build/gan2d --loss wgan-gp --spectral 1 --noise 0.1
+ *   ./build/gan2d --loss lsgan --save lsgan.safetensors    # then: --load lsgan.safetensors --steps 0
  *
  * For each variant (nonsat, minimax, lsgan, wgan with clipping, wgan-gp) it trains a small MLP GAN
  * (G z=2 -> 64 -> 64 -> 2, D 2 -> 64 -> 64 -> 1, LeakyReLU) and writes
@@ -10,9 +11,12 @@
  *   gan2d_<variant>_d.png         D's output over the plane (sigmoid for BCE losses, raw otherwise)
  *                                 with the final samples on top
  *   gan2d_<variant>_loss.png      D and G losses
- * and reports modes covered and the fraction of high-quality samples (within 3 std of a mode). */
+ * and reports modes covered and the fraction of high-quality samples (within 3 std of a mode).
+ * --save FILE / --load FILE work on one variant (give --loss); --steps counts G steps (default
+ * 2000), after a --load the steps of this run (0: only the pictures and the scores). */
 #include "png.h"   /* PNG writing: stb_image_write, compiled before genmod */
 #define GENMOD_IMPLEMENTATION
+#include "../genmod.h"
 #define GENMOD_GAN_IMPLEMENTATION
 #include "../genmod_gan.h"
 #include "common.h"
@@ -45,7 +49,7 @@ static int save_scatter(const ex_args *a, const char *file, const char *title, c
 }
 
 /* D over [-3,3]^2 as a heatmap, next to the final samples. */
-static int save_surface(const ex_args *a, gm_gan *gan, gm_graph *g, const char *name, const float *real, const float *fake) {
+static int save_surface(const ex_args *a, gm_gan *gan, const char *name, const float *real, const float *fake) {
     static float pts[2 * GRID * GRID], val[GRID * GRID];
     char title[96], file[96];
     gm_plot_opts o = gm_plot_defaults();
@@ -57,8 +61,8 @@ static int save_surface(const ex_args *a, gm_gan *gan, gm_graph *g, const char *
             pts[2 * (j * GRID + i)] = -3 + 6 * (i + 0.5f) / GRID;
             pts[2 * (j * GRID + i) + 1] = -3 + 6 * (j + 0.5f) / GRID;
         }
-    if (gm_gan_discriminate(gan, g, pts, NULL, GRID * GRID, val) != 0) { fprintf(stderr, "%s\n", gm_last_error()); return -1; }
-    if (gan->o.loss == GM_GAN_NONSAT || gan->o.loss == GM_GAN_MINIMAX)
+    if (gm_gan_discriminate(gan, pts, NULL, GRID * GRID, val) != 0) { fprintf(stderr, "%s\n", gm_last_error()); return -1; }
+    if (gan->cfg.loss == GM_GAN_NONSAT || gan->cfg.loss == GM_GAN_MINIMAX)
         for (i = 0; i < GRID * GRID; i++) val[i] = 1.0f / (1.0f + expf(-val[i]));   /* D(x) as a probability */
     snprintf(title, sizeof title, "%s: D(x)", name);
     o.title = title; o.w = o.h = 560;
@@ -81,68 +85,91 @@ static int save_surface(const ex_args *a, gm_gan *gan, gm_graph *g, const char *
     return ex_save_png(a, file, &both);
 }
 
+/* The variant as a config: G z=2 -> 64 -> 64 -> 2, D 2 -> 64 -> 64 -> 1 LeakyReLU; Adam, or RMSProp
+   for the clipped WGAN. */
+static gm_gan_config make_config(const ex_args *a, const setup *s, int spectral, float noise, long steps) {
+    gm_gan_config c = gm_gan_default_config(0);
+    c.generator = gm_gan_mlp_g(2, 2, 0);
+    c.discriminator = gm_gan_mlp_d(2, 0);
+    c.generator.hidden[0] = c.generator.hidden[1] = 64; c.generator.nhidden = 2;
+    c.generator.batchnorm = 0; c.generator.out_act = GM_ACT_IDENTITY;
+    c.discriminator.hidden[0] = c.discriminator.hidden[1] = 64; c.discriminator.nhidden = 2;
+    c.discriminator.dropout = 0; c.discriminator.act = GM_ACT_LEAKY_RELU; c.discriminator.spectral = spectral;
+    c.loss = s->loss; c.n_critic = s->n_critic; c.gp = s->gp;
+    c.noise = noise; c.noise_steps = steps * s->n_critic / 2;
+    c.opt_g.lr = c.opt_d.lr = a->lr;
+    c.opt_g.beta2 = c.opt_d.beta2 = s->gp > 0 ? 0.9f : 0.999f;
+    if (s->clip > 0) {
+        c.opt_g.kind = c.opt_d.kind = GM_RMSPROP;
+        c.opt_g.beta2 = c.opt_d.beta2 = 0.99f;        /* RMSProp's smoothing */
+        c.opt_d.clip_value = s->clip;
+    }
+    c.batch = a->batch;
+    c.seed = a->seed;
+    return c;
+}
+
 /* Trains one variant; fills modes / hq. Returns 0 or -1. */
 static int run_variant(const ex_args *base, const setup *s, int spectral, float noise, int *modes, float *hq) {
     static float data[2 * NDATA], batch[2 * 1024], z[2 * NSHOW], fake[2 * NSHOW];
     char name[64], file[96], title[96];
     ex_args a = *base;
-    gm_gan_arch ga = gm_gan_mlp_g(2, 2, 0), da = gm_gan_mlp_d(2, 0);
-    gm_gan_opts o = gm_gan_defaults(s->loss);
-    gm_optim og, od;
+    gm_gan_config c;
     gm_gan gan;
     gm_gan_stats st;
-    gm_graph *g = gm_graph_new(a.seed);
     gm_batcher b;
     gm_rng r;
     ex_run run;
     const int *idx;
-    long steps = a.steps > 0 ? a.steps : 2000, shot = 0;
+    long steps = a.steps, target;
     int i, k, rc = 0;
     float last_g = 0;
     snprintf(name, sizeof name, "gan2d_%s%s", s->name, spectral ? "_sn" : "");
     a.name = name;
-    ga.hidden[0] = ga.hidden[1] = 64; ga.nhidden = 2; ga.batchnorm = 0; ga.out_act = GM_GAN_ACT_NONE;
-    da.hidden[0] = da.hidden[1] = 64; da.nhidden = 2; da.dropout = 0; da.act = GM_GAN_ACT_LEAKY; da.spectral = spectral;
-    o.n_critic = s->n_critic; o.gp = s->gp; o.noise = noise; o.noise_steps = steps * s->n_critic / 2;
-    if (s->clip > 0) { og = gm_rmsprop(a.lr, 0.99f); od = gm_rmsprop(a.lr, 0.99f); od.clip_value = s->clip; }
-    else { og = gm_adam(a.lr, 0.5f, s->gp > 0 ? 0.9f : 0.999f); od = og; }
-    og.sched.kind = od.sched.kind = GM_LR_COSINE;      /* decay to 5%: sharpens the modes */
-    og.sched.total = steps; od.sched.total = steps * s->n_critic;
-    og.sched.min_lr = od.sched.min_lr = a.lr * 0.05f;
+    c = make_config(&a, s, spectral, noise, steps);
     gm_toy2d("8gaussians", NDATA, a.seed, -1, data, NULL);
     gm_rng_seed(&r, a.seed + 100);
     for (i = 0; i < 2 * NSHOW; i++) z[i] = gm_rng_normal(&r);     /* fixed latent vectors */
-    if (!g || gm_gan_init(&gan, &ga, &da, &o, og, od, a.seed) != 0) { fprintf(stderr, "%s: %s\n", name, gm_last_error()); return -1; }
+    if (gm_gan_init(&gan, &c) != 0) { fprintf(stderr, "%s: %s\n", name, gm_last_error()); return -1; }
+    gan.opt_g.sched.kind = gan.opt_d.sched.kind = GM_LR_COSINE;      /* decay to 5%: sharpens the modes */
+    gan.opt_g.sched.total = steps; gan.opt_d.sched.total = steps * s->n_critic;
+    gan.opt_g.sched.min_lr = gan.opt_d.sched.min_lr = a.lr * 0.05f;
+    if (a.load && gm_gan_load(&gan, a.load) != 0) {       /* (the file's schedules come back with it) */
+        fprintf(stderr, "%s: %s\n", name, gm_last_error());
+        gm_gan_free(&gan);
+        return -1;
+    }
     gm_batcher_init(&b, NDATA, a.batch, a.seed, 1);
+    target = gan.g_steps + steps;
     ex_run_begin(&run, &a, steps * s->n_critic, a.batch, "d_loss,g_loss");
-    while (gan.g_steps < steps && rc == 0 && !ex_interrupted()) {
+    while (gan.g_steps < target && rc == 0 && !ex_interrupted()) {
         if ((k = gm_batcher_next(&b, &idx)) == 0) continue;
         for (i = 0; i < k; i++) { batch[2 * i] = data[2 * idx[i]]; batch[2 * i + 1] = data[2 * idx[i] + 1]; }
-        if ((rc = gm_gan_step(&gan, g, batch, NULL, k, &st)) != 0) { fprintf(stderr, "%s: %s\n", name, gm_last_error()); break; }
+        if ((rc = gm_gan_train_step(&gan, batch, NULL, k, &st)) != 0) { fprintf(stderr, "%s: %s\n", name, gm_last_error()); break; }
         {   float m[2];
             if (st.g_step) last_g = st.g_loss;              /* critic-only steps repeat the last G loss */
             m[0] = st.d_loss; m[1] = last_g;
             ex_run_step(&run, m); }
         if (st.g_step && gan.g_steps % (steps / 5 > 0 ? steps / 5 : 1) == 0) {
-            gm_gan_sample(&gan, g, z, NULL, NSHOW, fake);
+            gm_gan_sample_z(&gan, z, NULL, NSHOW, fake);
             snprintf(file, sizeof file, "%s_step%ld.png", name, gan.g_steps);
             snprintf(title, sizeof title, "%s, G step %ld", name + 6, gan.g_steps);
             save_scatter(&a, file, title, data, fake);
-            shot++;
         }
     }
     ex_run_end(&run);
+    if (rc == 0 && a.save && (rc = gm_gan_save(&gan, a.save)) != 0) fprintf(stderr, "%s: %s\n", name, gm_last_error());
+    if (rc == 0 && a.save && !a.quiet) printf("wrote %s\n", a.save);
     snprintf(file, sizeof file, "%s_loss.png", name);
     ex_run_plot(&run, file, name, 0);
-    if (rc == 0 && gm_gan_sample(&gan, g, z, NULL, NSHOW, fake) == 0) {
+    if (rc == 0 && gm_gan_sample_z(&gan, z, NULL, NSHOW, fake) == 0) {
         *modes = gm_ring_modes(fake, NSHOW, 8, 2.0f, 0.02f, 10, hq);
-        save_surface(&a, &gan, g, name + 6, data, fake);
+        save_surface(&a, &gan, name + 6, data, fake);
         if (!a.quiet) printf("%s: %d of 8 modes, %.1f%% high quality (within 3 std = 0.06)\n", name, *modes, 100 * *hq);
     }
     ex_run_free(&run);
     gm_batcher_free(&b);
     gm_gan_free(&gan);
-    gm_graph_free(g);
     return rc;
 }
 
@@ -157,8 +184,12 @@ int main(int argc, char **argv) {
     };
     ex_args a = ex_defaults("gan2d", 1, 128, 2e-3f);
     ex_json j;
-    ex_init(&a, argc, argv, "GAN loss variants on the 8-Gaussians ring (--steps = G steps per variant, default 2000).",
-            extra, 3);
+    a.steps = 2000;
+    ex_init(&a, argc, argv, "GAN loss variants on the 8-Gaussians ring (--steps = G steps per variant).", extra, 3);
+    if ((a.save || a.load) && strcmp(loss, "all") == 0) {
+        fprintf(stderr, "%s: --save and --load work on one variant: add --loss nonsat|minimax|lsgan|wgan|wgan-gp\n", a.name);
+        return 2;
+    }
     ex_json_init(&j);
     ex_json_str(&j, "model", "gan2d");
     for (i = 0; i < 5; i++) {

@@ -31,7 +31,7 @@ static const char *gm_test_name;
 #define GM_CHECK_CLOSE(a, b, tol) GM_CHECK(gm_test_close((a), (b), (tol)), \
     "%s = %.9g vs %s = %.9g (tol %g)", #a, (double)(a), #b, (double)(b), (double)(tol))
 
-static int gm_test_close(double a, double b, double tol) {
+static inline int gm_test_close(double a, double b, double tol) {
     double m = fabs(a) > fabs(b) ? fabs(a) : fabs(b);
     if (m < 1.0) m = 1.0;
     return fabs(a - b) <= tol * m; /* NaN compares false: a NaN fails */

@@ -5,7 +5,10 @@
  *   - the WGAN-GP penalty's parameter gradient (a gradient of a gradient) against central finite
  *     differences with gm_gradcheck, through an MLP critic and a conv critic;
  *   - spectral normalization: the power-iteration estimate within 1% of the true top singular value;
- *   - the losses on known logits;
+ *   - the losses on known logits; bad configs, labels and arguments give errors naming the field;
+ *   - the model contract: G emitted into a caller's graph; save/load round trips of a GAN (MLP and
+ *     conv) and a CycleGAN after which training continues bit for bit; refused loads (another
+ *     architecture, another model, a plain checkpoint, a missing file) leave the model untouched;
  *   - every variant learns the 8-Gaussians ring within seconds: covers >= 7 of 8 modes with most
  *     samples of high quality; the conditional GAN puts samples at their label's mode.
  * Small models and few steps: the whole file runs in seconds (and under ASan). */
@@ -318,22 +321,61 @@ GM_TEST(loss_values) {
 }
 
 GM_TEST(bad_input_is_an_error) {
-    gm_gan_arch ga = gm_gan_mlp_g(2, 2, 0), da = gm_gan_mlp_d(3, 0);
-    gm_gan_opts o = gm_gan_defaults(GM_GAN_NONSAT);
+    gm_gan_config c = gm_gan_default_config(0);
+    gm_cyclegan_config cc = gm_cyclegan_default_config(1, 28, 28);
     gm_gan gan;
+    gm_cyclegan cg;
     gm_gan_net net;
+    gm_gan_arch da;
     gm_rng r;
-    GM_CHECK(gm_gan_init(&gan, &ga, &da, &o, gm_adam(1e-3f, 0.5f, 0.999f), gm_adam(1e-3f, 0.5f, 0.999f), 1) != 0,
-             "G output 2 and D input 3 accepted");
-    GM_CHECK(strstr(gm_last_error(), "G makes") != NULL, "message: %s", gm_last_error());
+    float x[4] = {0, 0, 0, 0}, out[4];
+    int labels[2] = {0, 3};
+    memset(&gan, 0, sizeof gan);
+    memset(&cg, 0, sizeof cg);
+    gm_gan_free(&gan);                          /* zeroed models free safely, twice */
+    gm_gan_free(&gan);
+    gm_cyclegan_free(&cg);
+    c.generator = gm_gan_mlp_g(2, 2, 0);
+    c.discriminator = gm_gan_mlp_d(3, 0);
+    GM_CHECK(gm_gan_init(&gan, &c) != 0, "G output 2 and D input 3 accepted");
+    GM_CHECK(strstr(gm_last_error(), "generator makes") != NULL, "message: %s", gm_last_error());
+    gm_gan_free(&gan);                          /* and failed ones */
+    c.discriminator = gm_gan_mlp_d(2, 0);
+    c.n_critic = 0;
+    GM_CHECK(gm_gan_init(&gan, &c) != 0 && strstr(gm_last_error(), "n_critic"), "n_critic 0 accepted (%s)", gm_last_error());
+    c.n_critic = 1;
+    c.discriminator.dropout = 1.5f;
+    GM_CHECK(gm_gan_init(&gan, &c) != 0 && strstr(gm_last_error(), "discriminator.dropout"), "dropout 1.5 accepted (%s)",
+             gm_last_error());
+    c.discriminator.dropout = 0;
+    c.opt_d.lr = 0;
+    GM_CHECK(gm_gan_init(&gan, &c) != 0 && strstr(gm_last_error(), "opt_d.lr"), "lr 0 accepted (%s)", gm_last_error());
+    c.opt_d.lr = 1e-3f;
+    c.generator.act = 99;
+    GM_CHECK(gm_gan_init(&gan, &c) != 0 && strstr(gm_last_error(), "generator.act"), "act 99 accepted (%s)", gm_last_error());
+    c.generator.act = GM_ACT_RELU;
+    GM_CHECK(gm_gan_init(&gan, &c) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_gan_train_step(&gan, x, labels, 2, NULL) != 0 && strstr(gm_last_error(), "unconditional"),
+             "labels given to an unconditional GAN accepted (%s)", gm_last_error());
+    GM_CHECK(gm_gan_sample(&gan, labels, 2, out) != 0, "labels given to an unconditional G accepted");
+    GM_CHECK(gm_gan_train_step(&gan, x, NULL, 2, NULL) == 0, "%s", gm_last_error());
+    gm_gan_free(&gan);
+    gm_gan_free(&gan);
+    c.generator.classes = c.discriminator.classes = 3;
+    GM_CHECK(gm_gan_init(&gan, &c) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_gan_train_step(&gan, x, NULL, 2, NULL) != 0 && strstr(gm_last_error(), "needs labels"),
+             "conditional GAN without labels accepted (%s)", gm_last_error());
+    GM_CHECK(gm_gan_sample(&gan, labels, 2, out) != 0 && strstr(gm_last_error(), "out of 0..2"),
+             "label 3 of 3 classes accepted (%s)", gm_last_error());
+    gm_gan_free(&gan);
     da = gm_gan_dcgan_d(0);
     da.h = 30;
     gm_rng_seed(&r, 1);
-    GM_CHECK(gm_gan_net_init(&net, &da, "D", &r) != 0, "30x28 image with 2 stride-2 stages accepted");
-    o.n_critic = 0;
-    da = gm_gan_mlp_d(2, 0);
-    GM_CHECK(gm_gan_init(&gan, &ga, &da, &o, gm_adam(1e-3f, 0.5f, 0.999f), gm_adam(1e-3f, 0.5f, 0.999f), 1) != 0,
-             "n_critic 0 accepted");
+    GM_CHECK(gm_gan_net_init(&net, &da, &r) != 0, "30x28 image with 2 stride-2 stages accepted");
+    cc.generator = gm_gan_mlp_g(2, 784, 0);
+    GM_CHECK(gm_cyclegan_init(&cg, &cc) != 0 && strstr(gm_last_error(), "image-to-image"),
+             "a CycleGAN with a noise generator accepted (%s)", gm_last_error());
+    gm_cyclegan_free(&cg);
 }
 
 /* Shapes of the standard networks, conditional ones included. */
@@ -351,7 +393,7 @@ GM_TEST(network_shapes) {
     for (i = 0; i < 6; i++) {
         gm_gan_net net;
         gm_tensor *x, *y;
-        GM_CHECK(gm_gan_net_init(&net, &archs[i], "n", &r) == 0, "arch %d: %s", i, gm_last_error());
+        GM_CHECK(gm_gan_net_init(&net, &archs[i], &r) == 0, "arch %d: %s", i, gm_last_error());
         gm_graph_reset(g);
         x = archs[i].generator && archs[i].kind != GM_GAN_IMG2IMG ? gm_randn(g, 3, 100, 0, 0) : gm_randn(g, 3, 1, 28, 28);
         y = gm_gan_net_forward(g, &net, x, archs[i].classes ? labels : NULL);
@@ -366,6 +408,232 @@ GM_TEST(network_shapes) {
         gm_gan_net_free(&net);
     }
     gm_graph_free(g);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* The model contract: forward into a caller's graph, checkpoints                                 */
+/* ---------------------------------------------------------------------------------------------- */
+/* A small conditional GAN with every kind of saved state: batch norm in G (running statistics),
+   spectral norm in D (power-iteration vectors), dropout and instance noise (the random stream),
+   2 critic steps per G step (the step counters). conv: DCGAN networks on 8x8 images. */
+static gm_gan_config small_gan(int conv) {
+    gm_gan_config c = conv ? gm_gan_dcgan_config(3) : gm_gan_default_config(3);
+    if (conv) {
+        c.generator.z = 4; c.generator.h = c.generator.w = 8;
+        c.generator.hidden[0] = 6; c.generator.hidden[1] = 4;
+        c.discriminator.h = c.discriminator.w = 8;
+        c.discriminator.hidden[0] = 4; c.discriminator.hidden[1] = 6;
+        c.discriminator.dropout = 0.2f;
+    } else {
+        c.generator = gm_gan_mlp_g(4, 12, 3);
+        c.generator.hidden[0] = 16; c.generator.hidden[1] = 8; c.generator.nhidden = 2;
+        c.discriminator = gm_gan_mlp_d(12, 3);
+        c.discriminator.hidden[0] = 8; c.discriminator.hidden[1] = 16; c.discriminator.nhidden = 2;
+    }
+    c.discriminator.spectral = 1;
+    c.n_critic = 2; c.noise = 0.1f; c.noise_steps = 40;
+    c.batch = 8; c.seed = 5;
+    return c;
+}
+
+static int same_params(const gm_params *a, const gm_params *b) {
+    return a->count == b->count && memcmp(a->data, b->data, a->count * sizeof(float)) == 0;
+}
+
+static int same_optim(const gm_optim *a, const gm_optim *b, size_t n) {
+    return a->kind == b->kind && a->step == b->step && a->lr == b->lr && !a->m == !b->m && !a->v == !b->v &&
+           (!a->m || memcmp(a->m, b->m, n * sizeof(float)) == 0) && (!a->v || memcmp(a->v, b->v, n * sizeof(float)) == 0);
+}
+
+static int same_gan(const gm_gan *a, const gm_gan *b) {
+    return same_params(&a->generator.params, &b->generator.params) &&
+           same_params(&a->discriminator.params, &b->discriminator.params) &&
+           same_optim(&a->opt_g, &b->opt_g, a->generator.params.count) &&
+           same_optim(&a->opt_d, &b->opt_d, a->discriminator.params.count) && a->d_steps == b->d_steps &&
+           a->g_steps == b->g_steps;
+}
+
+static void fill(float *x, int n, unsigned seed) {
+    gm_rng r;
+    int i;
+    gm_rng_seed(&r, seed);
+    for (i = 0; i < n; i++) x[i] = 2 * gm_rng_uniform(&r) - 1;
+}
+
+/* gm_gan_forward emits G into our graph: in eval mode it is gm_gan_sample_z, bit for bit. */
+GM_TEST(forward_into_own_graph) {
+    gm_gan_config c = small_gan(1);
+    gm_gan gan;
+    gm_graph *g = gm_graph_new(1);
+    float z[5 * 4], want[5 * 64];
+    int labels[5] = {0, 1, 2, 0, 1};
+    gm_tensor *y;
+    GM_CHECK(gm_gan_init(&gan, &c) == 0, "%s", gm_last_error());
+    fill(z, 5 * 4, 3);
+    GM_CHECK(gm_gan_sample_z(&gan, z, labels, 5, want) == 0, "%s", gm_last_error());
+    gm_graph_set_training(g, 0);
+    y = gm_gan_forward(g, &gan, gm_input(g, z, 5, 4, 0, 0), labels);
+    GM_CHECK(y && y->ndim == 4 && y->shape[0] == 5 && y->shape[1] == 1 && y->shape[2] == 8 && y->shape[3] == 8,
+             "G's output shape (%s)", y ? "wrong dims" : gm_last_error());
+    GM_CHECK(y && memcmp(y->data, want, sizeof want) == 0, "gm_gan_forward differs from gm_gan_sample_z");
+    gm_graph_free(g);
+    gm_gan_free(&gan);
+}
+
+/* Save after some steps, load into a fresh model of the same config: the same samples, and the
+   next step (noise, dropout masks, penalty, instance-noise level, critic phase) is bit-identical. */
+static void gan_roundtrip(int conv) {
+    const char *path = "/tmp/gm_test_gan_ckpt.safetensors";
+    gm_gan_config c = small_gan(conv);
+    gm_gan a, b;
+    gm_gan_stats sa, sb;
+    const int per = c.generator.c * c.generator.h * c.generator.w;
+    float x[8 * 64], z[8 * 4], outa[8 * 64], outb[8 * 64];
+    int labels[8], i, step;
+    for (i = 0; i < 8; i++) labels[i] = i % 3;
+    GM_CHECK(gm_gan_init(&a, &c) == 0 && gm_gan_init(&b, &c) == 0, "%s", gm_last_error());
+    for (step = 0; step < 5; step++) {       /* ends mid-cycle: the next call ends it with a G step */
+        fill(x, 8 * per, 100 + step);
+        GM_CHECK(gm_gan_train_step(&a, x, labels, 8, NULL) == 0, "step %d: %s", step, gm_last_error());
+    }
+    GM_CHECK(gm_gan_save(&a, path) == 0, "save: %s", gm_last_error());
+    GM_CHECK(!same_gan(&a, &b), "the trained model should differ from a fresh one");
+    GM_CHECK(gm_gan_load(&b, path) == 0, "load: %s", gm_last_error());
+    GM_CHECK(same_gan(&a, &b), "weights, buffers, optimizer state or step counters differ after load");
+    GM_CHECK(b.d_steps == 5 && b.g_steps == 2, "steps after load: D %ld, G %ld (want 5, 2)", b.d_steps, b.g_steps);
+    fill(z, 8 * 4, 7);
+    GM_CHECK(gm_gan_sample_z(&a, z, labels, 8, outa) == 0 && gm_gan_sample_z(&b, z, labels, 8, outb) == 0, "%s",
+             gm_last_error());
+    GM_CHECK(memcmp(outa, outb, (size_t)8 * per * sizeof(float)) == 0, "samples from given noise differ after load");
+    GM_CHECK(gm_gan_sample(&a, labels, 8, outa) == 0 && gm_gan_sample(&b, labels, 8, outb) == 0, "%s", gm_last_error());
+    GM_CHECK(memcmp(outa, outb, (size_t)8 * per * sizeof(float)) == 0, "the random stream was not restored");
+    for (step = 0; step < 2; step++) {       /* a step with the G step, then a critic-only one */
+        fill(x, 8 * per, 200 + step);
+        GM_CHECK(gm_gan_train_step(&a, x, labels, 8, &sa) == 0 && gm_gan_train_step(&b, x, labels, 8, &sb) == 0,
+                 "%s", gm_last_error());
+        GM_CHECK(memcmp(&sa, &sb, sizeof sa) == 0, "step %d after load: stats differ (D loss %g vs %g)", step,
+                 sa.d_loss, sb.d_loss);
+        GM_CHECK(same_gan(&a, &b), "step %d after load differs from the step without save/load", step);
+        GM_CHECK(sb.g_step == (step == 0), "step %d after load: g_step %d (the critic phase was not restored)", step,
+                 sb.g_step);
+    }
+    gm_gan_free(&a);
+    gm_gan_free(&b);
+    remove(path);
+}
+
+GM_TEST(gan_save_load_mlp) { gan_roundtrip(0); }
+GM_TEST(gan_save_load_conv) { gan_roundtrip(1); }
+
+static gm_cyclegan_config small_cyclegan(void) {
+    gm_cyclegan_config c = gm_cyclegan_default_config(1, 8, 8);
+    c.generator.hidden[0] = 4; c.generator.hidden[1] = 6; c.generator.nhidden = 2;
+    c.discriminator.hidden[0] = 4; c.discriminator.hidden[1] = 6;
+    c.generator.batchnorm = 1;     /* running statistics to carry */
+    c.identity = 5;
+    c.seed = 3;
+    return c;
+}
+
+static int same_cyclegan(const gm_cyclegan *a, const gm_cyclegan *b) {
+    return same_params(&a->gen_ab.params, &b->gen_ab.params) && same_params(&a->gen_ba.params, &b->gen_ba.params) &&
+           same_params(&a->disc_a.params, &b->disc_a.params) && same_params(&a->disc_b.params, &b->disc_b.params) &&
+           same_optim(&a->opt_ab, &b->opt_ab, a->gen_ab.params.count) &&
+           same_optim(&a->opt_db, &b->opt_db, a->disc_b.params.count) && a->step == b->step;
+}
+
+GM_TEST(cyclegan_save_load) {
+    const char *path = "/tmp/gm_test_cyclegan_ckpt.safetensors";
+    gm_cyclegan_config c = small_cyclegan();
+    gm_cyclegan a, b;
+    gm_cyclegan_stats sa, sb;
+    float xa[4 * 64], xb[4 * 64], oa[4 * 64], ob[4 * 64];
+    int step;
+    GM_CHECK(gm_cyclegan_init(&a, &c) == 0 && gm_cyclegan_init(&b, &c) == 0, "%s", gm_last_error());
+    for (step = 0; step < 3; step++) {
+        fill(xa, 4 * 64, 10 + step); fill(xb, 4 * 64, 20 + step);
+        GM_CHECK(gm_cyclegan_train_step(&a, xa, xb, 4, NULL) == 0, "%s", gm_last_error());
+    }
+    GM_CHECK(gm_cyclegan_save(&a, path) == 0, "save: %s", gm_last_error());
+    GM_CHECK(gm_cyclegan_load(&b, path) == 0, "load: %s", gm_last_error());
+    GM_CHECK(same_cyclegan(&a, &b) && b.step == 3, "the four networks or their optimizers differ after load");
+    GM_CHECK(gm_cyclegan_translate(&a, 1, xa, 4, oa) == 0 && gm_cyclegan_translate(&b, 1, xa, 4, ob) == 0, "%s",
+             gm_last_error());
+    GM_CHECK(memcmp(oa, ob, sizeof oa) == 0, "A -> B translations differ after load");
+    GM_CHECK(gm_cyclegan_translate(&a, 0, xb, 4, oa) == 0 && gm_cyclegan_translate(&b, 0, xb, 4, ob) == 0, "%s",
+             gm_last_error());
+    GM_CHECK(memcmp(oa, ob, sizeof oa) == 0, "B -> A translations differ after load");
+    fill(xa, 4 * 64, 30); fill(xb, 4 * 64, 31);
+    GM_CHECK(gm_cyclegan_train_step(&a, xa, xb, 4, &sa) == 0 && gm_cyclegan_train_step(&b, xa, xb, 4, &sb) == 0, "%s",
+             gm_last_error());
+    GM_CHECK(memcmp(&sa, &sb, sizeof sa) == 0 && same_cyclegan(&a, &b), "the step after load differs");
+    gm_cyclegan_free(&a);
+    gm_cyclegan_free(&b);
+    remove(path);
+}
+
+/* Refused loads (another architecture, another model, a plain checkpoint, no file) leave the
+   model as it was: weights, buffers, optimizers, counters, random stream. */
+GM_TEST(gan_load_refuses_other_files) {
+    const char *mlp_path = "/tmp/gm_test_gan_mlp.safetensors", *wide_path = "/tmp/gm_test_gan_wide.safetensors";
+    const char *plain_path = "/tmp/gm_test_gan_plain.safetensors", *cyc_path = "/tmp/gm_test_gan_cyc.safetensors";
+    gm_gan_config cm = gm_gan_default_config(0), cw = cm, cc = gm_gan_dcgan_config(0);
+    gm_cyclegan_config ccyc = small_cyclegan();
+    gm_gan mlp, wide, conv;
+    gm_cyclegan cyc;
+    float *x = (float *)malloc(64 * 784 * sizeof(float)), *keep_g, *keep_d, ref[2 * 784], got[2 * 784], z[2 * 100];
+    size_t ng, nd;
+    int i;
+    fill(x, 64 * 784, 1);
+    fill(z, 2 * 100, 2);
+    cw.discriminator.hidden[1] = 384;        /* the same layers, another width */
+    GM_CHECK(gm_gan_init(&mlp, &cm) == 0 && gm_gan_init(&wide, &cw) == 0 && gm_gan_init(&conv, &cc) == 0, "%s",
+             gm_last_error());
+    GM_CHECK(gm_cyclegan_init(&cyc, &ccyc) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_gan_train_step(&mlp, x, NULL, 64, NULL) == 0 && gm_gan_train_step(&conv, x, NULL, 64, NULL) == 0, "%s",
+             gm_last_error());
+    GM_CHECK(gm_gan_save(&mlp, mlp_path) == 0 && gm_gan_save(&wide, wide_path) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_cyclegan_save(&cyc, cyc_path) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_checkpoint_save(plain_path, &mlp.generator.params, NULL, NULL) == 0, "%s", gm_last_error());
+    /* the conv model, trained one step, as it is before the refused loads */
+    ng = conv.generator.params.count; nd = conv.discriminator.params.count;
+    keep_g = (float *)malloc(ng * sizeof(float)); keep_d = (float *)malloc(nd * sizeof(float));
+    memcpy(keep_g, conv.generator.params.data, ng * sizeof(float));
+    memcpy(keep_d, conv.discriminator.params.data, nd * sizeof(float));
+    {   gm_rng r0 = *gm_graph_rng(conv.graph);
+        gm_optim og = conv.opt_g;
+        struct { const char *path, *what, *says; } cases[4] = {
+            {mlp_path, "an MLP GAN into a DCGAN", "mlp"},
+            {cyc_path, "a CycleGAN into a GAN", "cyclegan"},
+            {plain_path, "a plain checkpoint of G's weights", "gan"},
+            {"/nonexistent/gm_test_gan.safetensors", "a missing file", "gm_test_gan"},
+        };
+        GM_CHECK(gm_gan_sample_z(&conv, z, NULL, 2, ref) == 0, "%s", gm_last_error());
+        for (i = 0; i < 4; i++) {
+            GM_CHECK(gm_gan_load(&conv, cases[i].path) != 0, "%s: load accepted", cases[i].what);
+            GM_CHECK(strstr(gm_last_error(), cases[i].says) != NULL, "%s: message '%s' does not mention '%s'",
+                     cases[i].what, gm_last_error(), cases[i].says);
+            printf("# refused %s: %s\n", cases[i].what, gm_last_error());
+        }
+        GM_CHECK(memcmp(keep_g, conv.generator.params.data, ng * sizeof(float)) == 0 &&
+                 memcmp(keep_d, conv.discriminator.params.data, nd * sizeof(float)) == 0, "a refused load changed weights");
+        GM_CHECK(memcmp(&r0, gm_graph_rng(conv.graph), sizeof r0) == 0, "a refused load changed the random stream");
+        GM_CHECK(conv.d_steps == 1 && conv.g_steps == 1 && conv.opt_g.step == og.step && conv.opt_g.m == og.m,
+                 "a refused load changed the counters or the optimizer");
+        GM_CHECK(gm_gan_sample_z(&conv, z, NULL, 2, got) == 0 && memcmp(ref, got, sizeof ref) == 0,
+                 "samples changed after refused loads");
+    }
+    /* other widths, the other way round: the MLP GAN refuses the wider one's file, untouched */
+    memcpy(got, mlp.generator.params.data, sizeof got);
+    GM_CHECK(gm_gan_load(&mlp, wide_path) != 0, "a GAN with a 384-wide D layer loaded into a 512-wide one");
+    GM_CHECK(strstr(gm_last_error(), "384") != NULL, "message '%s' does not name the other width", gm_last_error());
+    printf("# refused other widths: %s\n", gm_last_error());
+    GM_CHECK(memcmp(got, mlp.generator.params.data, sizeof got) == 0 && mlp.d_steps == 1, "a refused load changed the MLP GAN");
+    GM_CHECK(gm_gan_load(&mlp, mlp_path) == 0, "its own file: %s", gm_last_error());
+    free(x); free(keep_g); free(keep_d);
+    gm_gan_free(&mlp); gm_gan_free(&wide); gm_gan_free(&conv);
+    gm_cyclegan_free(&cyc);
+    remove(mlp_path); remove(wide_path); remove(plain_path); remove(cyc_path);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -391,27 +659,37 @@ static int train_ring(const variant *v, float *hq_out, float *acc_out, double *s
     static float data[2 * RING_N], batch[2 * 128], samples[2 * 2000];
     static int labels[RING_N], blab[128], slab[2000];
     const float lr = 2e-3f;
-    gm_gan_arch ga = gm_gan_mlp_g(2, 2, v->classes), da = gm_gan_mlp_d(2, v->classes);
-    gm_gan_opts o = gm_gan_defaults(v->loss);
-    gm_optim og, od;
+    gm_gan_config c = gm_gan_default_config(v->classes);
     gm_gan gan;
-    gm_graph *g = gm_graph_new(9);
     gm_batcher b;
     const int *idx;
     int step = 0, k, covered = -1, i, hit = 0;
     double t0 = now_s();
-    ga.hidden[0] = ga.hidden[1] = 64; ga.nhidden = 2; ga.batchnorm = 0; ga.out_act = GM_GAN_ACT_NONE;
-    da.hidden[0] = da.hidden[1] = 64; da.nhidden = 2; da.dropout = 0; da.spectral = v->spectral;
-    da.act = GM_GAN_ACT_LEAKY;
-    o.n_critic = v->n_critic; o.gp = v->gp; o.noise = v->noise; o.noise_steps = (long)v->steps * v->n_critic / 2;
-    if (v->clip > 0) { og = gm_rmsprop(lr, 0.99f); od = gm_rmsprop(lr, 0.99f); od.clip_value = v->clip; }
-    else if (v->gp > 0) { og = gm_adam(lr, 0.5f, 0.9f); od = gm_adam(lr, 0.5f, 0.9f); }
-    else { og = gm_adam(lr, 0.5f, 0.999f); od = gm_adam(lr, 0.5f, 0.999f); }
-    og.sched.kind = od.sched.kind = GM_LR_COSINE;
-    og.sched.total = v->steps; od.sched.total = (long)v->steps * v->n_critic;
-    og.sched.min_lr = od.sched.min_lr = lr * 0.05f;
+    c.generator = gm_gan_mlp_g(2, 2, v->classes);
+    c.discriminator = gm_gan_mlp_d(2, v->classes);
+    c.generator.hidden[0] = c.generator.hidden[1] = 64; c.generator.nhidden = 2;
+    c.generator.batchnorm = 0; c.generator.out_act = GM_ACT_IDENTITY;
+    c.discriminator.hidden[0] = c.discriminator.hidden[1] = 64; c.discriminator.nhidden = 2;
+    c.discriminator.dropout = 0; c.discriminator.spectral = v->spectral; c.discriminator.act = GM_ACT_LEAKY_RELU;
+    c.loss = v->loss; c.n_critic = v->n_critic; c.gp = v->gp;
+    c.noise = v->noise; c.noise_steps = (long)v->steps * v->n_critic / 2;
+    c.opt_g.lr = c.opt_d.lr = lr;
+    if (v->clip > 0) {              /* WGAN with clipping: RMSProp, alpha 0.99 */
+        c.opt_g.kind = c.opt_d.kind = GM_RMSPROP;
+        c.opt_g.beta2 = c.opt_d.beta2 = 0.99f;
+        c.opt_d.clip_value = v->clip;
+    } else if (v->gp > 0) {
+        c.opt_g.beta2 = c.opt_d.beta2 = 0.9f;
+    }
+    c.seed = 1;
     gm_toy2d("8gaussians", RING_N, 11, v->std, data, labels);
-    if (gm_gan_init(&gan, &ga, &da, &o, og, od, 1) != 0) { printf("# %s: %s\n", v->name, gm_last_error()); return -1; }
+    if (gm_gan_init(&gan, &c) != 0) { printf("# %s: %s\n", v->name, gm_last_error()); return -1; }
+    /* The weights come from seed 1 and the training noise from a stream seeded with 9: the runs
+       measured in docs/notes/GAN_NOTES.md, kept bit for bit (the clipped WGAN is seed-sensitive). */
+    gm_rng_seed(gm_graph_rng(gan.graph), 9);
+    gan.opt_g.sched.kind = gan.opt_d.sched.kind = GM_LR_COSINE;     /* decay to 5%: sharpens the modes */
+    gan.opt_g.sched.total = v->steps; gan.opt_d.sched.total = (long)v->steps * v->n_critic;
+    gan.opt_g.sched.min_lr = gan.opt_d.sched.min_lr = lr * 0.05f;
     gm_batcher_init(&b, RING_N, 128, 5, 1);
     while (gan.g_steps < v->steps) {
         k = gm_batcher_next(&b, &idx);
@@ -420,14 +698,14 @@ static int train_ring(const variant *v, float *hq_out, float *acc_out, double *s
             batch[2 * i] = data[2 * idx[i]]; batch[2 * i + 1] = data[2 * idx[i] + 1];
             blab[i] = labels[idx[i]];
         }
-        if (gm_gan_step(&gan, g, batch, v->classes ? blab : NULL, k, NULL) != 0) {
+        if (gm_gan_train_step(&gan, batch, v->classes ? blab : NULL, k, NULL) != 0) {
             printf("# %s: step %d: %s\n", v->name, step, gm_last_error());
             break;
         }
         step++;
     }
     for (i = 0; i < 2000; i++) slab[i] = i % 8;
-    if (gm_gan_sample(&gan, g, NULL, v->classes ? slab : NULL, 2000, samples) == 0)
+    if (gm_gan_sample(&gan, v->classes ? slab : NULL, 2000, samples) == 0)
         covered = gm_ring_modes(samples, 2000, 8, 2.0f, v->std, 20, hq_out);
     for (i = 0; v->classes && i < 2000; i++) {   /* conditional: nearest mode == the label asked for */
         float a = atan2f(samples[2 * i + 1], samples[2 * i]);
@@ -438,7 +716,6 @@ static int train_ring(const variant *v, float *hq_out, float *acc_out, double *s
     *secs = now_s() - t0;
     gm_batcher_free(&b);
     gm_gan_free(&gan);
-    gm_graph_free(g);
     return covered;
 }
 
@@ -489,6 +766,11 @@ int main(int argc, char **argv) {
     RUN(loss_values);
     RUN(bad_input_is_an_error);
     RUN(network_shapes);
+    RUN(forward_into_own_graph);
+    RUN(gan_save_load_mlp);
+    RUN(gan_save_load_conv);
+    RUN(cyclegan_save_load);
+    RUN(gan_load_refuses_other_files);
     RUN(ring_nonsat);
     RUN(ring_minimax);
     RUN(ring_lsgan);

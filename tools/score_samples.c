@@ -1,6 +1,6 @@
 /* score_samples.c: scores generated 28x28 digits stored in an IDX file, the way the GAN examples
  * score their own samples (examples/gan.c, score()), so that samples from any program (genmod's
- * --dump-samples, the PyTorch scripts of shared/baselines/quality) are measured with one ruler.
+ * --dump-samples, the PyTorch reference scripts) are measured with one ruler.
  *
  *   cc -O2 -std=c99 -I. tools/score_samples.c -o build/score_samples -lm -lpthread
  *   ./build/score_samples --samples out/dcgan.idx [--data DIR] [--classifier FILE] [--n N]
@@ -20,19 +20,29 @@
  * Bad input (missing or malformed file, images not 28x28, too few samples) prints a message on
  * stderr and exits with 1; a bad command line exits with 2. */
 #define GENMOD_IMPLEMENTATION
+#include "../genmod.h"
 #define GENMOD_GAN_IMPLEMENTATION
 #include "../genmod_gan.h"
-#include "../examples/common.h"
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#ifndef _WIN32
+#include <sys/resource.h>
+#endif
 
 #define NAME "score_samples"
 #define SIDE 28                      /* the classifier only knows 28x28 digits */
+#define PATH_CAP 1024
 
 typedef struct opts {
     const char *samples;             /* --samples FILE.idx (required) */
     const char *data;                /* --data DIR: where the reference test images are */
     const char *classifier;          /* --classifier FILE.safetensors */
     int n;                           /* --n: samples to score, 0 = all in the file */
-    char data_buf[EX_PATH], classifier_buf[EX_PATH];   /* storage for the defaults */
+    char data_buf[PATH_CAP], classifier_buf[PATH_CAP];   /* storage for the defaults */
 } opts;
 
 static void usage(FILE *f) {
@@ -46,50 +56,74 @@ static void usage(FILE *f) {
                "  --help              this text\n", NAME);
 }
 
-/* The command line. common.h's ex_init cannot be used as is: its built-in --samples is a count,
- * while here it is a file name, so this loop applies only our own table (with the same helpers,
- * hence the same "--flag v" / "--flag=v" forms and messages). Returns 0, 1 (--help) or 2. */
+/* --n's value: a whole number >= 0. */
+static int parse_count(const char *s, int *out) {
+    char *end;
+    long v;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (!*s || *end || errno == ERANGE || v < 0 || v > INT_MAX) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* The command line: "--flag v" or "--flag=v". Returns 0, 1 (--help) or 2 (msg says why). */
 static int parse_args(opts *o, int argc, char **argv, char *msg, size_t cap) {
-    ex_opt table[] = {
-        {"samples", EX_STRING, &o->samples, "generated images", NULL},
-        {"data", EX_STRING, &o->data, "reference directory", NULL},
-        {"classifier", EX_STRING, &o->classifier, "classifier weights", NULL},
-        {"n", EX_INT, &o->n, "samples to score", "0.."},
-    };
-    const int ntable = (int)(sizeof table / sizeof table[0]);
-    int i;
+    static const char *const names[4] = {"samples", "data", "classifier", "n"};
+    int i, k;
     msg[0] = 0;
+    for (i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
     for (i = 1; i < argc; i++) {
         const char *arg = argv[i], *eq, *val;
-        const ex_opt *opt;
         size_t len;
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) return 1;
         if (strncmp(arg, "--", 2) != 0) { snprintf(msg, cap, "unexpected argument '%s' (flags start with --)", arg); return 2; }
         arg += 2;
         eq = strchr(arg, '=');
         len = eq ? (size_t)(eq - arg) : strlen(arg);
-        opt = ex_find(table, ntable, arg, len);
-        if (!opt) { snprintf(msg, cap, "unknown flag '--%.*s'", (int)len, arg); return 2; }
+        for (k = 0; k < 4 && !(strlen(names[k]) == len && strncmp(names[k], arg, len) == 0); k++) {}
+        if (k == 4) { snprintf(msg, cap, "unknown flag '--%.*s'", (int)len, arg); return 2; }
         if (eq) val = eq + 1;
         else if (i + 1 < argc) val = argv[++i];
-        else { snprintf(msg, cap, "--%s needs a value", opt->name); return 2; }
-        if (ex_set_extra(opt, val, msg, cap) != 0) return 2;
+        else { snprintf(msg, cap, "--%s needs a value", names[k]); return 2; }
+        if (k == 0) o->samples = val;
+        else if (k == 1) o->data = val;
+        else if (k == 2) o->classifier = val;
+        else if (parse_count(val, &o->n) != 0) {
+            snprintf(msg, cap, "--n: '%s' is not a whole number (allowed: 0..)", val);
+            return 2;
+        }
     }
     if (!o->samples) { snprintf(msg, cap, "--samples FILE.idx is required"); return 2; }
     return 0;
 }
 
-/* The defaults for --data and --classifier both come from the bundled data/ directory; the
- * classifier does not follow --data, because a full MNIST download has no classifier in it. */
+static int is_dir(const char *p) {
+    struct stat st;
+#ifdef _WIN32
+    return stat(p, &st) == 0 && (st.st_mode & _S_IFMT) == _S_IFDIR;
+#else
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+#endif
+}
+
+/* The bundled data/ directory, found as the examples find it: $GENMOD_DATA, else the first of
+   data, ../data, ../../data that exists. Both defaults come from it; the classifier does not
+   follow --data, because a full MNIST download has no classifier in it. */
 static void fill_defaults(opts *o) {
-    ex_args bundled = ex_defaults(NAME, 1, 1, 0);
-    ex_find_data(&bundled);            /* $GENMOD_DATA, data/, ../data/ or ../../data/ */
-    if (!o->data) {                    /* copied: bundled.data_dir may point into bundled itself */
-        snprintf(o->data_buf, sizeof o->data_buf, "%s", bundled.data_dir);
+    static const char *tries[3] = {"data", "../data", "../../data"};
+    const char *env = getenv("GENMOD_DATA"), *dir = "data";
+    int i;
+    if (env && env[0]) dir = env;
+    else
+        for (i = 0; i < 3; i++)
+            if (is_dir(tries[i])) { dir = tries[i]; break; }
+    if (!o->data) {
+        snprintf(o->data_buf, sizeof o->data_buf, "%s", dir);
         o->data = o->data_buf;
     }
     if (!o->classifier) {
-        ex_classifier_path(&bundled, o->classifier_buf, sizeof o->classifier_buf);
+        snprintf(o->classifier_buf, sizeof o->classifier_buf, "%s/digit_classifier.safetensors", dir);
         o->classifier = o->classifier_buf;
     }
 }
@@ -130,7 +164,7 @@ static int load_samples(gm_dataset *d, const opts *o) {
 
 /* The reference: every test image of the directory, as the examples use it. */
 static int load_reference(gm_dataset *d, const char *dir) {
-    char path[EX_PATH];
+    char path[PATH_CAP];
     if (snprintf(path, sizeof path, "%s/t10k-images-idx3-ubyte", dir) >= (int)sizeof path) {
         fprintf(stderr, "%s: --data: directory name too long\n", NAME);
         return -1;
@@ -160,27 +194,51 @@ static int label_histogram(gm_digit_classifier *m, gm_graph *g, const float *x, 
     return 0;
 }
 
-/* One JSON line. ex_json only knows numbers and strings, so the histogram array is written by
- * hand and appended as one more "key":value pair. */
+/* A JSON string: quotes, backslashes and control characters escaped. */
+static void put_json_string(const char *s) {
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c < 0x20) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    putchar('"');
+}
+
+/* A JSON number (NaN and inf become null). */
+static void put_json_number(double v) {
+    if (v == v && v - v == 0) printf("%.10g", v);
+    else printf("null");
+}
+
+/* One JSON line, closed by the process's peak memory (resident set, where the OS tells it). */
 static void print_json(const opts *o, int n, int nref, const gm_digit_scores *sc, const long hist[10]) {
-    ex_json j;
-    char pair[256];
-    size_t len;
     int k;
-    ex_json_init(&j);
-    ex_json_str(&j, "samples", o->samples);
-    ex_json_num(&j, "n", n);
-    ex_json_str(&j, "reference", o->data);
-    ex_json_num(&j, "nref", nref);
-    ex_json_num(&j, "fd", sc->fd);
-    ex_json_num(&j, "label_entropy", sc->entropy);
-    ex_json_key(pair, sizeof pair, "label_hist", j.n > 0);
-    len = strlen(pair);
-    for (k = 0; k < 10; k++)
-        len += (size_t)snprintf(pair + len, sizeof pair - len, "%s%ld", k == 0 ? ":[" : ",", hist[k]);
-    snprintf(pair + len, sizeof pair - len, "]");
-    ex_json_add(&j, pair);
-    ex_json_print(&j);
+    printf("{\"samples\":");
+    put_json_string(o->samples);
+    printf(",\"n\":%d,\"reference\":", n);
+    put_json_string(o->data);
+    printf(",\"nref\":%d,\"fd\":", nref);
+    put_json_number(sc->fd);
+    printf(",\"label_entropy\":");
+    put_json_number(sc->entropy);
+    for (k = 0; k < 10; k++) printf("%s%ld", k == 0 ? ",\"label_hist\":[" : ",", hist[k]);
+    printf("]");
+#ifndef _WIN32
+    {   struct rusage ru;
+#ifdef __APPLE__
+        const double per_mib = 1048576.0;   /* ru_maxrss in bytes */
+#else
+        const double per_mib = 1024.0;      /* ru_maxrss in KiB */
+#endif
+        if (getrusage(RUSAGE_SELF, &ru) == 0) {
+            printf(",\"peak_rss_mib\":");
+            put_json_number((double)ru.ru_maxrss / per_mib);
+        } }
+#endif
+    printf("}\n");
+    fflush(stdout);
 }
 
 int main(int argc, char **argv) {
