@@ -1,0 +1,3 @@
+/* genmod_gan.h's implementation in its own translation unit, the core compiled elsewhere. */
+#define GENMOD_GAN_IMPLEMENTATION
+#include "genmod_gan.h"

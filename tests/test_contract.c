@@ -1,0 +1,278 @@
+/* test_contract.c: every family follows one contract, checked the same way for each model.
+ *
+ * Built from separate translation units (see the Makefile): tests/contract_core.c holds the core's
+ * implementation, tests/contract_<family>.c each family's (one of them compiled as C++), and this
+ * file only includes the headers. So it also proves that a family implementation links against a
+ * core compiled elsewhere.
+ *
+ * For every model: init from its default config (made small), one train step, a save, a load
+ * into a fresh model of the same config (its weights then equal the saved ones, byte for byte),
+ * free twice. Then every model's loader is handed every other model's checkpoint: each must be
+ * refused with a message naming the model it expected and the one it found, and leave the model
+ * byte-identical. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "genmod.h"
+#include "genmod_vae.h"
+#include "genmod_gan.h"
+#include "genmod_flow.h"
+#include "genmod_hmm.h"
+#include "gm_test.h"
+
+#define MAX_PARTS 4
+
+/* One model behind the contract, seen through the same few calls. */
+typedef struct model_kind {
+    const char *name;                                   /* the checkpoint's "genmod.model" */
+    size_t size;                                        /* sizeof the model struct */
+    int (*init)(void *m, int variant);                  /* variant 1: another architecture */
+    int (*train)(void *m);                              /* one step on a small random batch */
+    int (*save)(const void *m, const char *path);
+    int (*load)(void *m, const char *path);
+    int (*parts)(void *m, gm_params **out);             /* the parameter sets it holds */
+    void (*free)(void *m);
+} model_kind;
+
+static void random_fill(float *x, size_t n, unsigned seed, float lo, float hi) {
+    gm_rng r;
+    size_t i;
+    gm_rng_seed(&r, seed);
+    for (i = 0; i < n; i++) x[i] = lo + (hi - lo) * gm_rng_uniform(&r);
+}
+
+/* ---- autoencoder and VAE ---------------------------------------------------------------- */
+static gm_vae_arch small_arch(int variant) {
+    gm_vae_arch a;
+    memset(&a, 0, sizeof a);
+    a.in_c = 1; a.in_h = 4; a.in_w = 4;
+    a.n_enc = 2; a.enc[0] = 8; a.enc[1] = 4;
+    a.n_dec = 1; a.dec[0] = variant ? 6 : 8;
+    a.act = GM_ACT_RELU;
+    return a;
+}
+
+static int ae_init(void *m, int variant) {
+    gm_ae_config c = gm_ae_default_config();
+    c.arch = small_arch(variant);
+    return gm_ae_init((gm_ae *)m, &c);
+}
+static int ae_train(void *m) {
+    float x[8 * 16];
+    random_fill(x, 8 * 16, 1, 0, 1);
+    return gm_ae_train_step((gm_ae *)m, x, NULL, 8, NULL);
+}
+static int ae_save(const void *m, const char *p) { return gm_ae_save((const gm_ae *)m, p); }
+static int ae_load(void *m, const char *p) { return gm_ae_load((gm_ae *)m, p); }
+static int ae_parts(void *m, gm_params **out) { out[0] = &((gm_ae *)m)->params; return 1; }
+static void ae_free(void *m) { gm_ae_free((gm_ae *)m); }
+
+static int vae_init(void *m, int variant) {
+    gm_vae_config c = gm_vae_default_config();
+    c.arch = small_arch(variant);
+    c.latent = 2;
+    return gm_vae_init((gm_vae *)m, &c);
+}
+static int vae_train(void *m) {
+    float x[8 * 16];
+    random_fill(x, 8 * 16, 2, 0, 1);
+    return gm_vae_train_step((gm_vae *)m, x, NULL, 8, NULL);
+}
+static int vae_save(const void *m, const char *p) { return gm_vae_save((const gm_vae *)m, p); }
+static int vae_load(void *m, const char *p) { return gm_vae_load((gm_vae *)m, p); }
+static int vae_parts(void *m, gm_params **out) { out[0] = &((gm_vae *)m)->params; return 1; }
+static void vae_free(void *m) { gm_vae_free((gm_vae *)m); }
+
+/* ---- GAN and CycleGAN ---------------------------------------------------------------------- */
+static void small_gan_net(gm_gan_arch *a, int width) {
+    a->c = 1; a->h = 1; a->w = 16;
+    a->nhidden = 1; a->hidden[0] = width;
+    if (a->generator) a->z = 4;
+}
+
+static int gan_init(void *m, int variant) {
+    gm_gan_config c = gm_gan_default_config(0);
+    small_gan_net(&c.generator, 8);
+    small_gan_net(&c.discriminator, variant ? 6 : 8);
+    return gm_gan_init((gm_gan *)m, &c);
+}
+static int gan_train(void *m) {
+    float x[8 * 16];
+    random_fill(x, 8 * 16, 3, -1, 1);
+    return gm_gan_train_step((gm_gan *)m, x, NULL, 8, NULL);
+}
+static int gan_save(const void *m, const char *p) { return gm_gan_save((const gm_gan *)m, p); }
+static int gan_load(void *m, const char *p) { return gm_gan_load((gm_gan *)m, p); }
+static int gan_parts(void *m, gm_params **out) {
+    out[0] = &((gm_gan *)m)->generator.params;
+    out[1] = &((gm_gan *)m)->discriminator.params;
+    return 2;
+}
+static void gan_free(void *m) { gm_gan_free((gm_gan *)m); }
+
+static int cyclegan_init(void *m, int variant) {
+    gm_cyclegan_config c = gm_cyclegan_default_config(1, 8, 8);
+    c.generator.nhidden = 1; c.generator.hidden[0] = variant ? 3 : 4;
+    c.discriminator.nhidden = 1; c.discriminator.hidden[0] = 4;
+    return gm_cyclegan_init((gm_cyclegan *)m, &c);
+}
+static int cyclegan_train(void *m) {
+    float a[2 * 64], b[2 * 64];
+    random_fill(a, 2 * 64, 4, -1, 1);
+    random_fill(b, 2 * 64, 5, -1, 1);
+    return gm_cyclegan_train_step((gm_cyclegan *)m, a, b, 2, NULL);
+}
+static int cyclegan_save(const void *m, const char *p) { return gm_cyclegan_save((const gm_cyclegan *)m, p); }
+static int cyclegan_load(void *m, const char *p) { return gm_cyclegan_load((gm_cyclegan *)m, p); }
+static int cyclegan_parts(void *m, gm_params **out) {
+    gm_cyclegan *c = (gm_cyclegan *)m;
+    out[0] = &c->gen_ab.params; out[1] = &c->gen_ba.params; out[2] = &c->disc_a.params; out[3] = &c->disc_b.params;
+    return 4;
+}
+static void cyclegan_free(void *m) { gm_cyclegan_free((gm_cyclegan *)m); }
+
+/* CONTRACT_KINDS_MORE */
+
+static const model_kind kinds[] = {
+    {"ae", sizeof(gm_ae), ae_init, ae_train, ae_save, ae_load, ae_parts, ae_free},
+    {"vae", sizeof(gm_vae), vae_init, vae_train, vae_save, vae_load, vae_parts, vae_free},
+    {"gan", sizeof(gm_gan), gan_init, gan_train, gan_save, gan_load, gan_parts, gan_free},
+    {"cyclegan", sizeof(gm_cyclegan), cyclegan_init, cyclegan_train, cyclegan_save, cyclegan_load, cyclegan_parts,
+     cyclegan_free},
+    /* CONTRACT_KINDS_TABLE */
+};
+#define NKINDS ((int)(sizeof kinds / sizeof kinds[0]))
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+static char ckpt[NKINDS][64];   /* one trained checkpoint per kind */
+
+/* A copy of every parameter value and buffer the model holds, to compare after a refused load. */
+typedef struct snapshot { float *data; size_t n; } snapshot;
+
+static snapshot snap(const model_kind *k, void *m) {
+    gm_params *p[MAX_PARTS];
+    int np = k->parts(m, p), i;
+    snapshot s;
+    size_t at = 0;
+    s.n = 0;
+    for (i = 0; i < np; i++) s.n += p[i]->count;
+    s.data = (float *)malloc((s.n + 1) * sizeof(float));
+    for (i = 0; s.data && i < np; i++) {
+        memcpy(s.data + at, p[i]->data, p[i]->count * sizeof(float));
+        at += p[i]->count;
+    }
+    return s;
+}
+
+static int snap_equal(const snapshot *a, const snapshot *b) {
+    return a->data && b->data && a->n == b->n && memcmp(a->data, b->data, a->n * sizeof(float)) == 0;
+}
+
+static void *new_model(const model_kind *k) { return calloc(1, k->size); }
+
+/* ---- the tests ------------------------------------------------------------------------------ */
+GM_TEST(each_model_trains_saves_and_loads) {
+    int i;
+    for (i = 0; i < NKINDS; i++) {
+        const model_kind *k = &kinds[i];
+        void *a = new_model(k), *b = new_model(k);
+        snapshot sa, sb;
+        snprintf(ckpt[i], sizeof ckpt[i], "build/contract_%s.safetensors", k->name);
+        GM_CHECK(k->init(a, 0) == 0, "%s: init: %s", k->name, gm_last_error());
+        GM_CHECK(k->train(a) == 0, "%s: train step: %s", k->name, gm_last_error());
+        GM_CHECK(k->save(a, ckpt[i]) == 0, "%s: save: %s", k->name, gm_last_error());
+        GM_CHECK(k->init(b, 0) == 0, "%s: second init: %s", k->name, gm_last_error());
+        GM_CHECK(k->load(b, ckpt[i]) == 0, "%s: load: %s", k->name, gm_last_error());
+        sa = snap(k, a);
+        sb = snap(k, b);
+        GM_CHECK(snap_equal(&sa, &sb), "%s: the loaded weights differ from the saved ones", k->name);
+        free(sa.data); free(sb.data);
+        k->free(a); k->free(a);   /* twice: free must be safe on a freed model */
+        k->free(b);
+        free(a); free(b);
+    }
+}
+
+GM_TEST(free_is_safe_on_zeroed_and_failed_models) {
+    int i;
+    for (i = 0; i < NKINDS; i++) {
+        void *m = new_model(&kinds[i]);
+        kinds[i].free(m);   /* never initialized */
+        free(m);
+    }
+}
+
+/* Every loader refuses every other model's file, naming both, and touches nothing. */
+GM_TEST(every_loader_refuses_every_other_model) {
+    int i, j;
+    for (i = 0; i < NKINDS; i++) {
+        const model_kind *k = &kinds[i];
+        void *m = new_model(k);
+        snapshot before, after;
+        if (k->init(m, 0) != 0) { GM_CHECK(0, "%s: init: %s", k->name, gm_last_error()); free(m); continue; }
+        before = snap(k, m);
+        for (j = 0; j < NKINDS; j++) {
+            const char *e;
+            char found[80];
+            if (j == i) continue;
+            GM_CHECK(k->load(m, ckpt[j]) != 0, "%s accepted a '%s' checkpoint", k->name, kinds[j].name);
+            e = gm_last_error();
+            snprintf(found, sizeof found, "'%s'", kinds[j].name);
+            GM_CHECK(strstr(e, found) != NULL, "%s loading a %s file: message does not name %s: %s", k->name,
+                     kinds[j].name, found, e);
+            after = snap(k, m);
+            GM_CHECK(snap_equal(&before, &after), "%s: a refused %s file changed the model", k->name, kinds[j].name);
+            free(after.data);
+        }
+        free(before.data);
+        k->free(m);
+        free(m);
+    }
+}
+
+/* The same model with another architecture: refused, untouched, the message names the difference. */
+GM_TEST(every_loader_refuses_another_architecture) {
+    int i;
+    for (i = 0; i < NKINDS; i++) {
+        const model_kind *k = &kinds[i];
+        void *m = new_model(k);
+        snapshot before, after;
+        if (k->init(m, 1) != 0) { GM_CHECK(0, "%s: init variant: %s", k->name, gm_last_error()); free(m); continue; }
+        before = snap(k, m);
+        GM_CHECK(k->load(m, ckpt[i]) != 0, "%s: accepted a checkpoint of another architecture", k->name);
+        GM_CHECK(strstr(gm_last_error(), "arch") != NULL, "%s: message does not speak of the architecture: %s",
+                 k->name, gm_last_error());
+        after = snap(k, m);
+        GM_CHECK(snap_equal(&before, &after), "%s: a refused file changed the model", k->name);
+        free(before.data); free(after.data);
+        k->free(m);
+        free(m);
+    }
+}
+
+GM_TEST(plain_checkpoint_is_refused_by_every_loader) {
+    gm_params p;
+    int shape[1] = {3}, i;
+    const char *path = "build/contract_plain.safetensors";
+    memset(&p, 0, sizeof p);
+    GM_CHECK(gm_params_add(&p, "w", 1, shape) == 0, "params_add: %s", gm_last_error());
+    GM_CHECK(gm_checkpoint_save(path, &p, NULL, NULL) == 0, "save: %s", gm_last_error());
+    for (i = 0; i < NKINDS; i++) {
+        void *m = new_model(&kinds[i]);
+        if (kinds[i].init(m, 0) == 0)
+            GM_CHECK(kinds[i].load(m, path) != 0, "%s accepted a checkpoint with no model name", kinds[i].name);
+        kinds[i].free(m);
+        free(m);
+    }
+    gm_params_free(&p);
+}
+
+int main(void) {
+    gm_set_threads(1);
+    GM_RUN(each_model_trains_saves_and_loads);
+    GM_RUN(free_is_safe_on_zeroed_and_failed_models);
+    GM_RUN(every_loader_refuses_every_other_model);
+    GM_RUN(every_loader_refuses_another_architecture);
+    GM_RUN(plain_checkpoint_is_refused_by_every_loader);
+    return gm_test_summary();
+}
