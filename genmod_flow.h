@@ -3,14 +3,21 @@
    is compiled where GENMOD_FLOW_IMPLEMENTATION is defined.
 
    USAGE
-     In exactly one C or C++ file, in this order:
+     The core's implementation goes in exactly one file, and so does this header's: the same
+     file, or each its own (this implementation uses only genmod.h's public API).
+       One file:
          #define GENMOD_IMPLEMENTATION
          #include "genmod.h"
          #define GENMOD_FLOW_IMPLEMENTATION
          #include "genmod_flow.h"
-     Elsewhere just #include "genmod_flow.h". Build: cc -O2 prog.c -lm -lpthread
-     (errors are reported through genmod's gm_last_error(), so for now the implementation must sit
-     in the same file as genmod's).
+       Or its own file, linked with the one that implements the core:
+         flow_impl.c:   #define GENMOD_FLOW_IMPLEMENTATION
+                        #include "genmod_flow.h"
+         genmod_impl.c: #define GENMOD_IMPLEMENTATION
+                        #include "genmod.h"
+     Elsewhere just #include "genmod_flow.h". Build: cc -O2 prog.c [flow_impl.c genmod_impl.c]
+     -lm -lpthread. With GENMOD_STATIC (every function private to its file) both must be in the
+     same file. GENMOD_MALLOC / GENMOD_REALLOC / GENMOD_FREE: as in genmod.h.
 
    THE SHORTEST PROGRAM (RealNVP on two moons, the Keras recipe)
 
@@ -24,11 +31,32 @@
          for (int epoch = 0; epoch < 300; epoch++)
              while ((k = gm_batcher_next(&b, &idx)) > 0) {
                  for (int i = 0; i < k; i++) { xb[2*i] = xy[2*idx[i]]; xb[2*i+1] = xy[2*idx[i]+1]; }
-                 if (gm_flow_train_step(&f, xb, k, NULL) != 0) { puts(gm_last_error()); return 1; }
+                 if (gm_flow_train_step(&f, xb, NULL, k, NULL) != 0) { puts(gm_last_error()); return 1; }
              }
          double nll;  gm_flow_nll(&f, xy, 3000, 0, &nll, NULL);      // nats per point
-         float s[2 * 100];  gm_flow_sample(&f, 100, 1.0f, s);         // 100 new points
+         float s[2 * 100];  gm_flow_sample(&f, NULL, 100, s);         // 100 new points
+         gm_flow_save(&f, "moons.safetensors");
          gm_flow_free(&f);
+
+   EACH MODEL HAS (gm_flow and gm_ffjord; the contract every genmod family follows)
+     _default_config    a plain struct of the recipe; arguments only for the data shape and kind
+     _init(m, &cfg)     validates (the message names the field), builds; on failure m is freed
+     _free(m)           safe on a zeroed or failed model, and twice
+     _train_step(m, x, labels, n, &stats)
+                        one Adam step on n examples of plain floats; flows are unconditional, so
+                        labels must be NULL; stats may be NULL; a NaN loss is refused (-1)
+     _sample(m, labels, n, out)
+                        n samples (labels NULL), any n; variants with more knobs are named calls
+                        beside it (gm_flow_sample_temperature, gm_ffjord_sample_trajectory)
+     inference          _log_prob_batch, _nll, _encode, _decode, ...: plain arrays, any n, in
+                        chunks (eval mode, no tape) through the core's gm_run_chunks
+     _forward(g, m, x, &logdet)
+                        the model emitted into your own gm_graph, for custom losses
+     _save / _load      one safetensors file (weights, Adam state, step) through gm_model_save /
+                        gm_model_load; its metadata names the model ("flow" or "ffjord") and its
+                        architecture, so loading a file of another family or architecture is
+                        refused with a message naming both, and the model is left untouched
+     errors             0 / -1 (NULL for tensors), the reason in gm_last_error()
 
    DIRECTION
      "forward" is data -> latent (x -> z, the direction the likelihood is computed in), "inverse"
@@ -47,7 +75,8 @@
                       weight, log-det = H W sum log|diag U|) + affine coupling. Images: levels of
                       squeeze, K steps, split. Vectors: the same steps on dense tensors.
      gm_ffjord        a continuous flow dz/dt = f(z, t) (see its section below).
-     Custom stacks: gm_flow_begin, then gm_flow_add(kind, mask, parity) per layer.
+     Custom stacks: gm_flow_begin, then gm_flow_add(kind, mask, parity) per layer; their
+     checkpoints' architecture text lists the layers.
 
    IMAGES
      Data in [0,1] holding k/255 values. Training dequantizes ((k + u)/256, u ~ U[0,1)), and with
@@ -94,7 +123,7 @@ enum {
 
 typedef struct gm_flow_config {
     int model;               /* GM_FLOW_NICE, GM_FLOW_REALNVP, GM_FLOW_GLOW */
-    int c, h, w;             /* one example; vectors: c = dimension, h = w = 1 */
+    int channels, height, width;  /* one example; vectors: channels = dimension, height = width = 1 */
     /* vectors (and NICE on images) */
     int n_couplings;         /* coupling layers (NICE 4, RealNVP 6) or Glow steps (6) */
     int hidden, depth;       /* dense s/t nets: width and number of hidden layers (256, 4) */
@@ -111,32 +140,38 @@ typedef struct gm_flow_config {
     float lr;                /* Adam (1e-4 vectors, 1e-3 images) */
     int batch;               /* recommended batch (256 vectors, 64 images) */
     float clip_norm;         /* gradient clipping (0: none) */
-    uint64_t seed;
+    uint64_t seed;           /* weights, sampling noise and the dequantization noise */
 } gm_flow_config;
 
+/* One layer. Its parameters are views of the flow's params (indices; -1 where the kind has none). */
 typedef struct gm_flow_layer {
-    int kind, mask, parity;
-    int c, h, w;             /* input shape of one example (vectors: c = dim, h = w = 1) */
+    int kind, mask, parity;  /* GM_FLOW_ADDITIVE..., GM_FLOW_MASK_..., 0 or 1 */
+    int channels, height, width;  /* input shape of one example (vectors: channels = dim, 1, 1) */
     int img;                 /* 1: tensors are (N,C,H,W) and nets are convolutional; 0: (N,D), MLPs */
     int nlin;                /* dense couplings: linears per net */
-    gm_linear s[GM_FLOW_MAX_DEPTH + 1], t[GM_FLOW_MAX_DEPTH + 1];
-    int nconv;               /* conv couplings: in, 2 per block, out */
+    gm_linear s_net[GM_FLOW_MAX_DEPTH + 1], t_net[GM_FLOW_MAX_DEPTH + 1];  /* log-scale and shift MLPs */
+    int nconv;               /* conv couplings: in, 2 per block, out (its output holds s and t) */
     gm_conv conv[2 * GM_FLOW_MAX_BLOCKS + 2];
-    int v[5];                /* parameter views, meaning per kind (see gm__flow_add_params) */
+    int scale;               /* conv coupling: per-channel factor on tanh(s); NICE scaling layer: s */
+    int bias, logs, inited;  /* actnorm: bias, log-scale, "initialized" flag (a buffer, so
+                                checkpoints keep it); invconv: logs = log|diag U| */
+    int lower, upper, perm, sign;  /* invconv: W = perm (lower + I) (upper + diag(sign e^logs));
+                                      perm and sign are buffers */
 } gm_flow_layer;
 
 typedef struct gm_flow {
     gm_flow_config cfg;
     gm_params params;
     gm_optim opt;
-    gm_graph *g;             /* used by every call on this flow (one thread at a time) */
-    gm_rng rng;
+    gm_graph *graph;         /* used by every call on this flow (one thread at a time) */
+    gm_rng rng;              /* weights' init, sampling noise */
     int nlayers;
     gm_flow_layer layers[GM_FLOW_MAX_LAYERS];
-    int dim;                 /* floats per example (c*h*w) */
+    int recipe_layers;       /* layers gm_flow_init built from cfg (0: a gm_flow_begin stack) */
+    int dim;                 /* floats per example (channels * height * width) */
     int cur_c, cur_h, cur_w; /* shape after the last layer added (what the prior sees last) */
-    long step;
-    uint64_t deq_rng;        /* dequantization noise of train_step */
+    long step;               /* optimizer steps taken (saved in checkpoints) */
+    uint64_t deq_rng;        /* dequantization noise of train_step (saved in checkpoints) */
     float *buf;              /* scratch of one batch */
     size_t buf_cap;
 } gm_flow;
@@ -158,8 +193,9 @@ GMDEF int  gm_flow_begin(gm_flow *f, const gm_flow_config *cfg);  /* an empty fl
 GMDEF int  gm_flow_add(gm_flow *f, int kind, int mask, int parity); /* one layer at the current shape */
 GMDEF void gm_flow_free(gm_flow *f);
 GMDEF const char *gm_flow_kind_name(int kind);
-/* One Adam step on n examples (n x dim floats); stats may be NULL. NaN loss: -1 with a message. */
-GMDEF int  gm_flow_train_step(gm_flow *f, const float *x, int n, gm_flow_stats *stats);
+/* One Adam step on n examples (n x dim floats); labels must be NULL; stats may be NULL. A NaN loss
+   is refused (-1, weights unchanged). */
+GMDEF int  gm_flow_train_step(gm_flow *f, const float *x, const int *labels, int n, gm_flow_stats *stats);
 /* Actnorm's data-dependent initialization from n examples (train_step does it on its first batch). */
 GMDEF int  gm_flow_data_init(gm_flow *f, const float *x, int n);
 
@@ -185,11 +221,19 @@ GMDEF int gm_flow_log_prob_batch(gm_flow *f, const float *x, int n, float *logp)
 GMDEF int gm_flow_nll(gm_flow *f, const float *x, int n, uint64_t seed, double *nll, double *bpd);
 GMDEF int gm_flow_encode(gm_flow *f, const float *x, int n, float *z);   /* x -> z, n x dim */
 GMDEF int gm_flow_decode(gm_flow *f, const float *z, int n, float *x);   /* z -> x */
-GMDEF int gm_flow_sample(gm_flow *f, int n, float temperature, float *x); /* z ~ N(0, T^2 I) */
+/* n samples, z ~ N(0, I) decoded; labels must be NULL. The variant draws z ~ N(0, T^2 I), T >= 0
+   (T < 1 trades diversity for quality, as in Glow). */
+GMDEF int gm_flow_sample(gm_flow *f, const int *labels, int n, float *x);
+GMDEF int gm_flow_sample_temperature(gm_flow *f, const int *labels, int n, float temperature, float *x);
 /* steps points on the line between the latents of a and b (both ends included), decoded. */
 GMDEF int gm_flow_interpolate(gm_flow *f, const float *a, const float *b, int steps, float *x);
-GMDEF int gm_flow_save(gm_flow *f, const char *path);   /* safetensors, config in the metadata */
-GMDEF int gm_flow_load(gm_flow *f, const char *path);   /* into a flow made with the same config */
+/* Checkpoints (weights, Adam state, step, the dequantization stream): model "flow" and a one-line
+   architecture: model, shape, nets, logit, dequantize, then the recipe's counts or the layers
+   added by gm_flow_add (e.g. "realnvp 2x4x4 resnet 4x1 logit 0.05 dequantize 1 layers: actnorm
+   affine/checker0 squeeze affine/channel1"). Loading a file of another family or architecture is
+   refused with a message naming both, and leaves f untouched. */
+GMDEF int gm_flow_save(const gm_flow *f, const char *path);
+GMDEF int gm_flow_load(gm_flow *f, const char *path);
 
 /* ======================================================================================= */
 /* FFJORD: continuous normalizing flow                                                     */
@@ -204,8 +248,8 @@ enum { GM_TRACE_EXACT = 0, GM_TRACE_HUTCH_GAUSS, GM_TRACE_HUTCH_RADEMACHER };
 typedef struct gm_ffjord_config {
     int dim;                 /* data dimension */
     int hidden, depth;       /* f: hidden width and layers (64, 3) */
-    int act;                 /* 0 tanh, 1 softplus */
-    float T;                 /* integration time (1) */
+    int act;                 /* f's hidden activation: GM_ACT_TANH (default) or GM_ACT_SOFTPLUS */
+    float t_end;             /* integration time T: data at t = 0, latent at t = T (1) */
     int solver;              /* GM_ODE_RK4 or GM_ODE_DOPRI5 */
     int rk4_steps;           /* fixed steps for RK4 (8) */
     float rtol, atol;        /* DOPRI5 tolerances (1e-5, 1e-5 for evaluation; training uses train_tol) */
@@ -214,41 +258,61 @@ typedef struct gm_ffjord_config {
     int trace;               /* training trace: GM_TRACE_* (exact for low dimensions) */
     float lr;                /* Adam (1e-3) */
     int batch;               /* 256 */
-    uint64_t seed;
+    uint64_t seed;           /* weights, Hutchinson probes, sampling noise */
 } gm_ffjord_config;
 
 typedef struct gm_ffjord {
     gm_ffjord_config cfg;
     gm_params params;
-    gm_linear l[GM_FLOW_MAX_DEPTH + 1];
-    int nlin;
+    gm_linear layers[GM_FLOW_MAX_DEPTH + 1];   /* f's linears, each fed [h, t] */
+    int nlayers;
     gm_optim opt;
-    gm_graph *g;
+    gm_graph *graph;         /* used by every call on this model (one thread at a time) */
     gm_rng rng;
-    long step;
+    long step;               /* optimizer steps taken (saved in checkpoints) */
     long nfe;                /* function evaluations of the last solve */
     long nfe_total;
     int last_steps;          /* solver steps of the last solve (accepted) */
-    float *buf;
+    float *buf;              /* scratch: the noise of a sample call */
     size_t buf_cap;
 } gm_ffjord;
+
+typedef struct gm_ffjord_stats {
+    float loss;              /* objective minimized: -mean log p(x), nats per example */
+    float grad_norm;
+    long nfe;                /* function evaluations of the step's solve */
+    int solver_steps;        /* accepted solver steps */
+} gm_ffjord_stats;
 
 GMDEF gm_ffjord_config gm_ffjord_default_config(int dim);
 GMDEF int  gm_ffjord_init(gm_ffjord *m, const gm_ffjord_config *cfg);
 GMDEF void gm_ffjord_free(gm_ffjord *m);
+/* One Adam step on n examples (n x dim floats) through the solver at cfg.train_tol with cfg.trace;
+   labels must be NULL; stats may be NULL. */
+GMDEF int  gm_ffjord_train_step(gm_ffjord *m, const float *x, const int *labels, int n, gm_ffjord_stats *stats);
+/* Graph level. x (N, dim) -> z(T) (N, dim); *logdet (N, may be NULL) = integral of tr(df/dz), the
+   log|det dz/dx| (cfg.trace, the training tolerance; the graph keeps the gradient's graph, so a
+   loss on it trains). x must be tracked (gm_requires_grad on a leaf) when logdet is wanted. */
+GMDEF gm_tensor *gm_ffjord_forward(gm_graph *g, gm_ffjord *m, gm_tensor *x, gm_tensor **logdet);
 /* f(z, t) and its divergence tr(df/dz) (N) into *div (NULL: not computed). z must be tracked
    (a leaf marked with gm_requires_grad, or computed from one / from parameters). probe: NULL for
    the exact trace, or the (N, dim) noise e of Hutchinson's estimator. create_graph: 1 to train. */
 GMDEF gm_tensor *gm_ffjord_dynamics(gm_graph *g, gm_ffjord *m, gm_tensor *z, float t, gm_tensor *probe,
                                     int create_graph, gm_tensor **div);
-GMDEF int  gm_ffjord_train_step(gm_ffjord *m, const float *x, int n, gm_flow_stats *stats);
+/* Plain arrays, any n. log p at the evaluation tolerances (rtol, atol) with the given trace. */
 GMDEF int  gm_ffjord_log_prob_batch(gm_ffjord *m, const float *x, int n, int trace, float *logp);
 GMDEF int  gm_ffjord_nll(gm_ffjord *m, const float *x, int n, double *nll);       /* exact trace */
 GMDEF int  gm_ffjord_encode(gm_ffjord *m, const float *x, int n, float *z);        /* t: 0 -> T */
-/* z -> x, t: T -> 0. traj (NULL or frames*n*dim floats): the points at `frames` evenly spaced times
-   from T down to 0 (frame 0 is z, the last is x). */
-GMDEF int  gm_ffjord_decode(gm_ffjord *m, const float *z, int n, float *x, int frames, float *traj);
-GMDEF int  gm_ffjord_sample(gm_ffjord *m, int n, float *x, int frames, float *traj);
+GMDEF int  gm_ffjord_decode(gm_ffjord *m, const float *z, int n, float *x);        /* t: T -> 0 */
+/* decode, also writing traj (frames x n x dim floats, frames >= 2): the points at `frames` evenly
+   spaced times from T down to 0 (frame 0 is z, the last is x). */
+GMDEF int  gm_ffjord_decode_trajectory(gm_ffjord *m, const float *z, int n, float *x, int frames, float *traj);
+/* n samples, z ~ N(0, I) decoded; labels must be NULL. The variant also writes the trajectory. */
+GMDEF int  gm_ffjord_sample(gm_ffjord *m, const int *labels, int n, float *x);
+GMDEF int  gm_ffjord_sample_trajectory(gm_ffjord *m, const int *labels, int n, float *x, int frames, float *traj);
+/* Checkpoints: model "ffjord", architecture "dim D hidden H depth L act A t_end T". */
+GMDEF int  gm_ffjord_save(const gm_ffjord *m, const char *path);
+GMDEF int  gm_ffjord_load(gm_ffjord *m, const char *path);
 
 #ifdef __cplusplus
 }
@@ -262,20 +326,41 @@ GMDEF int  gm_ffjord_sample(gm_ffjord *m, int n, float *x, int frames, float *tr
 #ifndef GENMOD_FLOW_IMPLEMENTATION_INCLUDED
 #define GENMOD_FLOW_IMPLEMENTATION_INCLUDED
 
+/* This implementation uses only genmod.h's public API, so it may sit in its own file; only
+   GENMOD_STATIC (every core function private to its file) ties it to the core's. */
+#if defined(GENMOD_STATIC) && !defined(GENMOD_IMPLEMENTATION_INCLUDED)
+#error "genmod_flow.h: with GENMOD_STATIC, define GENMOD_IMPLEMENTATION and include genmod.h in this file first"
+#endif
+
 #include <math.h>
 #include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#if defined(GENMOD_MALLOC) != defined(GENMOD_FREE) || defined(GENMOD_MALLOC) != defined(GENMOD_REALLOC)
+#error "genmod_flow.h: define GENMOD_MALLOC, GENMOD_REALLOC and GENMOD_FREE together, or none of them"
+#endif
+#ifndef GENMOD_MALLOC
+#define GENMOD_MALLOC(sz) malloc(sz)
+#define GENMOD_REALLOC(p, sz) realloc(p, sz)
+#define GENMOD_FREE(p) free(p)
+#endif
+#ifdef __cplusplus
+#define GM__FLOW_CAST(type, x) static_cast<type>(x)
+#define GM__FLOW_UNCONST(type, x) const_cast<type>(x)
+#else
+#define GM__FLOW_CAST(type, x) ((type)(x))
+#define GM__FLOW_UNCONST(type, x) ((type)(x))
+#endif
+
 #define GM__FLOW_LOG2PI_HALF 0.91893853320467274f   /* 0.5 log(2 pi) */
-#define GM__FLOW_CHUNK 512
 
 /* ---------------------------------------------------------------------------------------- */
 /* Small helpers                                                                            */
 /* ---------------------------------------------------------------------------------------- */
 static int gm__flow_spatial(const gm_flow_layer *L) { return L->img; }
 /* Vector flows: 1-D data, and NICE on images (dense couplings on the flattened pixels). */
-static int gm__flow_is_vector(const gm_flow *f) { return f->cfg.h * f->cfg.w == 1 || f->cfg.model == GM_FLOW_NICE; }
+static int gm__flow_is_vector(const gm_flow *f) { return f->cfg.height * f->cfg.width == 1 || f->cfg.model == GM_FLOW_NICE; }
 
 /* logdet += t, starting from nothing. t (N) or (1). */
 static void gm__flow_ld_add(gm_graph *g, gm_tensor **logdet, gm_tensor *t) {
@@ -286,15 +371,15 @@ static void gm__flow_ld_add(gm_graph *g, gm_tensor **logdet, gm_tensor *t) {
 /* A constant tensor filled from a host function of the index. */
 static gm_tensor *gm__flow_mask(gm_graph *g, const gm_flow_layer *L, int complement) {
     gm_tensor *m;
-    int i, j, D = L->c;
+    int i, j, D = L->channels;
     if (!gm__flow_spatial(L)) {   /* (1, D): dims with (j + parity) even condition */
         m = gm_zeros(g, 1, D, 0, 0);
         if (m) for (j = 0; j < D; j++) m->data[j] = (float)(((j + L->parity) % 2 == 0) != complement);
         return m;
     }
-    m = gm_zeros(g, 1, 1, L->h, L->w);     /* (1,1,H,W) checkerboard */
-    if (m) for (i = 0; i < L->h; i++) for (j = 0; j < L->w; j++)
-        m->data[i * L->w + j] = (float)(((i + j + L->parity) % 2 == 0) != complement);
+    m = gm_zeros(g, 1, 1, L->height, L->width);     /* (1,1,H,W) checkerboard */
+    if (m) for (i = 0; i < L->height; i++) for (j = 0; j < L->width; j++)
+        m->data[i * L->width + j] = (float)(((i + j + L->parity) % 2 == 0) != complement);
     return m;
 }
 
@@ -337,7 +422,7 @@ GMDEF gm_flow_config gm_flow_default_config(int model, int c, int h, int w) {
     gm_flow_config k;
     int image = h * w > 1;
     memset(&k, 0, sizeof k);
-    k.model = model; k.c = c; k.h = h; k.w = w;
+    k.model = model; k.channels = c; k.height = h; k.width = w;
     k.n_couplings = model == GM_FLOW_NICE ? 4 : 6;
     k.hidden = 256; k.depth = 4;
     k.init = GM_INIT_GLOROT_UNIFORM;
@@ -357,21 +442,21 @@ GMDEF gm_flow_config gm_flow_default_config(int model, int c, int h, int w) {
 static int gm__flow_add_mlps(gm_flow *f, gm_flow_layer *L, int k, int affine) {
     const gm_flow_config *c = &f->cfg;
     char name[48];
-    int i, D = L->c;
+    int i, D = L->channels;
     L->nlin = c->depth + 1;
     for (i = 0; i < L->nlin; i++) {
         int in = i == 0 ? D : c->hidden, out = i == L->nlin - 1 ? D : c->hidden;
         snprintf(name, sizeof name, "f%d.t%d", k, i);
-        if (gm_linear_init(&L->t[i], &f->params, name, in, out, c->init, &f->rng) != 0) return -1;
+        if (gm_linear_init(&L->t_net[i], &f->params, name, in, out, c->init, &f->rng) != 0) return -1;
         if (!affine) continue;
         snprintf(name, sizeof name, "f%d.s%d", k, i);
-        if (gm_linear_init(&L->s[i], &f->params, name, in, out, c->init, &f->rng) != 0) return -1;
+        if (gm_linear_init(&L->s_net[i], &f->params, name, in, out, c->init, &f->rng) != 0) return -1;
     }
     return 0;
 }
 
 /* Adds a conv coupling's ResNet (cin -> 2 cout channels; the last conv starts at zero so the
-   coupling starts as the identity) and its per-channel tanh scale (v[0], init 1). */
+   coupling starts as the identity) and its per-channel tanh scale (L->scale, init 1). */
 static int gm__flow_add_resnet(gm_flow *f, gm_flow_layer *L, int k, int cin, int cout) {
     const gm_flow_config *c = &f->cfg;
     char name[48];
@@ -388,8 +473,8 @@ static int gm__flow_add_resnet(gm_flow *f, gm_flow_layer *L, int k, int cin, int
     if (gm_conv_init(&L->conv[L->nconv - 1], &f->params, name, F, 2 * cout, 3, 1, 1, GM_INIT_ZERO, &f->rng) != 0) return -1;
     snprintf(name, sizeof name, "f%d.scale", k);
     shape[0] = cout;
-    if ((L->v[0] = gm_params_add(&f->params, name, 1, shape)) < 0) return -1;
-    sc = gm_params_data(&f->params, L->v[0]);
+    if ((L->scale = gm_params_add(&f->params, name, 1, shape)) < 0) return -1;
+    sc = gm_params_data(&f->params, L->scale);
     for (b = 0; b < cout; b++) sc[b] = 1.0f;
     return 0;
 }
@@ -416,14 +501,14 @@ static int gm__flow_lu(int n, double *a, int *perm) {
     return 0;
 }
 
-/* Invertible 1x1 conv parameters from a random rotation: views v[0] lower, v[1] upper, v[2] log|s|
-   (trained), v[3] the permutation matrix, v[4] sign(s) (buffers). */
+/* Invertible 1x1 conv parameters from a random rotation: lower, upper, logs = log|s| (trained),
+   perm the permutation matrix and sign = sign(s) (buffers). */
 static int gm__flow_add_invconv(gm_flow *f, gm_flow_layer *L, int k) {
-    int C = L->c, i, j, shape[2], *perm;
-    double *a = (double *)GENMOD_MALLOC(sizeof(double) * (size_t)C * C);
+    int C = L->channels, i, j, shape[2], *perm;
+    double *a = GM__FLOW_CAST(double *, GENMOD_MALLOC(sizeof(double) * (size_t)C * C));
     char name[48];
     float *lo, *up, *ls, *pm, *sg;
-    perm = (int *)GENMOD_MALLOC(sizeof(int) * (size_t)C);
+    perm = GM__FLOW_CAST(int *, GENMOD_MALLOC(sizeof(int) * (size_t)C));
     if (!a || !perm) { GENMOD_FREE(a); GENMOD_FREE(perm); return gm_fail("flow: out of memory"); }
     /* Gram-Schmidt on a Gaussian matrix: a random orthogonal W, as Glow initializes it */
     for (i = 0; i < C * C; i++) a[i] = gm_rng_normal(&f->rng);
@@ -440,18 +525,18 @@ static int gm__flow_add_invconv(gm_flow *f, gm_flow_layer *L, int k) {
     }
     if (gm__flow_lu(C, a, perm) != 0) { GENMOD_FREE(a); GENMOD_FREE(perm); return gm_fail("flow: singular 1x1 init"); }
     shape[0] = C; shape[1] = C;
-    snprintf(name, sizeof name, "f%d.lower", k);  L->v[0] = gm_params_add(&f->params, name, 2, shape);
-    snprintf(name, sizeof name, "f%d.upper", k);  L->v[1] = gm_params_add(&f->params, name, 2, shape);
-    snprintf(name, sizeof name, "f%d.logs", k);   L->v[2] = gm_params_add(&f->params, name, 1, shape);
-    snprintf(name, sizeof name, "f%d.perm", k);   L->v[3] = gm_params_add(&f->params, name, 2, shape);
-    snprintf(name, sizeof name, "f%d.sign", k);   L->v[4] = gm_params_add(&f->params, name, 1, shape);
-    if (L->v[0] < 0 || L->v[1] < 0 || L->v[2] < 0 || L->v[3] < 0 || L->v[4] < 0) {
+    snprintf(name, sizeof name, "f%d.lower", k);  L->lower = gm_params_add(&f->params, name, 2, shape);
+    snprintf(name, sizeof name, "f%d.upper", k);  L->upper = gm_params_add(&f->params, name, 2, shape);
+    snprintf(name, sizeof name, "f%d.logs", k);   L->logs = gm_params_add(&f->params, name, 1, shape);
+    snprintf(name, sizeof name, "f%d.perm", k);   L->perm = gm_params_add(&f->params, name, 2, shape);
+    snprintf(name, sizeof name, "f%d.sign", k);   L->sign = gm_params_add(&f->params, name, 1, shape);
+    if (L->lower < 0 || L->upper < 0 || L->logs < 0 || L->perm < 0 || L->sign < 0) {
         GENMOD_FREE(a); GENMOD_FREE(perm); return -1;
     }
-    gm_params_mark_buffer(&f->params, L->v[3]);
-    gm_params_mark_buffer(&f->params, L->v[4]);
-    lo = gm_params_data(&f->params, L->v[0]); up = gm_params_data(&f->params, L->v[1]); ls = gm_params_data(&f->params, L->v[2]);
-    pm = gm_params_data(&f->params, L->v[3]); sg = gm_params_data(&f->params, L->v[4]);
+    gm_params_mark_buffer(&f->params, L->perm);
+    gm_params_mark_buffer(&f->params, L->sign);
+    lo = gm_params_data(&f->params, L->lower); up = gm_params_data(&f->params, L->upper); ls = gm_params_data(&f->params, L->logs);
+    pm = gm_params_data(&f->params, L->perm); sg = gm_params_data(&f->params, L->sign);
     for (i = 0; i < C; i++) for (j = 0; j < C; j++) {
         lo[i * C + j] = i > j ? (float)a[i * C + j] : 0.0f;
         up[i * C + j] = i < j ? (float)a[i * C + j] : 0.0f;
@@ -466,27 +551,28 @@ static int gm__flow_add_invconv(gm_flow *f, gm_flow_layer *L, int k) {
     return 0;
 }
 
-/* Parameters per kind. Couplings: MLPs or a ResNet. SCALE: v[0] s (D). ACTNORM: v[0] bias,
-   v[1] log-scale (C), v[2] "initialized" flag (buffer, so checkpoints keep it). */
+/* Parameters per kind. Couplings: MLPs or a ResNet. SCALE: scale = s (D). ACTNORM: bias,
+   logs (C), inited (a buffer, so checkpoints keep it). */
 static int gm__flow_add_params(gm_flow *f, gm_flow_layer *L, int k) {
     char name[48];
-    int shape[1];
-    shape[0] = L->c;
+    int shape[1], ca;
+    shape[0] = L->channels;
     switch (L->kind) {
     case GM_FLOW_ADDITIVE: case GM_FLOW_AFFINE:
         if (!gm__flow_spatial(L)) return gm__flow_add_mlps(f, L, k, L->kind == GM_FLOW_AFFINE);
-        if (L->mask == GM_FLOW_MASK_CHECKER) return gm__flow_add_resnet(f, L, k, L->c, L->c);
-        return gm__flow_add_resnet(f, L, k, L->parity ? L->c - L->c / 2 : L->c / 2, L->parity ? L->c / 2 : L->c - L->c / 2);
+        if (L->mask == GM_FLOW_MASK_CHECKER) return gm__flow_add_resnet(f, L, k, L->channels, L->channels);
+        ca = L->channels / 2;   /* channel-wise: the conditioning half in, the other half out */
+        return gm__flow_add_resnet(f, L, k, L->parity ? L->channels - ca : ca, L->parity ? ca : L->channels - ca);
     case GM_FLOW_SCALE:
         snprintf(name, sizeof name, "f%d.s", k);
-        return (L->v[0] = gm_params_add(&f->params, name, 1, shape)) < 0 ? -1 : 0;   /* zero: identity */
+        return (L->scale = gm_params_add(&f->params, name, 1, shape)) < 0 ? -1 : 0;   /* zero: identity */
     case GM_FLOW_ACTNORM:
-        snprintf(name, sizeof name, "f%d.bias", k);  L->v[0] = gm_params_add(&f->params, name, 1, shape);
-        snprintf(name, sizeof name, "f%d.logs", k);  L->v[1] = gm_params_add(&f->params, name, 1, shape);
+        snprintf(name, sizeof name, "f%d.bias", k);  L->bias = gm_params_add(&f->params, name, 1, shape);
+        snprintf(name, sizeof name, "f%d.logs", k);  L->logs = gm_params_add(&f->params, name, 1, shape);
         shape[0] = 1;
-        snprintf(name, sizeof name, "f%d.inited", k); L->v[2] = gm_params_add(&f->params, name, 1, shape);
-        if (L->v[0] < 0 || L->v[1] < 0 || L->v[2] < 0) return -1;
-        gm_params_mark_buffer(&f->params, L->v[2]);
+        snprintf(name, sizeof name, "f%d.inited", k); L->inited = gm_params_add(&f->params, name, 1, shape);
+        if (L->bias < 0 || L->logs < 0 || L->inited < 0) return -1;
+        gm_params_mark_buffer(&f->params, L->inited);
         return 0;
     case GM_FLOW_INVCONV:
         return gm__flow_add_invconv(f, L, k);
@@ -498,7 +584,7 @@ static int gm__flow_add_params(gm_flow *f, gm_flow_layer *L, int k) {
 GMDEF int gm_flow_add(gm_flow *f, int kind, int mask, int parity) {
     gm_flow_layer *L;
     int C, H, W, img, coupling;
-    if (!f || !f->g) return gm_fail("gm_flow_add: flow not begun (call gm_flow_begin first)");
+    if (!f || !f->graph) return gm_fail("gm_flow_add: flow not begun (call gm_flow_begin or gm_flow_init first)");
     if (kind < 0 || kind >= GM_FLOW_NKINDS) return gm_fail("gm_flow_add: unknown layer kind %d", kind);
     if (f->nlayers >= GM_FLOW_MAX_LAYERS) return gm_fail("gm_flow_add: more than %d layers", GM_FLOW_MAX_LAYERS);
     C = f->cur_c; H = f->cur_h; W = f->cur_w;
@@ -519,7 +605,8 @@ GMDEF int gm_flow_add(gm_flow *f, int kind, int mask, int parity) {
     L = &f->layers[f->nlayers];
     memset(L, 0, sizeof *L);
     L->kind = kind; L->mask = mask; L->parity = parity & 1;
-    L->c = C; L->h = H; L->w = W; L->img = img;
+    L->scale = L->bias = L->logs = L->inited = L->lower = L->upper = L->perm = L->sign = -1;
+    L->channels = C; L->height = H; L->width = W; L->img = img;
     if (gm__flow_add_params(f, L, f->nlayers) != 0) return -1;
     if (kind == GM_FLOW_SQUEEZE) { f->cur_c = 4 * C; f->cur_h = H / 2; f->cur_w = W / 2; }
     if (kind == GM_FLOW_SPLIT) f->cur_c = C / 2;
@@ -527,31 +614,41 @@ GMDEF int gm_flow_add(gm_flow *f, int kind, int mask, int parity) {
     return 0;
 }
 
-GMDEF int gm_flow_begin(gm_flow *f, const gm_flow_config *cfg) {
-    if (!f || !cfg) return gm_fail("gm_flow_begin: NULL argument");
-    memset(f, 0, sizeof *f);
-    if (cfg->model < GM_FLOW_NICE || cfg->model > GM_FLOW_GLOW) return gm_fail("flow: unknown model %d", cfg->model);
-    if (cfg->c <= 0 || cfg->h <= 0 || cfg->w <= 0 || (double)cfg->c * cfg->h * cfg->w > 1e7)
-        return gm_fail("flow: bad data shape %dx%dx%d", cfg->c, cfg->h, cfg->w);
+/* The config's checks; the message names the field. */
+static int gm__flow_check_config(const gm_flow_config *cfg) {
+    if (cfg->model < GM_FLOW_NICE || cfg->model > GM_FLOW_GLOW)
+        return gm_fail("flow config: unknown model %d (cfg.model: GM_FLOW_NICE, _REALNVP or _GLOW)", cfg->model);
+    if (cfg->channels <= 0 || cfg->height <= 0 || cfg->width <= 0 || (double)cfg->channels * cfg->height * cfg->width > 1e7)
+        return gm_fail("flow config: bad data shape %dx%dx%d (cfg.channels x cfg.height x cfg.width)", cfg->channels,
+                       cfg->height, cfg->width);
     if (cfg->hidden <= 0 || cfg->depth < 1 || cfg->depth > GM_FLOW_MAX_DEPTH)
-        return gm_fail("flow: dense nets need hidden > 0 and 1..%d hidden layers (have %d, %d)", GM_FLOW_MAX_DEPTH,
-                        cfg->hidden, cfg->depth);
+        return gm_fail("flow config: dense nets need cfg.hidden > 0 and cfg.depth in 1..%d (have %d, %d)",
+                       GM_FLOW_MAX_DEPTH, cfg->hidden, cfg->depth);
     if (cfg->filters <= 0 || cfg->blocks < 0 || cfg->blocks > GM_FLOW_MAX_BLOCKS)
-        return gm_fail("flow: conv nets need filters > 0 and 0..%d blocks", GM_FLOW_MAX_BLOCKS);
+        return gm_fail("flow config: conv nets need cfg.filters > 0 and cfg.blocks in 0..%d (have %d, %d)",
+                       GM_FLOW_MAX_BLOCKS, cfg->filters, cfg->blocks);
     if (cfg->logit && !(cfg->logit_alpha >= 0 && cfg->logit_alpha < 0.5f))
-        return gm_fail("flow: logit_alpha must be in [0, 0.5), is %g", (double)cfg->logit_alpha);
-    if (!(cfg->lr > 0) || cfg->batch <= 0) return gm_fail("flow: need lr > 0 and batch > 0");
+        return gm_fail("flow config: cfg.logit_alpha must be in [0, 0.5), is %g", (double)cfg->logit_alpha);
+    if (!(cfg->lr > 0)) return gm_fail("flow config: cfg.lr must be > 0, is %g", (double)cfg->lr);
+    if (cfg->batch <= 0) return gm_fail("flow config: cfg.batch must be > 0, is %d", cfg->batch);
+    return 0;
+}
+
+GMDEF int gm_flow_begin(gm_flow *f, const gm_flow_config *cfg) {
+    if (f) memset(f, 0, sizeof *f);   /* first: a failed begin leaves a flow gm_flow_free accepts */
+    if (!f || !cfg) return gm_fail("gm_flow_begin: NULL argument");
+    if (gm__flow_check_config(cfg) != 0) return -1;
     f->cfg = *cfg;
-    f->dim = cfg->c * cfg->h * cfg->w;
-    f->cur_c = cfg->c; f->cur_h = cfg->h; f->cur_w = cfg->w;
+    f->dim = cfg->channels * cfg->height * cfg->width;
+    f->cur_c = cfg->channels; f->cur_h = cfg->height; f->cur_w = cfg->width;
     /* NICE on images: dense couplings on the flattened pixels */
     if (cfg->model == GM_FLOW_NICE) { f->cur_c = f->dim; f->cur_h = f->cur_w = 1; }
     gm_rng_seed(&f->rng, cfg->seed);
     f->deq_rng = cfg->seed * 0x9E3779B97F4A7C15ULL + 7;
     f->opt = gm_adam(cfg->lr, 0.9f, 0.999f);
     f->opt.clip_norm = cfg->clip_norm;
-    f->g = gm_graph_new(cfg->seed + 11);
-    if (!f->g) return gm_fail("flow: out of memory for the graph");
+    f->graph = gm_graph_new(cfg->seed + 11);
+    if (!f->graph) { gm_optim_free(&f->opt); return gm_fail("flow: out of memory for the graph"); }
     return 0;
 }
 
@@ -608,16 +705,17 @@ GMDEF int gm_flow_init(gm_flow *f, const gm_flow_config *cfg) {
     else if (cfg->model == GM_FLOW_REALNVP) rc = gm__flow_recipe_realnvp(f);
     else rc = gm__flow_recipe_glow(f);
     if (rc != 0) gm_flow_free(f);
+    else f->recipe_layers = f->nlayers;
     return rc;
 }
 
 GMDEF void gm_flow_free(gm_flow *f) {
     if (!f) return;
-    gm_graph_free(f->g);
+    gm_graph_free(f->graph);
     gm_optim_free(&f->opt);
     gm_params_free(&f->params);
     GENMOD_FREE(f->buf);
-    f->g = NULL; f->buf = NULL; f->buf_cap = 0; f->nlayers = 0;
+    f->graph = NULL; f->buf = NULL; f->buf_cap = 0; f->nlayers = f->recipe_layers = 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -627,14 +725,14 @@ GMDEF void gm_flow_free(gm_flow *f) {
 static void gm__flow_st(gm_graph *g, gm_flow *f, const gm_flow_layer *L, gm_tensor *cond, int c2,
                         gm_tensor **s, gm_tensor **t) {
     if (!gm__flow_spatial(L)) {
-        *t = gm__flow_mlp(g, L->t, L->nlin, cond);
-        *s = L->kind == GM_FLOW_AFFINE ? gm_tanh(g, gm__flow_mlp(g, L->s, L->nlin, cond)) : NULL;
+        *t = gm__flow_mlp(g, L->t_net, L->nlin, cond);
+        *s = L->kind == GM_FLOW_AFFINE ? gm_tanh(g, gm__flow_mlp(g, L->s_net, L->nlin, cond)) : NULL;
         return;
     } else {
         gm_tensor *h = gm__flow_resnet(g, L, cond);          /* (N, 2 c2, H, W) */
         *t = gm_slice(g, h, 1, c2, c2);
         *s = L->kind == GM_FLOW_AFFINE
-                 ? gm_mul(g, gm_tanh(g, gm_slice(g, h, 1, 0, c2)), gm__flow_chan(g, f, L, L->v[0])) : NULL;
+                 ? gm_mul(g, gm_tanh(g, gm_slice(g, h, 1, 0, c2)), gm__flow_chan(g, f, L, L->scale)) : NULL;
     }
 }
 
@@ -643,7 +741,7 @@ static gm_tensor *gm__flow_coupling_mask(gm_graph *g, gm_flow *f, const gm_flow_
                                          gm_tensor **logdet, int inverse) {
     gm_tensor *m = gm__flow_mask(g, L, 0), *mc = gm__flow_mask(g, L, 1), *s, *t;
     gm_tensor *xm = gm_mul(g, x, m);
-    gm__flow_st(g, f, L, xm, L->c, &s, &t);
+    gm__flow_st(g, f, L, xm, L->channels, &s, &t);
     t = gm_mul(g, t, mc);
     if (s) s = gm_mul(g, s, mc);
     if (!inverse) {
@@ -660,7 +758,7 @@ static gm_tensor *gm__flow_coupling_mask(gm_graph *g, gm_flow *f, const gm_flow_
 /* Channel-wise coupling: one half of the channels conditions the other. */
 static gm_tensor *gm__flow_coupling_chan(gm_graph *g, gm_flow *f, const gm_flow_layer *L, gm_tensor *x,
                                          gm_tensor **logdet, int inverse) {
-    int ca = L->c / 2, cb = L->c - ca;
+    int ca = L->channels / 2, cb = L->channels - ca;
     gm_tensor *a = gm_slice(g, x, 1, 0, ca), *b = gm_slice(g, x, 1, ca, cb), *cond, *other, *s, *t, *y;
     cond = L->parity ? b : a;
     other = L->parity ? a : b;
@@ -679,15 +777,15 @@ static gm_tensor *gm__flow_coupling_chan(gm_graph *g, gm_flow *f, const gm_flow_
 /* NICE scaling: z = x e^s, log-det = sum s. */
 static gm_tensor *gm__flow_scale(gm_graph *g, gm_flow *f, const gm_flow_layer *L, gm_tensor *x, gm_tensor **logdet,
                                  int inverse) {
-    gm_tensor *s = gm__flow_chan(g, f, L, L->v[0]);
+    gm_tensor *s = gm__flow_chan(g, f, L, L->scale);
     gm__flow_ld_add(g, logdet, inverse ? gm_neg(g, gm_sum(g, s)) : gm_sum(g, s));
     return gm_mul(g, x, gm_exp(g, inverse ? gm_neg(g, s) : s));
 }
 
 /* Actnorm's data-dependent init: per channel, bias = -mean, logs = -log(std) of this batch. */
 static void gm__flow_actnorm_init(gm_flow *f, const gm_flow_layer *L, const gm_tensor *x) {
-    int C = L->c, HW = L->h * L->w, N = x->shape[0], n, c, q;
-    float *b = gm_params_data(&f->params, L->v[0]), *ls = gm_params_data(&f->params, L->v[1]);
+    int C = L->channels, HW = L->height * L->width, N = x->shape[0], n, c, q;
+    float *b = gm_params_data(&f->params, L->bias), *ls = gm_params_data(&f->params, L->logs);
     for (c = 0; c < C; c++) {
         double s = 0, s2 = 0, cnt = (double)N * HW, mean, var;
         for (n = 0; n < N; n++) for (q = 0; q < HW; q++) {
@@ -699,24 +797,24 @@ static void gm__flow_actnorm_init(gm_flow *f, const gm_flow_layer *L, const gm_t
         b[c] = (float)-mean;
         ls[c] = (float)(-0.5 * log(var > 1e-12 ? var + 1e-6 : 1.0));
     }
-    gm_params_data(&f->params, L->v[2])[0] = 1.0f;
+    gm_params_data(&f->params, L->inited)[0] = 1.0f;
 }
 
 static gm_tensor *gm__flow_actnorm(gm_graph *g, gm_flow *f, const gm_flow_layer *L, gm_tensor *x, gm_tensor **logdet,
                                    int inverse) {
     gm_tensor *b, *ls;
     if (!x) return NULL;
-    if (!inverse && gm_params_data(&f->params, L->v[2])[0] == 0.0f) gm__flow_actnorm_init(f, L, x);
-    b = gm__flow_chan(g, f, L, L->v[0]);
-    ls = gm__flow_chan(g, f, L, L->v[1]);
-    gm__flow_ld_add(g, logdet, gm_scale(g, gm_sum(g, ls), (float)(inverse ? -L->h * L->w : L->h * L->w)));
+    if (!inverse && gm_params_data(&f->params, L->inited)[0] == 0.0f) gm__flow_actnorm_init(f, L, x);
+    b = gm__flow_chan(g, f, L, L->bias);
+    ls = gm__flow_chan(g, f, L, L->logs);
+    gm__flow_ld_add(g, logdet, gm_scale(g, gm_sum(g, ls), (float)(inverse ? -L->height * L->width : L->height * L->width)));
     if (!inverse) return gm_mul(g, gm_add(g, x, b), gm_exp(g, ls));
     return gm_sub(g, gm_mul(g, x, gm_exp(g, gm_neg(g, ls))), b);
 }
 
 /* W = P (L + I) (U + diag(sign e^logs)) as ops, so gradients reach lower, upper and logs. */
 static gm_tensor *gm__flow_invconv_weight(gm_graph *g, gm_flow *f, const gm_flow_layer *L) {
-    int C = L->c, i, j;
+    int C = L->channels, i, j;
     gm_tensor *lm = gm_zeros(g, C, C, 0, 0), *um = gm_zeros(g, C, C, 0, 0), *eye = gm_zeros(g, C, C, 0, 0);
     gm_tensor *lo, *up, *d;
     if (!lm || !um || !eye) return NULL;
@@ -725,17 +823,17 @@ static gm_tensor *gm__flow_invconv_weight(gm_graph *g, gm_flow *f, const gm_flow
         um->data[i * C + j] = (float)(i < j);
         eye->data[i * C + j] = (float)(i == j);
     }
-    lo = gm_add(g, gm_mul(g, gm_param(g, &f->params, L->v[0]), lm), eye);
-    d = gm_mul(g, gm_reshape(g, gm_param(g, &f->params, L->v[4]), 1, C, 0, 0),
-               gm_exp(g, gm_reshape(g, gm_param(g, &f->params, L->v[2]), 1, C, 0, 0)));
-    up = gm_add(g, gm_mul(g, gm_param(g, &f->params, L->v[1]), um), gm_mul(g, eye, d));   /* eye * row d: diag(d) */
-    return gm_matmul(g, gm_param(g, &f->params, L->v[3]), gm_matmul(g, lo, up, 0, 0), 0, 0);
+    lo = gm_add(g, gm_mul(g, gm_param(g, &f->params, L->lower), lm), eye);
+    d = gm_mul(g, gm_reshape(g, gm_param(g, &f->params, L->sign), 1, C, 0, 0),
+               gm_exp(g, gm_reshape(g, gm_param(g, &f->params, L->logs), 1, C, 0, 0)));
+    up = gm_add(g, gm_mul(g, gm_param(g, &f->params, L->upper), um), gm_mul(g, eye, d));   /* eye * row d: diag(d) */
+    return gm_matmul(g, gm_param(g, &f->params, L->perm), gm_matmul(g, lo, up, 0, 0), 0, 0);
 }
 
 /* In-place inverse of an n x n double matrix by LU; -1 if singular. */
 static int gm__flow_invert(int n, const double *a, double *inv) {
-    double *lu = (double *)GENMOD_MALLOC(sizeof(double) * (size_t)n * n);
-    int *perm = (int *)GENMOD_MALLOC(sizeof(int) * (size_t)n), i, j, k, rc = -1;
+    double *lu = GM__FLOW_CAST(double *, GENMOD_MALLOC(sizeof(double) * (size_t)n * n));
+    int *perm = GM__FLOW_CAST(int *, GENMOD_MALLOC(sizeof(int) * (size_t)n)), i, j, k, rc = -1;
     if (lu && perm) {
         memcpy(lu, a, sizeof(double) * (size_t)n * n);
         if (gm__flow_lu(n, lu, perm) == 0) {
@@ -761,13 +859,13 @@ static int gm__flow_invert(int n, const double *a, double *inv) {
 
 static gm_tensor *gm__flow_invconv(gm_graph *g, gm_flow *f, const gm_flow_layer *L, gm_tensor *x, gm_tensor **logdet,
                                    int inverse) {
-    int C = L->c, i;
+    int C = L->channels, i;
     gm_tensor *w = gm__flow_invconv_weight(g, f, L);
-    gm__flow_ld_add(g, logdet, gm_scale(g, gm_sum(g, gm_param(g, &f->params, L->v[2])),
-                                        (float)(inverse ? -L->h * L->w : L->h * L->w)));
+    gm__flow_ld_add(g, logdet, gm_scale(g, gm_sum(g, gm_param(g, &f->params, L->logs)),
+                                        (float)(inverse ? -L->height * L->width : L->height * L->width)));
     if (!w || !x) return NULL;
     if (inverse) {   /* W^-1 from the current weights, in double; sampling needs no gradient */
-        double *a = (double *)GENMOD_MALLOC(sizeof(double) * 2 * (size_t)C * C);
+        double *a = GM__FLOW_CAST(double *, GENMOD_MALLOC(sizeof(double) * 2 * (size_t)C * C));
         gm_tensor *wi = gm_zeros(g, C, C, 0, 0);
         int rc = a && wi ? 0 : -1;
         if (rc == 0) {
@@ -812,7 +910,8 @@ static gm_tensor *gm__flow_layer(gm_graph *g, gm_flow *f, int k, gm_tensor *x, g
     case GM_FLOW_ACTNORM: return gm__flow_actnorm(g, f, L, x, logdet, inverse);
     case GM_FLOW_INVCONV: return gm__flow_invconv(g, f, L, x, logdet, inverse);
     case GM_FLOW_SQUEEZE:
-        return inverse ? gm__flow_unsqueeze(g, x, L->c, L->h, L->w) : gm__flow_squeeze(g, x, L->c, L->h, L->w);
+        return inverse ? gm__flow_unsqueeze(g, x, L->channels, L->height, L->width)
+                       : gm__flow_squeeze(g, x, L->channels, L->height, L->width);
     default: return x;
     }
 }
@@ -831,8 +930,8 @@ GMDEF gm_tensor *gm_flow_layer_forward(gm_graph *g, gm_flow *f, int k, gm_tensor
     if (!g || !x || gm__flow_check_layer(g, f, k) != 0) return NULL;
     L = &f->layers[k];
     if (L->kind == GM_FLOW_SPLIT) {
-        if (out2) *out2 = gm_slice(g, x, 1, L->c / 2, L->c - L->c / 2);
-        return gm_slice(g, x, 1, 0, L->c / 2);
+        if (out2) *out2 = gm_slice(g, x, 1, L->channels / 2, L->channels - L->channels / 2);
+        return gm_slice(g, x, 1, 0, L->channels / 2);
     }
     return gm__flow_layer(g, f, k, x, logdet, 0);
 }
@@ -867,7 +966,7 @@ GMDEF gm_tensor *gm_flow_forward(gm_graph *g, gm_flow *f, gm_tensor *x, gm_tenso
     N = x->shape[0];
     h = gm_reshape(g, x, N, f->dim, 0, 0);
     if (f->cfg.logit) h = gm__flow_logit(g, f, h, &ld);
-    if (!gm__flow_is_vector(f)) h = gm_reshape(g, h, N, f->cfg.c, f->cfg.h, f->cfg.w);
+    if (!gm__flow_is_vector(f)) h = gm_reshape(g, h, N, f->cfg.channels, f->cfg.height, f->cfg.width);
     for (k = 0; k < f->nlayers && h; k++) {
         gm_tensor *out = NULL;
         h = gm_flow_layer_forward(g, f, k, h, &ld, &out);
@@ -902,13 +1001,13 @@ GMDEF gm_tensor *gm_flow_inverse(gm_graph *g, gm_flow *f, gm_tensor *z) {
     if (!gm__flow_is_vector(f)) x = gm_reshape(g, x, N, f->cur_c, f->cur_h, f->cur_w);
     for (k = 0; k < f->nlayers; k++) {
         const gm_flow_layer *L = &f->layers[k];
-        sizes[k] = L->kind == GM_FLOW_SPLIT ? (L->c - L->c / 2) * L->h * L->w : 0;
+        sizes[k] = L->kind == GM_FLOW_SPLIT ? (L->channels - L->channels / 2) * L->height * L->width : 0;
     }
     for (k = f->nlayers - 1; k >= 0 && x; k--) {
         const gm_flow_layer *L = &f->layers[k];
         gm_tensor *z2 = NULL;
         if (L->kind == GM_FLOW_SPLIT) {
-            c = L->c - L->c / 2; h = L->h; w = L->w;
+            c = L->channels - L->channels / 2; h = L->height; w = L->width;
             off -= sizes[k];
             z2 = gm_reshape(g, gm_slice(g, z, 1, off, sizes[k]), N, c, h, w);
         }
@@ -924,15 +1023,6 @@ GMDEF gm_tensor *gm_flow_inverse(gm_graph *g, gm_flow *f, gm_tensor *z) {
 /* ---------------------------------------------------------------------------------------- */
 /* Training                                                                                 */
 /* ---------------------------------------------------------------------------------------- */
-static float *gm__flow_buf(float **buf, size_t *cap, size_t n) {
-    if (*cap < n) {
-        float *b = (float *)GENMOD_REALLOC(*buf, n * sizeof(float));
-        if (!b) { gm_fail("flow: out of memory for %zu floats", n); return NULL; }
-        *buf = b; *cap = n;
-    }
-    return *buf;
-}
-
 /* sum of w^2 over n floats, adding c w to gr when gr is given. Eight independent partial sums
    keep the adder pipeline full (one running sum would wait on every add). */
 static double gm__flow_sumsq_axpy(const float *w, float *gr, float c, size_t n) {
@@ -960,7 +1050,7 @@ static double gm__flow_l2(gm_flow *f, int apply) {
         gm_flow_layer *L = &f->layers[k];
         for (i = 0; i < L->nlin; i++) {
             int views[2], q;
-            views[0] = L->t[i].w; views[1] = L->kind == GM_FLOW_AFFINE ? L->s[i].w : -1;
+            views[0] = L->t_net[i].w; views[1] = L->kind == GM_FLOW_AFFINE ? L->s_net[i].w : -1;
             for (q = 0; q < 2; q++) {
                 if (views[q] < 0) continue;
                 tot += gm__flow_sumsq_axpy(gm_params_data(&f->params, views[q]),
@@ -973,39 +1063,48 @@ static double gm__flow_l2(gm_flow *f, int apply) {
 }
 
 static int gm__flow_check_x(const gm_flow *f, const void *x, int n, const char *who) {
-    if (!f || !f->g) return gm_fail("%s: flow not initialized", who);
+    if (!f || !f->graph) return gm_fail("%s: flow not initialized", who);
     if (!x || n <= 0) return gm_fail("%s: need data and n > 0 (n = %d)", who, n);
     return 0;
 }
 
-GMDEF int gm_flow_data_init(gm_flow *f, const float *x, int n) {
-    gm_tensor *in;
-    if (gm__flow_check_x(f, x, n, "gm_flow_data_init") != 0) return -1;
-    gm_graph_reset(f->g);
-    gm_graph_set_grad(f->g, 0);
-    in = gm_input(f->g, x, n, f->dim, 0, 0);
-    in = gm_flow_forward(f->g, f, in, NULL);   /* the first forward initializes every actnorm */
-    gm_graph_set_grad(f->g, 1);
-    return in ? 0 : gm_fail("gm_flow_data_init: %s", gm_graph_error(f->g) ? gm_graph_error(f->g) : gm_last_error());
+/* The flows here model p(x) alone: labels are refused rather than silently ignored. */
+static int gm__flow_no_labels(const int *labels, const char *who) {
+    return labels ? gm_fail("%s: labels given, but this model is unconditional (pass NULL)", who) : 0;
 }
 
-GMDEF int gm_flow_train_step(gm_flow *f, const float *x, int n, gm_flow_stats *stats) {
+GMDEF int gm_flow_data_init(gm_flow *f, const float *x, int n) {
+    gm_tensor *z;
+    int saved;
+    if (gm__flow_check_x(f, x, n, "gm_flow_data_init") != 0) return -1;
+    gm_graph_reset(f->graph);
+    saved = gm_graph_set_grad(f->graph, 0);
+    /* one forward on all n examples (not chunked: the statistics are over the whole batch) */
+    z = gm_flow_forward(f->graph, f, gm_input(f->graph, x, n, f->dim, 0, 0), NULL);
+    gm_graph_set_grad(f->graph, saved);
+    return z ? 0 : gm_graph_fail(f->graph, "gm_flow_data_init");
+}
+
+GMDEF int gm_flow_train_step(gm_flow *f, const float *x, const int *labels, int n, gm_flow_stats *stats) {
     gm_graph *g;
     gm_tensor *lp, *loss;
-    float *xb;
+    size_t count;
     double l2;
-    if (gm__flow_check_x(f, x, n, "gm_flow_train_step") != 0) return -1;
-    g = f->g;
-    if (!(xb = gm__flow_buf(&f->buf, &f->buf_cap, (size_t)n * f->dim))) return -1;
-    memcpy(xb, x, sizeof(float) * (size_t)n * f->dim);
-    if (f->cfg.dequantize) gm_dequantize(xb, (size_t)n * f->dim, &f->deq_rng);
+    char who[64];
+    if (gm__flow_check_x(f, x, n, "gm_flow_train_step") != 0 || gm__flow_no_labels(labels, "gm_flow_train_step") != 0)
+        return -1;
+    count = (size_t)n * f->dim;
+    if (gm_floats_reserve(&f->buf, &f->buf_cap, count) != 0) return -1;
+    memcpy(f->buf, x, sizeof(float) * count);
+    if (f->cfg.dequantize) gm_dequantize(f->buf, count, &f->deq_rng);
+    g = f->graph;
     gm_graph_reset(g);
     gm_graph_set_grad(g, 1);
-    lp = gm_flow_log_prob(g, f, gm_input(g, xb, n, f->dim, 0, 0));
+    lp = gm_flow_log_prob(g, f, gm_input(g, f->buf, n, f->dim, 0, 0));
     loss = gm_neg(g, gm_mean(g, lp));
     if (!loss || gm_backward(g, loss) != 0) {
-        const char *e = gm_graph_error(g);
-        return gm_fail("flow: step %ld: %s", f->step, e ? e : gm_last_error());
+        snprintf(who, sizeof who, "gm_flow_train_step: step %ld", f->step);
+        return gm_graph_fail(g, who);
     }
     l2 = f->cfg.l2 > 0 ? gm__flow_l2(f, 1) : 0.0;
     if (stats) {
@@ -1022,20 +1121,38 @@ GMDEF int gm_flow_train_step(gm_flow *f, const float *x, int n, gm_flow_stats *s
 /* ---------------------------------------------------------------------------------------- */
 /* Inference on plain arrays                                                                */
 /* ---------------------------------------------------------------------------------------- */
-GMDEF int gm_flow_log_prob_batch(gm_flow *f, const float *x, int n, float *logp) {
-    int i0, saved;
-    if (gm__flow_check_x(f, x, n, "gm_flow_log_prob_batch") != 0 || !logp) return -1;
-    saved = gm_graph_set_grad(f->g, 0);
-    for (i0 = 0; i0 < n; i0 += GM__FLOW_CHUNK) {
-        int k = n - i0 < GM__FLOW_CHUNK ? n - i0 : GM__FLOW_CHUNK;
-        gm_tensor *lp;
-        gm_graph_reset(f->g);
-        lp = gm_flow_log_prob(f->g, f, gm_input(f->g, x + (size_t)i0 * f->dim, k, f->dim, 0, 0));
-        if (!lp) { gm_graph_set_grad(f->g, saved); return gm_fail("flow: %s", gm_graph_error(f->g) ? gm_graph_error(f->g) : gm_last_error()); }
-        memcpy(logp + i0, lp->data, sizeof(float) * (size_t)k);
-    }
-    gm_graph_set_grad(f->g, saved);
+enum { GM__FLOW_LOGP = 0, GM__FLOW_ENCODE, GM__FLOW_DECODE };
+typedef struct gm__flow_job { gm_flow *f; const float *in; float *out; int what; } gm__flow_job;
+
+/* One chunk of log p (1 float per example), x -> z or z -> x (dim floats). */
+static int gm__flow_chunk(gm_graph *g, int start, int count, void *ctx) {
+    gm__flow_job *j = GM__FLOW_CAST(gm__flow_job *, ctx);
+    gm_flow *f = j->f;
+    size_t width = j->what == GM__FLOW_LOGP ? 1 : (size_t)f->dim;
+    gm_tensor *t = gm_input(g, j->in + (size_t)start * f->dim, count, f->dim, 0, 0);
+    if (j->what == GM__FLOW_LOGP) t = gm_flow_log_prob(g, f, t);
+    else t = j->what == GM__FLOW_DECODE ? gm_flow_inverse(g, f, t) : gm_flow_forward(g, f, t, NULL);
+    if (!t) return -1;
+    memcpy(j->out + (size_t)start * width, t->data, sizeof(float) * (size_t)count * width);
     return 0;
+}
+
+static int gm__flow_run(gm_flow *f, const float *in, int n, float *out, int what, const char *who) {
+    gm__flow_job j;
+    if (gm__flow_check_x(f, in, n, who) != 0) return -1;
+    if (!out) return gm_fail("%s: NULL output", who);
+    j.f = f; j.in = in; j.out = out; j.what = what;
+    return gm_run_chunks(f->graph, n, gm__flow_chunk, &j, who);
+}
+
+GMDEF int gm_flow_log_prob_batch(gm_flow *f, const float *x, int n, float *logp) {
+    return gm__flow_run(f, x, n, logp, GM__FLOW_LOGP, "gm_flow_log_prob_batch");
+}
+GMDEF int gm_flow_encode(gm_flow *f, const float *x, int n, float *z) {
+    return gm__flow_run(f, x, n, z, GM__FLOW_ENCODE, "gm_flow_encode");
+}
+GMDEF int gm_flow_decode(gm_flow *f, const float *z, int n, float *x) {
+    return gm__flow_run(f, z, n, x, GM__FLOW_DECODE, "gm_flow_decode");
 }
 
 GMDEF int gm_flow_nll(gm_flow *f, const float *x, int n, uint64_t seed, double *nll, double *bpd) {
@@ -1044,7 +1161,7 @@ GMDEF int gm_flow_nll(gm_flow *f, const float *x, int n, uint64_t seed, double *
     uint64_t r = seed * 0x9E3779B97F4A7C15ULL + 3;
     int i;
     if (gm__flow_check_x(f, x, n, "gm_flow_nll") != 0) return -1;
-    xb = (float *)GENMOD_MALLOC(sizeof(float) * ((size_t)n * f->dim + (size_t)n));
+    xb = GM__FLOW_CAST(float *, GENMOD_MALLOC(sizeof(float) * ((size_t)n * f->dim + (size_t)n)));
     if (!xb) return gm_fail("gm_flow_nll: out of memory");
     lp = xb + (size_t)n * f->dim;
     memcpy(xb, x, sizeof(float) * (size_t)n * f->dim);
@@ -1058,47 +1175,26 @@ GMDEF int gm_flow_nll(gm_flow *f, const float *x, int n, uint64_t seed, double *
     return isfinite(s) ? 0 : gm_fail("gm_flow_nll: log-likelihood is not finite");
 }
 
-/* Runs x -> z (dir 0) or z -> x (dir 1) in chunks without gradients. */
-static int gm__flow_map(gm_flow *f, const float *in, int n, float *out, int dir) {
-    int i0, saved;
-    if (gm__flow_check_x(f, in, n, dir ? "gm_flow_decode" : "gm_flow_encode") != 0 || !out) return -1;
-    saved = gm_graph_set_grad(f->g, 0);
-    for (i0 = 0; i0 < n; i0 += GM__FLOW_CHUNK) {
-        int k = n - i0 < GM__FLOW_CHUNK ? n - i0 : GM__FLOW_CHUNK;
-        gm_tensor *t;
-        gm_graph_reset(f->g);
-        t = gm_input(f->g, in + (size_t)i0 * f->dim, k, f->dim, 0, 0);
-        t = dir ? gm_flow_inverse(f->g, f, t) : gm_flow_forward(f->g, f, t, NULL);
-        if (!t) { gm_graph_set_grad(f->g, saved); return gm_fail("flow: %s", gm_graph_error(f->g) ? gm_graph_error(f->g) : gm_last_error()); }
-        memcpy(out + (size_t)i0 * f->dim, t->data, sizeof(float) * (size_t)k * f->dim);
-    }
-    gm_graph_set_grad(f->g, saved);
-    return 0;
+GMDEF int gm_flow_sample(gm_flow *f, const int *labels, int n, float *x) {
+    return gm_flow_sample_temperature(f, labels, n, 1.0f, x);
 }
 
-GMDEF int gm_flow_encode(gm_flow *f, const float *x, int n, float *z) { return gm__flow_map(f, x, n, z, 0); }
-GMDEF int gm_flow_decode(gm_flow *f, const float *z, int n, float *x) { return gm__flow_map(f, z, n, x, 1); }
-
-GMDEF int gm_flow_sample(gm_flow *f, int n, float temperature, float *x) {
+GMDEF int gm_flow_sample_temperature(gm_flow *f, const int *labels, int n, float temperature, float *x) {
     size_t i, m;
-    float *z;
-    int rc;
-    if (!f || !f->g || n <= 0 || !x) return gm_fail("gm_flow_sample: bad arguments (n = %d)", n);
-    if (!(temperature >= 0)) return gm_fail("gm_flow_sample: temperature must be >= 0");
+    if (!f || !f->graph || n <= 0 || !x) return gm_fail("gm_flow_sample: bad arguments (n = %d)", n);
+    if (gm__flow_no_labels(labels, "gm_flow_sample") != 0) return -1;
+    if (!(temperature >= 0)) return gm_fail("gm_flow_sample: temperature must be >= 0, is %g", (double)temperature);
     m = (size_t)n * f->dim;
-    z = (float *)GENMOD_MALLOC(sizeof(float) * m);
-    if (!z) return gm_fail("gm_flow_sample: out of memory");
-    for (i = 0; i < m; i++) z[i] = temperature * gm_rng_normal(&f->rng);
-    rc = gm_flow_decode(f, z, n, x);
-    GENMOD_FREE(z);
-    return rc;
+    if (gm_floats_reserve(&f->buf, &f->buf_cap, m) != 0) return -1;
+    for (i = 0; i < m; i++) f->buf[i] = temperature * gm_rng_normal(&f->rng);
+    return gm_flow_decode(f, f->buf, n, x);
 }
 
 GMDEF int gm_flow_interpolate(gm_flow *f, const float *a, const float *b, int steps, float *x) {
     float *z;
     int s, j, rc;
     if (!f || !a || !b || !x || steps < 2) return gm_fail("gm_flow_interpolate: bad arguments (steps = %d)", steps);
-    z = (float *)GENMOD_MALLOC(sizeof(float) * (size_t)(steps + 2) * f->dim);
+    z = GM__FLOW_CAST(float *, GENMOD_MALLOC(sizeof(float) * (size_t)(steps + 2) * f->dim));
     if (!z) return gm_fail("gm_flow_interpolate: out of memory");
     memcpy(z, a, sizeof(float) * f->dim);
     memcpy(z + f->dim, b, sizeof(float) * f->dim);
@@ -1115,24 +1211,85 @@ GMDEF int gm_flow_interpolate(gm_flow *f, const float *a, const float *b, int st
     return rc;
 }
 
-GMDEF int gm_flow_save(gm_flow *f, const char *path) {
-    gm_meta m;
-    if (!f || !path) return gm_fail("gm_flow_save: NULL argument");
-    memset(&m, 0, sizeof m);
-    gm_meta_setf(&m, "flow.model", "%d", f->cfg.model);
-    gm_meta_setf(&m, "flow.shape", "%d,%d,%d", f->cfg.c, f->cfg.h, f->cfg.w);
-    gm_meta_setf(&m, "flow.layers", "%d", f->nlayers);
-    gm_meta_setf(&m, "flow.step", "%ld", f->step);
-    return gm_checkpoint_save(path, &f->params, &f->opt, &m);
+/* ---------------------------------------------------------------------------------------- */
+/* Checkpoints                                                                              */
+/* ---------------------------------------------------------------------------------------- */
+/* "affine/checker0", "actnorm", ...: a layer as the architecture text lists it. */
+static void gm__flow_layer_token(const gm_flow_layer *L, char *s, size_t cap) {
+    static const char *masks[3] = {"alt", "checker", "channel"};
+    if (L->kind == GM_FLOW_ADDITIVE || L->kind == GM_FLOW_AFFINE)
+        snprintf(s, cap, " %s/%s%d", gm_flow_kind_name(L->kind), masks[L->mask], L->parity);
+    else snprintf(s, cap, " %s", gm_flow_kind_name(L->kind));
+}
+
+/* One line that changes whenever the parameter set or the function does: the model, the shape,
+   the s/t nets in use, logit and dequantization, then the recipe's counts, then the layers added
+   beyond the recipe (a gm_flow_begin stack: all of them). A list longer than the metadata allows
+   is replaced by its count and a 64-bit FNV-1a hash. */
+static void gm__flow_arch(const gm_flow *f, char *out, size_t cap) {
+    static const char *models[3] = {"nice", "realnvp", "glow"};
+    const gm_flow_config *c = &f->cfg;
+    char list[GM_FLOW_MAX_LAYERS * 24], tok[32];
+    size_t len = 0;
+    int k, dense = 0, conv = 0, img = !gm__flow_is_vector(f);
+    uint64_t h = 14695981039346656037ULL;
+    for (k = 0; k < f->nlayers; k++) {
+        const gm_flow_layer *L = &f->layers[k];
+        dense |= L->nlin > 0;
+        conv |= L->nconv > 0;
+    }
+    len = (size_t)snprintf(out, cap, "%s %dx%dx%d", models[c->model], c->channels, c->height, c->width);
+    if (dense && len < cap) len += (size_t)snprintf(out + len, cap - len, " mlp %dx%d", c->hidden, c->depth);
+    if (conv && len < cap) len += (size_t)snprintf(out + len, cap - len, " resnet %dx%d", c->filters, c->blocks);
+    if (len < cap && c->logit) len += (size_t)snprintf(out + len, cap - len, " logit %g", (double)c->logit_alpha);
+    if (len < cap) len += (size_t)snprintf(out + len, cap - len, " dequantize %d", c->dequantize ? 1 : 0);
+    if (f->recipe_layers > 0 && len < cap && img)
+        len += (size_t)snprintf(out + len, cap - len, " %s %d steps %d", c->model == GM_FLOW_GLOW ? "levels" : "scales",
+                                c->n_scales, c->steps);
+    else if (f->recipe_layers > 0 && len < cap)
+        len += (size_t)snprintf(out + len, cap - len, " couplings %d", c->n_couplings);
+    if (f->nlayers == f->recipe_layers || len >= cap) return;
+    list[0] = 0;
+    for (k = f->recipe_layers; k < f->nlayers; k++) {
+        const char *p;
+        gm__flow_layer_token(&f->layers[k], tok, sizeof tok);
+        strcat(list, tok);
+        for (p = tok; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    }
+    if (len + 8 + strlen(list) < cap) {   /* " layers:" and the list, whole */
+        memcpy(out + len, " layers:", 8);
+        memcpy(out + len + 8, list, strlen(list) + 1);
+    } else snprintf(out + len, cap - len, " layers %d fnv %016llx", f->nlayers - f->recipe_layers, (unsigned long long)h);
+}
+
+GMDEF int gm_flow_save(const gm_flow *f, const char *path) {
+    char arch[GM_META_VALUE_MAX];
+    gm_model_part part;
+    gm_meta extra;
+    if (!f || !f->graph || !path) return gm_fail("gm_flow_save: NULL argument or flow not initialized");
+    gm__flow_arch(f, arch, sizeof arch);
+    memset(&extra, 0, sizeof extra);
+    /* the dequantization stream, so that training resumed from the file draws the same noise */
+    if (gm_meta_setf(&extra, "flow.deq_rng", "%016llx", (unsigned long long)f->deq_rng) != 0) return -1;
+    part.name = "";
+    part.params = GM__FLOW_UNCONST(gm_params *, &f->params);   /* read only: gm_model_save writes them out */
+    part.opt = GM__FLOW_UNCONST(gm_optim *, &f->opt);
+    return gm_model_save(path, "flow", arch, f->step, &part, 1, &extra);
 }
 
 GMDEF int gm_flow_load(gm_flow *f, const char *path) {
-    gm_meta m;
+    char arch[GM_META_VALUE_MAX];
+    gm_model_part part;
+    gm_meta extra;
     const char *v;
-    if (!f || !path) return gm_fail("gm_flow_load: NULL argument");
-    memset(&m, 0, sizeof m);
-    if (gm_checkpoint_load(path, &f->params, &f->opt, &m) != 0) return -1;
-    if ((v = gm_meta_get(&m, "flow.step")) != NULL) f->step = atol(v);
+    long step = 0;
+    if (!f || !f->graph || !path) return gm_fail("gm_flow_load: NULL argument or flow not initialized");
+    gm__flow_arch(f, arch, sizeof arch);
+    memset(&extra, 0, sizeof extra);
+    part.name = ""; part.params = &f->params; part.opt = &f->opt;
+    if (gm_model_load(path, "flow", arch, &step, &part, 1, &extra) != 0) return -1;
+    f->step = step;
+    if ((v = gm_meta_get(&extra, "flow.deq_rng")) != NULL) f->deq_rng = (uint64_t)strtoull(v, NULL, 16);
     return 0;
 }
 
@@ -1142,7 +1299,7 @@ GMDEF int gm_flow_load(gm_flow *f, const char *path) {
 GMDEF gm_ffjord_config gm_ffjord_default_config(int dim) {
     gm_ffjord_config c;
     memset(&c, 0, sizeof c);
-    c.dim = dim; c.hidden = 64; c.depth = 3; c.act = 0; c.T = 1.0f;
+    c.dim = dim; c.hidden = 64; c.depth = 3; c.act = GM_ACT_TANH; c.t_end = 1.0f;
     c.solver = GM_ODE_RK4; c.rk4_steps = 8;
     c.rtol = 1e-5f; c.atol = 1e-5f; c.train_tol = 1e-3f; c.max_steps = 500;
     c.trace = GM_TRACE_EXACT;
@@ -1150,38 +1307,60 @@ GMDEF gm_ffjord_config gm_ffjord_default_config(int dim) {
     return c;
 }
 
+/* The config's checks; the message names the field. */
+static int gm__ffjord_check_config(const gm_ffjord_config *c) {
+    if (c->dim <= 0 || c->hidden <= 0 || c->depth < 1 || c->depth > GM_FLOW_MAX_DEPTH)
+        return gm_fail("ffjord config: need cfg.dim > 0, cfg.hidden > 0, cfg.depth in 1..%d (have %d, %d, %d)",
+                       GM_FLOW_MAX_DEPTH, c->dim, c->hidden, c->depth);
+    /* smooth activations only: the trace's gradient goes through f's second derivative */
+    if (c->act != GM_ACT_TANH && c->act != GM_ACT_SOFTPLUS)
+        return gm_fail("ffjord config: cfg.act must be GM_ACT_TANH or GM_ACT_SOFTPLUS, is %d (%s)", c->act,
+                       gm_act_name(c->act));
+    if (!(c->t_end > 0)) return gm_fail("ffjord config: cfg.t_end must be > 0, is %g", (double)c->t_end);
+    if (c->rk4_steps <= 0 || c->max_steps <= 0)
+        return gm_fail("ffjord config: cfg.rk4_steps and cfg.max_steps must be > 0 (have %d, %d)", c->rk4_steps,
+                       c->max_steps);
+    if (!(c->rtol > 0) || !(c->atol > 0) || !(c->train_tol > 0))
+        return gm_fail("ffjord config: cfg.rtol, cfg.atol and cfg.train_tol must be > 0");
+    if (c->solver != GM_ODE_RK4 && c->solver != GM_ODE_DOPRI5)
+        return gm_fail("ffjord config: unknown cfg.solver %d (GM_ODE_RK4 or GM_ODE_DOPRI5)", c->solver);
+    if (c->trace < GM_TRACE_EXACT || c->trace > GM_TRACE_HUTCH_RADEMACHER)
+        return gm_fail("ffjord config: unknown cfg.trace %d (GM_TRACE_...)", c->trace);
+    if (!(c->lr > 0) || c->batch <= 0)
+        return gm_fail("ffjord config: cfg.lr and cfg.batch must be > 0 (have %g, %d)", (double)c->lr, c->batch);
+    return 0;
+}
+
 GMDEF int gm_ffjord_init(gm_ffjord *m, const gm_ffjord_config *cfg) {
     int i;
     char name[32];
+    if (m) memset(m, 0, sizeof *m);
     if (!m || !cfg) return gm_fail("gm_ffjord_init: NULL argument");
-    memset(m, 0, sizeof *m);
-    if (cfg->dim <= 0 || cfg->hidden <= 0 || cfg->depth < 1 || cfg->depth > GM_FLOW_MAX_DEPTH)
-        return gm_fail("ffjord: bad sizes (dim %d, hidden %d, depth %d)", cfg->dim, cfg->hidden, cfg->depth);
-    if (!(cfg->T > 0) || cfg->rk4_steps <= 0 || !(cfg->rtol > 0) || !(cfg->atol > 0) || cfg->max_steps <= 0)
-        return gm_fail("ffjord: need T > 0, rk4_steps > 0, tolerances > 0, max_steps > 0");
-    if (cfg->solver != GM_ODE_RK4 && cfg->solver != GM_ODE_DOPRI5) return gm_fail("ffjord: unknown solver %d", cfg->solver);
-    if (cfg->trace < GM_TRACE_EXACT || cfg->trace > GM_TRACE_HUTCH_RADEMACHER) return gm_fail("ffjord: unknown trace %d", cfg->trace);
+    if (gm__ffjord_check_config(cfg) != 0) return -1;
     m->cfg = *cfg;
     gm_rng_seed(&m->rng, cfg->seed);
-    m->nlin = cfg->depth + 1;
-    for (i = 0; i < m->nlin; i++) {   /* every layer sees [h, t]: FFJORD's "concat" layers */
-        int in = (i == 0 ? cfg->dim : cfg->hidden) + 1, out = i == m->nlin - 1 ? cfg->dim : cfg->hidden;
+    m->nlayers = cfg->depth + 1;
+    for (i = 0; i < m->nlayers; i++) {   /* every layer sees [h, t]: FFJORD's "concat" layers */
+        int in = (i == 0 ? cfg->dim : cfg->hidden) + 1, out = i == m->nlayers - 1 ? cfg->dim : cfg->hidden;
         snprintf(name, sizeof name, "ode%d", i);
-        if (gm_linear_init(&m->l[i], &m->params, name, in, out, GM_INIT_TORCH, &m->rng) != 0) { gm_ffjord_free(m); return -1; }
+        if (gm_linear_init(&m->layers[i], &m->params, name, in, out, GM_INIT_TORCH, &m->rng) != 0) {
+            gm_ffjord_free(m);
+            return -1;
+        }
     }
     m->opt = gm_adam(cfg->lr, 0.9f, 0.999f);
-    m->g = gm_graph_new(cfg->seed + 5);
-    if (!m->g) { gm_ffjord_free(m); return gm_fail("ffjord: out of memory"); }
+    m->graph = gm_graph_new(cfg->seed + 5);
+    if (!m->graph) { gm_ffjord_free(m); return gm_fail("ffjord: out of memory"); }
     return 0;
 }
 
 GMDEF void gm_ffjord_free(gm_ffjord *m) {
     if (!m) return;
-    gm_graph_free(m->g);
+    gm_graph_free(m->graph);
     gm_optim_free(&m->opt);
     gm_params_free(&m->params);
     GENMOD_FREE(m->buf);
-    m->g = NULL; m->buf = NULL; m->buf_cap = 0;
+    m->graph = NULL; m->buf = NULL; m->buf_cap = 0;
 }
 
 GMDEF gm_tensor *gm_ffjord_dynamics(gm_graph *g, gm_ffjord *m, gm_tensor *z, float t, gm_tensor *probe,
@@ -1191,9 +1370,9 @@ GMDEF gm_tensor *gm_ffjord_dynamics(gm_graph *g, gm_ffjord *m, gm_tensor *z, flo
     if (!g || !m || !z) return NULL;
     N = z->shape[0]; D = m->cfg.dim;
     tc = gm_full(g, t, N, 1, 0, 0);
-    for (i = 0; i < m->nlin; i++) {
-        h = gm_linear_forward(g, &m->l[i], gm_concat(g, h, tc, 1));
-        if (i < m->nlin - 1) h = m->cfg.act ? gm_softplus(g, h) : gm_tanh(g, h);
+    for (i = 0; i < m->nlayers; i++) {
+        h = gm_linear_forward(g, &m->layers[i], gm_concat(g, h, tc, 1));
+        if (i < m->nlayers - 1) h = gm_activation(g, h, m->cfg.act, 0.0f);
     }
     fz = h;
     m->nfe++;
@@ -1245,9 +1424,8 @@ static gm_tensor *gm__ode_comb(gm_graph *g, gm_tensor *y, gm_tensor **k, const d
     return y;
 }
 
-/* The augmented state (z, integral of the trace) advanced from t0 to t1 on the graph.
-   sign +1: z' = f (data -> latent, the trace integral is accumulated); -1: z' = -f(z, t1 - ...)
-   is never needed on the graph (decoding uses the array solver). want_div 0: no trace. */
+/* The augmented state (z, integral of the trace) on the graph; acc is NULL when the trace is not
+   wanted. Moving backward in time (t1 < t0) the solver integrates z' = -f(z, t) in s = t0 - t. */
 typedef struct gm__ode_state { gm_tensor *z, *acc; } gm__ode_state;
 
 static gm__ode_state gm__ode_rhs(gm_graph *g, gm_ffjord *m, gm_tensor *z, double t, gm_tensor *probe, int cg,
@@ -1291,27 +1469,28 @@ static double gm__dp_error(const gm_tensor *y0, const gm_tensor *y1, gm_tensor *
     return sqrt(s / (y0->size > 0 ? y0->size : 1));
 }
 
-/* Integrates from t = 0 to T (dir +1) or T to 0 (dir -1) on the graph. Returns the end state. */
+/* Integrates from t0 to t1 (either direction) on the graph with the config's solver; RK4 takes
+   rk4_steps fixed steps. Returns the end state (z NULL on failure). */
 static gm__ode_state gm__ode_solve(gm_graph *g, gm_ffjord *m, gm__ode_state y, gm_tensor *probe, int cg, int want_div,
-                                   double dir, double rtol, double atol) {
-    double T = m->cfg.T, t = dir > 0 ? 0.0 : T, done = 0, h;
+                                   double t0, double t1, int rk4_steps, double rtol, double atol) {
+    double span = fabs(t1 - t0), dir = t1 >= t0 ? 1.0 : -1.0, t = t0, done = 0, h;
     int steps = 0, j, q, have_k0 = 0;
     gm__ode_state k0;
     k0.z = k0.acc = NULL;
     m->nfe = 0;
     if (m->cfg.solver == GM_ODE_RK4) {
-        h = T / m->cfg.rk4_steps;
-        for (steps = 0; steps < m->cfg.rk4_steps && y.z; steps++, t += dir * h)
+        h = span / rk4_steps;
+        for (steps = 0; steps < rk4_steps && y.z; steps++, t += dir * h)
             y = gm__rk4_step(g, m, y, t, h, probe, cg, want_div, dir);
         m->last_steps = steps;
         return y;
     }
-    h = T / 8;
-    while (done < T - 1e-9 && y.z) {
+    h = span / 8;
+    while (done < span - 1e-9 && y.z) {
         gm__ode_state k[7], y1;
         gm_tensor *kz[7];
         double err;
-        if (h > T - done) h = T - done;
+        if (h > span - done) h = span - done;
         /* first-same-as-last: after an accepted step, k0 is the previous step's k6 */
         k[0] = have_k0 ? k0 : gm__ode_rhs(g, m, y.z, t, probe, cg, want_div, dir);
         for (j = 1; j < 7; j++) {
@@ -1343,53 +1522,127 @@ static gm__ode_state gm__ode_solve(gm_graph *g, gm_ffjord *m, gm__ode_state y, g
     return y;
 }
 
-static gm_tensor *gm__ffjord_logp(gm_graph *g, gm_ffjord *m, gm_tensor *x, int trace, int cg, double rtol, double atol) {
-    int N = x->shape[0];
+/* x = z(0) -> z(T), and the trace integral into *logdet when logdet is given. */
+static gm_tensor *gm__ffjord_flow(gm_graph *g, gm_ffjord *m, gm_tensor *x, int trace, int cg, double rtol, double atol,
+                                  gm_tensor **logdet) {
     gm__ode_state y;
-    gm_tensor *probe = gm__ffjord_probe(g, m, N, trace), *lpz;
+    gm_tensor *probe = logdet ? gm__ffjord_probe(g, m, x->shape[0], trace) : NULL;
     y.z = x;
-    y.acc = gm_zeros(g, N, 0, 0, 0);
-    y = gm__ode_solve(g, m, y, probe, cg, 1, 1.0, rtol, atol);
-    if (!y.z || !y.acc) return NULL;
-    lpz = gm_affine(g, gm_sum_rows(g, gm_square(g, y.z)), -0.5f, -GM__FLOW_LOG2PI_HALF * (float)m->cfg.dim);
-    return gm_add(g, lpz, y.acc);
+    y.acc = logdet ? gm_zeros(g, x->shape[0], 0, 0, 0) : NULL;
+    y = gm__ode_solve(g, m, y, probe, cg, logdet != NULL, 0.0, m->cfg.t_end, m->cfg.rk4_steps, rtol, atol);
+    if (logdet) *logdet = y.z ? y.acc : NULL;
+    return y.z;
 }
 
-GMDEF int gm_ffjord_train_step(gm_ffjord *m, const float *x, int n, gm_flow_stats *stats) {
+static gm_tensor *gm__ffjord_logp(gm_graph *g, gm_ffjord *m, gm_tensor *x, int trace, int cg, double rtol, double atol) {
+    gm_tensor *acc = NULL, *z = gm__ffjord_flow(g, m, x, trace, cg, rtol, atol, &acc), *lpz;
+    if (!z || !acc) return NULL;
+    lpz = gm_affine(g, gm_sum_rows(g, gm_square(g, z)), -0.5f, -GM__FLOW_LOG2PI_HALF * (float)m->cfg.dim);
+    return gm_add(g, lpz, acc);
+}
+
+GMDEF gm_tensor *gm_ffjord_forward(gm_graph *g, gm_ffjord *m, gm_tensor *x, gm_tensor **logdet) {
+    if (!g || !m || !x) return NULL;
+    if (x->ndim != 2 || x->shape[1] != m->cfg.dim) {
+        gm_fail("gm_ffjord_forward: want a (N, %d) tensor", m->cfg.dim);
+        return NULL;
+    }
+    if (logdet && !x->requires_grad) {
+        gm_fail("gm_ffjord_forward: x must be tracked for the trace (gm_requires_grad on the input)");
+        return NULL;
+    }
+    return gm__ffjord_flow(g, m, x, m->cfg.trace, 1, m->cfg.train_tol, m->cfg.train_tol, logdet);
+}
+
+GMDEF int gm_ffjord_train_step(gm_ffjord *m, const float *x, const int *labels, int n, gm_ffjord_stats *stats) {
     gm_graph *g;
     gm_tensor *xin, *lp, *loss;
-    if (!m || !m->g || !x || n <= 0) return gm_fail("gm_ffjord_train_step: bad arguments (n = %d)", n);
-    g = m->g;
+    char who[64];
+    if (!m || !m->graph || !x || n <= 0) return gm_fail("gm_ffjord_train_step: bad arguments (n = %d)", n);
+    if (gm__flow_no_labels(labels, "gm_ffjord_train_step") != 0) return -1;
+    g = m->graph;
     gm_graph_reset(g);
     gm_graph_set_grad(g, 1);
     xin = gm_requires_grad(gm_input(g, x, n, m->cfg.dim, 0, 0));   /* the trace differentiates f w.r.t. z */
     lp = gm__ffjord_logp(g, m, xin, m->cfg.trace, 1, m->cfg.train_tol, m->cfg.train_tol);
     loss = gm_neg(g, gm_mean(g, lp));
     if (!loss || gm_backward(g, loss) != 0) {
-        const char *e = gm_graph_error(g);
-        return gm_fail("ffjord: step %ld: %s", m->step, e ? e : gm_last_error());
+        snprintf(who, sizeof who, "gm_ffjord_train_step: step %ld", m->step);
+        return gm_graph_fail(g, who);
     }
     m->nfe_total += m->nfe;
-    if (stats) { stats->nll = stats->loss = loss->data[0]; stats->l2 = 0; stats->grad_norm = gm_grad_norm(&m->params); }
+    if (stats) {
+        stats->loss = loss->data[0];
+        stats->grad_norm = gm_grad_norm(&m->params);
+        stats->nfe = m->nfe;
+        stats->solver_steps = m->last_steps;
+    }
     if (gm_optim_step(&m->opt, &m->params) != 0) return -1;
     m->step++;
     return 0;
 }
 
-GMDEF int gm_ffjord_log_prob_batch(gm_ffjord *m, const float *x, int n, int trace, float *logp) {
-    int i0;
-    if (!m || !m->g || !x || n <= 0 || !logp) return gm_fail("gm_ffjord_log_prob_batch: bad arguments");
-    for (i0 = 0; i0 < n; i0 += GM__FLOW_CHUNK) {
-        int k = n - i0 < GM__FLOW_CHUNK ? n - i0 : GM__FLOW_CHUNK;
-        gm_tensor *xin, *lp;
-        gm_graph_reset(m->g);
-        gm_graph_set_grad(m->g, 1);   /* the trace needs the tape; no graph of the gradient is kept */
-        xin = gm_requires_grad(gm_input(m->g, x + (size_t)i0 * m->cfg.dim, k, m->cfg.dim, 0, 0));
-        lp = gm__ffjord_logp(m->g, m, xin, trace, 0, m->cfg.rtol, m->cfg.atol);
-        if (!lp) return gm_fail("ffjord: %s", gm_graph_error(m->g) ? gm_graph_error(m->g) : gm_last_error());
-        memcpy(logp + i0, lp->data, sizeof(float) * (size_t)k);
-    }
+/* ---- plain arrays, through gm_run_chunks ---- */
+typedef struct gm__ffjord_job {
+    gm_ffjord *m;
+    const float *in;
+    float *out;
+    int n, trace;          /* all rows (the trajectory's frame stride), log p's trace */
+    double dir;            /* map: +1 data -> latent, -1 latent -> data */
+    int frames;            /* map: frames of the trajectory (traj NULL: one solve) */
+    float *traj;
+} gm__ffjord_job;
+
+static int gm__ffjord_logp_chunk(gm_graph *g, int start, int count, void *ctx) {
+    gm__ffjord_job *j = GM__FLOW_CAST(gm__ffjord_job *, ctx);
+    gm_ffjord *m = j->m;
+    gm_tensor *x, *lp;
+    gm_graph_set_grad(g, 1);   /* the trace needs the tape (gm_run_chunks turned it off and restores it) */
+    x = gm_requires_grad(gm_input(g, j->in + (size_t)start * m->cfg.dim, count, m->cfg.dim, 0, 0));
+    lp = gm__ffjord_logp(g, m, x, j->trace, 0, m->cfg.rtol, m->cfg.atol);
+    if (!lp) return -1;
+    memcpy(j->out + start, lp->data, sizeof(float) * (size_t)count);
     return 0;
+}
+
+/* z(0) -> z(T) (dir +1) or back (dir -1) without gradients; with a trajectory, one solve per
+   frame interval, each over its own stretch of time. */
+static int gm__ffjord_map_chunk(gm_graph *g, int start, int count, void *ctx) {
+    gm__ffjord_job *j = GM__FLOW_CAST(gm__ffjord_job *, ctx);
+    gm_ffjord *m = j->m;
+    int D = m->cfg.dim, fr, nf = j->traj ? j->frames - 1 : 1;
+    double T = m->cfg.t_end;
+    size_t bytes = sizeof(float) * (size_t)count * D;
+    gm__ode_state y;
+    y.z = gm_input(g, j->in + (size_t)start * D, count, D, 0, 0);
+    y.acc = NULL;
+    if (y.z && j->traj) memcpy(j->traj + (size_t)start * D, y.z->data, bytes);
+    for (fr = 0; fr < nf && y.z; fr++) {
+        double t0 = j->dir > 0 ? T * fr / nf : T * (nf - fr) / nf;          /* this frame interval's ends */
+        double t1 = j->dir > 0 ? T * (fr + 1) / nf : T * (nf - fr - 1) / nf;
+        int rk4 = (m->cfg.rk4_steps + nf - 1) / nf;   /* at least the config's steps in all */
+        y = gm__ode_solve(g, m, y, NULL, 0, 0, t0, t1, rk4, m->cfg.rtol, m->cfg.atol);
+        if (y.z && j->traj) memcpy(j->traj + ((size_t)(fr + 1) * j->n + start) * D, y.z->data, bytes);
+    }
+    if (!y.z) return -1;
+    memcpy(j->out + (size_t)start * D, y.z->data, bytes);
+    return 0;
+}
+
+static int gm__ffjord_run(gm_ffjord *m, const float *in, int n, float *out, gm__ffjord_job *j, gm_chunk_fn fn,
+                          const char *who) {
+    if (!m || !m->graph || !in || !out || n <= 0) return gm_fail("%s: bad arguments (n = %d)", who, n);
+    j->m = m; j->in = in; j->out = out; j->n = n;
+    return gm_run_chunks(m->graph, n, fn, j, who);
+}
+
+GMDEF int gm_ffjord_log_prob_batch(gm_ffjord *m, const float *x, int n, int trace, float *logp) {
+    gm__ffjord_job j;
+    memset(&j, 0, sizeof j);
+    if (trace < GM_TRACE_EXACT || trace > GM_TRACE_HUTCH_RADEMACHER)
+        return gm_fail("gm_ffjord_log_prob_batch: unknown trace %d", trace);
+    j.trace = trace;
+    return gm__ffjord_run(m, x, n, logp, &j, gm__ffjord_logp_chunk, "gm_ffjord_log_prob_batch");
 }
 
 GMDEF int gm_ffjord_nll(gm_ffjord *m, const float *x, int n, double *nll) {
@@ -1397,7 +1650,7 @@ GMDEF int gm_ffjord_nll(gm_ffjord *m, const float *x, int n, double *nll) {
     double s = 0;
     int i;
     if (!m || !x || n <= 0) return gm_fail("gm_ffjord_nll: bad arguments");
-    lp = (float *)GENMOD_MALLOC(sizeof(float) * (size_t)n);
+    lp = GM__FLOW_CAST(float *, GENMOD_MALLOC(sizeof(float) * (size_t)n));
     if (!lp) return gm_fail("gm_ffjord_nll: out of memory");
     if (gm_ffjord_log_prob_batch(m, x, n, GM_TRACE_EXACT, lp) != 0) { GENMOD_FREE(lp); return -1; }
     for (i = 0; i < n; i++) s -= lp[i];
@@ -1406,53 +1659,69 @@ GMDEF int gm_ffjord_nll(gm_ffjord *m, const float *x, int n, double *nll) {
     return isfinite(s) ? 0 : gm_fail("gm_ffjord_nll: not finite");
 }
 
-/* z(0) -> z(T) (dir +1) or back (dir -1) without gradients, in chunks; traj as in decode. */
-static int gm__ffjord_map(gm_ffjord *m, const float *in, int n, float *out, double dir, int frames, float *traj) {
-    int i0, D = m->cfg.dim, fr;
-    for (i0 = 0; i0 < n; i0 += GM__FLOW_CHUNK) {
-        int k = n - i0 < GM__FLOW_CHUNK ? n - i0 : GM__FLOW_CHUNK, saved, nf = traj && frames > 1 ? frames - 1 : 1;
-        gm__ode_state y;
-        gm_ffjord_config keep = m->cfg;
-        gm_graph_reset(m->g);
-        saved = gm_graph_set_grad(m->g, 0);
-        y.z = gm_input(m->g, in + (size_t)i0 * D, k, D, 0, 0);
-        y.acc = NULL;
-        if (traj && frames > 1) memcpy(traj + (size_t)i0 * D, y.z->data, sizeof(float) * (size_t)k * D);
-        for (fr = 0; fr < nf && y.z; fr++) {   /* each frame is one solve over T / (frames - 1) */
-            m->cfg.T = keep.T / nf;
-            if (m->cfg.solver == GM_ODE_RK4) m->cfg.rk4_steps = (keep.rk4_steps + nf - 1) / nf;
-            y = gm__ode_solve(m->g, m, y, NULL, 0, 0, dir, m->cfg.rtol, m->cfg.atol);
-            m->cfg = keep;
-            if (y.z && traj && frames > 1) memcpy(traj + ((size_t)(fr + 1) * n + i0) * D, y.z->data, sizeof(float) * (size_t)k * D);
-        }
-        gm_graph_set_grad(m->g, saved);
-        if (!y.z) return gm_fail("ffjord: %s", gm_graph_error(m->g) ? gm_graph_error(m->g) : gm_last_error());
-        memcpy(out + (size_t)i0 * D, y.z->data, sizeof(float) * (size_t)k * D);
-    }
-    return 0;
-}
-
 GMDEF int gm_ffjord_encode(gm_ffjord *m, const float *x, int n, float *z) {
-    if (!m || !m->g || !x || !z || n <= 0) return gm_fail("gm_ffjord_encode: bad arguments");
-    return gm__ffjord_map(m, x, n, z, 1.0, 0, NULL);
+    gm__ffjord_job j;
+    memset(&j, 0, sizeof j);
+    j.dir = 1.0;
+    return gm__ffjord_run(m, x, n, z, &j, gm__ffjord_map_chunk, "gm_ffjord_encode");
 }
 
-GMDEF int gm_ffjord_decode(gm_ffjord *m, const float *z, int n, float *x, int frames, float *traj) {
-    if (!m || !m->g || !z || !x || n <= 0) return gm_fail("gm_ffjord_decode: bad arguments");
-    return gm__ffjord_map(m, z, n, x, -1.0, frames, traj);
+GMDEF int gm_ffjord_decode(gm_ffjord *m, const float *z, int n, float *x) {
+    return gm_ffjord_decode_trajectory(m, z, n, x, 0, NULL);
 }
 
-GMDEF int gm_ffjord_sample(gm_ffjord *m, int n, float *x, int frames, float *traj) {
-    float *z;
-    size_t i;
-    int rc;
-    if (!m || !m->g || !x || n <= 0) return gm_fail("gm_ffjord_sample: bad arguments");
-    z = (float *)GENMOD_MALLOC(sizeof(float) * (size_t)n * m->cfg.dim);
-    if (!z) return gm_fail("gm_ffjord_sample: out of memory");
-    for (i = 0; i < (size_t)n * m->cfg.dim; i++) z[i] = gm_rng_normal(&m->rng);
-    rc = gm_ffjord_decode(m, z, n, x, frames, traj);
-    GENMOD_FREE(z);
-    return rc;
+/* frames < 2 or traj NULL: a plain decode. */
+GMDEF int gm_ffjord_decode_trajectory(gm_ffjord *m, const float *z, int n, float *x, int frames, float *traj) {
+    gm__ffjord_job j;
+    memset(&j, 0, sizeof j);
+    j.dir = -1.0;
+    j.frames = frames;
+    j.traj = frames > 1 ? traj : NULL;
+    return gm__ffjord_run(m, z, n, x, &j, gm__ffjord_map_chunk, traj ? "gm_ffjord_decode_trajectory" : "gm_ffjord_decode");
+}
+
+GMDEF int gm_ffjord_sample(gm_ffjord *m, const int *labels, int n, float *x) {
+    return gm_ffjord_sample_trajectory(m, labels, n, x, 0, NULL);
+}
+
+GMDEF int gm_ffjord_sample_trajectory(gm_ffjord *m, const int *labels, int n, float *x, int frames, float *traj) {
+    size_t i, count;
+    if (!m || !m->graph || !x || n <= 0) return gm_fail("gm_ffjord_sample: bad arguments (n = %d)", n);
+    if (gm__flow_no_labels(labels, "gm_ffjord_sample") != 0) return -1;
+    count = (size_t)n * m->cfg.dim;
+    if (gm_floats_reserve(&m->buf, &m->buf_cap, count) != 0) return -1;
+    for (i = 0; i < count; i++) m->buf[i] = gm_rng_normal(&m->rng);
+    return gm_ffjord_decode_trajectory(m, m->buf, n, x, frames, traj);
+}
+
+/* Everything that changes the parameter set or the function f: the solver and its tolerances
+   only approximate the same ODE, so a model trained with one may be evaluated with another. */
+static void gm__ffjord_arch(const gm_ffjord *m, char *out, size_t cap) {
+    snprintf(out, cap, "dim %d hidden %d depth %d act %s t_end %g", m->cfg.dim, m->cfg.hidden, m->cfg.depth,
+             gm_act_name(m->cfg.act), (double)m->cfg.t_end);
+}
+
+GMDEF int gm_ffjord_save(const gm_ffjord *m, const char *path) {
+    char arch[GM_META_VALUE_MAX];
+    gm_model_part part;
+    if (!m || !m->graph || !path) return gm_fail("gm_ffjord_save: NULL argument or model not initialized");
+    gm__ffjord_arch(m, arch, sizeof arch);
+    part.name = "";
+    part.params = GM__FLOW_UNCONST(gm_params *, &m->params);   /* read only: gm_model_save writes them out */
+    part.opt = GM__FLOW_UNCONST(gm_optim *, &m->opt);
+    return gm_model_save(path, "ffjord", arch, m->step, &part, 1, NULL);
+}
+
+GMDEF int gm_ffjord_load(gm_ffjord *m, const char *path) {
+    char arch[GM_META_VALUE_MAX];
+    gm_model_part part;
+    long step = 0;
+    if (!m || !m->graph || !path) return gm_fail("gm_ffjord_load: NULL argument or model not initialized");
+    gm__ffjord_arch(m, arch, sizeof arch);
+    part.name = ""; part.params = &m->params; part.opt = &m->opt;
+    if (gm_model_load(path, "ffjord", arch, &step, &part, 1, NULL) != 0) return -1;
+    m->step = step;
+    return 0;
 }
 
 #endif /* GENMOD_FLOW_IMPLEMENTATION_INCLUDED */

@@ -106,14 +106,14 @@ static void model_init(bench_model *m, int kind) {
         gm_flow_config c = gm_flow_default_config(GM_FLOW_REALNVP, 2, 1, 1);
         c.batch = 256; c.n_couplings = 6; c.hidden = 256; c.depth = 4;
         if (gm_flow_init(&m->flow, &c) != 0) die("gm_flow_init");
-        m->batch = 256; m->dim = 2; m->g = m->flow.g;
+        m->batch = 256; m->dim = 2; m->g = m->flow.graph;
         break;
     }
     case M_FFJORD: {
         gm_ffjord_config c = gm_ffjord_default_config(2);
         c.batch = 256;
         if (gm_ffjord_init(&m->ffjord, &c) != 0) die("gm_ffjord_init");
-        m->batch = 256; m->dim = 2; m->g = m->ffjord.g;
+        m->batch = 256; m->dim = 2; m->g = m->ffjord.graph;
         break;
     }
     default: break;
@@ -137,8 +137,8 @@ static void model_step(bench_model *m) {
     switch (m->kind) {
     case M_AE: rc = gm_ae_train_step(&m->ae, x, NULL, m->batch, NULL); break;
     case M_VAE: rc = gm_vae_train_step(&m->vae, x, NULL, m->batch, NULL); break;
-    case M_REALNVP: rc = gm_flow_train_step(&m->flow, x, m->batch, NULL); break;
-    case M_FFJORD: rc = gm_ffjord_train_step(&m->ffjord, x, m->batch, NULL); m->nfe += m->ffjord.nfe; break;
+    case M_REALNVP: rc = gm_flow_train_step(&m->flow, x, NULL, m->batch, NULL); break;
+    case M_FFJORD: rc = gm_ffjord_train_step(&m->ffjord, x, NULL, m->batch, NULL); m->nfe += m->ffjord.nfe; break;
     default: rc = gm_gan_train_step(&m->gan, x, NULL, m->batch, NULL); break;
     }
     if (rc != 0) die(model_names[m->kind]);

@@ -3,10 +3,11 @@
  * with the exact trace of df/dz or Hutchinson's estimator. Writes a panel (data, learned density,
  * samples), the trajectory of samples from z ~ N(0, I) at t = T back to data at t = 0, and the
  * loss curve; prints the test NLL (exact trace, DOPRI5 at tight tolerances) and the evaluations
- * per solve.
+ * per solve. --save FILE writes the trained model; --load FILE --epochs 0 only draws the pictures
+ * of a saved one.
  *
  *   cc -O2 -I. examples/ffjord2d.c -o ffjord2d -lm -lpthread
- *   ./ffjord2d --dataset moons --epochs 20 --solver rk4 --trace exact */
+ *   ./ffjord2d --dataset moons --epochs 20 --solver rk4 --trace exact --save ffjord.safetensors */
 #include "png.h"   /* PNG writing: stb_image_write, compiled before genmod */
 #define GENMOD_IMPLEMENTATION
 #include "../genmod.h"
@@ -91,12 +92,12 @@ int main(int argc, char **argv) {
     gm_standardize_apply(te, n_test, 2, mean, sd);
 
     cfg = gm_ffjord_default_config(2);
-    cfg.hidden = hidden; cfg.depth = depth; cfg.T = T; cfg.rk4_steps = rk4; cfg.train_tol = tol;
+    cfg.hidden = hidden; cfg.depth = depth; cfg.t_end = T; cfg.rk4_steps = rk4; cfg.train_tol = tol;
     cfg.solver = !strcmp(solver, "rk4") ? GM_ODE_RK4 : GM_ODE_DOPRI5;
     cfg.trace = !strcmp(trace, "exact") ? GM_TRACE_EXACT : !strcmp(trace, "gauss") ? GM_TRACE_HUTCH_GAUSS : GM_TRACE_HUTCH_RADEMACHER;
     cfg.lr = a.lr; cfg.batch = a.batch; cfg.seed = a.seed;
     if (gm_ffjord_init(&m, &cfg) != 0) { fprintf(stderr, "ffjord2d: %s\n", gm_last_error()); return 1; }
-    if (a.load && gm_checkpoint_load(a.load, &m.params, &m.opt, NULL) != 0) { fprintf(stderr, "ffjord2d: %s\n", gm_last_error()); return 1; }
+    if (a.load && gm_ffjord_load(&m, a.load) != 0) { fprintf(stderr, "ffjord2d: %s\n", gm_last_error()); return 1; }
     if (!a.quiet)
         printf("ffjord2d: %s, %s solver, %s trace, f %d x %d, %zu parameters\n", dataset, solver, trace, hidden, depth,
                gm_params_count(&m.params));
@@ -107,19 +108,19 @@ int main(int argc, char **argv) {
     t0 = ex_now();
     while (run.step < run.total && !ex_interrupted()) {
         while (run.step < run.total && !ex_interrupted() && (k = gm_batcher_next(&b, &idx)) > 0) {
-            gm_flow_stats st;
+            gm_ffjord_stats st;
             float v[2];
             for (i = 0; i < k; i++) { xb[2 * i] = tr[2 * idx[i]]; xb[2 * i + 1] = tr[2 * idx[i] + 1]; }
-            if (gm_ffjord_train_step(&m, xb, k, &st) != 0) { fprintf(stderr, "ffjord2d: %s\n", gm_last_error()); return 1; }
-            v[0] = st.nll; v[1] = (float)m.nfe;
-            nfe_sum += m.nfe;
+            if (gm_ffjord_train_step(&m, xb, NULL, k, &st) != 0) { fprintf(stderr, "ffjord2d: %s\n", gm_last_error()); return 1; }
+            v[0] = st.loss; v[1] = (float)st.nfe;
+            nfe_sum += st.nfe;
             ex_run_step(&run, v);
         }
     }
     train_s = ex_now() - t0;
     ex_run_end(&run);
     ex_run_plot(&run, "ffjord2d_loss.png", "FFJORD: training NLL and function evaluations per step", 0);
-    if (a.save && gm_checkpoint_save(a.save, &m.params, &m.opt, NULL) != 0) fprintf(stderr, "ffjord2d: %s\n", gm_last_error());
+    if (a.save && gm_ffjord_save(&m, a.save) != 0) { fprintf(stderr, "ffjord2d: %s\n", gm_last_error()); return 1; }
 
     /* evaluation: exact trace, adaptive solver at the evaluation tolerances */
     m.cfg.solver = GM_ODE_DOPRI5;
@@ -136,7 +137,7 @@ int main(int argc, char **argv) {
     traj = (float *)malloc(sizeof(float) * 2 * (size_t)nsmp * FRAMES);
     memset(row, 0, sizeof row);
     if (scatter(&row[0], "data (test)", te, n_test, lo, hi, 400) || density(&m, &row[1], lo, hi, &integral) ||
-        gm_ffjord_sample(&m, nsmp, smp, FRAMES, traj) || scatter(&row[2], "samples", smp, nsmp, lo, hi, 400)) {
+        gm_ffjord_sample_trajectory(&m, NULL, nsmp, smp, FRAMES, traj) || scatter(&row[2], "samples", smp, nsmp, lo, hi, 400)) {
         fprintf(stderr, "ffjord2d: %s\n", gm_last_error());
         return 1;
     }

@@ -1,11 +1,12 @@
 /* flow2d: NICE, RealNVP or Glow on a 2-D toy density. Writes one PNG panel (the data, the learned
  * density as a heatmap, samples, and the data pushed forward to z) and the loss curve; prints the
- * test NLL next to a full-covariance Gaussian fit's. The defaults are the Keras RealNVP recipe of
- * shared/baselines/quality/realnvp_moons.py (6 couplings, s/t nets 2-256-256-256-256-2, L2 0.01,
- * Adam 1e-4, batch 256); --csv PREFIX trains on that script's exact points (--save-data PREFIX).
+ * test NLL next to a full-covariance Gaussian fit's. The defaults are the Keras RealNVP recipe, as
+ * the PyTorch reference implements it (6 couplings, s/t nets 2-256-256-256-256-2, L2 0.01, Adam
+ * 1e-4, batch 256); --csv PREFIX trains on the reference's exact points (its --save-data PREFIX).
+ * --save FILE writes the trained flow; --load FILE --epochs 0 only draws the pictures of a saved one.
  *
  *   cc -O2 -I. examples/flow2d.c -o flow2d -lm -lpthread
- *   ./flow2d --model realnvp --dataset moons --epochs 110 */
+ *   ./flow2d --model realnvp --dataset moons --epochs 110 --save moons.safetensors */
 #include "png.h"   /* PNG writing: stb_image_write, compiled before genmod */
 #define GENMOD_IMPLEMENTATION
 #include "../genmod.h"
@@ -98,7 +99,7 @@ int main(int argc, char **argv) {
     ex_opt extra[] = {
         {"model", EX_CHOICE, &model, "flow", "nice|realnvp|glow"},
         {"dataset", EX_CHOICE, &dataset, "toy density", "moons|circles|8gaussians|checkerboard|pinwheel|spirals|swissroll"},
-        {"csv", EX_STRING, &csv, "train on PREFIX_train.csv, test on PREFIX_test.csv (realnvp_moons.py --save-data)", NULL},
+        {"csv", EX_STRING, &csv, "train on PREFIX_train.csv, test on PREFIX_test.csv (the PyTorch reference's --save-data)", NULL},
         {"n-train", EX_INT, &n_train, "training points", "16..10000000"},
         {"n-test", EX_INT, &n_test, "test points", "16..10000000"},
         {"layers", EX_INT, &layers, "coupling layers (Glow: steps)", "1..30"},
@@ -156,12 +157,12 @@ int main(int argc, char **argv) {
     steps_per_epoch = (tr.n + a.batch - 1) / a.batch;
     ex_run_begin(&run, &a, ex_total_steps(&a, steps_per_epoch), a.batch, "loss,nll,l2");
     t0 = ex_now();
-    for (epoch = 0; run.step < run.total; epoch++) {
+    for (epoch = 0; run.step < run.total && !ex_interrupted(); epoch++) {
         while (run.step < run.total && !ex_interrupted() && (k = gm_batcher_next(&b, &idx)) > 0) {
             gm_flow_stats st;
             float m[3];
             for (i = 0; i < k; i++) { xb[2 * i] = tr.xy[2 * idx[i]]; xb[2 * i + 1] = tr.xy[2 * idx[i] + 1]; }
-            if (gm_flow_train_step(&f, xb, k, &st) != 0) { fprintf(stderr, "flow2d: %s\n", gm_last_error()); return 1; }
+            if (gm_flow_train_step(&f, xb, NULL, k, &st) != 0) { fprintf(stderr, "flow2d: %s\n", gm_last_error()); return 1; }
             m[0] = st.loss; m[1] = st.nll; m[2] = st.l2;
             ex_run_step(&run, m);
         }
@@ -170,7 +171,7 @@ int main(int argc, char **argv) {
     ex_run_end(&run);
     snprintf(title, sizeof title, "%s on %s: training objective", model, csv ? "csv" : dataset);
     ex_run_plot(&run, "flow2d_loss.png", title, 0);
-    if (a.save && gm_flow_save(&f, a.save) != 0) fprintf(stderr, "flow2d: %s\n", gm_last_error());
+    if (a.save && gm_flow_save(&f, a.save) != 0) { fprintf(stderr, "flow2d: %s\n", gm_last_error()); return 1; }
 
     /* evaluation */
     if (gm_flow_nll(&f, te.xy, te.n, 0, &test_nll, NULL) || gm_flow_nll(&f, tr.xy, tr.n, 0, &train_nll, NULL)) {
@@ -190,7 +191,7 @@ int main(int argc, char **argv) {
     z = (float *)malloc(sizeof(float) * 2 * (size_t)te.n);
     memset(panels, 0, sizeof panels);
     if (scatter(&panels[0], "data (test)", te.xy, te.n, te.lab, te.nlab, lo, hi) || density(&f, &panels[1], lo, hi, &integral) ||
-        gm_flow_sample(&f, k, 1.0f, smp) || scatter(&panels[2], "samples", smp, k, NULL, 0, lo, hi) ||
+        gm_flow_sample(&f, NULL, k, smp) || scatter(&panels[2], "samples", smp, k, NULL, 0, lo, hi) ||
         gm_flow_encode(&f, te.xy, te.n, z) || scatter(&panels[3], "data -> z", z, te.n, te.lab, te.nlab, -4, 4)) {
         fprintf(stderr, "flow2d: %s\n", gm_last_error());
         return 1;
@@ -201,7 +202,7 @@ int main(int argc, char **argv) {
     ex_json_init(&j);
     ex_json_str(&j, "model", model);
     ex_json_str(&j, "dataset", csv ? csv : dataset);
-    ex_json_num(&j, "epochs", a.steps > 0 ? (double)run.step / steps_per_epoch : a.epochs);
+    ex_json_num(&j, "epochs", a.steps >= 0 ? (double)run.step / steps_per_epoch : a.epochs);
     ex_json_num(&j, "steps", (double)run.step);
     ex_json_num(&j, "test_nll_nats", test_nll);
     ex_json_num(&j, "train_nll_nats", train_nll);

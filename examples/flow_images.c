@@ -1,9 +1,10 @@
 /* flow_images: NICE, RealNVP or Glow on the bundled MNIST digits. Uniform dequantization and the
  * logit pre-transform (its log-det counted) give an exact bits/dim on the test set. Writes sample
  * grids at several temperatures, interpolations between test digits in z, and the loss curve.
+ * --save FILE writes the trained flow; --load FILE --steps 0 only draws the pictures of a saved one.
  *
  *   cc -O2 -I. examples/flow_images.c -o flow_images -lm -lpthread
- *   ./flow_images --model glow --steps 600 */
+ *   ./flow_images --model glow --steps 600 --save glow.safetensors */
 #include "png.h"   /* PNG writing: stb_image_write, compiled before genmod */
 #define GENMOD_IMPLEMENTATION
 #include "../genmod.h"
@@ -86,7 +87,7 @@ int main(int argc, char **argv) {
             gm_flow_stats st;
             float m[2];
             gm_dataset_gather(&train, idx, k, xb, NULL);
-            if (gm_flow_train_step(&f, xb, k, &st) != 0) { fprintf(stderr, "flow_images: %s\n", gm_last_error()); return 1; }
+            if (gm_flow_train_step(&f, xb, NULL, k, &st) != 0) { fprintf(stderr, "flow_images: %s\n", gm_last_error()); return 1; }
             m[0] = st.nll;
             m[1] = (float)((st.nll + 784 * log(256.0)) / (784 * log(2.0)));
             ex_run_step(&run, m);
@@ -95,7 +96,7 @@ int main(int argc, char **argv) {
     train_s = ex_now() - t0;
     ex_run_end(&run);
     ex_run_plot(&run, "flow_images_loss.png", "flow on digits: training NLL (nats) and bits/dim", 1);
-    if (a.save && gm_flow_save(&f, a.save) != 0) fprintf(stderr, "flow_images: %s\n", gm_last_error());
+    if (a.save && gm_flow_save(&f, a.save) != 0) { fprintf(stderr, "flow_images: %s\n", gm_last_error()); return 1; }
 
     if (gm_flow_nll(&f, test.x, test.n, 1, &nll, &bpd) != 0) { fprintf(stderr, "flow_images: %s\n", gm_last_error()); return 1; }
     if (!a.quiet) printf("test: %.2f nats/image, %.4f bits/dim (%d images, dequantized, logit counted)\n", nll, bpd, test.n);
@@ -106,7 +107,7 @@ int main(int argc, char **argv) {
     for (i = 0; i < NTEMPS; i++) {
         snprintf(caps[i], sizeof caps[i], "T = %.2f", (double)temps[i]);
         capp[i] = caps[i];
-        if (gm_flow_sample(&f, 40, temps[i], smp) != 0 || grid(&panels[i], smp, 40, 8) != 0) {
+        if (gm_flow_sample_temperature(&f, NULL, 40, temps[i], smp) != 0 || grid(&panels[i], smp, 40, 8) != 0) {
             fprintf(stderr, "flow_images: %s\n", gm_last_error());
             return 1;
         }

@@ -131,6 +131,37 @@ static int cyclegan_parts(void *m, gm_params **out) {
 }
 static void cyclegan_free(void *m) { gm_cyclegan_free((gm_cyclegan *)m); }
 
+/* ---- normalizing flows and FFJORD ------------------------------------------------------------ */
+static int flow_init(void *m, int variant) {
+    gm_flow_config c = gm_flow_default_config(GM_FLOW_REALNVP, 2, 1, 1);
+    c.n_couplings = 2; c.hidden = variant ? 6 : 8; c.depth = 1;
+    return gm_flow_init((gm_flow *)m, &c);
+}
+static int flow_train(void *m) {
+    float x[16 * 2];
+    random_fill(x, 16 * 2, 6, -1, 1);
+    return gm_flow_train_step((gm_flow *)m, x, NULL, 16, NULL);
+}
+static int flow_save(const void *m, const char *p) { return gm_flow_save((const gm_flow *)m, p); }
+static int flow_load(void *m, const char *p) { return gm_flow_load((gm_flow *)m, p); }
+static int flow_parts(void *m, gm_params **out) { out[0] = &((gm_flow *)m)->params; return 1; }
+static void flow_free(void *m) { gm_flow_free((gm_flow *)m); }
+
+static int ffjord_init(void *m, int variant) {
+    gm_ffjord_config c = gm_ffjord_default_config(2);
+    c.hidden = variant ? 6 : 8; c.depth = 1; c.rk4_steps = 2;
+    return gm_ffjord_init((gm_ffjord *)m, &c);
+}
+static int ffjord_train(void *m) {
+    float x[16 * 2];
+    random_fill(x, 16 * 2, 7, -1, 1);
+    return gm_ffjord_train_step((gm_ffjord *)m, x, NULL, 16, NULL);
+}
+static int ffjord_save(const void *m, const char *p) { return gm_ffjord_save((const gm_ffjord *)m, p); }
+static int ffjord_load(void *m, const char *p) { return gm_ffjord_load((gm_ffjord *)m, p); }
+static int ffjord_parts(void *m, gm_params **out) { out[0] = &((gm_ffjord *)m)->params; return 1; }
+static void ffjord_free(void *m) { gm_ffjord_free((gm_ffjord *)m); }
+
 /* CONTRACT_KINDS_MORE */
 
 static const model_kind kinds[] = {
@@ -139,6 +170,8 @@ static const model_kind kinds[] = {
     {"gan", sizeof(gm_gan), gan_init, gan_train, gan_save, gan_load, gan_parts, gan_free},
     {"cyclegan", sizeof(gm_cyclegan), cyclegan_init, cyclegan_train, cyclegan_save, cyclegan_load, cyclegan_parts,
      cyclegan_free},
+    {"flow", sizeof(gm_flow), flow_init, flow_train, flow_save, flow_load, flow_parts, flow_free},
+    {"ffjord", sizeof(gm_ffjord), ffjord_init, ffjord_train, ffjord_save, ffjord_load, ffjord_parts, ffjord_free},
     /* CONTRACT_KINDS_TABLE */
 };
 #define NKINDS ((int)(sizeof kinds / sizeof kinds[0]))

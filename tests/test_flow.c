@@ -1,6 +1,8 @@
 /* test_flow.c: normalizing flows (genmod_flow.h): exactness of every layer and model (inverse,
    log-det against the autodiff Jacobian), that the models learn two moons, that a trained density
-   integrates to 1, FFJORD's solvers and the unbiasedness of Hutchinson's trace estimator. */
+   integrates to 1, FFJORD's solvers and the unbiasedness of Hutchinson's trace estimator, and the
+   family contract: checkpoints that resume bit for bit, refusals of other architectures and
+   families that leave the model untouched, labels refused by these unconditional models. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,7 +255,7 @@ static int train_moons(gm_flow *f, int model, int steps, double *test_nll, doubl
     while (s < steps) {
         while (s < steps && (k = gm_batcher_next(&b, &idx)) > 0) {
             for (i = 0; i < k; i++) { xb[2 * i] = MOONS_TR[2 * idx[i]]; xb[2 * i + 1] = MOONS_TR[2 * idx[i] + 1]; }
-            if (gm_flow_train_step(f, xb, k, NULL) != 0) { gm_batcher_free(&b); return -1; }
+            if (gm_flow_train_step(f, xb, NULL, k, NULL) != 0) { gm_batcher_free(&b); return -1; }
             s++;
         }
     }
@@ -325,14 +327,14 @@ GM_TEST(test_sample_interpolate_checkpoint) {
     double mean = 0;
     int i;
     if (!TRAINED_OK) { GM_CHECK(0, "needs the trained model"); return; }
-    GM_CHECK(gm_flow_sample(&TRAINED, 500, 1.0f, s) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_flow_sample(&TRAINED, NULL, 500, s) == 0, "%s", gm_last_error());
     GM_CHECK(gm_flow_log_prob_batch(&TRAINED, s, 500, lp) == 0, "%s", gm_last_error());
     for (i = 0; i < 500; i++) mean += lp[i] / 500.0;
     printf("  mean log p of 500 samples: %.3f\n", mean);
     GM_CHECK(mean > -2.5, "samples fall where the density is low (mean log p %.3f)", mean);
     GM_CHECK(gm_flow_interpolate(&TRAINED, a, b, 5, path) == 0, "%s", gm_last_error());
     GM_CHECK(fabs(path[0] - a[0]) < 1e-3 && fabs(path[9] - b[1]) < 1e-3, "interpolation ends are not a and b");
-    GM_CHECK(gm_flow_sample(&TRAINED, 100, 0.0f, s) == 0 && fabs(s[0] - s[198]) < 1e-6, "T = 0 samples differ");
+    GM_CHECK(gm_flow_sample_temperature(&TRAINED, NULL, 100, 0.0f, s) == 0 && fabs(s[0] - s[198]) < 1e-6, "T = 0 samples differ");
     GM_CHECK(gm_flow_save(&TRAINED, file) == 0, "%s", gm_last_error());
     cfg = TRAINED.cfg;
     cfg.seed = 99;
@@ -348,7 +350,7 @@ GM_TEST(test_bad_input) {
     gm_flow f;
     gm_flow_config cfg = gm_flow_default_config(GM_FLOW_REALNVP, 2, 1, 1);
     float x[4] = {0, 0, 0, 0}, nan4[4];
-    cfg.c = 0;
+    cfg.channels = 0;
     GM_CHECK(gm_flow_init(&f, &cfg) != 0 && strstr(gm_last_error(), "shape"), "bad shape accepted: %s", gm_last_error());
     cfg = gm_flow_default_config(GM_FLOW_REALNVP, 2, 1, 1);
     cfg.depth = 99;
@@ -358,10 +360,10 @@ GM_TEST(test_bad_input) {
     gm_flow_free(&f);
     cfg = small_config(GM_FLOW_REALNVP, 2, 1, 1);
     GM_CHECK(gm_flow_init(&f, &cfg) == 0, "%s", gm_last_error());
-    GM_CHECK(gm_flow_train_step(&f, x, 0, NULL) != 0, "n = 0 accepted");
-    GM_CHECK(gm_flow_sample(&f, 3, -1.0f, x) != 0, "negative temperature accepted");
+    GM_CHECK(gm_flow_train_step(&f, x, NULL, 0, NULL) != 0, "n = 0 accepted");
+    GM_CHECK(gm_flow_sample_temperature(&f, NULL, 3, -1.0f, x) != 0, "negative temperature accepted");
     nan4[0] = nan4[1] = nan4[2] = nan4[3] = (float)NAN;
-    GM_CHECK(gm_flow_train_step(&f, nan4, 2, NULL) != 0 && strstr(gm_last_error(), "NaN"), "NaN loss trained on: %s",
+    GM_CHECK(gm_flow_train_step(&f, nan4, NULL, 2, NULL) != 0 && strstr(gm_last_error(), "NaN"), "NaN loss trained on: %s",
              gm_last_error());
     gm_flow_free(&f);
 }
@@ -426,7 +428,7 @@ GM_TEST(test_ffjord_solvers) {
     ffjord_small(&b, 2, GM_ODE_DOPRI5);
     for (i = 0; i < 32; i++) x[i] = (float)sin(i * 1.7) * 1.5f;
     a.cfg.rk4_steps = 32;
-    GM_CHECK(gm_ffjord_encode(&b, x, 16, z) == 0 && gm_ffjord_decode(&b, z, 16, y, 0, NULL) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_ffjord_encode(&b, x, 16, z) == 0 && gm_ffjord_decode(&b, z, 16, y) == 0, "%s", gm_last_error());
     for (i = 0; i < 32; i++) e = fmax(e, fabs(y[i] - x[i]));
     GM_CHECK(gm_ffjord_log_prob_batch(&a, x, 16, GM_TRACE_EXACT, la) == 0, "%s", gm_last_error());
     GM_CHECK(gm_ffjord_log_prob_batch(&b, x, 16, GM_TRACE_EXACT, lb) == 0, "%s", gm_last_error());
@@ -453,11 +455,300 @@ GM_TEST(test_ffjord_learns) {
     GM_CHECK(gm_ffjord_nll(&m, MOONS_TE, 500, &before) == 0, "%s", gm_last_error());
     for (s = 0; s < 40; s++) {
         for (i = 0; i < 128; i++) { int r = gm_rng_int(&m.rng, 2000); xb[2 * i] = MOONS_TR[2 * r]; xb[2 * i + 1] = MOONS_TR[2 * r + 1]; }
-        if (gm_ffjord_train_step(&m, xb, 128, NULL) != 0) { GM_CHECK(0, "%s", gm_last_error()); break; }
+        if (gm_ffjord_train_step(&m, xb, NULL, 128, NULL) != 0) { GM_CHECK(0, "%s", gm_last_error()); break; }
     }
     GM_CHECK(gm_ffjord_nll(&m, MOONS_TE, 500, &after) == 0, "%s", gm_last_error());
     printf("  ffjord 40 steps (rk4 x4, exact trace): test NLL %.4f -> %.4f\n", before, after);
     GM_CHECK(after < before - 0.2, "NLL did not fall: %.4f -> %.4f", before, after);
+    gm_ffjord_free(&m);
+}
+
+/* The trajectory's frames are the points of the same ODE at the frame times: its last frame is
+   the plain decode (both solved by DOPRI5 at tight tolerances), its first the latent. */
+GM_TEST(test_ffjord_trajectory) {
+    gm_ffjord m;
+    float z[2 * 16], x[2 * 16], xt[2 * 16], traj[5 * 2 * 16];
+    double e = 0;
+    int i;
+    ffjord_small(&m, 2, GM_ODE_DOPRI5);
+    m.cfg.rtol = m.cfg.atol = 1e-7f;
+    for (i = 0; i < 32; i++) z[i] = (float)cos(i * 0.9) * 1.2f;
+    GM_CHECK(gm_ffjord_decode(&m, z, 16, x) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_ffjord_decode_trajectory(&m, z, 16, xt, 5, traj) == 0, "%s", gm_last_error());
+    GM_CHECK(memcmp(traj, z, sizeof z) == 0, "frame 0 is not the latent");
+    GM_CHECK(memcmp(traj + 4 * 32, xt, sizeof xt) == 0, "the last frame is not the decoded x");
+    for (i = 0; i < 32; i++) e = fmax(e, fabs(xt[i] - x[i]));
+    printf("  decode in 4 solves vs 1: max |difference| %.2g\n", e);
+    GM_CHECK(e < 1e-3, "the trajectory ends %g away from the plain decode", e);
+    gm_ffjord_free(&m);
+}
+
+/* ---- the family contract: checkpoints, refusals, labels ---- */
+
+/* Everything a load could change in a flow: weights, optimizer moments and steps, and the
+   dequantization stream. */
+typedef struct model_copy {
+    float *params, *m, *v;
+    size_t count, nopt;
+    long step, opt_step;
+    uint64_t deq;
+} model_copy;
+
+static void copy_take(model_copy *c, const gm_params *P, const gm_optim *o, long step, uint64_t deq) {
+    c->count = P->count;
+    c->nopt = o->m ? o->n : 0;
+    c->params = (float *)malloc(sizeof(float) * (c->count + 2 * c->nopt + 1));
+    c->m = c->params + c->count;
+    c->v = c->m + c->nopt;
+    memcpy(c->params, P->data, sizeof(float) * c->count);
+    if (c->nopt) {
+        memcpy(c->m, o->m, sizeof(float) * c->nopt);
+        memcpy(c->v, o->v, sizeof(float) * c->nopt);
+    }
+    c->step = step;
+    c->opt_step = o->step;
+    c->deq = deq;
+}
+
+/* 1 when the model holds exactly what c took, bit for bit. */
+static int copy_same(const model_copy *c, const gm_params *P, const gm_optim *o, long step, uint64_t deq) {
+    if (P->count != c->count || step != c->step || o->step != c->opt_step || deq != c->deq) return 0;
+    if ((o->m ? o->n : 0) != c->nopt || memcmp(c->params, P->data, sizeof(float) * c->count) != 0) return 0;
+    return !c->nopt || (memcmp(c->m, o->m, sizeof(float) * c->nopt) == 0 && memcmp(c->v, o->v, sizeof(float) * c->nopt) == 0);
+}
+
+/* n examples: k/255 pixel values for images, N(0, 1) values for vectors. */
+static float *flow_data(int n, int dim, int image, uint64_t seed) {
+    float *x = (float *)malloc(sizeof(float) * (size_t)n * dim);
+    gm_rng r;
+    int i;
+    gm_rng_seed(&r, seed);
+    for (i = 0; i < n * dim; i++) x[i] = image ? (float)gm_rng_int(&r, 256) / 255.0f : gm_rng_normal(&r);
+    return x;
+}
+
+/* A stack of gm_flow_add layers (its checkpoints list them): actnorm, checkerboard coupling,
+   squeeze, channel-wise coupling with parity `p`. */
+static int build_custom(gm_flow *f, const gm_flow_config *cfg, int p) {
+    if (gm_flow_begin(f, cfg) != 0) return -1;
+    if (gm_flow_add(f, GM_FLOW_ACTNORM, 0, 0) != 0 || gm_flow_add(f, GM_FLOW_AFFINE, GM_FLOW_MASK_CHECKER, 0) != 0 ||
+        gm_flow_add(f, GM_FLOW_SQUEEZE, 0, 0) != 0 || gm_flow_add(f, GM_FLOW_AFFINE, GM_FLOW_MASK_CHANNEL, p) != 0) {
+        gm_flow_free(f);
+        return -1;
+    }
+    return 0;
+}
+static int build_custom0(gm_flow *f, const gm_flow_config *cfg) { return build_custom(f, cfg, 0); }
+static int build_custom1(gm_flow *f, const gm_flow_config *cfg) { return build_custom(f, cfg, 1); }
+
+/* a trains 3 steps and is saved; b (same architecture, another seed) loads the file: the same
+   log p and step; then one more step on each with the same batch leaves them bit-identical
+   (weights, Adam moments, steps, dequantization stream). */
+static void check_flow_roundtrip(const char *what, int (*build)(gm_flow *, const gm_flow_config *),
+                                 const gm_flow_config *cfg) {
+    const char *path = "/tmp/gm_test_flow_roundtrip.safetensors";
+    gm_flow_config cb = *cfg;
+    gm_flow a, b;
+    model_copy after_a;
+    int n = 12, s, dim = cfg->channels * cfg->height * cfg->width;
+    float *x = flow_data(4 * n, dim, cfg->logit, 40), la[12], lb[12];
+    cb.seed = cfg->seed + 1000;
+    GM_CHECK(build(&a, cfg) == 0 && build(&b, &cb) == 0, "%s: %s", what, gm_last_error());
+    for (s = 0; s < 3; s++)
+        GM_CHECK(gm_flow_train_step(&a, x + (size_t)s * n * dim, NULL, n, NULL) == 0, "%s: %s", what, gm_last_error());
+    GM_CHECK(gm_flow_save(&a, path) == 0, "%s: %s", what, gm_last_error());
+    GM_CHECK(gm_flow_load(&b, path) == 0, "%s: %s", what, gm_last_error());
+    GM_CHECK(b.step == 3 && b.opt.step == 3 && b.deq_rng == a.deq_rng,
+             "%s: steps %ld %ld or the noise stream differ after load", what, b.step, b.opt.step);
+    GM_CHECK(gm_flow_log_prob_batch(&a, x, n, la) == 0 && gm_flow_log_prob_batch(&b, x, n, lb) == 0, "%s: %s", what,
+             gm_last_error());
+    GM_CHECK(memcmp(la, lb, sizeof la) == 0, "%s: log p after load %.9g vs %.9g", what, lb[0], la[0]);
+    GM_CHECK(gm_flow_train_step(&a, x + (size_t)3 * n * dim, NULL, n, NULL) == 0 &&
+             gm_flow_train_step(&b, x + (size_t)3 * n * dim, NULL, n, NULL) == 0, "%s: %s", what, gm_last_error());
+    copy_take(&after_a, &a.params, &a.opt, a.step, a.deq_rng);
+    GM_CHECK(copy_same(&after_a, &b.params, &b.opt, b.step, b.deq_rng), "%s: the step after the load differs", what);
+    printf("  %-22s %2d layers, %6zu floats: log p and the next step identical after save/load\n", what, a.nlayers,
+           a.params.count);
+    free(after_a.params);
+    free(x);
+    gm_flow_free(&a);
+    gm_flow_free(&b);
+    remove(path);
+}
+
+GM_TEST(test_flow_checkpoint_roundtrip) {
+    gm_flow_config vec = small_config(GM_FLOW_REALNVP, 3, 1, 1), img = small_config(GM_FLOW_REALNVP, 1, 4, 4);
+    gm_flow_config glow = small_config(GM_FLOW_GLOW, 1, 4, 4), nice = small_config(GM_FLOW_NICE, 1, 4, 4);
+    gm_flow_config glow_vec = small_config(GM_FLOW_GLOW, 3, 1, 1), custom = small_config(GM_FLOW_REALNVP, 2, 4, 4);
+    check_flow_roundtrip("realnvp 3-d (l2)", gm_flow_init, &vec);
+    check_flow_roundtrip("realnvp 1x4x4", gm_flow_init, &img);
+    check_flow_roundtrip("glow 1x4x4", gm_flow_init, &glow);
+    check_flow_roundtrip("glow 3-d", gm_flow_init, &glow_vec);
+    check_flow_roundtrip("nice 1x4x4", gm_flow_init, &nice);
+    check_flow_roundtrip("custom stack 2x4x4", build_custom0, &custom);
+}
+
+GM_TEST(test_ffjord_checkpoint_roundtrip) {
+    const char *path = "/tmp/gm_test_ffjord_roundtrip.safetensors";
+    gm_ffjord_config c = gm_ffjord_default_config(2);
+    gm_ffjord a, b;
+    model_copy after_a;
+    float la[64], lb[64];
+    int s;
+    c.hidden = 16; c.depth = 2; c.rk4_steps = 4; c.act = GM_ACT_SOFTPLUS;
+    GM_CHECK(gm_ffjord_init(&a, &c) == 0, "%s", gm_last_error());
+    c.seed = 1234;
+    GM_CHECK(gm_ffjord_init(&b, &c) == 0, "%s", gm_last_error());
+    for (s = 0; s < 3; s++)
+        GM_CHECK(gm_ffjord_train_step(&a, MOONS_TR + 2 * 64 * s, NULL, 64, NULL) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_ffjord_save(&a, path) == 0 && gm_ffjord_load(&b, path) == 0, "%s", gm_last_error());
+    GM_CHECK(b.step == 3 && b.opt.step == 3, "steps %ld %ld after load", b.step, b.opt.step);
+    GM_CHECK(gm_ffjord_log_prob_batch(&a, MOONS_TE, 64, GM_TRACE_EXACT, la) == 0 &&
+             gm_ffjord_log_prob_batch(&b, MOONS_TE, 64, GM_TRACE_EXACT, lb) == 0, "%s", gm_last_error());
+    GM_CHECK(memcmp(la, lb, sizeof la) == 0, "log p after load %.9g vs %.9g", lb[0], la[0]);
+    GM_CHECK(gm_ffjord_train_step(&a, MOONS_TR + 2 * 64 * 3, NULL, 64, NULL) == 0 &&
+             gm_ffjord_train_step(&b, MOONS_TR + 2 * 64 * 3, NULL, 64, NULL) == 0, "%s", gm_last_error());
+    copy_take(&after_a, &a.params, &a.opt, a.step, 0);
+    GM_CHECK(copy_same(&after_a, &b.params, &b.opt, b.step, 0), "the step after the load differs");
+    printf("  ffjord 2-16x2 softplus: log p and the next step identical after save/load\n");
+    free(after_a.params);
+    gm_ffjord_free(&a);
+    gm_ffjord_free(&b);
+    remove(path);
+}
+
+/* A refused load: -1, a message holding every string of `want` (NULL-terminated), and the model
+   exactly as it was. */
+static void check_refused_flow(gm_flow *f, const char *path, const char *const *want, const char *what) {
+    model_copy before;
+    int i;
+    copy_take(&before, &f->params, &f->opt, f->step, f->deq_rng);
+    GM_CHECK(gm_flow_load(f, path) != 0, "%s: must be refused", what);
+    printf("  (expected) %s\n", gm_last_error());
+    for (i = 0; want[i]; i++) GM_CHECK(strstr(gm_last_error(), want[i]) != NULL, "%s: message lacks '%s'", what, want[i]);
+    GM_CHECK(copy_same(&before, &f->params, &f->opt, f->step, f->deq_rng), "%s: the refused load changed the flow", what);
+    free(before.params);
+}
+
+static void check_refused_ffjord(gm_ffjord *m, const char *path, const char *const *want, const char *what) {
+    model_copy before;
+    int i;
+    copy_take(&before, &m->params, &m->opt, m->step, 0);
+    GM_CHECK(gm_ffjord_load(m, path) != 0, "%s: must be refused", what);
+    printf("  (expected) %s\n", gm_last_error());
+    for (i = 0; want[i]; i++) GM_CHECK(strstr(gm_last_error(), want[i]) != NULL, "%s: message lacks '%s'", what, want[i]);
+    GM_CHECK(copy_same(&before, &m->params, &m->opt, m->step, 0), "%s: the refused load changed the model", what);
+    free(before.params);
+}
+
+/* Trains a model 2 steps (so its optimizer state exists and would show an overwrite). */
+static int flow_trained(gm_flow *f, int (*build)(gm_flow *, const gm_flow_config *), const gm_flow_config *cfg) {
+    int dim = cfg->channels * cfg->height * cfg->width, s, rc;
+    float *x = flow_data(16, dim, cfg->logit, 41);
+    rc = build(f, cfg);
+    for (s = 0; s < 2 && rc == 0; s++) rc = gm_flow_train_step(f, x + (size_t)s * 8 * dim, NULL, 8, NULL);
+    free(x);
+    return rc;
+}
+
+static int ffjord_trained(gm_ffjord *m, int hidden) {
+    gm_ffjord_config c = gm_ffjord_default_config(2);
+    c.hidden = hidden; c.depth = 2; c.rk4_steps = 2;
+    if (gm_ffjord_init(m, &c) != 0) return -1;
+    return gm_ffjord_train_step(m, MOONS_TR, NULL, 32, NULL);
+}
+
+/* A safetensors file genmod did not write: one F32 tensor "w" of 2 values, no metadata. */
+static int write_foreign_safetensors(const char *path) {
+    const char hdr[] = "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}    ";
+    unsigned char len[8] = {0};
+    float w[2] = {1.0f, 2.0f};
+    size_t n = sizeof hdr - 1;
+    FILE *f = fopen(path, "wb");
+    int i;
+    if (!f) return -1;
+    for (i = 0; i < 8; i++) len[i] = (unsigned char)((n >> (8 * i)) & 0xff);
+    fwrite(len, 1, 8, f);
+    fwrite(hdr, 1, n, f);
+    fwrite(w, sizeof(float), 2, f);   /* little-endian hosts: the bytes safetensors wants */
+    return fclose(f);
+}
+
+/* Files of another architecture, of the other model of this header, or not genmod's are refused
+   with a message naming both sides, and leave the model untouched. */
+GM_TEST(test_load_refusals) {
+    const char *path = "/tmp/gm_test_flow_refuse.safetensors", *fpath = "/tmp/gm_test_flow_refuse_ffjord.safetensors";
+    const char *foreign = "/tmp/gm_test_flow_foreign.safetensors";
+    gm_flow_config c4 = small_config(GM_FLOW_REALNVP, 3, 1, 1), c6 = c4, wide = c4;
+    gm_flow_config rimg = small_config(GM_FLOW_REALNVP, 1, 4, 4), gimg = small_config(GM_FLOW_GLOW, 1, 4, 4), noq = rimg;
+    gm_flow_config cust = small_config(GM_FLOW_REALNVP, 2, 4, 4);
+    gm_flow a, other;
+    gm_ffjord fa, fb;
+    const char *couplings[] = {"couplings 4", "couplings 6", NULL}, *hidden[] = {"mlp 8x2", "mlp 16x2", NULL};
+    const char *model[] = {"glow 1x4x4", "realnvp 1x4x4", NULL}, *deq[] = {"dequantize 1", "dequantize 0", NULL};
+    const char *stack[] = {"affine/channel0", "affine/channel1", NULL}, *fam[] = {"ffjord", "flow", NULL};
+    const char *ffj[] = {"hidden 8", "hidden 16", NULL}, *none[] = {NULL};
+    c6.n_couplings = 6; wide.hidden = 16; noq.dequantize = 0;
+    /* another flow architecture: couplings, width, model kind, dequantization, a custom stack */
+    GM_CHECK(flow_trained(&a, gm_flow_init, &c4) == 0 && gm_flow_save(&a, path) == 0, "%s", gm_last_error());
+    GM_CHECK(flow_trained(&other, gm_flow_init, &c6) == 0, "%s", gm_last_error());
+    check_refused_flow(&other, path, couplings, "6 couplings loading 4");
+    gm_flow_free(&other);
+    GM_CHECK(flow_trained(&other, gm_flow_init, &wide) == 0, "%s", gm_last_error());
+    check_refused_flow(&other, path, hidden, "hidden 16 loading 8");
+    gm_flow_free(&other);
+    gm_flow_free(&a);
+    GM_CHECK(flow_trained(&a, gm_flow_init, &gimg) == 0 && gm_flow_save(&a, path) == 0, "%s", gm_last_error());
+    GM_CHECK(flow_trained(&other, gm_flow_init, &rimg) == 0, "%s", gm_last_error());
+    check_refused_flow(&other, path, model, "realnvp loading glow");
+    gm_flow_free(&a);
+    GM_CHECK(flow_trained(&a, gm_flow_init, &noq) == 0 && gm_flow_save(&a, path) == 0, "%s", gm_last_error());
+    check_refused_flow(&other, path, deq, "dequantizing loading non-dequantizing");
+    gm_flow_free(&a);
+    GM_CHECK(flow_trained(&a, build_custom0, &cust) == 0 && gm_flow_save(&a, path) == 0, "%s", gm_last_error());
+    gm_flow_free(&other);
+    GM_CHECK(flow_trained(&other, build_custom1, &cust) == 0, "%s", gm_last_error());
+    check_refused_flow(&other, path, stack, "custom stacks differing in one parity");
+    gm_flow_free(&other);
+    /* the other model of this header, both ways, and a file genmod did not write */
+    GM_CHECK(ffjord_trained(&fa, 8) == 0 && gm_ffjord_save(&fa, fpath) == 0, "%s", gm_last_error());
+    check_refused_flow(&a, fpath, fam, "a flow loading an ffjord file");
+    check_refused_ffjord(&fa, path, fam, "ffjord loading a flow file");
+    GM_CHECK(ffjord_trained(&fb, 16) == 0, "%s", gm_last_error());
+    check_refused_ffjord(&fb, fpath, ffj, "ffjord hidden 16 loading 8");
+    GM_CHECK(write_foreign_safetensors(foreign) == 0, "cannot write %s", foreign);
+    check_refused_flow(&a, foreign, none, "a flow loading a foreign file");
+    check_refused_ffjord(&fb, foreign, none, "ffjord loading a foreign file");
+    GM_CHECK(gm_flow_load(&a, "/tmp/gm_test_flow_no_such_file.safetensors") != 0, "a missing file was accepted");
+    gm_flow_free(&a);
+    gm_ffjord_free(&fa);
+    gm_ffjord_free(&fb);
+    remove(path); remove(fpath); remove(foreign);
+}
+
+/* These models are unconditional: labels are refused, not ignored, and nothing changes. */
+GM_TEST(test_labels_refused) {
+    gm_flow_config c = small_config(GM_FLOW_REALNVP, 2, 1, 1);
+    gm_flow f;
+    gm_ffjord m;
+    model_copy before;
+    int labels[4] = {0, 1, 2, 3};
+    float out[8];
+    GM_CHECK(flow_trained(&f, gm_flow_init, &c) == 0 && ffjord_trained(&m, 8) == 0, "%s", gm_last_error());
+    copy_take(&before, &f.params, &f.opt, f.step, f.deq_rng);
+    GM_CHECK(gm_flow_train_step(&f, MOONS_TR, labels, 4, NULL) != 0 && strstr(gm_last_error(), "labels"),
+             "flow train_step took labels: %s", gm_last_error());
+    GM_CHECK(copy_same(&before, &f.params, &f.opt, f.step, f.deq_rng), "a refused step changed the flow");
+    GM_CHECK(gm_flow_sample(&f, labels, 4, out) != 0 && strstr(gm_last_error(), "labels"), "flow sample took labels");
+    GM_CHECK(gm_flow_sample_temperature(&f, labels, 4, 0.5f, out) != 0, "flow sample_temperature took labels");
+    free(before.params);
+    copy_take(&before, &m.params, &m.opt, m.step, 0);
+    GM_CHECK(gm_ffjord_train_step(&m, MOONS_TR, labels, 4, NULL) != 0 && strstr(gm_last_error(), "labels"),
+             "ffjord train_step took labels: %s", gm_last_error());
+    GM_CHECK(copy_same(&before, &m.params, &m.opt, m.step, 0), "a refused step changed the ffjord model");
+    GM_CHECK(gm_ffjord_sample(&m, labels, 4, out) != 0 && strstr(gm_last_error(), "labels"), "ffjord sample took labels");
+    free(before.params);
+    gm_flow_free(&f);
     gm_ffjord_free(&m);
 }
 
@@ -475,6 +766,11 @@ int main(void) {
     GM_RUN(test_ffjord_hutchinson_unbiased);
     GM_RUN(test_ffjord_solvers);
     GM_RUN(test_ffjord_learns);
+    GM_RUN(test_ffjord_trajectory);
+    GM_RUN(test_flow_checkpoint_roundtrip);
+    GM_RUN(test_ffjord_checkpoint_roundtrip);
+    GM_RUN(test_load_refusals);
+    GM_RUN(test_labels_refused);
     if (TRAINED_OK) gm_flow_free(&TRAINED);
     return gm_test_summary();
 }
