@@ -206,6 +206,17 @@ GMDEF void gm_init_weights(gm_rng *r, float *w, size_t n, int init, int fan_in, 
 /* ======================================================================================= */
 typedef struct gm_graph gm_graph;
 typedef struct gm_tensor gm_tensor;
+/* Private to the autodiff: what an op keeps for its backward rule, one member per kind of op. */
+typedef struct gm__conv_geom { int n, cin, h, w, cout, k, stride, pad, ho, wo; } gm__conv_geom;
+typedef union gm__op_state {
+    float scalar[2];                    /* elementwise maps: affine's a, b; pow's p; clamp's lo, hi; slopes */
+    struct { int ta, tb; } matmul;      /* which operands were transposed */
+    gm__conv_geom conv;                 /* CONV, CONVT, WGRAD */
+    struct { int axis, start; } slice;  /* SLICE, PAD; CONCAT's axis */
+    int perm[GM_MAX_DIMS];              /* PERMUTE: output dim k is input dim perm[k] */
+    int factor;                         /* UPSAMPLE, AVGPOOL */
+    const int *labels;                  /* GATHER, SCATTER: the graph's copy of the labels */
+} gm__op_state;
 struct gm_tensor {
     int ndim;
     int shape[GM_MAX_DIMS];
@@ -214,10 +225,9 @@ struct gm_tensor {
     gm_tensor *grad;        /* filled by gm_backward / gm_grad for tensors on the tape */
     /* private to the autodiff */
     int op, id, requires_grad;
+    int mark;               /* number of the backward pass whose path the tensor lies on */
     gm_tensor *src[3];
-    float f[4];
-    int i[8];
-    const int *labels;
+    gm__op_state state;
     float *param_grad;      /* parameter leaves: where their gradient is added */
 };
 
@@ -2396,19 +2406,36 @@ GMDEF void gm_init_weights(gm_rng *r, float *w, size_t n, int init, int fan_in, 
 /* ======================================================================================= */
 /* Graphs and tensors                                                                      */
 /* ======================================================================================= */
-/* ---- arena and tape ---- */
-enum {
-    GM__OP_LEAF = 0, GM__OP_CONST,
-    GM__OP_ADD, GM__OP_SUB, GM__OP_MUL, GM__OP_DIV,
-    GM__OP_AFFINE, GM__OP_EXP, GM__OP_LOG, GM__OP_SQRT, GM__OP_SQUARE, GM__OP_ABS, GM__OP_POW,
-    GM__OP_CLAMP, GM__OP_RELU, GM__OP_LEAKY, GM__OP_ELU, GM__OP_TANH, GM__OP_SIGMOID,
-    GM__OP_SOFTPLUS, GM__OP_LOG_SIGMOID,
-    GM__OP_SOFTMAX, GM__OP_LOG_SOFTMAX,
-    GM__OP_SUM_TO, GM__OP_EXPAND, GM__OP_RESHAPE, GM__OP_PERMUTE, GM__OP_CONCAT, GM__OP_SLICE,
-    GM__OP_PAD, GM__OP_GATHER, GM__OP_SCATTER, GM__OP_MATMUL,
-    GM__OP_CONV, GM__OP_CONVT, GM__OP_WGRAD, GM__OP_UPSAMPLE, GM__OP_AVGPOOL
-};
+/* ---- the ops ---- */
+/* An op lives in one place, in its own section: its forward (a public function, or a private
+   gm__<name> for the ops only backward rules make), its state in y->state (a member of
+   gm__op_state), and its backward rule gm__<name>_backward right after the forward. The rule
+   reads y->grad and y->src and adds the sources' gradients, written with the differentiable ops
+   themselves so that it differentiates again. This list names every op once; it makes the enum
+   (GM__OP_<OP>), the rules' prototypes and the table of descriptors indexed by the op, so none of
+   them can fall out of step with another. A new op: a line here, then its forward and rule. */
+#define GM__OPS(X)                                                                                  \
+    X(LEAF, leaf)                                                                                   \
+    X(ADD, add) X(SUB, sub) X(MUL, mul) X(DIV, div)                                                 \
+    X(AFFINE, affine) X(EXP, exp) X(LOG, log) X(SQRT, sqrt) X(SQUARE, square) X(ABS, abs)           \
+    X(POW, pow) X(CLAMP, clamp) X(RELU, relu) X(LEAKY, leaky_relu) X(ELU, elu) X(TANH, tanh)        \
+    X(SIGMOID, sigmoid) X(SOFTPLUS, softplus) X(LOG_SIGMOID, log_sigmoid)                           \
+    X(SOFTMAX, softmax) X(LOG_SOFTMAX, log_softmax) X(SUM_TO, sum_to) X(EXPAND, expand)             \
+    X(RESHAPE, reshape) X(PERMUTE, permute) X(CONCAT, concat) X(SLICE, slice) X(PAD, pad)           \
+    X(GATHER, gather) X(SCATTER, scatter) X(MATMUL, matmul)                                         \
+    X(CONV, conv) X(CONVT, conv_transpose) X(WGRAD, conv_wgrad)                                    \
+    X(UPSAMPLE, upsample) X(AVGPOOL, avg_pool)
 
+typedef void (*gm__backward_fn)(gm_graph *g, gm_tensor *y);
+typedef struct gm__op_desc { const char *name; gm__backward_fn backward; } gm__op_desc;
+#define GM__OP_ENUM(OP, name) GM__OP_##OP,
+#define GM__OP_PROTO(OP, name) static void gm__##name##_backward(gm_graph *g, gm_tensor *y);
+#define GM__OP_DESC(OP, name) {#name, gm__##name##_backward},
+enum { GM__OPS(GM__OP_ENUM) GM__OP_COUNT };
+GM__OPS(GM__OP_PROTO)
+static const gm__op_desc gm__op_table[GM__OP_COUNT] = {GM__OPS(GM__OP_DESC)};
+
+/* ---- arena and tape ---- */
 typedef struct gm__chunk {
     struct gm__chunk *next;
     unsigned char *mem;   /* 64-byte aligned start inside this allocation */
@@ -2709,6 +2736,9 @@ GMDEF gm_tensor *gm_param(gm_graph *g, gm_params *p, int view) {
     return t;
 }
 
+/* A leaf was made by no op: nothing to pass back. */
+static void gm__leaf_backward(gm_graph *g, gm_tensor *y) { (void)g; (void)y; }
+
 GMDEF gm_tensor *gm_requires_grad(gm_tensor *t) {
     if (!t) return NULL;
     GENMOD_ASSERT(t->op == GM__OP_LEAF);
@@ -2752,6 +2782,22 @@ static const char *gm__shape_text(const gm_tensor *t, char *buf) {  /* buf: 64 c
     return buf;
 }
 
+/* ---- what the backward rules share ---- */
+/* Does t take part in this backward pass? (Its mark is the pass's number; see gm__backprop.) */
+#define GM__WANT(t) ((t) && (t)->requires_grad && (t)->mark == g->pass)
+
+static void gm__accumulate(gm_graph *g, gm_tensor *t, gm_tensor *dt) {
+    if (!GM__WANT(t) || !dt) return;
+    t->grad = t->grad ? gm_add(g, t->grad, dt) : dt;
+}
+
+static gm_tensor *gm__sum_to(gm_graph *g, gm_tensor *x, int ndim, const int *shape); /* "Reductions" */
+
+/* Gradient of a broadcasting input: sum the output gradient back to the input's shape. */
+static void gm__accumulate_to(gm_graph *g, gm_tensor *t, gm_tensor *dt) {
+    if (GM__WANT(t) && dt) gm__accumulate(g, t, gm__sum_to(g, dt, t->ndim, t->shape));
+}
+
 /* ======================================================================================= */
 /* Elementwise ops and activations                                                         */
 /* ======================================================================================= */
@@ -2790,12 +2836,6 @@ static int gm__broadcast(gm_graph *g, const char *who, const gm_tensor *a, const
     return 0;
 }
 
-/* One row of y = a op b with element strides sa, sb (0 = a broadcast scalar), on the SIMD path. */
-static void gm__binary_row(int op, float *y, const float *a, long sa, const float *b, long sb, int n) {
-    gm__vbinary(op == GM__OP_ADD ? GM__EW_ADD : op == GM__OP_SUB ? GM__EW_SUB : op == GM__OP_MUL ? GM__EW_MUL : GM__EW_DIV,
-                y, a, sa, b, sb, n);
-}
-
 /* Big elementwise ops are split over the pool in blocks of a fixed size. Each output element is
    computed by the same instructions whoever runs its block, so results stay bit-identical at any
    thread count; small tensors stay on the calling thread, where a hand-off would cost more. */
@@ -2820,7 +2860,8 @@ static void gm__parallel_blocks(int n, int block, int elements, gm__range_fn fn,
     gm__parallel_for((n + block - 1) / block, gm__blocks_task, &job);
 }
 
-typedef struct { int op; const gm__bcast *bc; const float *a, *b; float *y; } gm__binary_job;
+/* Rows of y = a ew b (ew: GM__EW_ADD ...), each one call of the SIMD path's vbinary. */
+typedef struct { int ew; const gm__bcast *bc; const float *a, *b; float *y; } gm__binary_job;
 
 static void gm__binary_rows(void *ctx, int r0, int r1) {
     const gm__binary_job *j = (const gm__binary_job *)ctx;
@@ -2830,7 +2871,7 @@ static void gm__binary_rows(void *ctx, int r0, int r1) {
         int i2 = r % bc->n[2], i1 = (r / bc->n[2]) % bc->n[1], i0 = r / (bc->n[2] * bc->n[1]);
         const float *pa = j->a + i0 * bc->sa[0] + i1 * bc->sa[1] + i2 * bc->sa[2];
         const float *pb = j->b + i0 * bc->sb[0] + i1 * bc->sb[1] + i2 * bc->sb[2];
-        gm__binary_row(j->op, j->y + (size_t)r * bc->n[3], pa, bc->sa[3], pb, bc->sb[3], bc->n[3]);
+        gm__vbinary(j->ew, j->y + (size_t)r * bc->n[3], pa, bc->sa[3], pb, bc->sb[3], bc->n[3]);
     }
 }
 
@@ -2854,7 +2895,8 @@ static void gm__bcast_collapse(gm__bcast *bc) {
     *bc = out;
 }
 
-static gm_tensor *gm__binary(gm_graph *g, int op, const char *who, gm_tensor *a, gm_tensor *b) {
+/* The op `op`: y = a ew b with broadcasting. */
+static gm_tensor *gm__binary(gm_graph *g, int op, int ew, const char *who, gm_tensor *a, gm_tensor *b) {
     int ndim, shape[4];
     gm__bcast bc;
     gm__binary_job job;
@@ -2864,111 +2906,197 @@ static gm_tensor *gm__binary(gm_graph *g, int op, const char *who, gm_tensor *a,
     y = gm__new(g, ndim, shape);
     if (!y) return NULL;
     gm__bcast_collapse(&bc);
-    job.op = op; job.bc = &bc; job.a = a->data; job.b = b->data; job.y = y->data;
+    job.ew = ew; job.bc = &bc; job.a = a->data; job.b = b->data; job.y = y->data;
     gm__parallel_blocks(bc.n[0] * bc.n[1] * bc.n[2], GM__MAX(1, GM__EW_BLOCK / bc.n[3]), y->size, gm__binary_rows, &job);
     return gm__record(g, y, op, a, b, NULL);
 }
 
-GMDEF gm_tensor *gm_add(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm__binary(g, GM__OP_ADD, "gm_add", a, b); }
-GMDEF gm_tensor *gm_sub(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm__binary(g, GM__OP_SUB, "gm_sub", a, b); }
-GMDEF gm_tensor *gm_mul(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm__binary(g, GM__OP_MUL, "gm_mul", a, b); }
-GMDEF gm_tensor *gm_div(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm__binary(g, GM__OP_DIV, "gm_div", a, b); }
-
-static void gm__unary_kernel(int op, const float *f, float *y, const float *x, int n) {
-    int i;
-    switch (op) {
-    case GM__OP_AFFINE:  gm__vunary(GM__EW_AFFINE, y, x, (size_t)n, f[0], f[1]); break;
-    case GM__OP_EXP:     gm__vexp(y, x, (size_t)n); break;
-    case GM__OP_LOG:     gm__vlog(y, x, (size_t)n); break;
-    case GM__OP_SQRT:    for (i = 0; i < n; i++) y[i] = sqrtf(x[i]); break;
-    case GM__OP_SQUARE:  gm__vunary(GM__EW_SQUARE, y, x, (size_t)n, 0, 0); break;
-    case GM__OP_ABS:     for (i = 0; i < n; i++) y[i] = fabsf(x[i]); break;
-    case GM__OP_POW:     for (i = 0; i < n; i++) y[i] = powf(x[i], f[0]); break;
-    case GM__OP_CLAMP:   for (i = 0; i < n; i++) y[i] = x[i] < f[0] ? f[0] : x[i] > f[1] ? f[1] : x[i]; break;
-    case GM__OP_RELU:    gm__vunary(GM__EW_RELU, y, x, (size_t)n, 0, 0); break;
-    case GM__OP_LEAKY:   gm__vunary(GM__EW_LEAKY, y, x, (size_t)n, f[0], 0); break;
-    case GM__OP_ELU:     gm__vunary(GM__EW_ELU, y, x, (size_t)n, f[0], 0); break;
-    case GM__OP_TANH:    gm__vtanh(y, x, (size_t)n); break;
-    case GM__OP_SIGMOID: gm__vsigmoid(y, x, (size_t)n); break;
-    case GM__OP_SOFTPLUS:    gm__vsoftplus(y, x, (size_t)n); break;
-    case GM__OP_LOG_SIGMOID: /* -softplus(-x) */
-        gm__vunary(GM__EW_AFFINE, y, x, (size_t)n, -1.0f, 0.0f);
-        gm__vsoftplus(y, y, (size_t)n);
-        gm__vunary(GM__EW_AFFINE, y, y, (size_t)n, -1.0f, 0.0f);
-        break;
-    default: GENMOD_ASSERT(0 && "not a unary op");
-    }
+GMDEF gm_tensor *gm_add(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm__binary(g, GM__OP_ADD, GM__EW_ADD, "gm_add", a, b); }
+static void gm__add_backward(gm_graph *g, gm_tensor *y) {
+    gm__accumulate_to(g, y->src[0], y->grad);
+    gm__accumulate_to(g, y->src[1], y->grad);
 }
 
-typedef struct { int op; const float *f, *x; float *y; } gm__unary_job;
-
-static void gm__unary_range(void *ctx, int lo, int hi) {
-    const gm__unary_job *j = (const gm__unary_job *)ctx;
-    gm__unary_kernel(j->op, j->f, j->y + lo, j->x + lo, hi - lo);
+GMDEF gm_tensor *gm_sub(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm__binary(g, GM__OP_SUB, GM__EW_SUB, "gm_sub", a, b); }
+static void gm__sub_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *b = y->src[1];
+    gm__accumulate_to(g, y->src[0], y->grad);
+    if (GM__WANT(b)) gm__accumulate_to(g, b, gm_neg(g, y->grad));
 }
 
-static gm_tensor *gm__unary(gm_graph *g, int op, gm_tensor *x, float f0, float f1) {
+GMDEF gm_tensor *gm_mul(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm__binary(g, GM__OP_MUL, GM__EW_MUL, "gm_mul", a, b); }
+static void gm__mul_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *a = y->src[0], *b = y->src[1];
+    if (GM__WANT(a)) gm__accumulate_to(g, a, gm_mul(g, y->grad, b));
+    if (GM__WANT(b)) gm__accumulate_to(g, b, gm_mul(g, y->grad, a));
+}
+
+GMDEF gm_tensor *gm_div(gm_graph *g, gm_tensor *a, gm_tensor *b) { return gm__binary(g, GM__OP_DIV, GM__EW_DIV, "gm_div", a, b); }
+/* d/da = 1/b, d/db = -a/b^2 = -y/b */
+static void gm__div_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *a = y->src[0], *b = y->src[1];
+    if (GM__WANT(a)) gm__accumulate_to(g, a, gm_div(g, y->grad, b));
+    if (GM__WANT(b)) gm__accumulate_to(g, b, gm_neg(g, gm_div(g, gm_mul(g, y->grad, y), b)));
+}
+
+/* Elementwise maps y = f(x): one map function per op fills a range of y; f is the op's
+   parameters (y->state.scalar), so the forward and the backward rule read the same values. */
+typedef void (*gm__map_fn)(float *y, const float *x, int n, const float *f);
+typedef struct { gm__map_fn map; const float *f, *x; float *y; } gm__map_job;
+
+static void gm__map_range(void *ctx, int lo, int hi) {
+    const gm__map_job *j = (const gm__map_job *)ctx;
+    j->map(j->y + lo, j->x + lo, hi - lo, j->f);
+}
+
+/* A fresh y = map(x) with parameters (f0, f1), in fixed blocks over the pool, not recorded: the
+   constant masks of the backward rules (derivatives of piecewise maps, zero almost everywhere). */
+static gm_tensor *gm__map(gm_graph *g, gm_tensor *x, gm__map_fn map, float f0, float f1) {
     gm_tensor *y;
-    gm__unary_job job;
+    gm__map_job job;
     if (!g || !x) return NULL;
     y = gm__new_like(g, x);
     if (!y) return NULL;
-    y->f[0] = f0;
-    y->f[1] = f1;
-    job.op = op; job.f = y->f; job.x = x->data; job.y = y->data;
-    gm__parallel_blocks(x->size, GM__EW_BLOCK, x->size, gm__unary_range, &job);
-    return gm__record(g, y, op, x, NULL, NULL);
-}
-
-GMDEF gm_tensor *gm_affine(gm_graph *g, gm_tensor *x, float a, float b) { return gm__unary(g, GM__OP_AFFINE, x, a, b); }
-GMDEF gm_tensor *gm_scale(gm_graph *g, gm_tensor *x, float a) { return gm_affine(g, x, a, 0.0f); }
-GMDEF gm_tensor *gm_neg(gm_graph *g, gm_tensor *x) { return gm_affine(g, x, -1.0f, 0.0f); }
-GMDEF gm_tensor *gm_exp(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_EXP, x, 0, 0); }
-GMDEF gm_tensor *gm_log(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_LOG, x, 0, 0); }
-GMDEF gm_tensor *gm_sqrt(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_SQRT, x, 0, 0); }
-GMDEF gm_tensor *gm_square(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_SQUARE, x, 0, 0); }
-GMDEF gm_tensor *gm_abs(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_ABS, x, 0, 0); }
-GMDEF gm_tensor *gm_pow(gm_graph *g, gm_tensor *x, float p) { return gm__unary(g, GM__OP_POW, x, p, 0); }
-GMDEF gm_tensor *gm_clamp(gm_graph *g, gm_tensor *x, float lo, float hi) {
-    if (g && lo > hi) { gm__graph_error(g, "gm_clamp: lo %g > hi %g", (double)lo, (double)hi); return NULL; }
-    return gm__unary(g, GM__OP_CLAMP, x, lo, hi);
-}
-GMDEF gm_tensor *gm_relu(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_RELU, x, 0, 0); }
-GMDEF gm_tensor *gm_leaky_relu(gm_graph *g, gm_tensor *x, float slope) { return gm__unary(g, GM__OP_LEAKY, x, slope, 0); }
-GMDEF gm_tensor *gm_elu(gm_graph *g, gm_tensor *x, float alpha) { return gm__unary(g, GM__OP_ELU, x, alpha, 0); }
-GMDEF gm_tensor *gm_tanh(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_TANH, x, 0, 0); }
-GMDEF gm_tensor *gm_sigmoid(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_SIGMOID, x, 0, 0); }
-GMDEF gm_tensor *gm_softplus(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_SOFTPLUS, x, 0, 0); }
-GMDEF gm_tensor *gm_log_sigmoid(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_LOG_SIGMOID, x, 0, 0); }
-
-/* Constant 0/1-style masks used by backward rules: derivatives of piecewise functions. They carry
-   no gradient (their own derivative is zero almost everywhere). */
-enum { GM__MASK_POS, GM__MASK_LEAKY, GM__MASK_SIGN, GM__MASK_INSIDE };
-typedef struct { int kind; float f0, f1; const float *x; float *y; } gm__mask_job;
-
-static void gm__mask_range(void *ctx, int lo, int hi) {
-    const gm__mask_job *j = (const gm__mask_job *)ctx;
-    int n = hi - lo, i;
-    const float *x = j->x + lo;
-    float *y = j->y + lo;
-    switch (j->kind) {
-    case GM__MASK_POS:   gm__vunary(GM__EW_MASK_POS, y, x, (size_t)n, 0, 0); break;
-    case GM__MASK_LEAKY: gm__vunary(GM__EW_MASK_LEAKY, y, x, (size_t)n, j->f0, 0); break;
-    case GM__MASK_SIGN:  for (i = 0; i < n; i++) y[i] = x[i] > 0 ? 1.0f : x[i] < 0 ? -1.0f : 0.0f; break;
-    default:             for (i = 0; i < n; i++) y[i] = x[i] >= j->f0 && x[i] <= j->f1 ? 1.0f : 0.0f; break;
-    }
-}
-
-static gm_tensor *gm__mask(gm_graph *g, gm_tensor *x, int kind, float f0, float f1) {
-    gm__mask_job job;
-    gm_tensor *y;
-    if (!g || !x) return NULL;
-    y = gm__new_like(g, x);
-    if (!y) return NULL;
-    job.kind = kind; job.f0 = f0; job.f1 = f1; job.x = x->data; job.y = y->data;
-    gm__parallel_blocks(x->size, GM__EW_BLOCK, x->size, gm__mask_range, &job);
+    y->state.scalar[0] = f0;
+    y->state.scalar[1] = f1;
+    job.map = map; job.f = y->state.scalar; job.x = x->data; job.y = y->data;
+    gm__parallel_blocks(x->size, GM__EW_BLOCK, x->size, gm__map_range, &job);
     return y;
 }
+
+/* The op y = map(x), recorded. */
+static gm_tensor *gm__unary(gm_graph *g, int op, gm__map_fn map, gm_tensor *x, float f0, float f1) {
+    return gm__record(g, gm__map(g, x, map, f0, f1), op, x, NULL, NULL);
+}
+
+/* A map's backward rule: dx = dy * f'(x), with dfdx = f'(x) a tensor of the graph. */
+static void gm__map_backward(gm_graph *g, gm_tensor *y, gm_tensor *dfdx) {
+    gm__accumulate(g, y->src[0], gm_mul(g, y->grad, dfdx));
+}
+
+static void gm__affine_map(float *y, const float *x, int n, const float *f) {
+    gm__vunary(GM__EW_AFFINE, y, x, (size_t)n, f[0], f[1]);
+}
+GMDEF gm_tensor *gm_affine(gm_graph *g, gm_tensor *x, float a, float b) { return gm__unary(g, GM__OP_AFFINE, gm__affine_map, x, a, b); }
+GMDEF gm_tensor *gm_scale(gm_graph *g, gm_tensor *x, float a) { return gm_affine(g, x, a, 0.0f); }
+GMDEF gm_tensor *gm_neg(gm_graph *g, gm_tensor *x) { return gm_affine(g, x, -1.0f, 0.0f); }
+static void gm__affine_backward(gm_graph *g, gm_tensor *y) {
+    gm__accumulate(g, y->src[0], gm_scale(g, y->grad, y->state.scalar[0]));
+}
+
+static void gm__exp_map(float *y, const float *x, int n, const float *f) { (void)f; gm__vexp(y, x, (size_t)n); }
+GMDEF gm_tensor *gm_exp(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_EXP, gm__exp_map, x, 0, 0); }
+static void gm__exp_backward(gm_graph *g, gm_tensor *y) { gm__map_backward(g, y, y); }
+
+static void gm__log_map(float *y, const float *x, int n, const float *f) { (void)f; gm__vlog(y, x, (size_t)n); }
+GMDEF gm_tensor *gm_log(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_LOG, gm__log_map, x, 0, 0); }
+static void gm__log_backward(gm_graph *g, gm_tensor *y) { gm__map_backward(g, y, gm_pow(g, y->src[0], -1.0f)); }
+
+static void gm__sqrt_map(float *y, const float *x, int n, const float *f) {
+    int i;
+    (void)f;
+    for (i = 0; i < n; i++) y[i] = sqrtf(x[i]);
+}
+GMDEF gm_tensor *gm_sqrt(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_SQRT, gm__sqrt_map, x, 0, 0); }
+static void gm__sqrt_backward(gm_graph *g, gm_tensor *y) { gm__map_backward(g, y, gm_pow(g, gm_scale(g, y, 2.0f), -1.0f)); }
+
+static void gm__square_map(float *y, const float *x, int n, const float *f) {
+    (void)f;
+    gm__vunary(GM__EW_SQUARE, y, x, (size_t)n, 0, 0);
+}
+GMDEF gm_tensor *gm_square(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_SQUARE, gm__square_map, x, 0, 0); }
+static void gm__square_backward(gm_graph *g, gm_tensor *y) { gm__map_backward(g, y, gm_scale(g, y->src[0], 2.0f)); }
+
+static void gm__abs_map(float *y, const float *x, int n, const float *f) {
+    int i;
+    (void)f;
+    for (i = 0; i < n; i++) y[i] = fabsf(x[i]);
+}
+static void gm__sign_map(float *y, const float *x, int n, const float *f) {
+    int i;
+    (void)f;
+    for (i = 0; i < n; i++) y[i] = x[i] > 0 ? 1.0f : x[i] < 0 ? -1.0f : 0.0f;
+}
+GMDEF gm_tensor *gm_abs(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_ABS, gm__abs_map, x, 0, 0); }
+static void gm__abs_backward(gm_graph *g, gm_tensor *y) { gm__map_backward(g, y, gm__map(g, y->src[0], gm__sign_map, 0, 0)); }
+
+static void gm__pow_map(float *y, const float *x, int n, const float *f) {
+    int i;
+    for (i = 0; i < n; i++) y[i] = powf(x[i], f[0]);
+}
+GMDEF gm_tensor *gm_pow(gm_graph *g, gm_tensor *x, float p) { return gm__unary(g, GM__OP_POW, gm__pow_map, x, p, 0); }
+static void gm__pow_backward(gm_graph *g, gm_tensor *y) {
+    const float p = y->state.scalar[0];
+    gm__map_backward(g, y, gm_scale(g, gm_pow(g, y->src[0], p - 1.0f), p));
+}
+
+static void gm__clamp_map(float *y, const float *x, int n, const float *f) {
+    int i;
+    for (i = 0; i < n; i++) y[i] = x[i] < f[0] ? f[0] : x[i] > f[1] ? f[1] : x[i];
+}
+static void gm__inside_map(float *y, const float *x, int n, const float *f) { /* 1 inside [f0, f1] */
+    int i;
+    for (i = 0; i < n; i++) y[i] = x[i] >= f[0] && x[i] <= f[1] ? 1.0f : 0.0f;
+}
+GMDEF gm_tensor *gm_clamp(gm_graph *g, gm_tensor *x, float lo, float hi) {
+    if (g && lo > hi) { gm__graph_error(g, "gm_clamp: lo %g > hi %g", (double)lo, (double)hi); return NULL; }
+    return gm__unary(g, GM__OP_CLAMP, gm__clamp_map, x, lo, hi);
+}
+static void gm__clamp_backward(gm_graph *g, gm_tensor *y) {
+    gm__map_backward(g, y, gm__map(g, y->src[0], gm__inside_map, y->state.scalar[0], y->state.scalar[1]));
+}
+
+static void gm__relu_map(float *y, const float *x, int n, const float *f) { (void)f; gm__vunary(GM__EW_RELU, y, x, (size_t)n, 0, 0); }
+static void gm__positive_map(float *y, const float *x, int n, const float *f) { /* 1 where x > 0 */
+    (void)f;
+    gm__vunary(GM__EW_MASK_POS, y, x, (size_t)n, 0, 0);
+}
+GMDEF gm_tensor *gm_relu(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_RELU, gm__relu_map, x, 0, 0); }
+static void gm__relu_backward(gm_graph *g, gm_tensor *y) { gm__map_backward(g, y, gm__map(g, y->src[0], gm__positive_map, 0, 0)); }
+
+static void gm__leaky_map(float *y, const float *x, int n, const float *f) { gm__vunary(GM__EW_LEAKY, y, x, (size_t)n, f[0], 0); }
+static void gm__leaky_slope_map(float *y, const float *x, int n, const float *f) { /* 1 where x > 0, else f0 */
+    gm__vunary(GM__EW_MASK_LEAKY, y, x, (size_t)n, f[0], 0);
+}
+GMDEF gm_tensor *gm_leaky_relu(gm_graph *g, gm_tensor *x, float slope) { return gm__unary(g, GM__OP_LEAKY, gm__leaky_map, x, slope, 0); }
+static void gm__leaky_relu_backward(gm_graph *g, gm_tensor *y) {
+    gm__map_backward(g, y, gm__map(g, y->src[0], gm__leaky_slope_map, y->state.scalar[0], 0));
+}
+
+static void gm__elu_map(float *y, const float *x, int n, const float *f) { gm__vunary(GM__EW_ELU, y, x, (size_t)n, f[0], 0); }
+GMDEF gm_tensor *gm_elu(gm_graph *g, gm_tensor *x, float alpha) { return gm__unary(g, GM__OP_ELU, gm__elu_map, x, alpha, 0); }
+/* f'(x) is 1 where x > 0, else y + alpha (= alpha e^x) */
+static void gm__elu_backward(gm_graph *g, gm_tensor *y) {
+    const float alpha = y->state.scalar[0];
+    gm_tensor *m;
+    if (alpha == 1.0f) { /* y + 1 <= 1 iff x <= 0 */
+        gm__map_backward(g, y, gm_clamp(g, gm_affine(g, y, 1.0f, 1.0f), -FLT_MAX, 1.0f));
+        return;
+    }
+    m = gm__map(g, y->src[0], gm__positive_map, 0, 0);
+    gm__map_backward(g, y, gm_add(g, m, gm_mul(g, gm_affine(g, m, -1.0f, 1.0f), gm_affine(g, y, 1.0f, alpha))));
+}
+
+static void gm__tanh_map(float *y, const float *x, int n, const float *f) { (void)f; gm__vtanh(y, x, (size_t)n); }
+GMDEF gm_tensor *gm_tanh(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_TANH, gm__tanh_map, x, 0, 0); }
+static void gm__tanh_backward(gm_graph *g, gm_tensor *y) { gm__map_backward(g, y, gm_affine(g, gm_square(g, y), -1.0f, 1.0f)); }
+
+static void gm__sigmoid_map(float *y, const float *x, int n, const float *f) { (void)f; gm__vsigmoid(y, x, (size_t)n); }
+GMDEF gm_tensor *gm_sigmoid(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_SIGMOID, gm__sigmoid_map, x, 0, 0); }
+static void gm__sigmoid_backward(gm_graph *g, gm_tensor *y) { gm__map_backward(g, y, gm_mul(g, y, gm_affine(g, y, -1.0f, 1.0f))); }
+
+static void gm__softplus_map(float *y, const float *x, int n, const float *f) { (void)f; gm__vsoftplus(y, x, (size_t)n); }
+GMDEF gm_tensor *gm_softplus(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_SOFTPLUS, gm__softplus_map, x, 0, 0); }
+static void gm__softplus_backward(gm_graph *g, gm_tensor *y) { gm__map_backward(g, y, gm_sigmoid(g, y->src[0])); }
+
+static void gm__log_sigmoid_map(float *y, const float *x, int n, const float *f) { /* -softplus(-x) */
+    (void)f;
+    gm__vunary(GM__EW_AFFINE, y, x, (size_t)n, -1.0f, 0.0f);
+    gm__vsoftplus(y, y, (size_t)n);
+    gm__vunary(GM__EW_AFFINE, y, y, (size_t)n, -1.0f, 0.0f);
+}
+GMDEF gm_tensor *gm_log_sigmoid(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_LOG_SIGMOID, gm__log_sigmoid_map, x, 0, 0); }
+static void gm__log_sigmoid_backward(gm_graph *g, gm_tensor *y) { gm__map_backward(g, y, gm_sigmoid(g, gm_neg(g, y->src[0]))); }
 
 /* ---- built from the ops above ---- */
 GMDEF gm_tensor *gm_bias_add(gm_graph *g, gm_tensor *x, gm_tensor *b) {
@@ -3106,6 +3234,16 @@ static gm_tensor *gm__expand(gm_graph *g, gm_tensor *x, int ndim, const int *sha
     return gm__record(g, y, GM__OP_EXPAND, x, NULL, NULL);
 }
 
+/* sum_to and expand are each other's adjoint. */
+static void gm__sum_to_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *x = y->src[0];
+    gm__accumulate(g, x, gm__expand(g, y->grad, x->ndim, x->shape));
+}
+static void gm__expand_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *x = y->src[0];
+    gm__accumulate(g, x, gm__sum_to(g, y->grad, x->ndim, x->shape));
+}
+
 GMDEF gm_tensor *gm_expand(gm_graph *g, gm_tensor *x, int d0, int d1, int d2, int d3) {
     int ndim, shape[4];
     if (!g || !x || gm__shape4(g, "gm_expand", d0, d1, d2, d3, &ndim, shape) != 0) return NULL;
@@ -3176,7 +3314,18 @@ static gm_tensor *gm__softmax_op(gm_graph *g, gm_tensor *x, int log_form) {
 }
 
 GMDEF gm_tensor *gm_softmax(gm_graph *g, gm_tensor *x) { return gm__softmax_op(g, x, 0); }
+/* dx = y (dy - sum(dy y)) */
+static void gm__softmax_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *dy = y->grad, *d = gm_sum_axes(g, gm_mul(g, dy, y), 1 << (y->ndim - 1));
+    gm__accumulate(g, y->src[0], gm_mul(g, y, gm_sub(g, dy, d)));
+}
+
 GMDEF gm_tensor *gm_log_softmax(gm_graph *g, gm_tensor *x) { return gm__softmax_op(g, x, 1); }
+/* dx = dy - softmax(x) sum(dy) */
+static void gm__log_softmax_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *dy = y->grad, *d = gm_sum_axes(g, dy, 1 << (y->ndim - 1));
+    gm__accumulate(g, y->src[0], gm_sub(g, dy, gm_mul(g, gm_exp(g, y), d)));
+}
 
 /* ======================================================================================= */
 /* Shape ops                                                                               */
@@ -3194,6 +3343,10 @@ static gm_tensor *gm__reshape(gm_graph *g, gm_tensor *x, int ndim, const int *sh
     y->data = x->data;   /* a view: values are never written after creation */
     y->id = -1;
     return gm__record(g, y, GM__OP_RESHAPE, x, NULL, NULL);
+}
+static void gm__reshape_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *x = y->src[0];
+    gm__accumulate(g, x, gm__reshape(g, y->grad, x->ndim, x->shape));
 }
 
 GMDEF gm_tensor *gm_reshape(gm_graph *g, gm_tensor *x, int d0, int d1, int d2, int d3) {
@@ -3249,8 +3402,13 @@ static gm_tensor *gm__permute(gm_graph *g, gm_tensor *x, const int *perm) {
                 const float *px = x->data + i0 * st[0] + i1 * st[1] + i2 * st[2];
                 for (i3 = 0; i3 < dx[3]; i3++) *py++ = px[i3 * st[3]];
             }
-    for (k = 0; k < x->ndim; k++) y->i[k] = perm[k];
+    for (k = 0; k < x->ndim; k++) y->state.perm[k] = perm[k];
     return gm__record(g, y, GM__OP_PERMUTE, x, NULL, NULL);
+}
+static void gm__permute_backward(gm_graph *g, gm_tensor *y) {
+    int inv[4], k;
+    for (k = 0; k < y->ndim; k++) inv[y->state.perm[k]] = k;
+    gm__accumulate(g, y->src[0], gm__permute(g, y->grad, inv));
 }
 
 GMDEF gm_tensor *gm_permute(gm_graph *g, gm_tensor *x, int p0, int p1, int p2, int p3) {
@@ -3282,6 +3440,26 @@ static void gm__copy_axis(const gm_tensor *src, int src_start, const gm_tensor *
                src->data + ((size_t)o * src->shape[axis] + src_start) * inner, (size_t)len * inner * sizeof(float));
 }
 
+/* The adjoint of gm_slice: x placed at `start` of an axis of length `full`, zeros elsewhere. */
+static gm_tensor *gm__pad(gm_graph *g, gm_tensor *x, int axis, int start, int full) {
+    int shape[4];
+    gm_tensor *y;
+    if (!g || !x) return NULL;
+    memcpy(shape, x->shape, sizeof shape);
+    shape[axis] = full;
+    y = gm__new(g, x->ndim, shape);
+    if (!y) return NULL;
+    memset(y->data, 0, (size_t)y->size * sizeof(float));
+    gm__copy_axis(x, 0, y, start, axis, x->shape[axis]);
+    y->state.slice.axis = axis; y->state.slice.start = start;
+    return gm__record(g, y, GM__OP_PAD, x, NULL, NULL);
+}
+static void gm__pad_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *x = y->src[0];
+    const int axis = y->state.slice.axis;
+    gm__accumulate(g, x, gm_slice(g, y->grad, axis, y->state.slice.start, x->shape[axis]));
+}
+
 GMDEF gm_tensor *gm_slice(gm_graph *g, gm_tensor *x, int axis, int start, int len) {
     int shape[4];
     gm_tensor *y;
@@ -3296,23 +3474,13 @@ GMDEF gm_tensor *gm_slice(gm_graph *g, gm_tensor *x, int axis, int start, int le
     y = gm__new(g, x->ndim, shape);
     if (!y) return NULL;
     gm__copy_axis(x, start, y, 0, axis, len);
-    y->i[0] = axis; y->i[1] = start;
+    y->state.slice.axis = axis; y->state.slice.start = start;
     return gm__record(g, y, GM__OP_SLICE, x, NULL, NULL);
 }
-
-/* The adjoint of gm_slice: x placed at `start` of an axis of length `full`, zeros elsewhere. */
-static gm_tensor *gm__pad(gm_graph *g, gm_tensor *x, int axis, int start, int full) {
-    int shape[4];
-    gm_tensor *y;
-    if (!g || !x) return NULL;
-    memcpy(shape, x->shape, sizeof shape);
-    shape[axis] = full;
-    y = gm__new(g, x->ndim, shape);
-    if (!y) return NULL;
-    memset(y->data, 0, (size_t)y->size * sizeof(float));
-    gm__copy_axis(x, 0, y, start, axis, x->shape[axis]);
-    y->i[0] = axis; y->i[1] = start;
-    return gm__record(g, y, GM__OP_PAD, x, NULL, NULL);
+static void gm__slice_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *x = y->src[0];
+    const int axis = y->state.slice.axis;
+    gm__accumulate(g, x, gm__pad(g, y->grad, axis, y->state.slice.start, x->shape[axis]));
 }
 
 GMDEF gm_tensor *gm_concat(gm_graph *g, gm_tensor *a, gm_tensor *b, int axis) {
@@ -3332,8 +3500,14 @@ GMDEF gm_tensor *gm_concat(gm_graph *g, gm_tensor *a, gm_tensor *b, int axis) {
     if (!y) return NULL;
     gm__copy_axis(a, 0, y, 0, axis, a->shape[axis]);
     gm__copy_axis(b, 0, y, a->shape[axis], axis, b->shape[axis]);
-    y->i[0] = axis;
+    y->state.slice.axis = axis;
     return gm__record(g, y, GM__OP_CONCAT, a, b, NULL);
+}
+static void gm__concat_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *a = y->src[0], *b = y->src[1];
+    const int axis = y->state.slice.axis;
+    if (GM__WANT(a)) gm__accumulate(g, a, gm_slice(g, y->grad, axis, 0, a->shape[axis]));
+    if (GM__WANT(b)) gm__accumulate(g, b, gm_slice(g, y->grad, axis, a->shape[axis], b->shape[axis]));
 }
 
 static const int *gm__copy_labels(gm_graph *g, const int *labels, int n, int classes, const char *who) {
@@ -3348,19 +3522,6 @@ static const int *gm__copy_labels(gm_graph *g, const int *labels, int n, int cla
     return copy;
 }
 
-GMDEF gm_tensor *gm_gather(gm_graph *g, gm_tensor *x, const int *labels) {
-    gm_tensor *y;
-    int i, n, c;
-    if (!g || !x) return NULL;
-    if (!labels || x->ndim != 2) { gm__graph_error(g, "gm_gather: needs x (N,C) and labels"); return NULL; }
-    n = x->shape[0];
-    c = x->shape[1];
-    y = gm__new(g, 1, &n);
-    if (!y || !(y->labels = gm__copy_labels(g, labels, n, c, "gm_gather"))) return NULL;
-    for (i = 0; i < n; i++) y->data[i] = x->data[(size_t)i * c + y->labels[i]];
-    return gm__record(g, y, GM__OP_GATHER, x, NULL, NULL);
-}
-
 /* The adjoint of gm_gather: (N) -> (N,C) with x[i] at column labels[i]. */
 static gm_tensor *gm__scatter(gm_graph *g, gm_tensor *x, const int *labels, int classes) {
     gm_tensor *y;
@@ -3372,8 +3533,28 @@ static gm_tensor *gm__scatter(gm_graph *g, gm_tensor *x, const int *labels, int 
     if (!y) return NULL;
     memset(y->data, 0, (size_t)y->size * sizeof(float));
     for (i = 0; i < shape[0]; i++) y->data[(size_t)i * classes + labels[i]] = x->data[i];
-    y->labels = labels;
+    y->state.labels = labels;
     return gm__record(g, y, GM__OP_SCATTER, x, NULL, NULL);
+}
+static void gm__scatter_backward(gm_graph *g, gm_tensor *y) {
+    gm__accumulate(g, y->src[0], gm_gather(g, y->grad, y->state.labels));
+}
+
+GMDEF gm_tensor *gm_gather(gm_graph *g, gm_tensor *x, const int *labels) {
+    gm_tensor *y;
+    int i, n, c;
+    if (!g || !x) return NULL;
+    if (!labels || x->ndim != 2) { gm__graph_error(g, "gm_gather: needs x (N,C) and labels"); return NULL; }
+    n = x->shape[0];
+    c = x->shape[1];
+    y = gm__new(g, 1, &n);
+    if (!y || !(y->state.labels = gm__copy_labels(g, labels, n, c, "gm_gather"))) return NULL;
+    for (i = 0; i < n; i++) y->data[i] = x->data[(size_t)i * c + y->state.labels[i]];
+    return gm__record(g, y, GM__OP_GATHER, x, NULL, NULL);
+}
+static void gm__gather_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *x = y->src[0];
+    gm__accumulate(g, x, gm__scatter(g, y->grad, y->state.labels, x->shape[1]));
 }
 
 GMDEF gm_tensor *gm_one_hot(gm_graph *g, const int *labels, int n, int classes) {
@@ -3414,14 +3595,22 @@ GMDEF gm_tensor *gm_matmul(gm_graph *g, gm_tensor *a, gm_tensor *b, int ta, int 
     if (!y) return NULL;
     gm_sgemm(ta, tb, m, n, k, 1.0f, a->data, a->shape[1], b->data, b->shape[1], 0.0f, y->data, n);
     g->flops += 2.0 * m * n * k;
-    y->i[0] = ta; y->i[1] = tb;
+    y->state.matmul.ta = ta; y->state.matmul.tb = tb;
     return gm__record(g, y, GM__OP_MATMUL, a, b, NULL);
 }
+static void gm__matmul_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *a = y->src[0], *b = y->src[1], *dy = y->grad;
+    const int ta = y->state.matmul.ta, tb = y->state.matmul.tb;
+    if (GM__WANT(a))  /* dA = dY op(B)^T, transposed back if A was */
+        gm__accumulate(g, a, ta ? gm_matmul(g, b, dy, tb, 1) : gm_matmul(g, dy, b, 0, !tb));
+    if (GM__WANT(b))  /* dB = op(A)^T dY, transposed back if B was */
+        gm__accumulate(g, b, tb ? gm_matmul(g, dy, a, 1, ta) : gm_matmul(g, a, dy, !ta, 0));
+}
 
-/* Convolution geometry. The three ops below are one family: CONV (x, w) -> y is a convolution;
-   CONVT (y, w) -> x is its adjoint in x (PyTorch's conv_transpose2d); WGRAD (x, y) -> w is its
-   adjoint in w. Each one's derivatives are the other two, which gives every order of gradient. */
-typedef struct gm__conv_geom { int n, cin, h, w, cout, k, stride, pad, ho, wo; } gm__conv_geom;
+/* Convolutions. The three ops below are one family: CONV (x, w) -> y is a convolution; CONVT
+   (y, w) -> x is its adjoint in x (PyTorch's conv_transpose2d); WGRAD (x, y) -> w is its adjoint
+   in w. Each one's derivatives are the other two, which gives every order of gradient. Each keeps
+   the geometry (gm__conv_geom, in y->state.conv) for its backward rule. */
 
 /* The output columns [ow0, ow1) whose input column ow*stride - pad + kj lies inside the image. */
 static void gm__conv_inside(const gm__conv_geom *c, int kj, int *ow0, int *ow1) {
@@ -3635,9 +3824,7 @@ static double gm__conv_flops(const gm__conv_geom *c) {
     return 2.0 * c->n * c->cout * c->cin * c->k * c->k * c->ho * c->wo;
 }
 
-static void gm__conv_set(gm_tensor *t, const gm__conv_geom *c) {
-    t->i[0] = c->stride; t->i[1] = c->pad; t->i[2] = c->k; t->i[3] = c->h; t->i[4] = c->w;
-}
+static void gm__conv_set(gm_tensor *t, const gm__conv_geom *c) { t->state.conv = *c; }
 
 /* CONVT's GEMM writes its patches a chunk of output positions at a time (GM__NC columns, the
    GEMM's own column block: it packs W once per block anyway), and each chunk is added into xt while
@@ -3663,6 +3850,9 @@ static int gm__conv_scratch(gm_graph *g, const gm__conv_geom *c, float **col, fl
    (the two GEMMs of one backward share an operand): GM__HAVE_XT, its x transposed (xt); GM__HAVE_YCN,
    its y channel-major. */
 enum { GM__HAVE_XT = 1, GM__HAVE_YCN = 2 };
+/* each conv op's backward rule runs the other two */
+static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, const gm__conv_geom *c, int have);
+static gm_tensor *gm__wgrad_forward(gm_graph *g, gm_tensor *x, gm_tensor *y, const gm__conv_geom *c, int have);
 
 static gm_tensor *gm__conv_forward(gm_graph *g, gm_tensor *x, gm_tensor *w, const gm__conv_geom *c, int have) {
     int shape[4];
@@ -3680,6 +3870,14 @@ static gm_tensor *gm__conv_forward(gm_graph *g, gm_tensor *x, gm_tensor *w, cons
     g->flops += gm__conv_flops(c);
     gm__conv_set(y, c);
     return gm__record(g, y, GM__OP_CONV, x, w, NULL);
+}
+/* y = conv(x, w): dx = convT(dy, w), dw = wgrad(x, dy). The two GEMMs of a conv op's backward share
+   an operand: CONV's both read dy channel-major (ycn), CONVT's both read dx transposed (xt). The
+   second takes it from the scratch as the first left it (neither GEMM writes it). */
+static void gm__conv_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *x = y->src[0], *w = y->src[1], *first = NULL;
+    if (GM__WANT(x)) gm__accumulate(g, x, first = gm__convt_forward(g, y->grad, w, &y->state.conv, 0));
+    if (GM__WANT(w)) gm__accumulate(g, w, gm__wgrad_forward(g, x, y->grad, &y->state.conv, first ? GM__HAVE_YCN : 0));
 }
 
 static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, const gm__conv_geom *c, int have) {
@@ -3701,6 +3899,12 @@ static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, con
     gm__conv_set(x, c);
     return gm__record(g, x, GM__OP_CONVT, y, w, NULL);
 }
+/* x = convT(y, w): dy = conv(dx, w), dw = wgrad(dx, y), sharing dx transposed */
+static void gm__conv_transpose_backward(gm_graph *g, gm_tensor *x) {
+    gm_tensor *y = x->src[0], *w = x->src[1], *first = NULL;
+    if (GM__WANT(y)) gm__accumulate(g, y, first = gm__conv_forward(g, x->grad, w, &x->state.conv, 0));
+    if (GM__WANT(w)) gm__accumulate(g, w, gm__wgrad_forward(g, x->grad, y, &x->state.conv, first ? GM__HAVE_XT : 0));
+}
 
 static gm_tensor *gm__wgrad_forward(gm_graph *g, gm_tensor *x, gm_tensor *y, const gm__conv_geom *c, int have) {
     int shape[4];
@@ -3718,6 +3922,12 @@ static gm_tensor *gm__wgrad_forward(gm_graph *g, gm_tensor *x, gm_tensor *y, con
     g->flops += gm__conv_flops(c);
     gm__conv_set(w, c);
     return gm__record(g, w, GM__OP_WGRAD, x, y, NULL);
+}
+/* w = wgrad(x, y): dx = convT(y, dw), dy = conv(x, dw) */
+static void gm__conv_wgrad_backward(gm_graph *g, gm_tensor *w) {
+    gm_tensor *x = w->src[0], *y = w->src[1];
+    if (GM__WANT(x)) gm__accumulate(g, x, gm__convt_forward(g, y, w->grad, &w->state.conv, 0));
+    if (GM__WANT(y)) gm__accumulate(g, y, gm__conv_forward(g, x, w->grad, &w->state.conv, 0));
 }
 
 /* Geometry from x-side dims (n,cin,h,w), y-side channels, kernel, stride, pad. */
@@ -3768,19 +3978,6 @@ GMDEF gm_tensor *gm_conv_transpose2d(gm_graph *g, gm_tensor *x, gm_tensor *w, in
     return gm__convt_forward(g, x, w, &c, 0);
 }
 
-/* Re-derives the geometry stored by gm__conv_set from a family member's operands. */
-static void gm__geom_of(const gm_tensor *t, gm__conv_geom *c) {
-    const gm_tensor *a = t->src[0], *b = t->src[1];
-    c->stride = t->i[0]; c->pad = t->i[1]; c->k = t->i[2]; c->h = t->i[3]; c->w = t->i[4];
-    switch (t->op) {
-    case GM__OP_CONV:  c->n = a->shape[0]; c->cin = a->shape[1]; c->cout = b->shape[0]; break;
-    case GM__OP_CONVT: c->n = a->shape[0]; c->cout = a->shape[1]; c->cin = b->shape[1]; break;
-    default:           c->n = a->shape[0]; c->cin = a->shape[1]; c->cout = b->shape[1]; break;
-    }
-    c->ho = (c->h + 2 * c->pad - c->k) / c->stride + 1;
-    c->wo = (c->w + 2 * c->pad - c->k) / c->stride + 1;
-}
-
 static gm_tensor *gm__pool_op(gm_graph *g, gm_tensor *x, int f, int up) {
     int shape[4], n, h, w, i, j;
     gm_tensor *y;
@@ -3809,12 +4006,22 @@ static gm_tensor *gm__pool_op(gm_graph *g, gm_tensor *x, int f, int up) {
             for (i = 0; i < h * w; i++) yp[i] *= 1.0f / (float)(f * f);
         }
     }
-    y->i[0] = f;
+    y->state.factor = f;
     return gm__record(g, y, up ? GM__OP_UPSAMPLE : GM__OP_AVGPOOL, x, NULL, NULL);
 }
 
 GMDEF gm_tensor *gm_upsample_nearest(gm_graph *g, gm_tensor *x, int factor) { return gm__pool_op(g, x, factor, 1); }
+/* each input pixel was copied f*f times: sum them = f^2 * average */
+static void gm__upsample_backward(gm_graph *g, gm_tensor *y) {
+    const int f = y->state.factor;
+    gm__accumulate(g, y->src[0], gm_scale(g, gm_avg_pool(g, y->grad, f), (float)(f * f)));
+}
+
 GMDEF gm_tensor *gm_avg_pool(gm_graph *g, gm_tensor *x, int k) { return gm__pool_op(g, x, k, 0); }
+static void gm__avg_pool_backward(gm_graph *g, gm_tensor *y) {
+    const int f = y->state.factor;
+    gm__accumulate(g, y->src[0], gm_scale(g, gm_upsample_nearest(g, y->grad, f), 1.0f / (float)(f * f)));
+}
 
 /* ======================================================================================= */
 /* Losses and log-densities                                                                */
@@ -3877,161 +4084,28 @@ GMDEF gm_tensor *gm_kl_std_normal(gm_graph *g, gm_tensor *mu, gm_tensor *logvar)
 /* ======================================================================================= */
 /* Automatic differentiation                                                               */
 /* ======================================================================================= */
-/* Does t take part in this backward pass? (`i[7]` is the pass's mark; see gm__backprop.) */
-#define GM__WANT(t) ((t) && (t)->requires_grad && (t)->i[7] == g->pass)
-
-static void gm__accumulate(gm_graph *g, gm_tensor *t, gm_tensor *dt) {
-    if (!GM__WANT(t) || !dt) return;
-    t->grad = t->grad ? gm_add(g, t->grad, dt) : dt;
-}
-
-/* Gradient of a broadcasting input: sum the output gradient back to the input's shape. */
-static void gm__accumulate_to(gm_graph *g, gm_tensor *t, gm_tensor *dt) {
-    if (GM__WANT(t) && dt) gm__accumulate(g, t, gm__sum_to(g, dt, t->ndim, t->shape));
-}
-
-static void gm__backward_binary(gm_graph *g, gm_tensor *y, gm_tensor *dy) {
-    gm_tensor *a = y->src[0], *b = y->src[1];
-    switch (y->op) {
-    case GM__OP_ADD: gm__accumulate_to(g, a, dy); gm__accumulate_to(g, b, dy); break;
-    case GM__OP_SUB: gm__accumulate_to(g, a, dy); if (GM__WANT(b)) gm__accumulate_to(g, b, gm_neg(g, dy)); break;
-    case GM__OP_MUL:
-        if (GM__WANT(a)) gm__accumulate_to(g, a, gm_mul(g, dy, b));
-        if (GM__WANT(b)) gm__accumulate_to(g, b, gm_mul(g, dy, a));
-        break;
-    default: /* DIV: d/da = 1/b, d/db = -a/b^2 = -y/b */
-        if (GM__WANT(a)) gm__accumulate_to(g, a, gm_div(g, dy, b));
-        if (GM__WANT(b)) gm__accumulate_to(g, b, gm_neg(g, gm_div(g, gm_mul(g, dy, y), b)));
-        break;
-    }
-}
-
-/* d y / d x for the unary ops, as a tensor of the graph (so it is differentiable itself). */
-static gm_tensor *gm__unary_derivative(gm_graph *g, gm_tensor *y) {
-    gm_tensor *x = y->src[0], *m;
-    switch (y->op) {
-    case GM__OP_EXP:     return y;
-    case GM__OP_LOG:     return gm_pow(g, x, -1.0f);
-    case GM__OP_SQRT:    return gm_pow(g, gm_scale(g, y, 2.0f), -1.0f);
-    case GM__OP_SQUARE:  return gm_scale(g, x, 2.0f);
-    case GM__OP_ABS:     return gm__mask(g, x, GM__MASK_SIGN, 0, 0);
-    case GM__OP_POW:     return gm_scale(g, gm_pow(g, x, y->f[0] - 1.0f), y->f[0]);
-    case GM__OP_CLAMP:   return gm__mask(g, x, GM__MASK_INSIDE, y->f[0], y->f[1]);
-    case GM__OP_RELU:    return gm__mask(g, x, GM__MASK_POS, 0, 0);
-    case GM__OP_LEAKY:   return gm__mask(g, x, GM__MASK_LEAKY, y->f[0], 0);
-    case GM__OP_ELU:     /* 1 where x > 0, else y + alpha (= alpha e^x) */
-        if (y->f[0] == 1.0f) return gm_clamp(g, gm_affine(g, y, 1.0f, 1.0f), -FLT_MAX, 1.0f); /* y + 1 <= 1 iff x <= 0 */
-        m = gm__mask(g, x, GM__MASK_POS, 0, 0);
-        return gm_add(g, m, gm_mul(g, gm_affine(g, m, -1.0f, 1.0f), gm_affine(g, y, 1.0f, y->f[0])));
-    case GM__OP_TANH:    return gm_affine(g, gm_square(g, y), -1.0f, 1.0f);
-    case GM__OP_SIGMOID: return gm_mul(g, y, gm_affine(g, y, -1.0f, 1.0f));
-    case GM__OP_SOFTPLUS:    return gm_sigmoid(g, x);
-    case GM__OP_LOG_SIGMOID: return gm_sigmoid(g, gm_neg(g, x));
-    default: GENMOD_ASSERT(0 && "no unary derivative"); return NULL;
-    }
-}
-
-/* The two GEMMs of a conv op's backward share an operand: CONV's both read dy channel-major
-   (ycn), CONVT's both read dx transposed (xt). The second takes it from the scratch as the first
-   left it (neither GEMM writes it). */
-static void gm__backward_conv(gm_graph *g, gm_tensor *t, gm_tensor *dt) {
-    gm_tensor *a = t->src[0], *b = t->src[1], *first = NULL;
-    gm__conv_geom c;
-    gm__geom_of(t, &c);
-    switch (t->op) {
-    case GM__OP_CONV:   /* y = conv(x, w): dx = convT(dy, w), dw = wgrad(x, dy) */
-        if (GM__WANT(a)) gm__accumulate(g, a, first = gm__convt_forward(g, dt, b, &c, 0));
-        if (GM__WANT(b)) gm__accumulate(g, b, gm__wgrad_forward(g, a, dt, &c, first ? GM__HAVE_YCN : 0));
-        break;
-    case GM__OP_CONVT:  /* x = convT(y, w): dy = conv(dx, w), dw = wgrad(dx, y) */
-        if (GM__WANT(a)) gm__accumulate(g, a, first = gm__conv_forward(g, dt, b, &c, 0));
-        if (GM__WANT(b)) gm__accumulate(g, b, gm__wgrad_forward(g, dt, a, &c, first ? GM__HAVE_XT : 0));
-        break;
-    default:            /* w = wgrad(x, y): dx = convT(y, dw), dy = conv(x, dw) */
-        if (GM__WANT(a)) gm__accumulate(g, a, gm__convt_forward(g, b, dt, &c, 0));
-        if (GM__WANT(b)) gm__accumulate(g, b, gm__conv_forward(g, a, dt, &c, 0));
-        break;
-    }
-}
-
-static void gm__backward_matmul(gm_graph *g, gm_tensor *y, gm_tensor *dy) {
-    gm_tensor *a = y->src[0], *b = y->src[1];
-    int ta = y->i[0], tb = y->i[1];
-    if (GM__WANT(a))  /* dA = dY op(B)^T, transposed back if A was */
-        gm__accumulate(g, a, ta ? gm_matmul(g, b, dy, tb, 1) : gm_matmul(g, dy, b, 0, !tb));
-    if (GM__WANT(b))  /* dB = op(A)^T dY, transposed back if B was */
-        gm__accumulate(g, b, tb ? gm_matmul(g, dy, a, 1, ta) : gm_matmul(g, a, dy, !ta, 0));
-}
-
-static void gm__backward_op(gm_graph *g, gm_tensor *y) {
-    gm_tensor *dy = y->grad, *x = y->src[0], *d;
-    int inv[4], k;
-    switch (y->op) {
-    case GM__OP_ADD: case GM__OP_SUB: case GM__OP_MUL: case GM__OP_DIV:
-        gm__backward_binary(g, y, dy);
-        break;
-    case GM__OP_AFFINE:
-        gm__accumulate(g, x, gm_scale(g, dy, y->f[0]));
-        break;
-    case GM__OP_SOFTMAX:      /* dx = y (dy - sum(dy y)) */
-        d = gm_sum_axes(g, gm_mul(g, dy, y), 1 << (y->ndim - 1));
-        gm__accumulate(g, x, gm_mul(g, y, gm_sub(g, dy, d)));
-        break;
-    case GM__OP_LOG_SOFTMAX:  /* dx = dy - softmax(x) sum(dy) */
-        d = gm_sum_axes(g, dy, 1 << (y->ndim - 1));
-        gm__accumulate(g, x, gm_sub(g, dy, gm_mul(g, gm_exp(g, y), d)));
-        break;
-    case GM__OP_SUM_TO:   gm__accumulate(g, x, gm__expand(g, dy, x->ndim, x->shape)); break;
-    case GM__OP_EXPAND:   gm__accumulate(g, x, gm__sum_to(g, dy, x->ndim, x->shape)); break;
-    case GM__OP_RESHAPE:  gm__accumulate(g, x, gm__reshape(g, dy, x->ndim, x->shape)); break;
-    case GM__OP_PERMUTE:
-        for (k = 0; k < y->ndim; k++) inv[y->i[k]] = k;
-        gm__accumulate(g, x, gm__permute(g, dy, inv));
-        break;
-    case GM__OP_SLICE:    gm__accumulate(g, x, gm__pad(g, dy, y->i[0], y->i[1], x->shape[y->i[0]])); break;
-    case GM__OP_PAD:      gm__accumulate(g, x, gm_slice(g, dy, y->i[0], y->i[1], x->shape[y->i[0]])); break;
-    case GM__OP_CONCAT:
-        if (GM__WANT(x)) gm__accumulate(g, x, gm_slice(g, dy, y->i[0], 0, x->shape[y->i[0]]));
-        if (GM__WANT(y->src[1]))
-            gm__accumulate(g, y->src[1], gm_slice(g, dy, y->i[0], x->shape[y->i[0]], y->src[1]->shape[y->i[0]]));
-        break;
-    case GM__OP_GATHER:   gm__accumulate(g, x, gm__scatter(g, dy, y->labels, x->shape[1])); break;
-    case GM__OP_SCATTER:  gm__accumulate(g, x, gm_gather(g, dy, y->labels)); break;
-    case GM__OP_MATMUL:   gm__backward_matmul(g, y, dy); break;
-    case GM__OP_CONV: case GM__OP_CONVT: case GM__OP_WGRAD: gm__backward_conv(g, y, dy); break;
-    case GM__OP_UPSAMPLE: /* each input pixel was copied f*f times: sum them = f^2 * average */
-        gm__accumulate(g, x, gm_scale(g, gm_avg_pool(g, dy, y->i[0]), (float)(y->i[0] * y->i[0])));
-        break;
-    case GM__OP_AVGPOOL:
-        gm__accumulate(g, x, gm_scale(g, gm_upsample_nearest(g, dy, y->i[0]), 1.0f / (float)(y->i[0] * y->i[0])));
-        break;
-    default:              /* the unary ops: dx = dy * f'(x) */
-        gm__accumulate(g, x, gm_mul(g, dy, gm__unary_derivative(g, y)));
-        break;
-    }
-}
-
-/* Reverse pass from y (seeded with dy) over the tape. Marks which tape entries lie on a path from
-   `from` (or from any leaf when from is NULL) to y, so nothing else is computed: a tensor is marked
-   when its i[7] equals this pass's number, so entries older than `from` need no visit at all (FFJORD's
-   exact trace takes one pass per dimension on a long tape). Backward ops are recorded only when
-   create_graph is set, which is what makes gradients differentiable. */
+/* Reverse pass from y (seeded with dy) over the tape: each op's backward rule, from the table of
+   op descriptors (see "the ops" under "Graphs and tensors"). Marks which tape entries lie on a path
+   from `from` (or from any leaf when from is NULL) to y, so nothing else is computed: a tensor is
+   marked when its mark equals this pass's number, so entries older than `from` need no visit at all
+   (FFJORD's exact trace takes one pass per dimension on a long tape). Backward ops are recorded only
+   when create_graph is set, which is what makes gradients differentiable. */
 static int gm__backprop(gm_graph *g, gm_tensor *y, gm_tensor *dy, gm_tensor *from, int create_graph) {
     int k, j, saved = g->record, top = y->id, bottom = from ? from->id : 0;
     g->pass++;
     for (k = bottom; k <= top; k++) {
         gm_tensor *t = g->tape[k];
         int on_path = !from || t == from;
-        for (j = 0; j < 3 && !on_path; j++) on_path = t->src[j] && t->src[j]->id >= bottom && t->src[j]->i[7] == g->pass;
+        for (j = 0; j < 3 && !on_path; j++) on_path = t->src[j] && t->src[j]->id >= bottom && t->src[j]->mark == g->pass;
         t->grad = NULL;
-        t->i[7] = on_path ? g->pass : 0;
+        t->mark = on_path ? g->pass : 0;
     }
-    if (y->i[7] != g->pass) return 0;   /* y does not depend on `from` */
+    if (y->mark != g->pass) return 0;   /* y does not depend on `from` */
     g->record = create_graph;
     y->grad = dy;
     for (k = top; k >= bottom; k--) {
         gm_tensor *t = g->tape[k];
-        if (t->grad && t->op != GM__OP_LEAF && t->i[7] == g->pass) gm__backward_op(g, t);
+        if (t->grad && t->mark == g->pass) gm__op_table[t->op].backward(g, t);
         if (g->error[0]) break;
     }
     g->record = saved;
@@ -5723,7 +5797,7 @@ static int gm__st_find_part(const gm_model_part *parts, int nparts, const char *
     return -1;
 }
 
-/* Part names (for save and load): valid UTF-8 without '.', unique, "" only alone. */
+/* Part names (for save and load): valid UTF-8 without '.', unique, "" only alone, not "optim". */
 static int gm__st_check_parts(const char *path, const gm_model_part *parts, int nparts) {
     int k;
     if (!parts || nparts < 1) return gm_fail("checkpoint: %s: a model needs at least one part", path);
@@ -5734,6 +5808,7 @@ static int gm__st_check_parts(const char *path, const gm_model_part *parts, int 
             return gm_fail("checkpoint: %s: part name '%.40s' must be valid UTF-8 of at most %d bytes without '.'",
                            path, nm, GM__PART_NAME_MAX - 1);
         if (!nm[0] && nparts > 1) return gm_fail("checkpoint: %s: a part named \"\" must be the only part", path);
+        if (strcmp(nm, "optim") == 0) return gm_fail("checkpoint: %s: the part name 'optim' is reserved", path);
         if (gm__st_find_part(parts, k, nm, strlen(nm)) >= 0)
             return gm_fail("checkpoint: %s: part name '%s' is used twice", path, nm);
     }

@@ -1037,6 +1037,56 @@ GM_TEST(deterministic_across_threads) {
     GM_CHECK(a[19] < a[0], "the MLP learns: %g -> %g", (double)a[0], (double)a[19]);
 }
 
+/* Every op records its own kind, whose descriptor (gm__op_table) names it and holds its backward
+   rule; the ops that only backward rules make (sum_to, pad, scatter, the conv family's adjoints)
+   are reached through gm_grad. */
+GM_TEST(op_descriptors) {
+    gm_graph *g = gm_graph_new(1);
+    gm_rng r;
+    const int labels[4] = {1, 0, 3, 2};
+    struct { const gm_tensor *t; const char *name; } want[48];
+    gm_tensor *x, *w, *wt, *m, *v;
+    int n = 0, i, j, named = 0;
+    gm_rng_seed(&r, 3);
+    x = gm_requires_grad(rnd(g, &r, 2, 2, 4, 4));
+    w = gm_requires_grad(rnd(g, &r, 3, 2, 3, 3));
+    wt = gm_requires_grad(rnd(g, &r, 2, 3, 3, 3));
+    m = gm_requires_grad(rnd(g, &r, 4, 4, 0, 0));
+    v = gm_requires_grad(rnd(g, &r, 4, 0, 0, 0));
+#define WANT(expr, nm) (want[n].t = (expr), want[n].name = (nm), n++)
+    WANT(x, "leaf");
+    WANT(gm_add(g, m, v), "add"); WANT(gm_sub(g, m, v), "sub"); WANT(gm_mul(g, m, v), "mul"); WANT(gm_div(g, m, v), "div");
+    WANT(gm_affine(g, m, 2, 1), "affine"); WANT(gm_exp(g, m), "exp"); WANT(gm_log(g, m), "log"); WANT(gm_sqrt(g, m), "sqrt");
+    WANT(gm_square(g, m), "square"); WANT(gm_abs(g, m), "abs"); WANT(gm_pow(g, m, 2), "pow"); WANT(gm_clamp(g, m, 0, 1), "clamp");
+    WANT(gm_relu(g, m), "relu"); WANT(gm_leaky_relu(g, m, 0.1f), "leaky_relu"); WANT(gm_elu(g, m, 1), "elu");
+    WANT(gm_tanh(g, m), "tanh"); WANT(gm_sigmoid(g, m), "sigmoid"); WANT(gm_softplus(g, m), "softplus");
+    WANT(gm_log_sigmoid(g, m), "log_sigmoid"); WANT(gm_softmax(g, m), "softmax"); WANT(gm_log_softmax(g, m), "log_softmax");
+    WANT(gm_sum_axes(g, m, GM_AXIS(0)), "sum_to"); WANT(gm_expand(g, v, 3, 4, 0, 0), "expand");
+    WANT(gm_reshape(g, m, 2, 8, 0, 0), "reshape"); WANT(gm_transpose(g, m), "permute"); WANT(gm_concat(g, m, m, 1), "concat");
+    WANT(gm_slice(g, m, 1, 1, 2), "slice"); WANT(gm_gather(g, m, labels), "gather"); WANT(gm_matmul(g, m, m, 0, 1), "matmul");
+    WANT(gm_conv2d(g, x, w, 1, 1), "conv"); WANT(gm_conv_transpose2d(g, x, wt, 1, 1, 0), "conv_transpose");
+    WANT(gm_upsample_nearest(g, x, 2), "upsample"); WANT(gm_avg_pool(g, x, 2), "avg_pool");
+    WANT(gm_grad(g, gm_sum(g, gm_slice(g, m, 1, 1, 2)), m, 1), "pad");
+    WANT(gm_grad(g, gm_sum(g, gm_gather(g, m, labels)), m, 1), "scatter");
+    WANT(gm_grad(g, gm_sum(g, gm_conv2d(g, x, w, 1, 1)), w, 1), "conv_wgrad");
+#undef WANT
+    for (i = 0; i < n; i++) {
+        const gm_tensor *t = want[i].t;
+        GM_CHECK(t && t->op >= 0 && t->op < GM__OP_COUNT, "%s: no op recorded", want[i].name);
+        if (!t || t->op < 0 || t->op >= GM__OP_COUNT) continue;
+        GM_CHECK(strcmp(gm__op_table[t->op].name, want[i].name) == 0, "recorded '%s', expected '%s'",
+                 gm__op_table[t->op].name, want[i].name);
+        GM_CHECK(gm__op_table[t->op].backward != NULL, "%s has no backward rule", want[i].name);
+    }
+    for (i = 0; i < GM__OP_COUNT; i++) {
+        for (j = 0; j < n; j++) named += strcmp(gm__op_table[i].name, want[j].name) == 0;
+        for (j = 0; j < i; j++)
+            GM_CHECK(strcmp(gm__op_table[i].name, gm__op_table[j].name) != 0, "two ops named %s", gm__op_table[i].name);
+    }
+    GM_CHECK(named == GM__OP_COUNT && n == GM__OP_COUNT, "%d ops in the table, %d reached here", GM__OP_COUNT, n);
+    gm_graph_free(g);
+}
+
 int main(void) {
     GM_RUN(broadcast_add_values);
     GM_RUN(unary_values);
@@ -1066,5 +1116,6 @@ int main(void) {
     GM_RUN(frozen_params);
     GM_RUN(learns_xor_deterministically);
     GM_RUN(deterministic_across_threads);
+    GM_RUN(op_descriptors);
     return gm_test_summary();
 }

@@ -765,6 +765,8 @@ GM_TEST(model_roundtrip) {
     GM_CHECK(gm_model_save(tpath("m-bad.safetensors"), "gan", "a", 1, save, 2, NULL) == -1 && has("used twice"), "twice");
     save[1].name = "";
     GM_CHECK(gm_model_save(tpath("m-bad.safetensors"), "gan", "a", 1, save, 2, NULL) == -1 && has("only part"), "empty");
+    save[1].name = "optim";
+    GM_CHECK(gm_model_save(tpath("m-bad.safetensors"), "gan", "a", 1, save, 2, NULL) == -1 && has("reserved"), "optim");
     save[1].name = "D";
     gm_meta_set(&extra, "genmod.mine", "x");
     GM_CHECK(gm_model_save(tpath("m-bad.safetensors"), "gan", "a", 1, save, 2, &extra) == -1 && has("reserved prefix 'genmod.'"),
