@@ -7,7 +7,7 @@ WARN    := -std=c99 -Wall -Wextra -Wpedantic
 LDLIBS  := -lm -lpthread
 SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 HEADERS := $(wildcard genmod*.h) examples/common.h
-TESTS   := test_core test_grad test_kernels test_data test_image test_vae test_gan test_flow
+TESTS   := test_core test_grad test_kernels test_data test_image test_vae test_gan test_flow test_contract
 EXAMPLES:= $(patsubst examples/%.c,%,$(wildcard examples/*.c))
 AARCH64_CC ?= aarch64-linux-gnu-gcc
 
@@ -33,6 +33,21 @@ build/san/fuzz_%: tests/fuzz_%.c $(HEADERS) | build
 build/san/test_%: tests/test_%.c tests/gm_test.h $(HEADERS) | build
 	@mkdir -p build/san
 	$(CC) $(SAN) $(WARN) -I. $< -o $@ $(LDLIBS)
+
+# test_contract links the core, the pictures and every family from separate translation units,
+# one of them (the GAN family) compiled as C++: a family needs nothing of the core but its API.
+CONTRACT_C := tests/contract_core.c tests/contract_image.c tests/contract_vae.c tests/contract_flow.c
+build/contract_gan.o: tests/contract_gan.c $(HEADERS) | build
+	$(CXX) $(OPT) -x c++ -std=c++11 -Wall -Wextra -Wpedantic -I. -c $< -o $@
+
+build/test_contract: tests/test_contract.c tests/gm_test.h $(CONTRACT_C) build/contract_gan.o $(HEADERS) | build
+	$(CC) $(OPT) $(WARN) -I. -c tests/test_contract.c -o build/contract_main.o
+	for f in $(CONTRACT_C); do $(CC) $(OPT) $(WARN) -I. -c $$f -o build/$$(basename $$f .c).o || exit 1; done
+	$(CXX) build/contract_main.o $(patsubst tests/%.c,build/%.o,$(CONTRACT_C)) build/contract_gan.o -o $@ $(LDLIBS)
+
+build/san/test_contract: tests/test_contract.c tests/gm_test.h $(CONTRACT_C) tests/contract_gan.c $(HEADERS) | build
+	@mkdir -p build/san
+	$(CC) $(SAN) $(WARN) -I. tests/test_contract.c $(CONTRACT_C) tests/contract_gan.c -o $@ $(LDLIBS)
 
 NEON_TESTS := test_kernels test_core test_grad
 build/neon/test_%: tests/test_%.c tests/gm_test.h $(HEADERS) | build

@@ -17,7 +17,8 @@
 #include "genmod_vae.h"
 #include "genmod_gan.h"
 #include "genmod_flow.h"
-#include "genmod_hmm.h"
+
+#include "genmod_image.h"
 #include "gm_test.h"
 
 #define MAX_PARTS 4
@@ -226,6 +227,16 @@ GM_TEST(each_model_trains_saves_and_loads) {
     }
 }
 
+/* The pictures, from their own translation unit too. */
+GM_TEST(pictures_link_from_their_own_file) {
+    gm_image img;
+    float x[4] = {0, 0.5f, 1, 0.25f};
+    GM_CHECK(gm_image_grid(&img, x, 1, 1, 2, 2, 1, 1, 0, 1) == 0, "grid: %s", gm_last_error());
+    GM_CHECK(img.w == 4 && img.h == 4 && img.rgb && img.rgb[3 * (1 * 4 + 1)] == 0, "a 2x2 tile with a 1-pixel border");
+    gm_image_free(&img);
+    GM_CHECK(gm_image_new(&img, -1, 3, 0, 0, 0) != 0 && img.rgb == NULL, "a negative size is refused");
+}
+
 GM_TEST(free_is_safe_on_zeroed_and_failed_models) {
     int i;
     for (i = 0; i < NKINDS; i++) {
@@ -303,6 +314,7 @@ GM_TEST(plain_checkpoint_is_refused_by_every_loader) {
 int main(void) {
     gm_set_threads(1);
     GM_RUN(each_model_trains_saves_and_loads);
+    GM_RUN(pictures_link_from_their_own_file);
     GM_RUN(free_is_safe_on_zeroed_and_failed_models);
     GM_RUN(every_loader_refuses_every_other_model);
     GM_RUN(every_loader_refuses_another_architecture);

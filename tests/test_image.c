@@ -15,6 +15,8 @@
 #endif
 #define GENMOD_IMPLEMENTATION
 #include "../genmod.h"
+#define GENMOD_IMAGE_IMPLEMENTATION
+#include "../genmod_image.h"
 #include "gm_test.h"
 
 #include "../examples/common.h"
@@ -454,15 +456,19 @@ GM_TEST(test_cli) {
     GM_CHECK(parse(&a, extra, 4, msg, "--steps=123456789012", "--seed", "42", "--conv") == 0, "%s", msg);
     GM_CHECK(a.steps == 123456789012L && a.seed == 42 && conv == 1, "steps %ld seed %lu conv %d", a.steps, a.seed, conv);
     GM_CHECK(ex_total_steps(&a, 100) == 123456789012L, "steps override epochs");
-    a.steps = 0;
+    a.steps = -1;   /* not given */
     GM_CHECK(ex_total_steps(&a, 100) == 300, "epochs x steps per epoch");
+    a.steps = 0;    /* --steps 0: no training (with --load: sample a saved model) */
+    GM_CHECK(ex_total_steps(&a, 100) == 0, "--steps 0 means no steps");
     GM_CHECK(parse(&a, extra, 4, msg, "--beta", "0.5", "--model=iwae", "--latent=16") == 0, "%s", msg);
     GM_CHECK(beta == 0.5f && !strcmp(model, "iwae") && latent == 16, "extras");
     GM_CHECK(parse(&a, extra, 4, msg, "--out", "/tmp/x", "--quiet", "--data=/d") == 0 && a.quiet && !strcmp(a.out_dir, "/tmp/x")
              && !strcmp(a.data_dir, "/d"), "strings");
     GM_CHECK(parse(&a, extra, 4, msg, "--bogus", NULL, NULL, NULL) == 2 && strstr(msg, "--bogus"), "unknown: %s", msg);
     GM_CHECK(parse(&a, extra, 4, msg, "--epochs", "abc", NULL, NULL) == 2 && strstr(msg, "--epochs") && strstr(msg, "abc"), "%s", msg);
-    GM_CHECK(parse(&a, extra, 4, msg, "--epochs", "0", NULL, NULL) == 2, "epochs 0 out of range: %s", msg);
+    GM_CHECK(parse(&a, extra, 4, msg, "--epochs", "0", NULL, NULL) == 0 && a.epochs == 0, "epochs 0 (no training): %s", msg);
+    GM_CHECK(parse(&a, extra, 4, msg, "--epochs", "-1", NULL, NULL) == 2, "negative epochs accepted");
+    GM_CHECK(parse(&a, extra, 4, msg, "--steps", "-1", NULL, NULL) == 2, "negative steps accepted");
     GM_CHECK(parse(&a, extra, 4, msg, "--epochs", "99999999999999", NULL, NULL) == 2, "epochs overflow");
     GM_CHECK(parse(&a, extra, 4, msg, "--lr", "nan", NULL, NULL) == 2 && strstr(msg, "--lr"), "lr nan: %s", msg);
     GM_CHECK(parse(&a, extra, 4, msg, "--lr=-1", NULL, NULL, NULL) == 2, "negative lr");

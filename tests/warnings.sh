@@ -1,11 +1,14 @@
 #!/bin/sh
-# Every header (the core and each family, each included twice) must compile warning-free with gcc and clang (C99) and as C++, with and without SIMD
+# Every header (the core, the pictures and each family, each included twice) must compile warning-free with gcc and clang (C99) and as C++, with and without SIMD
 # and threads. One PASS/FAIL line per compiler configuration.
 cd "$(dirname "$0")/.." || exit 1
 src=$(mktemp --suffix=.c)
 cat > "$src" <<'C'
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb_image_write.h>
+#define GENMOD_IMAGE_IMPLEMENTATION
+#include "genmod_image.h"
+#include "genmod_image.h"
 #define GENMOD_IMPLEMENTATION
 #include "genmod.h"
 #include "genmod.h"
