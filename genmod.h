@@ -485,12 +485,12 @@ GMDEF void gm_standardize_fit(const float *x, int n, int d, float *mean, float *
 GMDEF void gm_standardize_apply(float *x, int n, int d, const float *mean, const float *std);
 GMDEF void gm_standardize_undo(float *x, int n, int d, const float *mean, const float *std);
 /* Dynamic binarization: dst[i] = 1 with probability src[i] (clamped to [0,1]), else 0.
- * *rng is the generator state (any value to start); it is advanced, so successive calls
- * draw fresh samples. dst may equal src. */
-GMDEF void gm_binarize(float *dst, const float *src, size_t count, uint64_t *rng);
+ * rng (seeded with gm_rng_seed) is advanced, so successive calls draw fresh samples. dst may
+ * equal src. */
+GMDEF void gm_binarize(float *dst, const float *src, size_t count, gm_rng *rng);
 /* Uniform dequantization for flows on [0,1] data holding k/255 values:
- * x = (k + u) / 256 with u ~ U[0,1). Result is in [0,1). *rng as for gm_binarize. */
-GMDEF void gm_dequantize(float *x, size_t count, uint64_t *rng);
+ * x = (k + u) / 256 with u ~ U[0,1). Result is in [0,1). rng as for gm_binarize. */
+GMDEF void gm_dequantize(float *x, size_t count, gm_rng *rng);
 
 /* Minibatches over n items in a seeded random order, reshuffled every epoch.
  *   gm_batcher b; gm_batcher_init(&b, d.n, 64, seed, 1);
@@ -502,7 +502,7 @@ typedef struct gm_batcher {
     int *perm;          /* current epoch's order */
     int pos;            /* next position in perm */
     long epoch;         /* epochs started so far - 1 (0 during the first) */
-    uint64_t rng;
+    gm_rng rng;         /* the order's random stream, seeded from gm_batcher_init's seed */
 } gm_batcher;
 GMDEF int  gm_batcher_init(gm_batcher *b, int n, int batch, uint64_t seed, int drop_last);
 GMDEF int  gm_batcher_next(gm_batcher *b, const int **idx);
@@ -539,6 +539,11 @@ GMDEF int gm_checkpoint_load_mem(const void *buf, size_t len, gm_params *p, gm_o
 GMDEF const char *gm_meta_get(const gm_meta *m, const char *key);          /* NULL if absent */
 GMDEF int gm_meta_set(gm_meta *m, const char *key, const char *value);      /* replaces; -1 if full/too long */
 GMDEF int gm_meta_setf(gm_meta *m, const char *key, const char *fmt, ...);  /* printf-style value */
+/* A random stream's whole state as a value (the same text on every platform), so a loaded model
+   draws what the saved one would have drawn next. get: 0, or -1 if the key is absent or its value
+   is not such a state (r unchanged). */
+GMDEF int gm_meta_set_rng(gm_meta *m, const char *key, const gm_rng *r);
+GMDEF int gm_meta_get_rng(const gm_meta *m, const char *key, gm_rng *r);
 /* Every metadata entry of a checkpoint file (the optimizer's "optim.*" keys excepted), without
    loading any tensor: to see which model and architecture a file holds. 0, or -1 (meta unchanged). */
 GMDEF int gm_checkpoint_read_meta(const char *path, gm_meta *meta);
@@ -2124,6 +2129,8 @@ GMDEF void gm_parallel_for(int ntasks, void (*fn)(void *ctx, int task), void *ct
 /* ======================================================================================= */
 /* Random numbers                                                                          */
 /* ======================================================================================= */
+/* The library's one generator is xoshiro128** (gm_rng). splitmix64 only expands a 64-bit seed into
+   its 128-bit state, so that any seed (0, 1, 2, ...) starts a well-mixed stream. */
 static uint64_t gm__splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -4488,30 +4495,6 @@ GMDEF int gm_optim_step(gm_optim *o, gm_params *p) {
 /* Every file format reader here treats its input as hostile: sizes read from a file are checked
  * for overflow before use and nothing is read outside the buffer that holds the file. */
 
-/* ---- random numbers ---- */
-/* Every random draw here (toy densities, binarization, dequantization, batch order) comes from
-   splitmix64: tiny, seedable from any value, identical on every platform. */
-static uint64_t gm__sm64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-/* uniform in [0,1) with 53 random bits */
-static double gm__unif(uint64_t *s) { return (double)(gm__sm64(s) >> 11) * (1.0 / 9007199254740992.0); }
-/* standard normal by Box-Muller; 1-u keeps log() away from 0. One value per call keeps the
- * stream simple to reason about (no cached second value hidden in state). */
-static double gm__normal(uint64_t *s) {
-    double u1 = 1.0 - gm__unif(s), u2 = gm__unif(s);
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * GM__PI * u2);
-}
-/* uniform integer in [0, n) without modulo bias (rejection of the incomplete last block) */
-static uint64_t gm__below(uint64_t *s, uint64_t n) {
-    uint64_t lim = UINT64_MAX - UINT64_MAX % n, r;
-    do { r = gm__sm64(s); } while (r >= lim);
-    return r % n;
-}
-
 /* ---- byte order ---- */
 static int gm__host_is_le(void) {
     const uint32_t one = 1;
@@ -5031,28 +5014,28 @@ GMDEF int gm_idx_save_labels(const char *path, const int *y, int n) {
 /* ---- 2-D toy densities ---- */
 /* Each generator writes n points into xy (row-major pairs) and a label per point into lab
  * (never NULL here: gm_toy2d supplies scratch), using noise >= 0 already defaulted. */
-typedef void (*gm__toy_fn)(int n, uint64_t *r, double noise, float *xy, int *lab);
+typedef void (*gm__toy_fn)(int n, gm_rng *r, double noise, float *xy, int *lab);
 
 /* Fisher-Yates over rows, so that balanced recipes (first half one class) come out mixed. */
-static void gm__toy_shuffle(int n, uint64_t *r, float *xy, int *lab) {
+static void gm__toy_shuffle(int n, gm_rng *r, float *xy, int *lab) {
     int i;
     for (i = n - 1; i > 0; i--) {
-        int j = (int)gm__below(r, (uint64_t)i + 1), tl = lab[i];
+        int j = gm_rng_int(r, i + 1), tl = lab[i];
         float tx = xy[2 * i], ty = xy[2 * i + 1];
         xy[2 * i] = xy[2 * j]; xy[2 * i + 1] = xy[2 * j + 1]; lab[i] = lab[j];
         xy[2 * j] = tx; xy[2 * j + 1] = ty; lab[j] = tl;
     }
 }
-static void gm__toy_noise(int n, uint64_t *r, double noise, float *xy) {
+static void gm__toy_noise(int n, gm_rng *r, double noise, float *xy) {
     int i;
     if (noise <= 0) return;
-    for (i = 0; i < 2 * n; i++) xy[i] = (float)(xy[i] + noise * gm__normal(r));
+    for (i = 0; i < 2 * n; i++) xy[i] = (float)(xy[i] + noise * gm_rng_normal(r));
 }
 /* k-th of m evenly spaced values in [0, end] (both ends included, like numpy linspace) */
 static double gm__linspace(int k, int m, double end) { return m > 1 ? end * k / (m - 1) : 0.0; }
 
 /* sklearn make_moons: outer (cos t, sin t), inner (1 - cos t, 0.5 - sin t), t evenly in [0, pi]. */
-static void gm__toy_moons(int n, uint64_t *r, double noise, float *xy, int *lab) {
+static void gm__toy_moons(int n, gm_rng *r, double noise, float *xy, int *lab) {
     int i, n_out = n / 2, n_in = n - n_out;
     for (i = 0; i < n; i++) {
         int inner = i >= n_out;
@@ -5065,7 +5048,7 @@ static void gm__toy_moons(int n, uint64_t *r, double noise, float *xy, int *lab)
     gm__toy_noise(n, r, noise, xy);
 }
 /* sklearn make_circles(factor=0.5): angles evenly in [0, 2 pi) without the end point. */
-static void gm__toy_circles(int n, uint64_t *r, double noise, float *xy, int *lab) {
+static void gm__toy_circles(int n, gm_rng *r, double noise, float *xy, int *lab) {
     int i, n_out = n / 2, n_in = n - n_out;
     for (i = 0; i < n; i++) {
         int inner = i >= n_out;
@@ -5078,23 +5061,23 @@ static void gm__toy_circles(int n, uint64_t *r, double noise, float *xy, int *la
     gm__toy_noise(n, r, noise, xy);
 }
 /* GAN-literature ring: 8 modes on a circle of radius 2, isotropic std `noise` (0.02). */
-static void gm__toy_8gauss(int n, uint64_t *r, double noise, float *xy, int *lab) {
+static void gm__toy_8gauss(int n, gm_rng *r, double noise, float *xy, int *lab) {
     int i;
     for (i = 0; i < n; i++) {
-        int k = (int)gm__below(r, 8);
+        int k = gm_rng_int(r, 8);
         double a = 2 * GM__PI * k / 8;
-        xy[2 * i] = (float)(2.0 * cos(a) + noise * gm__normal(r));
-        xy[2 * i + 1] = (float)(2.0 * sin(a) + noise * gm__normal(r));
+        xy[2 * i] = (float)(2.0 * cos(a) + noise * gm_rng_normal(r));
+        xy[2 * i + 1] = (float)(2.0 * sin(a) + noise * gm_rng_normal(r));
         lab[i] = k;
     }
 }
 /* FFJORD checkerboard on [-4,4]^2: 8 filled cells of side 2; label = filled cell 0..7. */
-static void gm__toy_checker(int n, uint64_t *r, double noise, float *xy, int *lab) {
+static void gm__toy_checker(int n, gm_rng *r, double noise, float *xy, int *lab) {
     int i;
     for (i = 0; i < n; i++) {
-        double x1 = gm__unif(r) * 4 - 2;
-        int row = (int)gm__below(r, 2), col = (int)floor(x1) + 2; /* col 0..3 */
-        double x2 = gm__unif(r) - 2.0 * row + (col & 1);
+        double x1 = gm_rng_uniform(r) * 4 - 2;
+        int row = gm_rng_int(r, 2), col = (int)floor(x1) + 2; /* col 0..3 */
+        double x2 = gm_rng_uniform(r) - 2.0 * row + (col & 1);
         xy[2 * i] = (float)(2 * x1);
         xy[2 * i + 1] = (float)(2 * x2);
         lab[i] = col * 2 + row;
@@ -5102,11 +5085,11 @@ static void gm__toy_checker(int n, uint64_t *r, double noise, float *xy, int *la
     gm__toy_noise(n, r, noise, xy);
 }
 /* FFJORD pinwheel: 5 arms; radial std 3*noise, tangential std noise (0.1), twist rate 0.25. */
-static void gm__toy_pinwheel(int n, uint64_t *r, double noise, float *xy, int *lab) {
+static void gm__toy_pinwheel(int n, gm_rng *r, double noise, float *xy, int *lab) {
     int i;
     for (i = 0; i < n; i++) {
-        int k = (int)gm__below(r, 5);
-        double rad = 1.0 + 3 * noise * gm__normal(r), tan_ = noise * gm__normal(r);
+        int k = gm_rng_int(r, 5);
+        double rad = 1.0 + 3 * noise * gm_rng_normal(r), tan_ = noise * gm_rng_normal(r);
         double a = 2 * GM__PI * k / 5 + 0.25 * exp(rad);
         xy[2 * i] = (float)(2 * (rad * cos(a) - tan_ * sin(a)));
         xy[2 * i + 1] = (float)(2 * (rad * sin(a) + tan_ * cos(a)));
@@ -5114,11 +5097,11 @@ static void gm__toy_pinwheel(int n, uint64_t *r, double noise, float *xy, int *l
     }
 }
 /* FFJORD 2spirals: t = sqrt(u) * 3 pi, arm (-t cos t, t sin t) + U[0,0.5) jitter, mirrored, /3. */
-static void gm__toy_spirals(int n, uint64_t *r, double noise, float *xy, int *lab) {
+static void gm__toy_spirals(int n, gm_rng *r, double noise, float *xy, int *lab) {
     int i;
     for (i = 0; i < n; i++) {
-        double t = sqrt(gm__unif(r)) * 3 * GM__PI, s = (i & 1) ? -1.0 : 1.0;
-        double x = -cos(t) * t + gm__unif(r) * 0.5, y = sin(t) * t + gm__unif(r) * 0.5;
+        double t = sqrt(gm_rng_uniform(r)) * 3 * GM__PI, s = (i & 1) ? -1.0 : 1.0;
+        double x = -cos(t) * t + gm_rng_uniform(r) * 0.5, y = sin(t) * t + gm_rng_uniform(r) * 0.5;
         xy[2 * i] = (float)(s * x / 3);
         xy[2 * i + 1] = (float)(s * y / 3);
         lab[i] = i & 1;
@@ -5127,12 +5110,12 @@ static void gm__toy_spirals(int n, uint64_t *r, double noise, float *xy, int *la
 }
 /* sklearn swiss roll (x, z) scaled by 1/5 as in FFJORD: t = 1.5 pi (1 + 2u), noise before scaling
  * (default 1.0, so std 0.2 in the output); label = quarter of the roll 0..3 (for colouring). */
-static void gm__toy_swissroll(int n, uint64_t *r, double noise, float *xy, int *lab) {
+static void gm__toy_swissroll(int n, gm_rng *r, double noise, float *xy, int *lab) {
     int i;
     for (i = 0; i < n; i++) {
-        double u = gm__unif(r), t = 1.5 * GM__PI * (1 + 2 * u);
-        xy[2 * i] = (float)((t * cos(t) + noise * gm__normal(r)) / 5);
-        xy[2 * i + 1] = (float)((t * sin(t) + noise * gm__normal(r)) / 5);
+        double u = gm_rng_uniform(r), t = 1.5 * GM__PI * (1 + 2 * u);
+        xy[2 * i] = (float)((t * cos(t) + noise * gm_rng_normal(r)) / 5);
+        xy[2 * i + 1] = (float)((t * sin(t) + noise * gm_rng_normal(r)) / 5);
         lab[i] = (int)(u * 4);
     }
 }
@@ -5150,7 +5133,7 @@ GMDEF const char *gm_toy2d_names(void) { return "moons circles 8gaussians checke
 
 GMDEF int gm_toy2d(const char *name, int n, uint64_t seed, float noise, float *xy, int *labels) {
     int i, *lab = labels;
-    uint64_t r = seed;
+    gm_rng r;
     if (!name) return gm_fail("toy2d: NULL name (valid: %s)", gm_toy2d_names());
     for (i = 0; i < GM__NTOYS && strcmp(name, gm__toys[i].name) != 0; i++) {}
     if (i == GM__NTOYS) return gm_fail("toy2d: unknown dataset '%s' (valid: %s)", name, gm_toy2d_names());
@@ -5158,6 +5141,7 @@ GMDEF int gm_toy2d(const char *name, int n, uint64_t seed, float noise, float *x
     if (!isfinite(noise)) return gm_fail("toy2d: %s: noise is not finite", name);
     if (!lab && !(lab = (int *)GENMOD_MALLOC((size_t)n * sizeof(int))))
         return gm_fail("toy2d: %s: out of memory for %d points", name, n);
+    gm_rng_seed(&r, seed);
     gm__toys[i].fn(n, &r, noise < 0 ? gm__toys[i].default_noise : (double)noise, xy, lab);
     if (lab != labels) GENMOD_FREE(lab);
     return 0;
@@ -5185,18 +5169,18 @@ GMDEF void gm_standardize_undo(float *x, int n, int d, const float *mean, const 
     for (i = 0; i < total; i++) x[i] = x[i] * std[i % (size_t)d] + mean[i % (size_t)d];
 }
 
-GMDEF void gm_binarize(float *dst, const float *src, size_t count, uint64_t *rng) {
+GMDEF void gm_binarize(float *dst, const float *src, size_t count, gm_rng *rng) {
     size_t i;
-    for (i = 0; i < count; i++) dst[i] = gm__unif(rng) < (double)src[i] ? 1.0f : 0.0f; /* p<=0 never, p>=1 always */
+    for (i = 0; i < count; i++) dst[i] = gm_rng_uniform(rng) < src[i] ? 1.0f : 0.0f; /* p<=0 never, p>=1 always */
 }
-GMDEF void gm_dequantize(float *x, size_t count, uint64_t *rng) {
+GMDEF void gm_dequantize(float *x, size_t count, gm_rng *rng) {
     size_t i;
     for (i = 0; i < count; i++) {
         double k = floor((double)x[i] * 255.0 + 0.5); /* recover the integer level k from k/255 */
         float v;
         if (k < 0) k = 0;
         if (k > 255) k = 255;
-        v = (float)((k + gm__unif(rng)) / 256.0);
+        v = (float)((k + gm_rng_uniform(rng)) / 256.0);
         x[i] = v < 1.0f ? v : 0.99999994f; /* float rounding must not reach 1 */
     }
 }
@@ -5204,7 +5188,7 @@ GMDEF void gm_dequantize(float *x, size_t count, uint64_t *rng) {
 static void gm__batcher_shuffle(gm_batcher *b) {
     int i;
     for (i = b->n - 1; i > 0; i--) {
-        int j = (int)gm__below(&b->rng, (uint64_t)i + 1), t = b->perm[i];
+        int j = gm_rng_int(&b->rng, i + 1), t = b->perm[i];
         b->perm[i] = b->perm[j];
         b->perm[j] = t;
     }
@@ -5219,7 +5203,8 @@ GMDEF int gm_batcher_init(gm_batcher *b, int n, int batch, uint64_t seed, int dr
     b->perm = (int *)GENMOD_MALLOC((size_t)n * sizeof(int));
     if (!b->perm) return gm_fail("batcher: out of memory for %d indices", n);
     for (i = 0; i < n; i++) b->perm[i] = i;
-    b->n = n; b->batch = batch; b->drop_last = drop_last ? 1 : 0; b->rng = seed;
+    b->n = n; b->batch = batch; b->drop_last = drop_last ? 1 : 0;
+    gm_rng_seed(&b->rng, seed);
     gm__batcher_shuffle(b);
     return 0;
 }
@@ -5600,6 +5585,34 @@ GMDEF int gm_meta_setf(gm_meta *m, const char *key, const char *fmt, ...) {
     va_end(ap);
     if (n < 0 || n >= GM_META_VALUE_MAX) return gm_fail("meta: value of '%s' longer than %d bytes", key ? key : "?", GM_META_VALUE_MAX - 1);
     return gm_meta_set(m, key, v);
+}
+
+GMDEF int gm_meta_set_rng(gm_meta *m, const char *key, const gm_rng *r) {
+    uint32_t spare;
+    if (!r) return gm_fail("meta: NULL random stream for '%s'", key ? key : "?");
+    memcpy(&spare, &r->spare, sizeof spare);
+    return gm_meta_setf(m, key, "xoshiro128 %08lx %08lx %08lx %08lx %d %08lx", (unsigned long)r->s[0],
+                        (unsigned long)r->s[1], (unsigned long)r->s[2], (unsigned long)r->s[3], r->has_spare ? 1 : 0,
+                        (unsigned long)spare);
+}
+
+GMDEF int gm_meta_get_rng(const gm_meta *m, const char *key, gm_rng *r) {
+    const char *v = gm_meta_get(m, key);
+    unsigned long w[5];
+    int has_spare, used = 0;
+    gm_rng t;
+    if (!v || !r) return -1;
+    if (sscanf(v, "xoshiro128 %8lx %8lx %8lx %8lx %d %8lx%n", &w[0], &w[1], &w[2], &w[3], &has_spare, &w[4], &used) != 6 ||
+        v[used] != 0 || (has_spare != 0 && has_spare != 1) || !(w[0] | w[1] | w[2] | w[3]))
+        return -1;   /* the all-zero state would never leave zero */
+    t.s[0] = (uint32_t)w[0]; t.s[1] = (uint32_t)w[1]; t.s[2] = (uint32_t)w[2]; t.s[3] = (uint32_t)w[3];
+    t.has_spare = has_spare;
+    {
+        uint32_t spare = (uint32_t)w[4];
+        memcpy(&t.spare, &spare, sizeof spare);
+    }
+    *r = t;
+    return 0;
 }
 
 /* Optimizer fields stored in __metadata__ as strings, described once for save and load. Field F

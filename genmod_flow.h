@@ -164,14 +164,13 @@ typedef struct gm_flow {
     gm_params params;
     gm_optim opt;
     gm_graph *graph;         /* used by every call on this flow (one thread at a time) */
-    gm_rng rng;              /* weights' init, sampling noise */
+    gm_rng rng;              /* the flow's random stream: weights' init, dequantization, sampling noise */
     int nlayers;
     gm_flow_layer layers[GM_FLOW_MAX_LAYERS];
     int recipe_layers;       /* layers gm_flow_init built from cfg (0: a gm_flow_begin stack) */
     int dim;                 /* floats per example (channels * height * width) */
     int cur_c, cur_h, cur_w; /* shape after the last layer added (what the prior sees last) */
     long step;               /* optimizer steps taken (saved in checkpoints) */
-    uint64_t deq_rng;        /* dequantization noise of train_step (saved in checkpoints) */
     float *buf;              /* scratch of one batch */
     size_t buf_cap;
 } gm_flow;
@@ -644,7 +643,6 @@ GMDEF int gm_flow_begin(gm_flow *f, const gm_flow_config *cfg) {
     /* NICE on images: dense couplings on the flattened pixels */
     if (cfg->model == GM_FLOW_NICE) { f->cur_c = f->dim; f->cur_h = f->cur_w = 1; }
     gm_rng_seed(&f->rng, cfg->seed);
-    f->deq_rng = cfg->seed * 0x9E3779B97F4A7C15ULL + 7;
     f->opt = gm_adam(cfg->lr, 0.9f, 0.999f);
     f->opt.clip_norm = cfg->clip_norm;
     f->graph = gm_graph_new(cfg->seed + 11);
@@ -1096,7 +1094,7 @@ GMDEF int gm_flow_train_step(gm_flow *f, const float *x, const int *labels, int 
     count = (size_t)n * f->dim;
     if (gm_floats_reserve(&f->buf, &f->buf_cap, count) != 0) return -1;
     memcpy(f->buf, x, sizeof(float) * count);
-    if (f->cfg.dequantize) gm_dequantize(f->buf, count, &f->deq_rng);
+    if (f->cfg.dequantize) gm_dequantize(f->buf, count, &f->rng);
     g = f->graph;
     gm_graph_reset(g);
     gm_graph_set_grad(g, 1);
@@ -1158,9 +1156,10 @@ GMDEF int gm_flow_decode(gm_flow *f, const float *z, int n, float *x) {
 GMDEF int gm_flow_nll(gm_flow *f, const float *x, int n, uint64_t seed, double *nll, double *bpd) {
     float *xb, *lp;
     double s = 0;
-    uint64_t r = seed * 0x9E3779B97F4A7C15ULL + 3;
+    gm_rng r;
     int i;
     if (gm__flow_check_x(f, x, n, "gm_flow_nll") != 0) return -1;
+    gm_rng_seed(&r, seed);
     xb = GM__FLOW_CAST(float *, GENMOD_MALLOC(sizeof(float) * ((size_t)n * f->dim + (size_t)n)));
     if (!xb) return gm_fail("gm_flow_nll: out of memory");
     lp = xb + (size_t)n * f->dim;
@@ -1269,8 +1268,10 @@ GMDEF int gm_flow_save(const gm_flow *f, const char *path) {
     if (!f || !f->graph || !path) return gm_fail("gm_flow_save: NULL argument or flow not initialized");
     gm__flow_arch(f, arch, sizeof arch);
     memset(&extra, 0, sizeof extra);
-    /* the dequantization stream, so that training resumed from the file draws the same noise */
-    if (gm_meta_setf(&extra, "flow.deq_rng", "%016llx", (unsigned long long)f->deq_rng) != 0) return -1;
+    /* the random streams, so that training resumed from the file draws the same noise */
+    if (gm_meta_set_rng(&extra, "flow.rng", &f->rng) != 0 ||
+        gm_meta_set_rng(&extra, "flow.graph_rng", gm_graph_rng(f->graph)) != 0)
+        return -1;
     part.name = "";
     part.params = GM__FLOW_UNCONST(gm_params *, &f->params);   /* read only: gm_model_save writes them out */
     part.opt = GM__FLOW_UNCONST(gm_optim *, &f->opt);
@@ -1281,7 +1282,6 @@ GMDEF int gm_flow_load(gm_flow *f, const char *path) {
     char arch[GM_META_VALUE_MAX];
     gm_model_part part;
     gm_meta extra;
-    const char *v;
     long step = 0;
     if (!f || !f->graph || !path) return gm_fail("gm_flow_load: NULL argument or flow not initialized");
     gm__flow_arch(f, arch, sizeof arch);
@@ -1289,7 +1289,8 @@ GMDEF int gm_flow_load(gm_flow *f, const char *path) {
     part.name = ""; part.params = &f->params; part.opt = &f->opt;
     if (gm_model_load(path, "flow", arch, &step, &part, 1, &extra) != 0) return -1;
     f->step = step;
-    if ((v = gm_meta_get(&extra, "flow.deq_rng")) != NULL) f->deq_rng = (uint64_t)strtoull(v, NULL, 16);
+    gm_meta_get_rng(&extra, "flow.rng", &f->rng);   /* a file without them keeps the streams as they are */
+    gm_meta_get_rng(&extra, "flow.graph_rng", gm_graph_rng(f->graph));
     return 0;
 }
 
@@ -1704,23 +1705,33 @@ static void gm__ffjord_arch(const gm_ffjord *m, char *out, size_t cap) {
 GMDEF int gm_ffjord_save(const gm_ffjord *m, const char *path) {
     char arch[GM_META_VALUE_MAX];
     gm_model_part part;
+    gm_meta extra;
     if (!m || !m->graph || !path) return gm_fail("gm_ffjord_save: NULL argument or model not initialized");
     gm__ffjord_arch(m, arch, sizeof arch);
+    memset(&extra, 0, sizeof extra);
+    /* the random streams (Hutchinson probes, sampling noise), so resumed training draws the same */
+    if (gm_meta_set_rng(&extra, "ffjord.rng", &m->rng) != 0 ||
+        gm_meta_set_rng(&extra, "ffjord.graph_rng", gm_graph_rng(m->graph)) != 0)
+        return -1;
     part.name = "";
     part.params = GM__FLOW_UNCONST(gm_params *, &m->params);   /* read only: gm_model_save writes them out */
     part.opt = GM__FLOW_UNCONST(gm_optim *, &m->opt);
-    return gm_model_save(path, "ffjord", arch, m->step, &part, 1, NULL);
+    return gm_model_save(path, "ffjord", arch, m->step, &part, 1, &extra);
 }
 
 GMDEF int gm_ffjord_load(gm_ffjord *m, const char *path) {
     char arch[GM_META_VALUE_MAX];
     gm_model_part part;
+    gm_meta extra;
     long step = 0;
     if (!m || !m->graph || !path) return gm_fail("gm_ffjord_load: NULL argument or model not initialized");
     gm__ffjord_arch(m, arch, sizeof arch);
     part.name = ""; part.params = &m->params; part.opt = &m->opt;
-    if (gm_model_load(path, "ffjord", arch, &step, &part, 1, NULL) != 0) return -1;
+    memset(&extra, 0, sizeof extra);
+    if (gm_model_load(path, "ffjord", arch, &step, &part, 1, &extra) != 0) return -1;
     m->step = step;
+    gm_meta_get_rng(&extra, "ffjord.rng", &m->rng);   /* a file without them keeps the streams as they are */
+    gm_meta_get_rng(&extra, "ffjord.graph_rng", gm_graph_rng(m->graph));
     return 0;
 }
 

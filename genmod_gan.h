@@ -1092,35 +1092,10 @@ static int gm__gan_model_text(const char *n1, const gm_gan_arch *a1, const char 
                                  (int)cap - 1);
 }
 
-/* The model's random stream in the metadata (as the bytes of its gm_rng, in hex), so a loaded
-   model draws the noise the saved one would have drawn next. */
-static int gm__gan_put_rng(gm_meta *meta, gm_graph *g) {
-    char hex[2 * sizeof(gm_rng) + 1];
-    unsigned char b[sizeof(gm_rng)];
-    size_t i;
-    memcpy(b, gm_graph_rng(g), sizeof b);
-    for (i = 0; i < sizeof b; i++) snprintf(hex + 2 * i, 3, "%02x", b[i]);
-    return gm_meta_set(meta, "gan.rng", hex);
-}
-
-/* Restores it when the file holds one of this build's size; otherwise the stream stays as it is. */
-static void gm__gan_get_rng(const gm_meta *meta, gm_graph *g) {
-    const char *hex = gm_meta_get(meta, "gan.rng");
-    unsigned char b[sizeof(gm_rng)];
-    size_t i;
-    unsigned v;
-    if (!hex || strlen(hex) != 2 * sizeof b) return;
-    for (i = 0; i < sizeof b; i++) {
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1) return;
-        b[i] = (unsigned char)v;
-    }
-    memcpy(gm_graph_rng(g), b, sizeof b);
-}
-
 static int gm__gan_extra(gm_meta *extra, gm_graph *g, long g_steps, const char *train) {
     memset(extra, 0, sizeof *extra);
     if (gm_meta_setf(extra, "gan.g_steps", "%ld", g_steps) != 0 || gm_meta_set(extra, "gan.train", train) != 0 ||
-        gm__gan_put_rng(extra, g) != 0)
+        gm_meta_set_rng(extra, "gan.rng", gm_graph_rng(g)) != 0)
         return -1;
     return 0;
 }
@@ -1167,7 +1142,7 @@ GMDEF int gm_gan_load(gm_gan *gan, const char *path) {
     gan->d_steps = step;
     gs = gm_meta_get(&extra, "gan.g_steps");
     gan->g_steps = gs ? atol(gs) : step / gan->cfg.n_critic;
-    gm__gan_get_rng(&extra, gan->graph);
+    gm_meta_get_rng(&extra, "gan.rng", gm_graph_rng(gan->graph));   /* absent: the stream stays as it is */
     return 0;
 }
 
@@ -1343,7 +1318,7 @@ GMDEF int gm_cyclegan_load(gm_cyclegan *m, const char *path) {
     memset(&extra, 0, sizeof extra);
     if (gm_model_load(path, "cyclegan", arch, &step, parts, 4, &extra) != 0) return -1;
     m->step = step;
-    gm__gan_get_rng(&extra, m->graph);
+    gm_meta_get_rng(&extra, "gan.rng", gm_graph_rng(m->graph));
     return 0;
 }
 

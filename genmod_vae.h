@@ -481,21 +481,36 @@ static gm_model_part gm__vae_part(const gm_params *p, const gm_optim *opt) {
     return part;
 }
 
-/* The metadata: model name, the architecture (checked on load), train step, and the training
-   switches under "train", for the record (not checked: a model may go on with other ones). */
+/* The metadata: model name, the architecture (checked on load), train step, the training switches
+   under "train", for the record (not checked: a model may go on with other ones), and the random
+   streams ("<model>.rng", "<model>.graph_rng") so that training resumed from the file draws the
+   same noise. */
 static int gm__vae_save(const char *path, const char *model, const char *arch, long step, const gm_params *p,
-                        const gm_optim *opt, const char *train, const char *who) {
+                        const gm_optim *opt, const gm_rng *rng, gm_graph *graph, const char *train, const char *who) {
     gm_model_part part = gm__vae_part(p, opt);
     gm_meta extra;
+    char key[32];
     memset(&extra, 0, sizeof extra);
     if (gm_meta_set(&extra, "train", train) != 0) return gm_fail("%s: metadata too long", who);
+    snprintf(key, sizeof key, "%s.rng", model);
+    if (gm_meta_set_rng(&extra, key, rng) != 0) return -1;
+    snprintf(key, sizeof key, "%s.graph_rng", model);
+    if (gm_meta_set_rng(&extra, key, gm_graph_rng(graph)) != 0) return -1;
     return gm_model_save(path, model, arch, step, &part, 1, &extra);
 }
 
 static int gm__vae_load(const char *path, const char *model, const char *arch, long *step, gm_params *p,
-                        gm_optim *opt) {
+                        gm_optim *opt, gm_rng *rng, gm_graph *graph) {
     gm_model_part part = gm__vae_part(p, opt);
-    return gm_model_load(path, model, arch, step, &part, 1, NULL);
+    gm_meta extra;
+    char key[32];
+    memset(&extra, 0, sizeof extra);
+    if (gm_model_load(path, model, arch, step, &part, 1, &extra) != 0) return -1;
+    snprintf(key, sizeof key, "%s.rng", model);
+    gm_meta_get_rng(&extra, key, rng);   /* a file without them keeps the streams as they are */
+    snprintf(key, sizeof key, "%s.graph_rng", model);
+    gm_meta_get_rng(&extra, key, gm_graph_rng(graph));
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -773,14 +788,14 @@ GMDEF int gm_ae_save(const gm_ae *m, const char *path) {
     gm__ae_config_text(&m->cfg, arch, sizeof arch);
     snprintf(train, sizeof train, "noise_sigma=%g mask_prob=%g sparsity=%d weight=%g target=%g", m->cfg.noise_sigma,
              m->cfg.mask_prob, m->cfg.sparsity, m->cfg.sparsity_weight, m->cfg.sparsity_target);
-    return gm__vae_save(path, "ae", arch, m->step, &m->params, &m->opt, train, "gm_ae_save");
+    return gm__vae_save(path, "ae", arch, m->step, &m->params, &m->opt, &m->rng, m->graph, train, "gm_ae_save");
 }
 
 GMDEF int gm_ae_load(gm_ae *m, const char *path) {
     char arch[512];
     if (!m || !path) return gm_fail("gm_ae_load: NULL argument");
     gm__ae_config_text(&m->cfg, arch, sizeof arch);
-    return gm__vae_load(path, "ae", arch, &m->step, &m->params, &m->opt);
+    return gm__vae_load(path, "ae", arch, &m->step, &m->params, &m->opt, &m->rng, m->graph);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1282,14 +1297,14 @@ GMDEF int gm_vae_save(const gm_vae *m, const char *path) {
     gm__vae_config_text(&m->cfg, arch, sizeof arch);
     snprintf(train, sizeof train, "beta_kind=%d beta=%g start=%g steps=%ld ramp=%g", m->cfg.beta.kind, m->cfg.beta.beta,
              m->cfg.beta.start, m->cfg.beta.steps, m->cfg.beta.ramp);
-    return gm__vae_save(path, "vae", arch, m->step, &m->params, &m->opt, train, "gm_vae_save");
+    return gm__vae_save(path, "vae", arch, m->step, &m->params, &m->opt, &m->rng, m->graph, train, "gm_vae_save");
 }
 
 GMDEF int gm_vae_load(gm_vae *m, const char *path) {
     char arch[512];
     if (!m || !path) return gm_fail("gm_vae_load: NULL argument");
     gm__vae_config_text(&m->cfg, arch, sizeof arch);
-    return gm__vae_load(path, "vae", arch, &m->step, &m->params, &m->opt);
+    return gm__vae_load(path, "vae", arch, &m->step, &m->params, &m->opt, &m->rng, m->graph);
 }
 
 #endif /* GENMOD_VAE_IMPLEMENTATION_INCLUDED */

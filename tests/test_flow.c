@@ -491,10 +491,10 @@ typedef struct model_copy {
     float *params, *m, *v;
     size_t count, nopt;
     long step, opt_step;
-    uint64_t deq;
+    gm_rng deq;                  /* the flow's random stream */
 } model_copy;
 
-static void copy_take(model_copy *c, const gm_params *P, const gm_optim *o, long step, uint64_t deq) {
+static void copy_take(model_copy *c, const gm_params *P, const gm_optim *o, long step, gm_rng deq) {
     c->count = P->count;
     c->nopt = o->m ? o->n : 0;
     c->params = (float *)malloc(sizeof(float) * (c->count + 2 * c->nopt + 1));
@@ -511,8 +511,8 @@ static void copy_take(model_copy *c, const gm_params *P, const gm_optim *o, long
 }
 
 /* 1 when the model holds exactly what c took, bit for bit. */
-static int copy_same(const model_copy *c, const gm_params *P, const gm_optim *o, long step, uint64_t deq) {
-    if (P->count != c->count || step != c->step || o->step != c->opt_step || deq != c->deq) return 0;
+static int copy_same(const model_copy *c, const gm_params *P, const gm_optim *o, long step, gm_rng deq) {
+    if (P->count != c->count || step != c->step || o->step != c->opt_step || memcmp(&deq, &c->deq, sizeof deq) != 0) return 0;
     if ((o->m ? o->n : 0) != c->nopt || memcmp(c->params, P->data, sizeof(float) * c->count) != 0) return 0;
     return !c->nopt || (memcmp(c->m, o->m, sizeof(float) * c->nopt) == 0 && memcmp(c->v, o->v, sizeof(float) * c->nopt) == 0);
 }
@@ -558,15 +558,15 @@ static void check_flow_roundtrip(const char *what, int (*build)(gm_flow *, const
         GM_CHECK(gm_flow_train_step(&a, x + (size_t)s * n * dim, NULL, n, NULL) == 0, "%s: %s", what, gm_last_error());
     GM_CHECK(gm_flow_save(&a, path) == 0, "%s: %s", what, gm_last_error());
     GM_CHECK(gm_flow_load(&b, path) == 0, "%s: %s", what, gm_last_error());
-    GM_CHECK(b.step == 3 && b.opt.step == 3 && b.deq_rng == a.deq_rng,
+    GM_CHECK(b.step == 3 && b.opt.step == 3 && memcmp(&b.rng, &a.rng, sizeof a.rng) == 0,
              "%s: steps %ld %ld or the noise stream differ after load", what, b.step, b.opt.step);
     GM_CHECK(gm_flow_log_prob_batch(&a, x, n, la) == 0 && gm_flow_log_prob_batch(&b, x, n, lb) == 0, "%s: %s", what,
              gm_last_error());
     GM_CHECK(memcmp(la, lb, sizeof la) == 0, "%s: log p after load %.9g vs %.9g", what, lb[0], la[0]);
     GM_CHECK(gm_flow_train_step(&a, x + (size_t)3 * n * dim, NULL, n, NULL) == 0 &&
              gm_flow_train_step(&b, x + (size_t)3 * n * dim, NULL, n, NULL) == 0, "%s: %s", what, gm_last_error());
-    copy_take(&after_a, &a.params, &a.opt, a.step, a.deq_rng);
-    GM_CHECK(copy_same(&after_a, &b.params, &b.opt, b.step, b.deq_rng), "%s: the step after the load differs", what);
+    copy_take(&after_a, &a.params, &a.opt, a.step, a.rng);
+    GM_CHECK(copy_same(&after_a, &b.params, &b.opt, b.step, b.rng), "%s: the step after the load differs", what);
     printf("  %-22s %2d layers, %6zu floats: log p and the next step identical after save/load\n", what, a.nlayers,
            a.params.count);
     free(after_a.params);
@@ -608,8 +608,8 @@ GM_TEST(test_ffjord_checkpoint_roundtrip) {
     GM_CHECK(memcmp(la, lb, sizeof la) == 0, "log p after load %.9g vs %.9g", lb[0], la[0]);
     GM_CHECK(gm_ffjord_train_step(&a, MOONS_TR + 2 * 64 * 3, NULL, 64, NULL) == 0 &&
              gm_ffjord_train_step(&b, MOONS_TR + 2 * 64 * 3, NULL, 64, NULL) == 0, "%s", gm_last_error());
-    copy_take(&after_a, &a.params, &a.opt, a.step, 0);
-    GM_CHECK(copy_same(&after_a, &b.params, &b.opt, b.step, 0), "the step after the load differs");
+    copy_take(&after_a, &a.params, &a.opt, a.step, a.rng);
+    GM_CHECK(copy_same(&after_a, &b.params, &b.opt, b.step, b.rng), "the step after the load differs");
     printf("  ffjord 2-16x2 softplus: log p and the next step identical after save/load\n");
     free(after_a.params);
     gm_ffjord_free(&a);
@@ -622,22 +622,22 @@ GM_TEST(test_ffjord_checkpoint_roundtrip) {
 static void check_refused_flow(gm_flow *f, const char *path, const char *const *want, const char *what) {
     model_copy before;
     int i;
-    copy_take(&before, &f->params, &f->opt, f->step, f->deq_rng);
+    copy_take(&before, &f->params, &f->opt, f->step, f->rng);
     GM_CHECK(gm_flow_load(f, path) != 0, "%s: must be refused", what);
     printf("  (expected) %s\n", gm_last_error());
     for (i = 0; want[i]; i++) GM_CHECK(strstr(gm_last_error(), want[i]) != NULL, "%s: message lacks '%s'", what, want[i]);
-    GM_CHECK(copy_same(&before, &f->params, &f->opt, f->step, f->deq_rng), "%s: the refused load changed the flow", what);
+    GM_CHECK(copy_same(&before, &f->params, &f->opt, f->step, f->rng), "%s: the refused load changed the flow", what);
     free(before.params);
 }
 
 static void check_refused_ffjord(gm_ffjord *m, const char *path, const char *const *want, const char *what) {
     model_copy before;
     int i;
-    copy_take(&before, &m->params, &m->opt, m->step, 0);
+    copy_take(&before, &m->params, &m->opt, m->step, m->rng);
     GM_CHECK(gm_ffjord_load(m, path) != 0, "%s: must be refused", what);
     printf("  (expected) %s\n", gm_last_error());
     for (i = 0; want[i]; i++) GM_CHECK(strstr(gm_last_error(), want[i]) != NULL, "%s: message lacks '%s'", what, want[i]);
-    GM_CHECK(copy_same(&before, &m->params, &m->opt, m->step, 0), "%s: the refused load changed the model", what);
+    GM_CHECK(copy_same(&before, &m->params, &m->opt, m->step, m->rng), "%s: the refused load changed the model", what);
     free(before.params);
 }
 
@@ -735,17 +735,17 @@ GM_TEST(test_labels_refused) {
     int labels[4] = {0, 1, 2, 3};
     float out[8];
     GM_CHECK(flow_trained(&f, gm_flow_init, &c) == 0 && ffjord_trained(&m, 8) == 0, "%s", gm_last_error());
-    copy_take(&before, &f.params, &f.opt, f.step, f.deq_rng);
+    copy_take(&before, &f.params, &f.opt, f.step, f.rng);
     GM_CHECK(gm_flow_train_step(&f, MOONS_TR, labels, 4, NULL) != 0 && strstr(gm_last_error(), "labels"),
              "flow train_step took labels: %s", gm_last_error());
-    GM_CHECK(copy_same(&before, &f.params, &f.opt, f.step, f.deq_rng), "a refused step changed the flow");
+    GM_CHECK(copy_same(&before, &f.params, &f.opt, f.step, f.rng), "a refused step changed the flow");
     GM_CHECK(gm_flow_sample(&f, labels, 4, out) != 0 && strstr(gm_last_error(), "labels"), "flow sample took labels");
     GM_CHECK(gm_flow_sample_temperature(&f, labels, 4, 0.5f, out) != 0, "flow sample_temperature took labels");
     free(before.params);
-    copy_take(&before, &m.params, &m.opt, m.step, 0);
+    copy_take(&before, &m.params, &m.opt, m.step, m.rng);
     GM_CHECK(gm_ffjord_train_step(&m, MOONS_TR, labels, 4, NULL) != 0 && strstr(gm_last_error(), "labels"),
              "ffjord train_step took labels: %s", gm_last_error());
-    GM_CHECK(copy_same(&before, &m.params, &m.opt, m.step, 0), "a refused step changed the ffjord model");
+    GM_CHECK(copy_same(&before, &m.params, &m.opt, m.step, m.rng), "a refused step changed the ffjord model");
     GM_CHECK(gm_ffjord_sample(&m, labels, 4, out) != 0 && strstr(gm_last_error(), "labels"), "ffjord sample took labels");
     free(before.params);
     gm_flow_free(&f);
