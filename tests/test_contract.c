@@ -17,6 +17,7 @@
 #include "genmod_vae.h"
 #include "genmod_gan.h"
 #include "genmod_flow.h"
+#include "genmod_hmm.h"
 
 #include "genmod_image.h"
 #include "gm_test.h"
@@ -31,7 +32,9 @@ typedef struct model_kind {
     int (*train)(void *m);                              /* one step on a small random batch */
     int (*save)(const void *m, const char *path);
     int (*load)(void *m, const char *path);
-    int (*parts)(void *m, gm_params **out);             /* the parameter sets it holds */
+    int (*parts)(void *m, gm_params **out);             /* the parameter sets it holds (NULL: none) */
+    int (*probe)(void *m, float *out, int cap);         /* models without parameter sets: some of
+                                                           their outputs, to see them unchanged */
     void (*free)(void *m);
 } model_kind;
 
@@ -163,17 +166,63 @@ static int ffjord_load(void *m, const char *p) { return gm_ffjord_load((gm_ffjor
 static int ffjord_parts(void *m, gm_params **out) { out[0] = &((gm_ffjord *)m)->params; return 1; }
 static void ffjord_free(void *m) { gm_ffjord_free((gm_ffjord *)m); }
 
+/* ---- Markov chain and HMM: sequences of symbols, no graph ------------------------------------ */
+static int seq_data(int *sym, int *len, int n, int length, int alphabet, unsigned seed) {
+    gm_rng r;
+    int i;
+    gm_rng_seed(&r, seed);
+    for (i = 0; i < n; i++) len[i] = length;
+    for (i = 0; i < n * length; i++) sym[i] = gm_rng_int(&r, alphabet);
+    return 0;
+}
+
+static int markov_init(void *m, int variant) {
+    gm_markov_config c = gm_markov_default_config(4, variant ? 1 : 2);
+    return gm_markov_init((gm_markov *)m, &c);
+}
+static int markov_train(void *m) {
+    int sym[3 * 20], len[3];
+    gm_seqs d;
+    seq_data(sym, len, 3, 20, 4, 8);
+    d = gm_seqs_symbols(sym, len, 3);
+    return gm_markov_train((gm_markov *)m, &d);
+}
+static int markov_save(const void *m, const char *p) { return gm_markov_save((const gm_markov *)m, p); }
+static int markov_load(void *m, const char *p) { return gm_markov_load((gm_markov *)m, p); }
+static int markov_probe(void *m, float *out, int cap) {
+    int ctx[2] = {1, 2};
+    return cap >= 4 && gm_markov_next((const gm_markov *)m, ctx, 2, out) == 0 ? 4 : 0;
+}
+static void markov_free(void *m) { gm_markov_free((gm_markov *)m); }
+
+static int hmm_init(void *m, int variant) {
+    gm_hmm_config c = gm_hmm_default_config(variant ? 3 : 2, GM_HMM_DISCRETE, 4);
+    return gm_hmm_init((gm_hmm *)m, &c);
+}
+static int hmm_train(void *m) {
+    int sym[3 * 20], len[3];
+    gm_seqs d;
+    seq_data(sym, len, 3, 20, 4, 9);
+    d = gm_seqs_symbols(sym, len, 3);
+    return gm_hmm_train_step((gm_hmm *)m, &d, NULL);
+}
+static int hmm_save(const void *m, const char *p) { return gm_hmm_save((const gm_hmm *)m, p); }
+static int hmm_load(void *m, const char *p) { return gm_hmm_load((gm_hmm *)m, p); }
+static int hmm_parts(void *m, gm_params **out) { out[0] = &((gm_hmm *)m)->params; return 1; }
+static void hmm_free(void *m) { gm_hmm_free((gm_hmm *)m); }
+
 /* CONTRACT_KINDS_MORE */
 
 static const model_kind kinds[] = {
-    {"ae", sizeof(gm_ae), ae_init, ae_train, ae_save, ae_load, ae_parts, ae_free},
-    {"vae", sizeof(gm_vae), vae_init, vae_train, vae_save, vae_load, vae_parts, vae_free},
-    {"gan", sizeof(gm_gan), gan_init, gan_train, gan_save, gan_load, gan_parts, gan_free},
+    {"ae", sizeof(gm_ae), ae_init, ae_train, ae_save, ae_load, ae_parts, NULL, ae_free},
+    {"vae", sizeof(gm_vae), vae_init, vae_train, vae_save, vae_load, vae_parts, NULL, vae_free},
+    {"gan", sizeof(gm_gan), gan_init, gan_train, gan_save, gan_load, gan_parts, NULL, gan_free},
     {"cyclegan", sizeof(gm_cyclegan), cyclegan_init, cyclegan_train, cyclegan_save, cyclegan_load, cyclegan_parts,
-     cyclegan_free},
-    {"flow", sizeof(gm_flow), flow_init, flow_train, flow_save, flow_load, flow_parts, flow_free},
-    {"ffjord", sizeof(gm_ffjord), ffjord_init, ffjord_train, ffjord_save, ffjord_load, ffjord_parts, ffjord_free},
-    /* CONTRACT_KINDS_TABLE */
+     NULL, cyclegan_free},
+    {"flow", sizeof(gm_flow), flow_init, flow_train, flow_save, flow_load, flow_parts, NULL, flow_free},
+    {"ffjord", sizeof(gm_ffjord), ffjord_init, ffjord_train, ffjord_save, ffjord_load, ffjord_parts, NULL, ffjord_free},
+    {"markov", sizeof(gm_markov), markov_init, markov_train, markov_save, markov_load, NULL, markov_probe, markov_free},
+    {"hmm", sizeof(gm_hmm), hmm_init, hmm_train, hmm_save, hmm_load, hmm_parts, NULL, hmm_free},
 };
 #define NKINDS ((int)(sizeof kinds / sizeof kinds[0]))
 
@@ -185,10 +234,16 @@ typedef struct snapshot { float *data; size_t n; } snapshot;
 
 static snapshot snap(const model_kind *k, void *m) {
     gm_params *p[MAX_PARTS];
-    int np = k->parts(m, p), i;
+    int np = k->parts ? k->parts(m, p) : 0, i;
     snapshot s;
     size_t at = 0;
     s.n = 0;
+    if (k->probe) {
+        s.data = (float *)malloc(64 * sizeof(float));
+        s.n = s.data ? (size_t)k->probe(m, s.data, 64) : 0;
+        if (s.n == 0) { free(s.data); s.data = NULL; }
+        return s;
+    }
     for (i = 0; i < np; i++) s.n += p[i]->count;
     s.data = (float *)malloc((s.n + 1) * sizeof(float));
     for (i = 0; s.data && i < np; i++) {

@@ -18,9 +18,12 @@ cat > "$src" <<'C'
 #include "genmod_gan.h"
 #define GENMOD_FLOW_IMPLEMENTATION
 #include "genmod_flow.h"
+#define GENMOD_HMM_IMPLEMENTATION
+#include "genmod_hmm.h"
 #include "genmod_vae.h"
 #include "genmod_gan.h"
 #include "genmod_flow.h"
+#include "genmod_hmm.h"
 int main(void) { return gm_get_threads() > 0 ? 0 : 1; }
 C
 check() {
