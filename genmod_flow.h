@@ -1261,37 +1261,52 @@ static void gm__flow_arch(const gm_flow *f, char *out, size_t cap) {
     } else snprintf(out + len, cap - len, " layers %d fnv %016llx", f->nlayers - f->recipe_layers, (unsigned long long)h);
 }
 
-GMDEF int gm_flow_save(const gm_flow *f, const char *path) {
-    char arch[GM_META_VALUE_MAX];
+/* What gm_flow and gm_ffjord store: one part (weights and Adam state), the step, and the two random
+   streams (the model's and its graph's), so that training resumed from the file draws the same
+   noise. A file without the streams leaves them as they are. */
+static int gm__flow_save_model(const char *path, const char *model, const char *arch, long step,
+                               const gm_params *params, const gm_optim *opt, const gm_rng *rng, gm_graph *graph) {
     gm_model_part part;
     gm_meta extra;
+    char key[32];
+    memset(&extra, 0, sizeof extra);
+    snprintf(key, sizeof key, "%s.rng", model);
+    if (gm_meta_set_rng(&extra, key, rng) != 0) return -1;
+    snprintf(key, sizeof key, "%s.graph_rng", model);
+    if (gm_meta_set_rng(&extra, key, gm_graph_rng(graph)) != 0) return -1;
+    part.name = "";
+    part.params = GM__FLOW_UNCONST(gm_params *, params);   /* read only: gm_model_save writes them out */
+    part.opt = GM__FLOW_UNCONST(gm_optim *, opt);
+    return gm_model_save(path, model, arch, step, &part, 1, &extra);
+}
+
+static int gm__flow_load_model(const char *path, const char *model, const char *arch, long *step, gm_params *params,
+                               gm_optim *opt, gm_rng *rng, gm_graph *graph) {
+    gm_model_part part;
+    gm_meta extra;
+    char key[32];
+    memset(&extra, 0, sizeof extra);
+    part.name = ""; part.params = params; part.opt = opt;
+    if (gm_model_load(path, model, arch, step, &part, 1, &extra) != 0) return -1;
+    snprintf(key, sizeof key, "%s.rng", model);
+    gm_meta_get_rng(&extra, key, rng);
+    snprintf(key, sizeof key, "%s.graph_rng", model);
+    gm_meta_get_rng(&extra, key, gm_graph_rng(graph));
+    return 0;
+}
+
+GMDEF int gm_flow_save(const gm_flow *f, const char *path) {
+    char arch[GM_META_VALUE_MAX];
     if (!f || !f->graph || !path) return gm_fail("gm_flow_save: NULL argument or flow not initialized");
     gm__flow_arch(f, arch, sizeof arch);
-    memset(&extra, 0, sizeof extra);
-    /* the random streams, so that training resumed from the file draws the same noise */
-    if (gm_meta_set_rng(&extra, "flow.rng", &f->rng) != 0 ||
-        gm_meta_set_rng(&extra, "flow.graph_rng", gm_graph_rng(f->graph)) != 0)
-        return -1;
-    part.name = "";
-    part.params = GM__FLOW_UNCONST(gm_params *, &f->params);   /* read only: gm_model_save writes them out */
-    part.opt = GM__FLOW_UNCONST(gm_optim *, &f->opt);
-    return gm_model_save(path, "flow", arch, f->step, &part, 1, &extra);
+    return gm__flow_save_model(path, "flow", arch, f->step, &f->params, &f->opt, &f->rng, f->graph);
 }
 
 GMDEF int gm_flow_load(gm_flow *f, const char *path) {
     char arch[GM_META_VALUE_MAX];
-    gm_model_part part;
-    gm_meta extra;
-    long step = 0;
     if (!f || !f->graph || !path) return gm_fail("gm_flow_load: NULL argument or flow not initialized");
     gm__flow_arch(f, arch, sizeof arch);
-    memset(&extra, 0, sizeof extra);
-    part.name = ""; part.params = &f->params; part.opt = &f->opt;
-    if (gm_model_load(path, "flow", arch, &step, &part, 1, &extra) != 0) return -1;
-    f->step = step;
-    gm_meta_get_rng(&extra, "flow.rng", &f->rng);   /* a file without them keeps the streams as they are */
-    gm_meta_get_rng(&extra, "flow.graph_rng", gm_graph_rng(f->graph));
-    return 0;
+    return gm__flow_load_model(path, "flow", arch, &f->step, &f->params, &f->opt, &f->rng, f->graph);
 }
 
 /* ======================================================================================= */
@@ -1704,35 +1719,16 @@ static void gm__ffjord_arch(const gm_ffjord *m, char *out, size_t cap) {
 
 GMDEF int gm_ffjord_save(const gm_ffjord *m, const char *path) {
     char arch[GM_META_VALUE_MAX];
-    gm_model_part part;
-    gm_meta extra;
     if (!m || !m->graph || !path) return gm_fail("gm_ffjord_save: NULL argument or model not initialized");
     gm__ffjord_arch(m, arch, sizeof arch);
-    memset(&extra, 0, sizeof extra);
-    /* the random streams (Hutchinson probes, sampling noise), so resumed training draws the same */
-    if (gm_meta_set_rng(&extra, "ffjord.rng", &m->rng) != 0 ||
-        gm_meta_set_rng(&extra, "ffjord.graph_rng", gm_graph_rng(m->graph)) != 0)
-        return -1;
-    part.name = "";
-    part.params = GM__FLOW_UNCONST(gm_params *, &m->params);   /* read only: gm_model_save writes them out */
-    part.opt = GM__FLOW_UNCONST(gm_optim *, &m->opt);
-    return gm_model_save(path, "ffjord", arch, m->step, &part, 1, &extra);
+    return gm__flow_save_model(path, "ffjord", arch, m->step, &m->params, &m->opt, &m->rng, m->graph);
 }
 
 GMDEF int gm_ffjord_load(gm_ffjord *m, const char *path) {
     char arch[GM_META_VALUE_MAX];
-    gm_model_part part;
-    gm_meta extra;
-    long step = 0;
     if (!m || !m->graph || !path) return gm_fail("gm_ffjord_load: NULL argument or model not initialized");
     gm__ffjord_arch(m, arch, sizeof arch);
-    part.name = ""; part.params = &m->params; part.opt = &m->opt;
-    memset(&extra, 0, sizeof extra);
-    if (gm_model_load(path, "ffjord", arch, &step, &part, 1, &extra) != 0) return -1;
-    m->step = step;
-    gm_meta_get_rng(&extra, "ffjord.rng", &m->rng);   /* a file without them keeps the streams as they are */
-    gm_meta_get_rng(&extra, "ffjord.graph_rng", gm_graph_rng(m->graph));
-    return 0;
+    return gm__flow_load_model(path, "ffjord", arch, &m->step, &m->params, &m->opt, &m->rng, m->graph);
 }
 
 #endif /* GENMOD_FLOW_IMPLEMENTATION_INCLUDED */
