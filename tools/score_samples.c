@@ -23,15 +23,10 @@
 #include "../genmod.h"
 #define GENMOD_GAN_IMPLEMENTATION
 #include "../genmod_gan.h"
-#include <errno.h>
-#include <limits.h>
+#include "tool.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#ifndef _WIN32
-#include <sys/resource.h>
-#endif
 
 #define NAME "score_samples"
 #define SIDE 28                      /* the classifier only knows 28x28 digits */
@@ -45,79 +40,28 @@ typedef struct opts {
     char data_buf[PATH_CAP], classifier_buf[PATH_CAP];   /* storage for the defaults */
 } opts;
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: %s --samples FILE.idx [--data DIR] [--classifier FILE] [--n N]\n"
-               "Scores generated 28x28 digits (IDX uint8, 0 background, 255 ink) against the test images\n"
-               "of DIR with the metric classifier; prints one JSON line (fd, label_entropy in nats, label_hist).\n\n"
-               "  --samples FILE.idx  the generated images (required)\n"
-               "  --data DIR          folder holding t10k-images-idx3-ubyte [bundled data/]\n"
-               "  --classifier FILE   classifier weights [bundled data/digit_classifier.safetensors]\n"
-               "  --n N               score only the first N samples, 0 = all [0]\n"
-               "  --help              this text\n", NAME);
+/* The command line into o ("--flag v" or "--flag=v"). Returns 0, 1 (--help: usage printed)
+ * or 2 (bad: said on stderr). */
+static int parse_args(opts *o, int argc, char **argv) {
+    const tool_flag flags[4] = {
+        {"samples", TOOL_STRING, &o->samples, "FILE.idx", "the generated images (required)", 0, NULL},
+        {"data", TOOL_STRING, &o->data, "DIR", "folder holding t10k-images-idx3-ubyte [bundled data/]", 0, NULL},
+        {"classifier", TOOL_STRING, &o->classifier, "FILE",
+         "classifier weights [bundled data/digit_classifier.safetensors]", 0, NULL},
+        {"n", TOOL_INT, &o->n, "N", "score only the first N samples, 0 = all", 0, "a whole number (allowed: 0..)"}};
+    const tool_cli cli = {NAME, "--samples FILE.idx [--data DIR] [--classifier FILE] [--n N]",
+                          "Scores generated 28x28 digits (IDX uint8, 0 background, 255 ink) against the test images\n"
+                          "of DIR with the metric classifier; prints one JSON line (fd, label_entropy in nats, label_hist).",
+                          flags, 4, 18};
+    int rc = tool_parse(&cli, argc, argv);
+    if (rc == 0 && !o->samples) rc = tool_bad_usage(NAME, "--samples FILE.idx is required");
+    return rc;
 }
 
-/* --n's value: a whole number >= 0. */
-static int parse_count(const char *s, int *out) {
-    char *end;
-    long v;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (!*s || *end || errno == ERANGE || v < 0 || v > INT_MAX) return -1;
-    *out = (int)v;
-    return 0;
-}
-
-/* The command line: "--flag v" or "--flag=v". Returns 0, 1 (--help) or 2 (msg says why). */
-static int parse_args(opts *o, int argc, char **argv, char *msg, size_t cap) {
-    static const char *const names[4] = {"samples", "data", "classifier", "n"};
-    int i, k;
-    msg[0] = 0;
-    for (i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
-    for (i = 1; i < argc; i++) {
-        const char *arg = argv[i], *eq, *val;
-        size_t len;
-        if (strncmp(arg, "--", 2) != 0) { snprintf(msg, cap, "unexpected argument '%s' (flags start with --)", arg); return 2; }
-        arg += 2;
-        eq = strchr(arg, '=');
-        len = eq ? (size_t)(eq - arg) : strlen(arg);
-        for (k = 0; k < 4 && !(strlen(names[k]) == len && strncmp(names[k], arg, len) == 0); k++) {}
-        if (k == 4) { snprintf(msg, cap, "unknown flag '--%.*s'", (int)len, arg); return 2; }
-        if (eq) val = eq + 1;
-        else if (i + 1 < argc) val = argv[++i];
-        else { snprintf(msg, cap, "--%s needs a value", names[k]); return 2; }
-        if (k == 0) o->samples = val;
-        else if (k == 1) o->data = val;
-        else if (k == 2) o->classifier = val;
-        else if (parse_count(val, &o->n) != 0) {
-            snprintf(msg, cap, "--n: '%s' is not a whole number (allowed: 0..)", val);
-            return 2;
-        }
-    }
-    if (!o->samples) { snprintf(msg, cap, "--samples FILE.idx is required"); return 2; }
-    return 0;
-}
-
-static int is_dir(const char *p) {
-    struct stat st;
-#ifdef _WIN32
-    return stat(p, &st) == 0 && (st.st_mode & _S_IFMT) == _S_IFDIR;
-#else
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-#endif
-}
-
-/* The bundled data/ directory, found as the examples find it: $GENMOD_DATA, else the first of
-   data, ../data, ../../data that exists. Both defaults come from it; the classifier does not
-   follow --data, because a full MNIST download has no classifier in it. */
+/* Both defaults come from the bundled data/ directory; the classifier does not follow --data,
+   because a full MNIST download has no classifier in it. */
 static void fill_defaults(opts *o) {
-    static const char *tries[3] = {"data", "../data", "../../data"};
-    const char *env = getenv("GENMOD_DATA"), *dir = "data";
-    int i;
-    if (env && env[0]) dir = env;
-    else
-        for (i = 0; i < 3; i++)
-            if (is_dir(tries[i])) { dir = tries[i]; break; }
+    const char *dir = tool_data_dir();
     if (!o->data) {
         snprintf(o->data_buf, sizeof o->data_buf, "%s", dir);
         o->data = o->data_buf;
@@ -194,56 +138,24 @@ static int label_histogram(gm_digit_classifier *m, gm_graph *g, const float *x, 
     return 0;
 }
 
-/* A JSON string: quotes, backslashes and control characters escaped. */
-static void put_json_string(const char *s) {
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
-    }
-    putchar('"');
-}
-
-/* A JSON number (NaN and inf become null). */
-static void put_json_number(double v) {
-    if (v == v && v - v == 0) printf("%.10g", v);
-    else printf("null");
-}
-
-/* One JSON line, closed by the process's peak memory (resident set, where the OS tells it). */
+/* One JSON line, closed by the process's peak memory. */
 static void print_json(const opts *o, int n, int nref, const gm_digit_scores *sc, const long hist[10]) {
     int k;
-    printf("{\"samples\":");
-    put_json_string(o->samples);
-    printf(",\"n\":%d,\"reference\":", n);
-    put_json_string(o->data);
-    printf(",\"nref\":%d,\"fd\":", nref);
-    put_json_number(sc->fd);
-    printf(",\"label_entropy\":");
-    put_json_number(sc->entropy);
-    for (k = 0; k < 10; k++) printf("%s%ld", k == 0 ? ",\"label_hist\":[" : ",", hist[k]);
-    printf("]");
-#ifndef _WIN32
-    {   struct rusage ru;
-#ifdef __APPLE__
-        const double per_mib = 1048576.0;   /* ru_maxrss in bytes */
-#else
-        const double per_mib = 1024.0;      /* ru_maxrss in KiB */
-#endif
-        if (getrusage(RUSAGE_SELF, &ru) == 0) {
-            printf(",\"peak_rss_mib\":");
-            put_json_number((double)ru.ru_maxrss / per_mib);
-        } }
-#endif
-    printf("}\n");
-    fflush(stdout);
+    tool_json_begin();
+    tool_json_str("samples", o->samples);
+    tool_json_int("n", n);
+    tool_json_str("reference", o->data);
+    tool_json_int("nref", nref);
+    tool_json_num("fd", sc->fd);
+    tool_json_num("label_entropy", sc->entropy);
+    tool_json_key("label_hist");
+    for (k = 0; k < 10; k++) printf("%c%ld", k == 0 ? '[' : ',', hist[k]);
+    putchar(']');
+    tool_json_end();
 }
 
 int main(int argc, char **argv) {
     opts o;
-    char msg[512];
     gm_dataset samples, ref;
     gm_digit_classifier m;
     gm_digit_scores sc;
@@ -251,9 +163,8 @@ int main(int argc, char **argv) {
     long hist[10];
     int rc;
     memset(&o, 0, sizeof o);
-    rc = parse_args(&o, argc, argv, msg, sizeof msg);
-    if (rc == 1) { usage(stdout); return 0; }
-    if (rc == 2) { fprintf(stderr, "%s: %s (see --help)\n", NAME, msg); return 2; }
+    rc = parse_args(&o, argc, argv);
+    if (rc != 0) return rc == 1 ? 0 : 2;
     fill_defaults(&o);
 
     if (load_samples(&samples, &o) != 0) return 1;

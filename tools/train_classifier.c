@@ -16,15 +16,12 @@
 #include "../genmod.h"
 #define GENMOD_GAN_IMPLEMENTATION
 #include "../genmod_gan.h"
-#include <errno.h>
-#include <limits.h>
+#include "tool.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #ifndef _WIN32
-#include <sys/resource.h>
 #include <sys/time.h>
 #endif
 
@@ -37,88 +34,21 @@ typedef struct opts {
     unsigned long seed;
 } opts;
 
-static void usage(const opts *o) {
-    printf("usage: %s [flags]\nTrains the digit classifier used to score GAN samples (FD, label entropy, accuracy).\n\n"
-           "  --data DIR      dataset directory [$GENMOD_DATA, else data/ or ../data/]\n"
-           "  --epochs N      training epochs [%d]\n  --batch N       minibatch size [%d]\n"
-           "  --lr X          Adam learning rate [%g]\n  --seed N        random seed [%lu]\n"
-           "  --threads N     worker threads, 0 = library default [%d]\n  --save FILE     where the weights go [%s]\n"
-           "  --quiet         only errors and the final JSON line\n  --help          this text\n",
-           NAME, o->epochs, o->batch, o->lr, o->seed, o->threads, o->save);
-}
-
-/* One flag's value into its field; msg gets the complaint. */
-static int set_flag(opts *o, const char *name, const char *v, char *msg, size_t cap) {
-    char *end;
-    double d;
-    long l;
-    errno = 0;
-    if (!strcmp(name, "data")) { o->data = v; return 0; }
-    if (!strcmp(name, "save")) { o->save = v; return 0; }
-    if (!strcmp(name, "lr")) {
-        d = strtod(v, &end);
-        if (*v && !*end && errno != ERANGE && d > 0 && d < 1e30) { o->lr = (float)d; return 0; }
-        snprintf(msg, cap, "--lr: '%s' is not a positive number", v);
-        return -1;
-    }
-    if (!strcmp(name, "seed")) {
-        unsigned long u = strtoul(v, &end, 10);
-        if (*v && *v != '-' && *v != '+' && !*end && errno != ERANGE) { o->seed = u; return 0; }
-        snprintf(msg, cap, "--seed: '%s' is not a whole number >= 0", v);
-        return -1;
-    }
-    l = strtol(v, &end, 10);
-    if (!*v || *end || errno == ERANGE || l < 0 || l > INT_MAX) {
-        snprintf(msg, cap, "--%s: '%s' is not a whole number >= 0", name, v);
-        return -1;
-    }
-    if (!strcmp(name, "epochs") && l >= 1) o->epochs = (int)l;
-    else if (!strcmp(name, "batch") && l >= 1) o->batch = (int)l;
-    else if (!strcmp(name, "threads")) o->threads = (int)l;
-    else { snprintf(msg, cap, "--%s: %ld is out of range", name, l); return -1; }
-    return 0;
-}
-
-/* "--flag v" or "--flag=v". Returns 0, 1 (--help) or 2 (msg says why). */
-static int parse_args(opts *o, int argc, char **argv, char *msg, size_t cap) {
-    static const char *const known[7] = {"data", "save", "lr", "seed", "epochs", "batch", "threads"};
-    int i, k;
-    for (i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
-    for (i = 1; i < argc; i++) {
-        char name[32];
-        const char *arg = argv[i], *eq, *val;
-        size_t len;
-        if (strncmp(arg, "--", 2) != 0) { snprintf(msg, cap, "unexpected argument '%s' (flags start with --)", arg); return 2; }
-        arg += 2;
-        eq = strchr(arg, '=');
-        len = eq ? (size_t)(eq - arg) : strlen(arg);
-        snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), arg);
-        if (!strcmp(name, "quiet") && !eq) { o->quiet = 1; continue; }
-        for (k = 0; k < 7 && strcmp(known[k], name) != 0; k++) {}
-        if (k == 7 || len >= sizeof name) { snprintf(msg, cap, "unknown flag '--%.*s'", (int)len, arg); return 2; }
-        if (eq) val = eq + 1;
-        else if (i + 1 < argc) val = argv[++i];
-        else { snprintf(msg, cap, "--%s needs a value", name); return 2; }
-        if (set_flag(o, name, val, msg, cap) != 0) return 2;
-    }
-    return 0;
-}
-
-/* --data default: $GENMOD_DATA, else the first of data, ../data, ../../data that exists. */
-static const char *find_data(void) {
-    static const char *tries[3] = {"data", "../data", "../../data"};
-    const char *env = getenv("GENMOD_DATA");
-    struct stat st;
-    int i;
-    if (env && env[0]) return env;
-    for (i = 0; i < 3; i++)
-#ifdef _WIN32
-        if (stat(tries[i], &st) == 0 && (st.st_mode & _S_IFMT) == _S_IFDIR) return tries[i];
-#else
-        if (stat(tries[i], &st) == 0 && S_ISDIR(st.st_mode)) return tries[i];
-#endif
-    return "data";
+/* The command line into o, whose fields hold the defaults. Returns 0, 1 (--help: usage
+ * printed) or 2 (bad: said on stderr). */
+static int parse_args(opts *o, int argc, char **argv) {
+    const tool_flag flags[8] = {
+        {"data", TOOL_STRING, &o->data, "DIR", "dataset directory [$GENMOD_DATA, else data/ or ../data/]", 0, NULL},
+        {"epochs", TOOL_INT, &o->epochs, "N", "training epochs", 1, NULL},
+        {"batch", TOOL_INT, &o->batch, "N", "minibatch size", 1, NULL},
+        {"lr", TOOL_POSITIVE, &o->lr, "X", "Adam learning rate", 0, NULL},
+        {"seed", TOOL_ULONG, &o->seed, "N", "random seed", 0, NULL},
+        {"threads", TOOL_INT, &o->threads, "N", "worker threads, 0 = library default", 0, NULL},
+        {"save", TOOL_STRING, &o->save, "FILE", "where the weights go", 0, NULL},
+        {"quiet", TOOL_SWITCH, &o->quiet, NULL, "only errors and the final JSON line", 0, NULL}};
+    const tool_cli cli = {NAME, "[flags]", "Trains the digit classifier used to score GAN samples (FD, label entropy, accuracy).",
+                          flags, 8, 14};
+    return tool_parse(&cli, argc, argv);
 }
 
 static double now_s(void) {
@@ -147,29 +77,19 @@ static double test_accuracy(gm_digit_classifier *m, gm_graph *g, const gm_datase
 
 /* The summary line: the figures, the training speed and the process's peak memory. */
 static void print_json(const opts *o, double acc, const gm_digit_scores *sc, double samples_per_s) {
-    printf("{\"model\":\"digit_classifier\",\"test_accuracy\":%.10g,\"fd_train2000_vs_test\":%.10g,"
-           "\"entropy_train2000\":%.10g,\"epochs\":%d,\"checkpoint\":\"", acc, sc->fd, sc->entropy, o->epochs);
-    {   const char *s;
-        for (s = o->save; *s; s++) {
-            if (*s == '"' || *s == '\\') putchar('\\');
-            if ((unsigned char)*s >= 0x20) putchar(*s);
-        } }
-    printf("\",\"samples_per_s\":%.10g", samples_per_s);
-#ifndef _WIN32
-    {   struct rusage ru;
-#ifdef __APPLE__
-        const double per_mib = 1048576.0;   /* ru_maxrss in bytes */
-#else
-        const double per_mib = 1024.0;      /* ru_maxrss in KiB */
-#endif
-        if (getrusage(RUSAGE_SELF, &ru) == 0) printf(",\"peak_rss_mib\":%.10g", (double)ru.ru_maxrss / per_mib); }
-#endif
-    printf("}\n");
+    tool_json_begin();
+    tool_json_str("model", "digit_classifier");
+    tool_json_num("test_accuracy", acc);
+    tool_json_num("fd_train2000_vs_test", sc->fd);
+    tool_json_num("entropy_train2000", sc->entropy);
+    tool_json_int("epochs", o->epochs);
+    tool_json_str("checkpoint", o->save);
+    tool_json_num("samples_per_s", samples_per_s);
+    tool_json_end();
 }
 
 int main(int argc, char **argv) {
     opts o;
-    char msg[512];
     gm_dataset tr, te;
     gm_digit_classifier m;
     gm_batcher b;
@@ -185,10 +105,9 @@ int main(int argc, char **argv) {
     memset(&o, 0, sizeof o);
     o.save = "data/digit_classifier.safetensors";
     o.epochs = 12; o.batch = 64; o.lr = 1e-3f; o.seed = 1;
-    rc = parse_args(&o, argc, argv, msg, sizeof msg);
-    if (rc == 1) { usage(&o); return 0; }
-    if (rc == 2) { fprintf(stderr, "%s: %s (see --help)\n", NAME, msg); return 2; }
-    if (!o.data) o.data = find_data();
+    rc = parse_args(&o, argc, argv);
+    if (rc != 0) return rc == 1 ? 0 : 2;
+    if (!o.data) o.data = tool_data_dir();
     if (o.threads > 0) gm_set_threads(o.threads);
     if (gm_mnist_load(&tr, &te, o.data, 0, 0, -1.0f, 1.0f) != 0) return fail("data");
     if (gm_digit_classifier_init(&m, o.seed) != 0) return fail("model");
