@@ -72,7 +72,7 @@
       Matrix multiply, convolutions, pooling   gm_matmul, gm_conv2d, gm_conv_transpose2d, gm_avg_pool
       Losses and log-densities                 gm_mse, gm_bce_logits, gm_gaussian_loglik, ...
       Automatic differentiation                gm_backward, gm_grad, gm_gradcheck
-      Layers                                   gm_linear, gm_conv, gm_batchnorm, gm_layernorm, gm_activation
+      Layers                                   gm_linear, gm_conv, gm_batchnorm, gm_layernorm, gm_groupnorm, gm_activation
       Optimizers                               gm_optim, gm_sgd, gm_rmsprop, gm_adam, gm_adamw
       Data                                     gm_dataset (IDX, MNIST), gm_toy2d, gm_batcher
       Checkpoints                              gm_checkpoint_save / _load, gm_meta, gm_model_save / _load
@@ -293,6 +293,7 @@ GMDEF gm_tensor *gm_elu(gm_graph *g, gm_tensor *x, float alpha);
 GMDEF gm_tensor *gm_tanh(gm_graph *g, gm_tensor *x);
 GMDEF gm_tensor *gm_sigmoid(gm_graph *g, gm_tensor *x);
 GMDEF gm_tensor *gm_softplus(gm_graph *g, gm_tensor *x);
+GMDEF gm_tensor *gm_silu(gm_graph *g, gm_tensor *x);      /* x sigmoid(x) (swish) */
 GMDEF gm_tensor *gm_log_sigmoid(gm_graph *g, gm_tensor *x);
 /* Built from the ops above */
 GMDEF gm_tensor *gm_bias_add(gm_graph *g, gm_tensor *x, gm_tensor *b);  /* b (C) along dim 1 of x */
@@ -371,6 +372,9 @@ typedef struct gm_batchnorm {
     int c; float momentum, eps;
 } gm_batchnorm;
 typedef struct gm_layernorm { gm_params *p; int gamma, beta; int n; float eps; } gm_layernorm;
+/* Group norm: the channels in `groups` groups, each normalized over its channels and all pixels of
+   one example, then a per-channel scale and shift (PyTorch's GroupNorm, eps 1e-5). */
+typedef struct gm_groupnorm { gm_params *p; int gamma, beta; int channels, groups; float eps; } gm_groupnorm;
 
 GMDEF int gm_linear_init(gm_linear *l, gm_params *p, const char *name, int in, int out, int init, gm_rng *r);
 GMDEF gm_tensor *gm_linear_forward(gm_graph *g, const gm_linear *l, gm_tensor *x);  /* x (N,in) -> (N,out) */
@@ -383,11 +387,13 @@ GMDEF int gm_batchnorm_init(gm_batchnorm *bn, gm_params *p, const char *name, in
 GMDEF gm_tensor *gm_batchnorm_forward(gm_graph *g, const gm_batchnorm *bn, gm_tensor *x); /* (N,C) or (N,C,H,W) */
 GMDEF int gm_layernorm_init(gm_layernorm *ln, gm_params *p, const char *name, int features);
 GMDEF gm_tensor *gm_layernorm_forward(gm_graph *g, const gm_layernorm *ln, gm_tensor *x); /* over all but dim 0 */
+GMDEF int gm_groupnorm_init(gm_groupnorm *gn, gm_params *p, const char *name, int channels, int groups);
+GMDEF gm_tensor *gm_groupnorm_forward(gm_graph *g, const gm_groupnorm *gn, gm_tensor *x); /* (N,C[,H,W]) */
 
 /* Activations by name, for configs: one enum for every family. GM_ACT_LEAKY_RELU uses `slope`;
    the others ignore it. */
 enum { GM_ACT_IDENTITY = 0, GM_ACT_RELU, GM_ACT_LEAKY_RELU, GM_ACT_ELU, GM_ACT_TANH, GM_ACT_SIGMOID,
-       GM_ACT_SOFTPLUS, GM_ACT_COUNT };
+       GM_ACT_SOFTPLUS, GM_ACT_SILU, GM_ACT_COUNT };
 GMDEF gm_tensor  *gm_activation(gm_graph *g, gm_tensor *x, int act, float slope);
 GMDEF const char *gm_act_name(int act);          /* "identity", "relu", "leaky_relu", ...; "?" if unknown */
 GMDEF int         gm_act_parse(const char *name); /* the reverse; -1 if unknown */
@@ -2328,7 +2334,7 @@ GMDEF void gm_init_weights(gm_rng *r, float *w, size_t n, int init, int fan_in, 
     X(ADD, add) X(SUB, sub) X(MUL, mul) X(DIV, div)                                                 \
     X(AFFINE, affine) X(EXP, exp) X(LOG, log) X(SQRT, sqrt) X(SQUARE, square) X(ABS, abs)           \
     X(POW, pow) X(CLAMP, clamp) X(RELU, relu) X(LEAKY, leaky_relu) X(ELU, elu) X(TANH, tanh)        \
-    X(SIGMOID, sigmoid) X(SOFTPLUS, softplus) X(LOG_SIGMOID, log_sigmoid)                           \
+    X(SIGMOID, sigmoid) X(SOFTPLUS, softplus) X(LOG_SIGMOID, log_sigmoid) X(SILU, silu)            \
     X(SOFTMAX, softmax) X(LOG_SOFTMAX, log_softmax) X(SUM_TO, sum_to) X(EXPAND, expand)             \
     X(RESHAPE, reshape) X(PERMUTE, permute) X(CONCAT, concat) X(SLICE, slice) X(PAD, pad)           \
     X(GATHER, gather) X(SCATTER, scatter) X(MATMUL, matmul)                                         \
@@ -3006,6 +3012,20 @@ static void gm__log_sigmoid_map(float *y, const float *x, int n, const float *f)
 }
 GMDEF gm_tensor *gm_log_sigmoid(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_LOG_SIGMOID, gm__log_sigmoid_map, x, 0, 0); }
 static void gm__log_sigmoid_backward(gm_graph *g, gm_tensor *y) { gm__map_backward(g, y, gm_sigmoid(g, gm_neg(g, y->src[0]))); }
+
+/* silu: x sigmoid(x), the sigmoid by the vector kernel, then one product per element. */
+static void gm__silu_map(float *y, const float *x, int n, const float *f) {
+    int i;
+    (void)f;
+    gm__vsigmoid(y, x, (size_t)n);
+    for (i = 0; i < n; i++) y[i] *= x[i];
+}
+GMDEF gm_tensor *gm_silu(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_SILU, gm__silu_map, x, 0, 0); }
+/* d/dx x s(x) = s (1 + x (1 - s)) = s (1 + x - y): y itself is reused, so the rule is three ops. */
+static void gm__silu_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *x = y->src[0];
+    gm__map_backward(g, y, gm_mul(g, gm_sigmoid(g, x), gm_sub(g, gm_affine(g, x, 1.0f, 1.0f), y)));
+}
 
 /* ---- built from the ops above ---- */
 GMDEF gm_tensor *gm_bias_add(gm_graph *g, gm_tensor *x, gm_tensor *b) {
@@ -4299,8 +4319,44 @@ GMDEF gm_tensor *gm_layernorm_forward(gm_graph *g, const gm_layernorm *ln, gm_te
     return y ? gm__reshape(g, y, x->ndim, x->shape) : NULL;
 }
 
+GMDEF int gm_groupnorm_init(gm_groupnorm *gn, gm_params *p, const char *name, int channels, int groups) {
+    int i;
+    float *gamma;
+    if (!gn || !p || !name || channels <= 0 || groups <= 0 || channels % groups != 0)
+        return gm_fail("gm_groupnorm_init: '%s': %d channels in %d groups (need groups > 0 dividing channels)",
+                       name ? name : "(null)", channels, groups);
+    gn->p = p; gn->channels = channels; gn->groups = groups; gn->eps = 1e-5f;
+    if ((gn->gamma = gm__add_view(p, name, "weight", 1, channels, 0, 0, 0)) < 0 ||
+        (gn->beta = gm__add_view(p, name, "bias", 1, channels, 0, 0, 0)) < 0) return -1;
+    for (i = 0, gamma = gm_params_data(p, gn->gamma); i < channels; i++) gamma[i] = 1.0f;
+    return 0;
+}
+
+/* Composed of existing ops, as layer norm is: the rows of (N*groups, C/groups*H*W) are
+   normalized, then the per-channel affine broadcasts over (N,C,H,W). */
+GMDEF gm_tensor *gm_groupnorm_forward(gm_graph *g, const gm_groupnorm *gn, gm_tensor *x) {
+    gm_tensor *flat, *xc, *var, *y;
+    int n, hw;
+    char s1[64];
+    if (!g || !gn || !x) return NULL;
+    if (x->ndim < 2 || x->shape[1] != gn->channels) {
+        gm__graph_error(g, "gm_groupnorm_forward: %d channels, input %s", gn->channels, gm__shape_text(x, s1));
+        return NULL;
+    }
+    n = x->shape[0];
+    hw = (int)(x->size / ((size_t)n * gn->channels));
+    flat = gm_reshape(g, x, n * gn->groups, (gn->channels / gn->groups) * hw, 0, 0);
+    xc = gm_sub(g, flat, gm_mean_axes(g, flat, GM_AXIS(1)));
+    var = gm_mean_axes(g, gm_square(g, xc), GM_AXIS(1));
+    y = gm_mul(g, xc, gm_pow(g, gm_affine(g, var, 1.0f, gn->eps), -0.5f));
+    y = gm_reshape(g, y, n, gn->channels, hw, 0);
+    y = gm_mul(g, y, gm_reshape(g, gm_param(g, gn->p, gn->gamma), gn->channels, 1, 0, 0));
+    y = gm_add(g, y, gm_reshape(g, gm_param(g, gn->p, gn->beta), gn->channels, 1, 0, 0));
+    return y ? gm__reshape(g, y, x->ndim, x->shape) : NULL;
+}
+
 static const char *const gm__act_names[GM_ACT_COUNT] = {"identity", "relu", "leaky_relu", "elu", "tanh",
-                                                        "sigmoid", "softplus"};
+                                                        "sigmoid", "softplus", "silu"};
 
 GMDEF gm_tensor *gm_activation(gm_graph *g, gm_tensor *x, int act, float slope) {
     switch (act) {
@@ -4311,6 +4367,7 @@ GMDEF gm_tensor *gm_activation(gm_graph *g, gm_tensor *x, int act, float slope) 
     case GM_ACT_TANH:       return gm_tanh(g, x);
     case GM_ACT_SIGMOID:    return gm_sigmoid(g, x);
     case GM_ACT_SOFTPLUS:   return gm_softplus(g, x);
+    case GM_ACT_SILU:       return gm_silu(g, x);
     default:
         if (g) gm__graph_error(g, "gm_activation: unknown activation %d", act);
         return NULL;

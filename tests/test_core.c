@@ -1044,7 +1044,7 @@ GM_TEST(op_descriptors) {
     gm_graph *g = gm_graph_new(1);
     gm_rng r;
     const int labels[4] = {1, 0, 3, 2};
-    struct { const gm_tensor *t; const char *name; } want[48];
+    struct { const gm_tensor *t; const char *name; } want[56];
     gm_tensor *x, *w, *wt, *m, *v;
     int n = 0, i, j, named = 0;
     gm_rng_seed(&r, 3);
@@ -1060,7 +1060,7 @@ GM_TEST(op_descriptors) {
     WANT(gm_square(g, m), "square"); WANT(gm_abs(g, m), "abs"); WANT(gm_pow(g, m, 2), "pow"); WANT(gm_clamp(g, m, 0, 1), "clamp");
     WANT(gm_relu(g, m), "relu"); WANT(gm_leaky_relu(g, m, 0.1f), "leaky_relu"); WANT(gm_elu(g, m, 1), "elu");
     WANT(gm_tanh(g, m), "tanh"); WANT(gm_sigmoid(g, m), "sigmoid"); WANT(gm_softplus(g, m), "softplus");
-    WANT(gm_log_sigmoid(g, m), "log_sigmoid"); WANT(gm_softmax(g, m), "softmax"); WANT(gm_log_softmax(g, m), "log_softmax");
+    WANT(gm_log_sigmoid(g, m), "log_sigmoid"); WANT(gm_silu(g, m), "silu"); WANT(gm_softmax(g, m), "softmax"); WANT(gm_log_softmax(g, m), "log_softmax");
     WANT(gm_sum_axes(g, m, GM_AXIS(0)), "sum_to"); WANT(gm_expand(g, v, 3, 4, 0, 0), "expand");
     WANT(gm_reshape(g, m, 2, 8, 0, 0), "reshape"); WANT(gm_transpose(g, m), "permute"); WANT(gm_concat(g, m, m, 1), "concat");
     WANT(gm_slice(g, m, 1, 1, 2), "slice"); WANT(gm_gather(g, m, labels), "gather"); WANT(gm_matmul(g, m, m, 0, 1), "matmul");

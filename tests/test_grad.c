@@ -136,7 +136,7 @@ GM_TEST(gradcheck_detects_wrong_gradient) {
 /* ---------------------------------------------------------------------------------------------- */
 enum {
     U_AFFINE, U_SCALE, U_NEG, U_EXP, U_LOG, U_SQRT, U_SQUARE, U_ABS, U_POW, U_CLAMP, U_RELU, U_LEAKY, U_ELU,
-    U_TANH, U_SIGMOID, U_SOFTPLUS, U_LOG_SIGMOID, U_SOFTMAX, U_LOG_SOFTMAX
+    U_TANH, U_SIGMOID, U_SOFTPLUS, U_LOG_SIGMOID, U_SILU, U_SOFTMAX, U_LOG_SOFTMAX
 };
 typedef struct unary_case {
     const char *name;
@@ -169,6 +169,7 @@ static const unary_case unary_cases[] = {
     {"sigmoid", U_SIGMOID, 0, 0, -3, 3, 0, 0, 0},
     {"softplus", U_SOFTPLUS, 0, 0, -3, 3, 0, 0, 0},
     {"log_sigmoid", U_LOG_SIGMOID, 0, 0, -3, 3, 0, 0, 0},
+    {"silu", U_SILU, 0, 0, -4, 4, 0, 0, 0},
     {"softmax", U_SOFTMAX, 0, 0, -2, 2, 0, 0, 0},
     {"log_softmax", U_LOG_SOFTMAX, 0, 0, -2, 2, 0, 0, 0},
 };
@@ -193,6 +194,7 @@ static gm_tensor *apply_unary(gm_graph *g, const unary_case *u, gm_tensor *x) {
     case U_SIGMOID: return gm_sigmoid(g, x);
     case U_SOFTPLUS: return gm_softplus(g, x);
     case U_LOG_SIGMOID: return gm_log_sigmoid(g, x);
+    case U_SILU: return gm_silu(g, x);
     case U_SOFTMAX: return gm_softmax(g, x);
     default: return gm_log_softmax(g, x);
     }
@@ -695,6 +697,13 @@ static gm_tensor *f_bn_layer2(gm_graph *g, gm_tensor **in, void *ctx) {
 static gm_tensor *f_ln_layer(gm_graph *g, gm_tensor **in, void *ctx) {
     return wsum(g, gm_tanh(g, gm_layernorm_forward(g, (const gm_layernorm *)ctx, in[0])), 1);
 }
+static gm_tensor *f_gn_layer(gm_graph *g, gm_tensor **in, void *ctx) {
+    return wsum(g, gm_tanh(g, gm_groupnorm_forward(g, (const gm_groupnorm *)ctx, in[0])), 1);
+}
+static gm_tensor *f_gn_layer2(gm_graph *g, gm_tensor **in, void *ctx) {
+    gm_tensor *y = f_gn_layer(g, in, ctx);
+    return wsum(g, gm_grad(g, y, in[0], 1), 2);
+}
 static gm_tensor *f_ln_layer2(gm_graph *g, gm_tensor **in, void *ctx) {
     gm_tensor *y = f_ln_layer(g, in, ctx);
     return wsum(g, gm_grad(g, y, in[0], 1), 2);
@@ -819,6 +828,39 @@ GM_TEST(grad_layernorm) {
     GM_CHECK(e >= 0 && e < TOL, "layernorm 2-D params: relative error %g", e);
     e = param_fd_check(&P, f_ln_layer, &ln4, x4, s4);
     GM_CHECK(e >= 0 && e < TOL, "layernorm 4-D params: relative error %g", e);
+    gm_params_free(&P);
+}
+
+/* Group norm: 2 groups of 2 channels over 3x2 pixels, and 1 group (layer norm over (C,H,W)) and
+   one group per channel (instance norm); input, parameters, and the input's second order. */
+GM_TEST(grad_groupnorm) {
+    gm_params P;
+    gm_groupnorm gn2, gn1, gn4;
+    gm_rng r;
+    gc_in in;
+    float x[2 * 4 * 3 * 2];
+    int s4[4] = {2, 4, 3, 2}, i;
+    double e;
+    in.n = 0;
+    memset(&P, 0, sizeof P);
+    gm_rng_seed(&r, 16);
+    GM_CHECK(gm_groupnorm_init(&gn2, &P, "gn2", 4, 2) == 0 && gm_groupnorm_init(&gn1, &P, "gn1", 4, 1) == 0 &&
+             gm_groupnorm_init(&gn4, &P, "gn4", 4, 4) == 0, "init: %s", gm_last_error());
+    GM_CHECK(gm_groupnorm_init(&gn4, &P, "gn3", 4, 3) == -1, "3 groups of 4 channels accepted");
+    gm_init_uniform(&r, P.data, P.count, 0.5f, 1.5f);
+    for (i = 0; i < (int)(sizeof x / sizeof x[0]); i++) x[i] = 3.0f * gm_rng_uniform(&r) - 1.5f;
+    gc_add(&in, 2, 4, 3, 2, -1.5f, 1.5f);
+    GC_OK(&in, f_gn_layer, &gn2, "groupnorm 2 groups");
+    gc_add(&in, 2, 4, 3, 2, -1.5f, 1.5f);
+    GC_OK(&in, f_gn_layer, &gn1, "groupnorm 1 group");
+    gc_add(&in, 2, 4, 3, 2, -1.5f, 1.5f);
+    GC_OK(&in, f_gn_layer, &gn4, "groupnorm 4 groups");
+    gc_add(&in, 3, 4, 0, 0, -1.5f, 1.5f);
+    GC_OK(&in, f_gn_layer, &gn1, "groupnorm 2-D input");
+    gc_add(&in, 2, 4, 3, 2, -1.5f, 1.5f);
+    GC_OK(&in, f_gn_layer2, &gn2, "groupnorm second order");
+    e = param_fd_check(&P, f_gn_layer, &gn2, x, s4);
+    GM_CHECK(e >= 0 && e < TOL, "groupnorm params: relative error %g", e);
     gm_params_free(&P);
 }
 
@@ -958,6 +1000,7 @@ int main(void) {
     GM_RUN(grad2_wgan_gp);
     GM_RUN(grad_batchnorm);
     GM_RUN(grad_layernorm);
+    GM_RUN(grad_groupnorm);
     GM_RUN(grad2_wgan_gp_params);
     GM_RUN(grad_losses);
     GM_RUN(grad_composites);
