@@ -18,6 +18,7 @@
 #include "genmod_gan.h"
 #include "genmod_flow.h"
 #include "genmod_hmm.h"
+#include "genmod_diffusion.h"
 
 #include "genmod_image.h"
 #include "gm_test.h"
@@ -211,6 +212,44 @@ static int hmm_load(void *m, const char *p) { return gm_hmm_load((gm_hmm *)m, p)
 static int hmm_parts(void *m, gm_params **out) { out[0] = &((gm_hmm *)m)->params; return 1; }
 static void hmm_free(void *m) { gm_hmm_free((gm_hmm *)m); }
 
+/* ---- diffusion (MLP; variant: a conditional U-Net on 8x8) and score models ---------------- */
+static int diffusion_init(void *m, int variant) {
+    gm_diffusion_config c = variant ? gm_diffusion_default_config(1, 8, 8) : gm_diffusion_default_config(2, 1, 1);
+    c.hidden = 8; c.depth = 1; c.base = 8; c.groups = 4; c.temb = 8; c.T = 50; c.sample_steps = 5;
+    c.classes = variant ? 3 : 0;
+    return gm_diffusion_init((gm_diffusion *)m, &c);
+}
+static int diffusion_train(void *m) {
+    gm_diffusion *d = (gm_diffusion *)m;
+    float x[4 * 64];
+    int lab[4] = {0, 1, 2, 0};
+    random_fill(x, 4 * 64, 8, -1, 1);
+    return gm_diffusion_train_step(d, x, d->cfg.classes ? lab : NULL, 4, NULL);
+}
+static int diffusion_save(const void *m, const char *p) { return gm_diffusion_save((const gm_diffusion *)m, p); }
+static int diffusion_load(void *m, const char *p) { return gm_diffusion_load((gm_diffusion *)m, p); }
+static int diffusion_parts(void *m, gm_params **out) {
+    out[0] = &((gm_diffusion *)m)->params;
+    out[1] = &((gm_diffusion *)m)->ema;
+    return 2;
+}
+static void diffusion_free(void *m) { gm_diffusion_free((gm_diffusion *)m); }
+
+static int score_init(void *m, int variant) {
+    gm_score_config c = gm_score_default_config(2);
+    c.hidden = variant ? 6 : 8; c.depth = 1; c.temb = 8; c.levels = 3; c.langevin_steps = 2;
+    return gm_score_init((gm_score *)m, &c);
+}
+static int score_train(void *m) {
+    float x[16 * 2];
+    random_fill(x, 16 * 2, 9, -1, 1);
+    return gm_score_train_step((gm_score *)m, x, NULL, 16, NULL);
+}
+static int score_save(const void *m, const char *p) { return gm_score_save((const gm_score *)m, p); }
+static int score_load(void *m, const char *p) { return gm_score_load((gm_score *)m, p); }
+static int score_parts(void *m, gm_params **out) { out[0] = &((gm_score *)m)->params; return 1; }
+static void score_free(void *m) { gm_score_free((gm_score *)m); }
+
 /* CONTRACT_KINDS_MORE */
 
 static const model_kind kinds[] = {
@@ -223,6 +262,9 @@ static const model_kind kinds[] = {
     {"ffjord", sizeof(gm_ffjord), ffjord_init, ffjord_train, ffjord_save, ffjord_load, ffjord_parts, NULL, ffjord_free},
     {"markov", sizeof(gm_markov), markov_init, markov_train, markov_save, markov_load, NULL, markov_probe, markov_free},
     {"hmm", sizeof(gm_hmm), hmm_init, hmm_train, hmm_save, hmm_load, hmm_parts, NULL, hmm_free},
+    {"diffusion", sizeof(gm_diffusion), diffusion_init, diffusion_train, diffusion_save, diffusion_load, diffusion_parts,
+     NULL, diffusion_free},
+    {"score", sizeof(gm_score), score_init, score_train, score_save, score_load, score_parts, NULL, score_free},
 };
 #define NKINDS ((int)(sizeof kinds / sizeof kinds[0]))
 
