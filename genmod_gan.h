@@ -1,6 +1,8 @@
 /* genmod_gan.h - v0.1 - generative adversarial networks for genmod: GAN (minimax and
    non-saturating), DCGAN, conditional GAN, LSGAN, WGAN (weight clipping), WGAN-GP (exact double
-   backprop), spectral normalization, instance noise, CycleGAN; and the measures that judge them
+   backprop), hinge loss, R1 penalty (exact double backprop), spectral normalization, instance
+   noise, differentiable augmentation (translation, cutout), a moving average of G's weights,
+   two time-scale learning rates, CycleGAN; and the measures that judge them
    (Frechet distance in a digit classifier's feature space, label entropy, conditional accuracy,
    mode coverage on the 8-Gaussians ring). Builds on genmod.h.
 
@@ -38,8 +40,9 @@
 
    EACH MODEL HAS (the family contract of genmod's README)
      a config        gm_gan_default_config(classes) and presets (gm_gan_dcgan_config,
-                     gm_gan_wgan_gp_config); a plain struct: both networks, loss, critic steps,
-                     penalty, instance noise, each network's optimizer settings, batch, seed
+                     gm_gan_ttur_config, gm_gan_wgan_gp_config); a plain struct: both networks,
+                     loss, critic steps, penalties (gp, r1), augmentation, the moving average's
+                     decay (ema), instance noise, each network's optimizer settings, batch, seed
      _init / _free   gm_gan_init(m, &cfg) builds G, D, both optimizers and the graph, whose random
                      stream (seeded from cfg.seed) draws every noise vector, dropout mask, instance
                      noise and penalty mix; gm_gan_free is safe on a zeroed or failed model
@@ -48,7 +51,9 @@
                      scores; any n, eval mode, in chunks
      _forward        gm_gan_forward emits G into your own gm_graph (gm_gan_net_forward: one network)
      _save / _load   one safetensors file: parts "G" and "D" (weights, batch-norm and spectral-norm
-                     buffers, each optimizer's state), the step counters and the random stream, so a
+                     buffers, each optimizer's state), "G_ema" (the moving average, when cfg.ema > 0;
+                     a file with it and a model without, or the reverse, is refused as another
+                     architecture), the step counters and the random stream, so a
                      loaded model continues training exactly as the saved one would have; a file of
                      another model or architecture is refused and the model left untouched
      CycleGAN follows the same shape (gm_cyclegan_*), with one deviation: it learns a mapping
@@ -64,8 +69,11 @@
                    its own optimizer and can be frozen while the other trains).
      Losses        GM_GAN_NONSAT (-log D(G(z))), GM_GAN_MINIMAX (log(1 - D(G(z)))), GM_GAN_LSGAN
                    (least squares), GM_GAN_WASSERSTEIN (with weight clipping: opt_d.clip_value;
-                   with the gradient penalty: gp = 10). D outputs logits; sigmoid+BCE is computed
-                   as BCE with logits.
+                   with the gradient penalty: gp = 10), GM_GAN_HINGE. D outputs logits;
+                   sigmoid+BCE is computed as BCE with logits. Any loss takes the R1 penalty
+                   (cfg.r1) and differentiable augmentation (cfg.augment).
+     Moving average cfg.ema > 0 keeps generator_ema = the average of G's weights over the G steps
+                   (decay warmed up as min(ema, (1+t)/(10+t))); gm_gan_sample uses it (use_ema).
      Metrics       gm_digit_classifier (weights in data/digit_classifier.safetensors, made by
                    tools/train_classifier.c) gives features and labels; gm_frechet_distance,
                    gm_label_entropy and gm_ring_modes do the rest. gm_sqrtm_psd and gm_eigh_sym
@@ -165,8 +173,9 @@ enum { GM_GAN_NONSAT = 0,   /* D: BCE; G: -log D(G(z)) */
        GM_GAN_MINIMAX,      /* D: BCE; G: log(1 - D(G(z))) (saturates when D wins) */
        GM_GAN_LSGAN,        /* D: (D(x)-1)^2/2 + D(G(z))^2/2; G: (D(G(z))-1)^2/2 */
        GM_GAN_WASSERSTEIN,  /* D: D(G(z)) - D(x); G: -D(G(z)) (needs clipping or the penalty) */
+       GM_GAN_HINGE,        /* D: relu(1 - D(x)) + relu(1 + D(G(z))); G: -D(G(z)) (SAGAN, BigGAN) */
        GM_GAN_NLOSSES };
-GMDEF const char *gm_gan_loss_name(int loss);   /* "nonsat", "minimax", "lsgan", "wgan" */
+GMDEF const char *gm_gan_loss_name(int loss);   /* "nonsat", "minimax", "lsgan", "wgan", "hinge" */
 GMDEF int gm_gan_loss_parse(const char *name);  /* the reverse; -1 if unknown */
 /* Scalars, means over every element of the D outputs (any shape; patch outputs included). */
 GMDEF gm_tensor *gm_gan_d_loss(gm_graph *g, int loss, gm_tensor *d_real, gm_tensor *d_fake);
@@ -178,6 +187,27 @@ GMDEF gm_tensor *gm_gan_g_loss(gm_graph *g, int loss, gm_tensor *d_fake);
 typedef gm_tensor *(*gm_gan_critic_fn)(gm_graph *g, gm_tensor *x, void *ctx);
 GMDEF gm_tensor *gm_gan_gradient_penalty(gm_graph *g, gm_gan_critic_fn critic, void *ctx, const gm_tensor *real,
                                          const gm_tensor *fake, float lambda);
+
+/* R1 (Mescheder et al. 2018): gamma/2 * mean_i |grad_x D(x_i)|^2 on real data, exact: the gradient
+   is taken with create_graph, so the penalty trains D through a second backward pass.
+   real: a leaf marked with gm_requires_grad before D ran on it; d_real: D's output on it. */
+GMDEF gm_tensor *gm_gan_r1_penalty(gm_graph *g, gm_tensor *d_real, gm_tensor *real, float gamma);
+
+/* Differentiable augmentation (DiffAugment, Zhao et al. 2020): the same random transformation
+   family on real and fake images before D, so D never sees un-augmented data and G gets gradients
+   through it. x: (N, c*h*w) or (N, c, h, w); the result has x's shape. Per example, from the
+   graph's random stream: translation by up to h/8, w/8 pixels (rounded) with zero fill, and a
+   cutout zeroing an (h/2 x w/2) square centred anywhere (clipped at the border). Both are linear
+   in x (masks and shifts), so the gradient w.r.t. x is exact. Pixels in [-1,1]: zero is mid-grey. */
+enum { GM_GAN_AUG_TRANSLATION = 1, GM_GAN_AUG_CUTOUT = 2 };
+GMDEF gm_tensor *gm_gan_augment(gm_graph *g, gm_tensor *x, int c, int h, int w, int policy);
+
+/* Exponential moving average of a network's weights: avg = decay avg + (1 - decay) net for every
+   trained tensor; buffers (batch-norm statistics, spectral-norm vectors) are copied. Both networks
+   from the same arch. gm_gan_ema_decay: the decay used after `steps` updates, min(decay,
+   (1 + steps) / (10 + steps)), so that the average forgets the random initial weights early. */
+GMDEF int gm_gan_ema_update(gm_gan_net *avg, const gm_gan_net *net, float decay);
+GMDEF float gm_gan_ema_decay(float decay, long steps);
 
 /* Instance noise (Sonderby et al. 2016): x + std * N(0, I), std = std0 * (1 - step/steps), 0 after. */
 GMDEF float gm_gan_noise_std(float std0, long step, long steps);
@@ -198,9 +228,12 @@ typedef struct gm_gan_optim_config {
 typedef struct gm_gan_config {
     gm_gan_arch generator;      /* G: noise (+ label) -> data */
     gm_gan_arch discriminator;  /* D: data (+ label) -> score; G's data shape and classes */
-    int loss;                   /* GM_GAN_NONSAT, GM_GAN_MINIMAX, GM_GAN_LSGAN, GM_GAN_WASSERSTEIN */
+    int loss;                   /* GM_GAN_NONSAT, GM_GAN_MINIMAX, GM_GAN_LSGAN, GM_GAN_WASSERSTEIN, GM_GAN_HINGE */
     int n_critic;               /* D steps per G step (1; WGAN 5) */
     float gp;                   /* > 0: gradient penalty weight (WGAN-GP: 10) */
+    float r1;                   /* > 0: R1 penalty gamma on real data, gamma/2 E|grad D(x)|^2 (0: off) */
+    int augment;                /* GM_GAN_AUG_TRANSLATION | GM_GAN_AUG_CUTOUT on real and fake before D (0: off) */
+    float ema;                  /* > 0: decay of the moving average of G's weights, which samples (0: off) */
     float noise;                /* instance noise std at the start (0: off) */
     long noise_steps;           /* D steps over which the instance noise anneals to zero */
     gm_gan_optim_config opt_g;  /* G's optimizer (Adam 2e-4, betas 0.5, 0.999) */
@@ -215,6 +248,9 @@ typedef struct gm_gan_config {
 GMDEF gm_gan_config gm_gan_default_config(int classes);
 /* DCGAN (gm_gan_dcgan_g / _d), Adam 2e-4 (0.5, 0.999), batch 64. */
 GMDEF gm_gan_config gm_gan_dcgan_config(int classes);
+/* Two time-scale update rule (Heusel et al. 2017) on the DCGAN: D's learning rate 4e-4, G's 1e-4,
+   Adam betas (0.5, 0.999). */
+GMDEF gm_gan_config gm_gan_ttur_config(int classes);
 /* WGAN-GP: the MLP G, an MLP critic without dropout or batch norm (the penalty treats examples one
    by one), Wasserstein loss, penalty 10, 5 critic steps per G step, Adam 1e-4 (0.5, 0.9), batch 64. */
 GMDEF gm_gan_config gm_gan_wgan_gp_config(int classes);
@@ -223,6 +259,7 @@ typedef struct gm_gan_stats {
     float d_loss, g_loss;   /* g_loss: of this call's G step (0 if none) */
     float d_real, d_fake;   /* mean D output (logit or critic value) on the real and fake batch */
     float gp;               /* penalty term (0 without) */
+    float r1;               /* R1 term (0 without) */
     float noise;            /* instance noise std used */
     int g_step;             /* 1 if this call also stepped G */
 } gm_gan_stats;
@@ -230,6 +267,8 @@ typedef struct gm_gan_stats {
 typedef struct gm_gan {
     gm_gan_config cfg;              /* as given to gm_gan_init */
     gm_gan_net generator, discriminator;
+    gm_gan_net generator_ema;       /* cfg.ema > 0: the moving average of G's weights (else empty) */
+    int use_ema;                    /* 1 when cfg.ema > 0: sampling uses generator_ema; set 0 for the trained G */
     gm_optim opt_g, opt_d;          /* built from cfg; change hyperparameters or schedules here */
     gm_graph *graph;                /* every call of this model computes here; its rng is the model's */
     long d_steps, g_steps;          /* training steps taken by each network */
@@ -242,7 +281,8 @@ GMDEF void gm_gan_free(gm_gan *gan);
    fake batch. stats may be NULL. */
 GMDEF int  gm_gan_train_step(gm_gan *gan, const float *real, const int *labels, int n, gm_gan_stats *stats);
 /* n samples into out (n * c*h*w) with G in eval mode (batch-norm running statistics), the noise
-   drawn from the model's random stream; labels when conditional. */
+   drawn from the model's random stream; labels when conditional. With cfg.ema > 0 (and use_ema),
+   G is the moving average of its weights. */
 GMDEF int  gm_gan_sample(gm_gan *gan, const int *labels, int n, float *out);
 GMDEF int  gm_gan_sample_z(gm_gan *gan, const float *z, const int *labels, int n, float *out);  /* z: n * z floats */
 /* D's raw output on n inputs (eval mode: no dropout), into out: n floats (a patch D: n * h'*w'). */
@@ -264,6 +304,7 @@ typedef struct gm_cyclegan_config {
     int loss;                   /* adversarial loss, GM_GAN_LSGAN as in the paper */
     float cycle;                /* weight of |F(G(a)) - a|_1 + |G(F(b)) - b|_1 (10) */
     float identity;             /* weight of |G(b) - b|_1 + |F(a) - a|_1 (0: off; the paper uses cycle/2) */
+    float ema;                  /* > 0: decay of the moving average of both generators, which translates (0: off) */
     gm_gan_optim_config opt_g;  /* each generator's optimizer (Adam 2e-4, betas 0.5, 0.999) */
     gm_gan_optim_config opt_d;  /* each discriminator's optimizer (the same) */
     int batch;                  /* the recommended batch size (16) */
@@ -276,6 +317,8 @@ typedef struct gm_cyclegan {
     gm_cyclegan_config cfg;
     gm_gan_net gen_ab, gen_ba;      /* the paper's G: A -> B and F: B -> A */
     gm_gan_net disc_a, disc_b;      /* D_A judges A, D_B judges B */
+    gm_gan_net gen_ab_ema, gen_ba_ema;  /* cfg.ema > 0: the moving averages of gen_ab, gen_ba (else empty) */
+    int use_ema;                    /* 1 when cfg.ema > 0: translate with the averages; 0: the trained ones */
     gm_optim opt_ab, opt_ba, opt_da, opt_db;
     gm_graph *graph;
     long step;                      /* training steps taken */
@@ -289,7 +332,7 @@ GMDEF void gm_cyclegan_free(gm_cyclegan *m);
 GMDEF int  gm_cyclegan_train_step(gm_cyclegan *m, const float *a, const float *b, int n, gm_cyclegan_stats *stats);
 /* to_b = 1: A -> B, else B -> A; eval mode; n images into out. */
 GMDEF int  gm_cyclegan_translate(gm_cyclegan *m, int to_b, const float *x, int n, float *out);
-GMDEF int  gm_cyclegan_save(const gm_cyclegan *m, const char *path);   /* parts "G", "F", "DA", "DB" */
+GMDEF int  gm_cyclegan_save(const gm_cyclegan *m, const char *path);   /* parts "G", "F", "DA", "DB" (+ "G_ema", "F_ema") */
 GMDEF int  gm_cyclegan_load(gm_cyclegan *m, const char *path);
 
 /* Demo domains from one digit set: thin strokes as they are (A) vs the same digits dilated by a
@@ -683,7 +726,7 @@ GMDEF gm_tensor *gm_gan_net_forward(gm_graph *g, gm_gan_net *net, gm_tensor *x, 
 
 
 /* ---------------------------------------------------------------------- losses */
-static const char *gm__gan_loss_names[GM_GAN_NLOSSES] = {"nonsat", "minimax", "lsgan", "wgan"};
+static const char *gm__gan_loss_names[GM_GAN_NLOSSES] = {"nonsat", "minimax", "lsgan", "wgan", "hinge"};
 
 GMDEF const char *gm_gan_loss_name(int loss) {
     return loss >= 0 && loss < GM_GAN_NLOSSES ? gm__gan_loss_names[loss] : "?";
@@ -715,6 +758,9 @@ GMDEF gm_tensor *gm_gan_d_loss(gm_graph *g, int loss, gm_tensor *d_real, gm_tens
                       gm_bce_logits(g, d_fake, gm__gan_full_like(g, d_fake, 0.0f)));
     case GM_GAN_LSGAN: return gm_add(g, gm__gan_half_sq(g, d_real, 1.0f), gm__gan_half_sq(g, d_fake, 0.0f));
     case GM_GAN_WASSERSTEIN: return gm_sub(g, gm_mean(g, d_fake), gm_mean(g, d_real));
+    case GM_GAN_HINGE:
+        return gm_add(g, gm_mean(g, gm_relu(g, gm_affine(g, d_real, -1.0f, 1.0f))),
+                      gm_mean(g, gm_relu(g, gm_affine(g, d_fake, 1.0f, 1.0f))));
     default: gm_fail("gm_gan_d_loss: unknown loss %d", loss); return NULL;
     }
 }
@@ -725,7 +771,8 @@ GMDEF gm_tensor *gm_gan_g_loss(gm_graph *g, int loss, gm_tensor *d_fake) {
     case GM_GAN_NONSAT: return gm_bce_logits(g, d_fake, gm__gan_full_like(g, d_fake, 1.0f));   /* -log D */
     case GM_GAN_MINIMAX: return gm_neg(g, gm_bce_logits(g, d_fake, gm__gan_full_like(g, d_fake, 0.0f))); /* log(1-D) */
     case GM_GAN_LSGAN: return gm__gan_half_sq(g, d_fake, 1.0f);
-    case GM_GAN_WASSERSTEIN: return gm_neg(g, gm_mean(g, d_fake));
+    case GM_GAN_WASSERSTEIN:
+    case GM_GAN_HINGE: return gm_neg(g, gm_mean(g, d_fake));
     default: gm_fail("gm_gan_g_loss: unknown loss %d", loss); return NULL;
     }
 }
@@ -757,6 +804,111 @@ GMDEF gm_tensor *gm_gan_gradient_penalty(gm_graph *g, gm_gan_critic_fn critic, v
     dx = gm_grad(g, gm_sum(g, critic(g, xh, ctx)), xh, 1);     /* d D / d x_hat, itself differentiable */
     norm = gm_sqrt(g, gm_affine(g, gm_sum_rows(g, gm_square(g, dx)), 1.0f, 1e-12f));  /* (N); eps keeps sqrt' finite */
     return gm_scale(g, gm_mean(g, gm_square(g, gm_affine(g, norm, 1.0f, -1.0f))), lambda);
+}
+
+GMDEF gm_tensor *gm_gan_r1_penalty(gm_graph *g, gm_tensor *d_real, gm_tensor *real, float gamma) {
+    gm_tensor *dx;
+    if (!g || !d_real || !real) return NULL;
+    dx = gm_grad(g, gm_sum(g, d_real), real, 1);    /* d D / d x, itself differentiable */
+    if (!dx) return NULL;
+    return gm_scale(g, gm_mean(g, gm_sum_rows(g, gm_square(g, dx))), 0.5f * gamma);
+}
+
+/* x shifted by s along axis (zero fill): a slice joined to zeros, so the gradient is the reverse shift. */
+static gm_tensor *gm__gan_shift(gm_graph *g, gm_tensor *x, int axis, int s) {
+    int shape[4], len = x->shape[axis];
+    gm_tensor *z;
+    if (s == 0) return x;
+    memcpy(shape, x->shape, sizeof shape);
+    shape[axis] = s > 0 ? s : -s;
+    z = gm_zeros(g, shape[0], shape[1], shape[2], shape[3]);
+    return s > 0 ? gm_concat(g, z, gm_slice(g, x, axis, 0, len - s), axis)
+                 : gm_concat(g, gm_slice(g, x, axis, -s, len + s), z, axis);
+}
+
+/* Per-example shift along axis by shift[i] in [-m, m]: the sum over the shifts in use of the
+   shifted batch times each example's one-hot selector (N,1,1,1). */
+static gm_tensor *gm__gan_translate_axis(gm_graph *g, gm_tensor *x, int axis, const int *shift, int m) {
+    gm_tensor *out = NULL;
+    int s, i, n = x->shape[0], used;
+    for (s = -m; s <= m && x; s++) {
+        gm_tensor *sel = gm_zeros(g, n, 1, 1, 1), *part;
+        if (!sel) return NULL;
+        for (i = 0, used = 0; i < n; i++)
+            if (shift[i] == s) sel->data[i] = 1.0f, used = 1;
+        if (!used) continue;
+        part = gm_mul(g, gm__gan_shift(g, x, axis, s), sel);
+        out = out ? gm_add(g, out, part) : part;
+    }
+    return out;
+}
+
+static gm_tensor *gm__gan_translate(gm_graph *g, gm_tensor *x, gm_rng *r) {
+    const int n = x->shape[0], my = (x->shape[2] + 4) / 8, mx = (x->shape[3] + 4) / 8;  /* h/8, w/8 rounded */
+    int *sy = (int *)GENMOD_MALLOC(sizeof(int) * 2 * (size_t)n), *sx = sy ? sy + n : NULL, i;
+    gm_tensor *y;
+    if (!sy) return NULL;
+    for (i = 0; i < n; i++) sy[i] = gm_rng_int(r, 2 * my + 1) - my;
+    for (i = 0; i < n; i++) sx[i] = gm_rng_int(r, 2 * mx + 1) - mx;
+    y = gm__gan_translate_axis(g, gm__gan_translate_axis(g, x, 2, sy, my), 3, sx, mx);
+    GENMOD_FREE(sy);
+    return y;
+}
+
+/* Zeroes an (h/2 x w/2) square per example: x times a constant (N,1,h,w) mask. */
+static gm_tensor *gm__gan_cutout(gm_graph *g, gm_tensor *x, gm_rng *r) {
+    const int n = x->shape[0], h = x->shape[2], w = x->shape[3], ch = (h + 1) / 2, cw = (w + 1) / 2;
+    gm_tensor *mask = gm_full(g, 1.0f, n, 1, h, w);
+    int i, y, xx;
+    if (!mask) return NULL;
+    for (i = 0; i < n; i++) {
+        const int y0 = gm_rng_int(r, h) - ch / 2, x0 = gm_rng_int(r, w) - cw / 2;
+        for (y = y0 < 0 ? 0 : y0; y < y0 + ch && y < h; y++)
+            for (xx = x0 < 0 ? 0 : x0; xx < x0 + cw && xx < w; xx++) mask->data[((size_t)i * h + y) * w + xx] = 0.0f;
+    }
+    return gm_mul(g, x, mask);
+}
+
+GMDEF gm_tensor *gm_gan_augment(gm_graph *g, gm_tensor *x, int c, int h, int w, int policy) {
+    gm_tensor *y;
+    if (!g || !x) return NULL;
+    if (policy & ~(GM_GAN_AUG_TRANSLATION | GM_GAN_AUG_CUTOUT)) {
+        gm_fail("gm_gan_augment: policy %d has bits other than GM_GAN_AUG_TRANSLATION | GM_GAN_AUG_CUTOUT", policy);
+        return NULL;
+    }
+    if (c < 1 || h < 1 || w < 1 || x->size != x->shape[0] * c * h * w) {
+        gm_fail("gm_gan_augment: %d values per example are not %dx%dx%d", x->size / (x->shape[0] ? x->shape[0] : 1), c, h, w);
+        return NULL;
+    }
+    if (!policy) return x;
+    y = x->ndim == 4 ? x : gm_reshape(g, x, x->shape[0], c, h, w);
+    if (y && (policy & GM_GAN_AUG_TRANSLATION)) y = gm__gan_translate(g, y, gm_graph_rng(g));
+    if (y && (policy & GM_GAN_AUG_CUTOUT)) y = gm__gan_cutout(g, y, gm_graph_rng(g));
+    return !y || x->ndim == 4 ? y : gm_reshape(g, y, x->shape[0], x->ndim > 1 ? x->shape[1] : 0, x->ndim > 2 ? x->shape[2] : 0, 0);
+}
+
+GMDEF float gm_gan_ema_decay(float decay, long steps) {
+    const float warm = (1.0f + (float)steps) / (10.0f + (float)steps);
+    return decay < warm ? decay : warm;
+}
+
+GMDEF int gm_gan_ema_update(gm_gan_net *avg, const gm_gan_net *net, float decay) {
+    int v;
+    size_t k;
+    if (!avg || !net) return gm_fail("gm_gan_ema_update: NULL argument");
+    if (avg->params.count != net->params.count || avg->params.nviews != net->params.nviews)
+        return gm_fail("gm_gan_ema_update: the networks differ (%lu and %lu values)", (unsigned long)avg->params.count,
+                       (unsigned long)net->params.count);
+    if (!(decay >= 0 && decay <= 1)) return gm_fail("gm_gan_ema_update: decay %g out of [0,1]", decay);
+    for (v = 0; v < net->params.nviews; v++) {
+        const gm_param_view *pv = &net->params.views[v];
+        const float *src = net->params.data + pv->offset;
+        float *dst = avg->params.data + pv->offset;
+        if (pv->buffer) memcpy(dst, src, pv->size * sizeof(float));
+        else
+            for (k = 0; k < pv->size; k++) dst[k] = decay * dst[k] + (1.0f - decay) * src[k];
+    }
+    return 0;
 }
 
 GMDEF float gm_gan_noise_std(float std0, long step, long steps) {
@@ -816,6 +968,13 @@ GMDEF gm_gan_config gm_gan_dcgan_config(int classes) {
     return c;
 }
 
+GMDEF gm_gan_config gm_gan_ttur_config(int classes) {
+    gm_gan_config c = gm_gan_dcgan_config(classes);
+    c.opt_g = gm__gan_adam(1e-4f, 0.5f, 0.999f);
+    c.opt_d = gm__gan_adam(4e-4f, 0.5f, 0.999f);
+    return c;
+}
+
 GMDEF gm_gan_config gm_gan_wgan_gp_config(int classes) {
     gm_gan_config c = gm_gan_default_config(classes);
     c.discriminator.dropout = 0;        /* a critic, not a classifier */
@@ -845,6 +1004,12 @@ static int gm__gan_config_check(const gm_gan_config *c) {
     if (c->loss < 0 || c->loss >= GM_GAN_NLOSSES) return gm_fail("%s: loss %d is not a GM_GAN_* loss", who, c->loss);
     if (c->n_critic < 1) return gm_fail("%s: n_critic is %d, must be >= 1", who, c->n_critic);
     if (!(c->gp >= 0)) return gm_fail("%s: gp %g must be >= 0", who, c->gp);
+    if (!(c->r1 >= 0)) return gm_fail("%s: r1 %g must be >= 0", who, c->r1);
+    if (!(c->ema >= 0 && c->ema < 1)) return gm_fail("%s: ema %g out of [0,1) (0: no moving average)", who, c->ema);
+    if (c->augment & ~(GM_GAN_AUG_TRANSLATION | GM_GAN_AUG_CUTOUT))
+        return gm_fail("%s: augment %d has bits other than GM_GAN_AUG_TRANSLATION | GM_GAN_AUG_CUTOUT", who, c->augment);
+    if (c->augment && (da->h < 4 || da->w < 4))
+        return gm_fail("%s: augment needs images (the discriminator's data is %dx%dx%d)", who, da->c, da->h, da->w);
     if (!(c->noise >= 0) || c->noise_steps < 0)
         return gm_fail("%s: noise %g and noise_steps %ld must be >= 0", who, c->noise, c->noise_steps);
     if (c->batch < 1) return gm_fail("%s: batch is %d, must be >= 1", who, c->batch);
@@ -875,6 +1040,14 @@ GMDEF int gm_gan_init(gm_gan *gan, const gm_gan_config *cfg) {
         gm_gan_free(gan);
         return -1;
     }
+    if (cfg->ema > 0) {     /* the average starts as G itself */
+        if (gm_gan_net_init(&gan->generator_ema, &cfg->generator, &r) != 0) {
+            gm_gan_free(gan);
+            return -1;
+        }
+        memcpy(gan->generator_ema.params.data, gan->generator.params.data, gan->generator.params.count * sizeof(float));
+        gan->use_ema = 1;
+    }
     gan->opt_g = gm__gan_optim(&cfg->opt_g);
     gan->opt_d = gm__gan_optim(&cfg->opt_d);
     gan->graph = gm_graph_new(cfg->seed);
@@ -887,7 +1060,7 @@ GMDEF int gm_gan_init(gm_gan *gan, const gm_gan_config *cfg) {
 
 GMDEF void gm_gan_free(gm_gan *gan) {
     if (!gan) return;
-    gm_gan_net_free(&gan->generator); gm_gan_net_free(&gan->discriminator);
+    gm_gan_net_free(&gan->generator); gm_gan_net_free(&gan->discriminator); gm_gan_net_free(&gan->generator_ema);
     gm_optim_free(&gan->opt_g); gm_optim_free(&gan->opt_d);
     gm_graph_free(gan->graph);
     memset(gan, 0, sizeof *gan);
@@ -918,14 +1091,43 @@ static void gm__gan_d_scores(gm_gan *gan, gm_graph *g, gm_tensor *xr, gm_tensor 
     *df = gm_gan_net_forward(g, &gan->discriminator, xf, labels);
 }
 
-/* D step: D on noisy real and detached fake, loss (+ penalty), backward, update D. */
+/* What D sees of a batch: augmented (when configured), then with instance noise. */
+static gm_tensor *gm__gan_d_input(gm_gan *gan, gm_tensor *x, float std) {
+    const gm_gan_arch *a = &gan->discriminator.arch;
+    if (gan->cfg.augment) x = gm_gan_augment(gan->graph, x, a->c, a->h, a->w, gan->cfg.augment);
+    return gm_gan_instance_noise(gan->graph, x, std);
+}
+
+/* The real batch as D sees it. With R1 it must be a leaf tracked for gm_grad: the augmented values
+   are copied into one (real data needs no gradient path), so R1 is taken at the augmented images. */
+static gm_tensor *gm__gan_real_input(gm_gan *gan, gm_tensor *real, float std, gm_tensor **leaf) {
+    gm_graph *g = gan->graph;
+    gm_tensor *x = real;
+    const gm_gan_arch *a = &gan->discriminator.arch;
+    *leaf = NULL;
+    if (gan->cfg.r1 <= 0) return gm__gan_d_input(gan, real, std);
+    if (gan->cfg.augment) {
+        x = gm_gan_augment(g, real, a->c, a->h, a->w, gan->cfg.augment);
+        x = x ? gm_input(g, x->data, x->shape[0], x->ndim > 1 ? x->shape[1] : 0, x->ndim > 2 ? x->shape[2] : 0,
+                         x->ndim > 3 ? x->shape[3] : 0) : NULL;
+    }
+    *leaf = gm_requires_grad(x);
+    return x ? gm_gan_instance_noise(g, x, std) : NULL;
+}
+
+/* D step: D on the real and the detached fake (augmented, noisy), loss (+ penalties), backward,
+   update D. */
 static int gm__gan_d_step(gm_gan *gan, gm_tensor *real, gm_tensor *fake, const int *labels, float std, gm_gan_stats *st) {
     gm_graph *g = gan->graph;
     gm__gan_critic_ctx cc;
-    gm_tensor *xr = gm_gan_instance_noise(g, real, std), *xf = gm_gan_instance_noise(g, gm_detach(g, fake), std);
-    gm_tensor *dr, *df, *loss, *gp = NULL;
-    gm__gan_d_scores(gan, g, xr, xf, labels, &dr, &df);
+    gm_tensor *leaf, *xr = gm__gan_real_input(gan, real, std, &leaf), *xf = gm__gan_d_input(gan, gm_detach(g, fake), std);
+    gm_tensor *dr = NULL, *df = NULL, *loss = NULL, *gp = NULL, *r1 = NULL;
+    if (xr && xf) gm__gan_d_scores(gan, g, xr, xf, labels, &dr, &df);
     loss = gm_gan_d_loss(g, gan->cfg.loss, dr, df);
+    if (gan->cfg.r1 > 0 && loss) {
+        r1 = gm_gan_r1_penalty(g, dr, leaf, gan->cfg.r1);
+        loss = r1 ? gm_add(g, loss, r1) : NULL;
+    }
     if (gan->cfg.gp > 0 && loss) {
         cc.D = &gan->discriminator; cc.labels = labels;
         gp = gm_gan_gradient_penalty(g, gm__gan_critic, &cc, xr, xf, gan->cfg.gp);
@@ -938,6 +1140,7 @@ static int gm__gan_d_step(gm_gan *gan, gm_tensor *real, gm_tensor *fake, const i
     st->d_real = (float)gm_tensor_mean(dr);
     st->d_fake = (float)gm_tensor_mean(df);
     st->gp = gp ? gp->data[0] : 0.0f;
+    st->r1 = r1 ? r1->data[0] : 0.0f;
     return 0;
 }
 
@@ -948,7 +1151,7 @@ static int gm__gan_g_step(gm_gan *gan, gm_tensor *fake, const int *labels, float
     gm_tensor *loss;
     int rc;
     D->params.frozen = 1;
-    loss = gm_gan_g_loss(g, gan->cfg.loss, gm_gan_net_forward(g, D, gm_gan_instance_noise(g, fake, std), labels));
+    loss = gm_gan_g_loss(g, gan->cfg.loss, gm_gan_net_forward(g, D, gm__gan_d_input(gan, fake, std), labels));
     rc = loss ? gm_backward(g, loss) : -1;
     D->params.frozen = 0;
     if (rc != 0) return gm_graph_fail(g, "gm_gan_train_step: G step");
@@ -987,6 +1190,9 @@ GMDEF int gm_gan_train_step(gm_gan *gan, const float *real, const int *labels, i
     gan->d_steps++;
     if (!do_g) return 0;
     if (gm__gan_g_step(gan, fake, labels, std, stats) != 0) return -1;
+    if (gan->cfg.ema > 0 &&
+        gm_gan_ema_update(&gan->generator_ema, &gan->generator, gm_gan_ema_decay(gan->cfg.ema, gan->g_steps)) != 0)
+        return -1;
     gan->g_steps++;
     stats->g_step = 1;
     return 0;
@@ -1034,7 +1240,8 @@ GMDEF int gm_gan_sample_z(gm_gan *gan, const float *z, const int *labels, int n,
     if (!gan || !gan->graph || !out || n < 0) return gm_fail("gm_gan_sample: bad arguments");
     a = &gan->generator.arch;
     if (gm__gan_labels_check(a->classes, labels, n, z ? "gm_gan_sample_z" : "gm_gan_sample") != 0) return -1;
-    return gm__gan_run(gan->graph, &gan->generator, z, a->z, 0, labels, n, out, a->c * a->h * a->w,
+    return gm__gan_run(gan->graph, gan->use_ema && gan->cfg.ema > 0 ? &gan->generator_ema : &gan->generator, z, a->z, 0,
+                       labels, n, out, a->c * a->h * a->w,
                        z ? "gm_gan_sample_z" : "gm_gan_sample");
 }
 
@@ -1092,6 +1299,18 @@ static int gm__gan_model_text(const char *n1, const gm_gan_arch *a1, const char 
                                  (int)cap - 1);
 }
 
+/* The GAN's genmod.arch: both networks, the loss, and " | ema" when the file holds the moving
+   average (part "G_ema"), so a file with and a model without it (or the reverse) are refused. */
+static int gm__gan_arch_ema(const gm_gan *gan, char *s, size_t cap, const char *who) {
+    size_t k;
+    if (gm__gan_model_text("G", &gan->generator.arch, "D", &gan->discriminator.arch, gan->cfg.loss, s, cap, who) != 0)
+        return -1;
+    k = strlen(s);
+    if (gan->cfg.ema > 0 && (size_t)snprintf(s + k, cap - k, " | ema") >= cap - k)
+        return gm_fail("%s: the architecture text is longer than %d bytes", who, (int)cap - 1);
+    return 0;
+}
+
 static int gm__gan_extra(gm_meta *extra, gm_graph *g, long g_steps, const char *train) {
     memset(extra, 0, sizeof *extra);
     if (gm_meta_setf(extra, "gan.g_steps", "%ld", g_steps) != 0 || gm_meta_set(extra, "gan.train", train) != 0 ||
@@ -1108,37 +1327,35 @@ static void gm__gan_parts(gm_model_part *parts, const char *name, gm_gan_net *ne
 
 GMDEF int gm_gan_save(const gm_gan *gan, const char *path) {
     gm_gan *m = (gm_gan *)gan;      /* the parts are written, not changed */
-    gm_model_part parts[2];
+    gm_model_part parts[3];
     gm_meta extra;
     char arch[GM_META_VALUE_MAX], train[GM_META_VALUE_MAX];
     if (!gan || !path) return gm_fail("gm_gan_save: NULL argument");
     if (!gan->graph) return gm_fail("gm_gan_save: the model is not initialized");
-    if (gm__gan_model_text("G", &gan->generator.arch, "D", &gan->discriminator.arch, gan->cfg.loss, arch, sizeof arch,
-                           "gm_gan_save") != 0)
-        return -1;
-    snprintf(train, sizeof train, "n_critic=%d gp=%g noise=%g noise_steps=%ld", gan->cfg.n_critic, gan->cfg.gp,
-             gan->cfg.noise, gan->cfg.noise_steps);
+    if (gm__gan_arch_ema(gan, arch, sizeof arch, "gm_gan_save") != 0) return -1;
+    snprintf(train, sizeof train, "n_critic=%d gp=%g r1=%g augment=%d ema=%g noise=%g noise_steps=%ld", gan->cfg.n_critic,
+             gan->cfg.gp, gan->cfg.r1, gan->cfg.augment, gan->cfg.ema, gan->cfg.noise, gan->cfg.noise_steps);
     if (gm__gan_extra(&extra, gan->graph, gan->g_steps, train) != 0) return gm_fail("gm_gan_save: metadata too long");
     gm__gan_parts(&parts[0], "G", &m->generator, &m->opt_g);
     gm__gan_parts(&parts[1], "D", &m->discriminator, &m->opt_d);
-    return gm_model_save(path, "gan", arch, gan->d_steps, parts, 2, &extra);
+    gm__gan_parts(&parts[2], "G_ema", &m->generator_ema, NULL);
+    return gm_model_save(path, "gan", arch, gan->d_steps, parts, gan->cfg.ema > 0 ? 3 : 2, &extra);
 }
 
 GMDEF int gm_gan_load(gm_gan *gan, const char *path) {
-    gm_model_part parts[2];
+    gm_model_part parts[3];
     gm_meta extra;
     char arch[GM_META_VALUE_MAX];
     const char *gs;
     long step = 0;
     if (!gan || !path) return gm_fail("gm_gan_load: NULL argument");
     if (!gan->graph) return gm_fail("gm_gan_load: the model is not initialized (gm_gan_init first)");
-    if (gm__gan_model_text("G", &gan->generator.arch, "D", &gan->discriminator.arch, gan->cfg.loss, arch, sizeof arch,
-                           "gm_gan_load") != 0)
-        return -1;
+    if (gm__gan_arch_ema(gan, arch, sizeof arch, "gm_gan_load") != 0) return -1;
     gm__gan_parts(&parts[0], "G", &gan->generator, &gan->opt_g);
     gm__gan_parts(&parts[1], "D", &gan->discriminator, &gan->opt_d);
+    gm__gan_parts(&parts[2], "G_ema", &gan->generator_ema, NULL);
     memset(&extra, 0, sizeof extra);
-    if (gm_model_load(path, "gan", arch, &step, parts, 2, &extra) != 0) return -1;
+    if (gm_model_load(path, "gan", arch, &step, parts, gan->cfg.ema > 0 ? 3 : 2, &extra) != 0) return -1;
     gan->d_steps = step;
     gs = gm_meta_get(&extra, "gan.g_steps");
     gan->g_steps = gs ? atol(gs) : step / gan->cfg.n_critic;
@@ -1176,7 +1393,15 @@ static int gm__cyclegan_config_check(const gm_cyclegan_config *c) {
     if (!(c->cycle >= 0) || !(c->identity >= 0))
         return gm_fail("%s: cycle %g and identity %g must be >= 0", who, c->cycle, c->identity);
     if (c->batch < 1) return gm_fail("%s: batch is %d, must be >= 1", who, c->batch);
+    if (!(c->ema >= 0 && c->ema < 1)) return gm_fail("%s: ema %g out of [0,1) (0: no moving average)", who, c->ema);
     return gm__gan_optim_check(&c->opt_g, who, "opt_g") != 0 || gm__gan_optim_check(&c->opt_d, who, "opt_d") != 0 ? -1 : 0;
+}
+
+/* avg: a copy of net (same arch, same values), the start of its moving average. */
+static int gm__gan_net_copy(gm_gan_net *avg, const gm_gan_net *net, gm_rng *r) {
+    if (gm_gan_net_init(avg, &net->arch, r) != 0) return -1;
+    memcpy(avg->params.data, net->params.data, net->params.count * sizeof(float));
+    return 0;
 }
 
 GMDEF int gm_cyclegan_init(gm_cyclegan *m, const gm_cyclegan_config *cfg) {
@@ -1192,6 +1417,12 @@ GMDEF int gm_cyclegan_init(gm_cyclegan *m, const gm_cyclegan_config *cfg) {
         gm_cyclegan_free(m);
         return -1;
     }
+    if (cfg->ema > 0 && (gm__gan_net_copy(&m->gen_ab_ema, &m->gen_ab, &r) != 0 ||
+                         gm__gan_net_copy(&m->gen_ba_ema, &m->gen_ba, &r) != 0)) {
+        gm_cyclegan_free(m);
+        return -1;
+    }
+    m->use_ema = cfg->ema > 0;
     m->opt_ab = m->opt_ba = gm__gan_optim(&cfg->opt_g);
     m->opt_da = m->opt_db = gm__gan_optim(&cfg->opt_d);
     m->graph = gm_graph_new(cfg->seed);
@@ -1205,6 +1436,7 @@ GMDEF int gm_cyclegan_init(gm_cyclegan *m, const gm_cyclegan_config *cfg) {
 GMDEF void gm_cyclegan_free(gm_cyclegan *m) {
     if (!m) return;
     gm_gan_net_free(&m->gen_ab); gm_gan_net_free(&m->gen_ba); gm_gan_net_free(&m->disc_a); gm_gan_net_free(&m->disc_b);
+    gm_gan_net_free(&m->gen_ab_ema); gm_gan_net_free(&m->gen_ba_ema);
     gm_optim_free(&m->opt_ab); gm_optim_free(&m->opt_ba); gm_optim_free(&m->opt_da); gm_optim_free(&m->opt_db);
     gm_graph_free(m->graph);
     memset(m, 0, sizeof *m);
@@ -1239,6 +1471,11 @@ static int gm__cyclegan_g_step(gm_cyclegan *m, gm_tensor *xa, gm_tensor *xb, gm_
     gm__cyclegan_freeze_d(m, 0);
     if (rc != 0) return gm_graph_fail(g, "gm_cyclegan_train_step: generators");
     if (gm_optim_step(&m->opt_ab, &m->gen_ab.params) != 0 || gm_optim_step(&m->opt_ba, &m->gen_ba.params) != 0) return -1;
+    if (c->ema > 0) {
+        const float d = gm_gan_ema_decay(c->ema, m->step);
+        if (gm_gan_ema_update(&m->gen_ab_ema, &m->gen_ab, d) != 0 || gm_gan_ema_update(&m->gen_ba_ema, &m->gen_ba, d) != 0)
+            return -1;
+    }
     st->g_adv = adv->data[0]; st->cycle = cyc->data[0]; st->identity = idt ? idt->data[0] : 0.0f;
     return 0;
 }
@@ -1279,44 +1516,57 @@ GMDEF int gm_cyclegan_translate(gm_cyclegan *m, int to_b, const float *x, int n,
     if (!m || !m->graph || !x || !out || n < 0) return gm_fail("gm_cyclegan_translate: bad arguments");
     a = &m->gen_ab.arch;
     per = a->c * a->h * a->w;
-    return gm__gan_run(m->graph, to_b ? &m->gen_ab : &m->gen_ba, x, per, 1, NULL, n, out, per, "gm_cyclegan_translate");
+    return gm__gan_run(m->graph,
+                       m->use_ema && m->cfg.ema > 0 ? (to_b ? &m->gen_ab_ema : &m->gen_ba_ema) : (to_b ? &m->gen_ab : &m->gen_ba),
+                       x, per, 1, NULL, n, out, per, "gm_cyclegan_translate");
 }
 
-static void gm__cyclegan_parts(gm_cyclegan *m, gm_model_part *parts) {
+static void gm__cyclegan_parts(gm_cyclegan *m, gm_model_part *parts) {   /* 6 parts */
     gm__gan_parts(&parts[0], "G", &m->gen_ab, &m->opt_ab);
     gm__gan_parts(&parts[1], "F", &m->gen_ba, &m->opt_ba);
     gm__gan_parts(&parts[2], "DA", &m->disc_a, &m->opt_da);
     gm__gan_parts(&parts[3], "DB", &m->disc_b, &m->opt_db);
+    gm__gan_parts(&parts[4], "G_ema", &m->gen_ab_ema, NULL);
+    gm__gan_parts(&parts[5], "F_ema", &m->gen_ba_ema, NULL);
+}
+
+/* The CycleGAN's genmod.arch (" | ema" when the averages are in the file) and its part count. */
+static int gm__cyclegan_arch(const gm_cyclegan *m, char *s, size_t cap, const char *who) {
+    size_t k;
+    if (gm__gan_model_text("G,F", &m->cfg.generator, "DA,DB", &m->cfg.discriminator, m->cfg.loss, s, cap, who) != 0)
+        return -1;
+    k = strlen(s);
+    if (m->cfg.ema > 0 && (size_t)snprintf(s + k, cap - k, " | ema") >= cap - k)
+        return gm_fail("%s: the architecture text is longer than %d bytes", who, (int)cap - 1);
+    return m->cfg.ema > 0 ? 6 : 4;
 }
 
 GMDEF int gm_cyclegan_save(const gm_cyclegan *m, const char *path) {
-    gm_model_part parts[4];
+    gm_model_part parts[6];
     gm_meta extra;
     char arch[GM_META_VALUE_MAX], train[GM_META_VALUE_MAX];
+    int nparts;
     if (!m || !path) return gm_fail("gm_cyclegan_save: NULL argument");
     if (!m->graph) return gm_fail("gm_cyclegan_save: the model is not initialized");
-    if (gm__gan_model_text("G,F", &m->cfg.generator, "DA,DB", &m->cfg.discriminator, m->cfg.loss, arch, sizeof arch,
-                           "gm_cyclegan_save") != 0)
-        return -1;
-    snprintf(train, sizeof train, "cycle=%g identity=%g", m->cfg.cycle, m->cfg.identity);
+    if ((nparts = gm__cyclegan_arch(m, arch, sizeof arch, "gm_cyclegan_save")) < 0) return -1;
+    snprintf(train, sizeof train, "cycle=%g identity=%g ema=%g", m->cfg.cycle, m->cfg.identity, m->cfg.ema);
     if (gm__gan_extra(&extra, m->graph, m->step, train) != 0) return gm_fail("gm_cyclegan_save: metadata too long");
     gm__cyclegan_parts((gm_cyclegan *)m, parts);      /* written, not changed */
-    return gm_model_save(path, "cyclegan", arch, m->step, parts, 4, &extra);
+    return gm_model_save(path, "cyclegan", arch, m->step, parts, nparts, &extra);
 }
 
 GMDEF int gm_cyclegan_load(gm_cyclegan *m, const char *path) {
-    gm_model_part parts[4];
+    gm_model_part parts[6];
     gm_meta extra;
     char arch[GM_META_VALUE_MAX];
     long step = 0;
+    int nparts;
     if (!m || !path) return gm_fail("gm_cyclegan_load: NULL argument");
     if (!m->graph) return gm_fail("gm_cyclegan_load: the model is not initialized (gm_cyclegan_init first)");
-    if (gm__gan_model_text("G,F", &m->cfg.generator, "DA,DB", &m->cfg.discriminator, m->cfg.loss, arch, sizeof arch,
-                           "gm_cyclegan_load") != 0)
-        return -1;
+    if ((nparts = gm__cyclegan_arch(m, arch, sizeof arch, "gm_cyclegan_load")) < 0) return -1;
     gm__cyclegan_parts(m, parts);
     memset(&extra, 0, sizeof extra);
-    if (gm_model_load(path, "cyclegan", arch, &step, parts, 4, &extra) != 0) return -1;
+    if (gm_model_load(path, "cyclegan", arch, &step, parts, nparts, &extra) != 0) return -1;
     m->step = step;
     gm_meta_get_rng(&extra, "gan.rng", gm_graph_rng(m->graph));
     return 0;

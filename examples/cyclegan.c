@@ -51,10 +51,11 @@ static double mean_l1(const float *x, const float *y, size_t n) {
 }
 
 int main(int argc, char **argv) {
-    float identity = 0, cycle = 10;
+    float identity = 0, cycle = 10, ema = 0;
     ex_opt extra[] = {
         {"cycle", EX_FLOAT, &cycle, "weight of the L1 cycle-consistency loss", "0.."},
         {"identity", EX_FLOAT, &identity, "weight of the L1 identity loss (0: off)", "0.."},
+        {"ema", EX_FLOAT, &ema, "decay of the moving average of both generators, which translates (0: off)", "0..0.99999"},
     };
     ex_args a = ex_defaults("cyclegan", 1, 16, 2e-4f);
     gm_dataset tr, te;
@@ -71,11 +72,12 @@ int main(int argc, char **argv) {
     double l1, l1_id;
     memset(&st, 0, sizeof st);
     a.steps = 400;
-    ex_init(&a, argc, argv, "CycleGAN: thin digits <-> thick (dilated) digits, unpaired. --steps counts steps.", extra, 2);
+    ex_init(&a, argc, argv, "CycleGAN: thin digits <-> thick (dilated) digits, unpaired. --steps counts steps.", extra,
+            (int)(sizeof extra / sizeof extra[0]));
     total = a.steps;
     if (gm_mnist_load(&tr, &te, a.data_dir, 0, 0, -1.0f, 1.0f) != 0) { fprintf(stderr, "%s: %s\n", a.name, gm_last_error()); return 1; }
     c = gm_cyclegan_default_config(1, 28, 28);    /* LSGAN losses, Adam betas (0.5, 0.999) */
-    c.cycle = cycle; c.identity = identity;
+    c.cycle = cycle; c.identity = identity; c.ema = ema;
     c.opt_g.lr = c.opt_d.lr = a.lr;
     c.batch = a.batch; c.seed = a.seed;
     if (gm_cyclegan_init(&m, &c) != 0 || (a.load && gm_cyclegan_load(&m, a.load) != 0)) {
@@ -122,12 +124,15 @@ int main(int argc, char **argv) {
     if (gm_cyclegan_translate(&m, 1, ta, NEVAL, gen) != 0) { fprintf(stderr, "%s: %s\n", a.name, gm_last_error()); return 1; }
     l1 = mean_l1(gen, tb, (size_t)NEVAL * 784);
     l1_id = mean_l1(ta, tb, (size_t)NEVAL * 784);
-    if (!a.quiet) printf("%s: mean |G(a) - dilate(a)| = %.4f on %d test digits (input unchanged: %.4f)\n", a.name, l1, NEVAL, l1_id);
+    if (!a.quiet)
+        printf("%s: mean |G(a) - dilate(a)| = %.4f on %d test digits (input unchanged: %.4f)%s\n", a.name, l1, NEVAL, l1_id,
+               m.use_ema ? " (moving average of G)" : "");
     ex_json_init(&j);
     ex_json_str(&j, "model", "cyclegan");
     ex_json_num(&j, "steps", (double)m.step);
     ex_json_num(&j, "l1_to_true_dilation", l1);
     ex_json_num(&j, "l1_identity", l1_id);
+    ex_json_num(&j, "ema", ema);
     ex_json_num(&j, "cycle_last", st.cycle);
     ex_json_print(&j);
     ex_run_free(&run);

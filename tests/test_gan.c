@@ -2,13 +2,18 @@
  *
  *   - linear algebra under the Frechet distance: Jacobi eigendecomposition, PSD square root,
  *     Frechet distance against closed forms, label entropy, ring-mode counting;
- *   - the WGAN-GP penalty's parameter gradient (a gradient of a gradient) against central finite
- *     differences with gm_gradcheck, through an MLP critic and a conv critic;
+ *   - the WGAN-GP and R1 penalties' parameter gradients (gradients of a gradient) against central
+ *     finite differences with gm_gradcheck, through an MLP critic and a conv critic; R1 and the
+ *     hinge loss against values by hand; the augmentation's input gradient, and its transformations
+ *     (the same shift and cutout on two batches from the same stream); the moving average against
+ *     its closed form;
  *   - spectral normalization: the power-iteration estimate within 1% of the true top singular value;
  *   - the losses on known logits; bad configs, labels and arguments give errors naming the field;
  *   - the model contract: G emitted into a caller's graph; save/load round trips of a GAN (MLP and
- *     conv) and a CycleGAN after which training continues bit for bit; refused loads (another
- *     architecture, another model, a plain checkpoint, a missing file) leave the model untouched;
+ *     conv, with the moving average, R1, augmentation and hinge loss) and a CycleGAN (with and
+ *     without averages) after which training continues bit for bit; refused loads (another
+ *     architecture, another model, a plain checkpoint, a missing file, a file without the moving
+ *     average) leave the model untouched;
  *   - every variant learns the 8-Gaussians ring within seconds: covers >= 7 of 8 modes with most
  *     samples of high quality; the conditional GAN puts samples at their label's mode.
  * Small models and few steps: the whole file runs in seconds (and under ASan). */
@@ -238,6 +243,237 @@ GM_TEST(gp_zero_for_unit_gradient) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* R1, hinge, augmentation, moving average                                                        */
+/* ---------------------------------------------------------------------------------------------- */
+static void fill_plain(float *x, int n, unsigned seed) {
+    gm_rng r;
+    int i;
+    gm_rng_seed(&r, seed);
+    for (i = 0; i < n; i++) x[i] = 2 * gm_rng_uniform(&r) - 1;
+}
+
+/* A fixed, uneven weight per element of t's shape. */
+static gm_tensor *sin_weights(gm_graph *g, const gm_tensor *t) {
+    gm_tensor *w = gm_zeros(g, t->shape[0], t->ndim > 1 ? t->shape[1] : 0, t->ndim > 2 ? t->shape[2] : 0,
+                            t->ndim > 3 ? t->shape[3] : 0);
+    int i;
+    for (i = 0; w && i < w->size; i++) w->data[i] = sinf(0.37f * (float)i + 0.1f);
+    return w;
+}
+
+/* R1 through the gp critics: real is the tracked leaf, the gradient of the penalty w.r.t. the
+   critic's weights is second order. */
+static gm_tensor *r1_fn(gm_graph *g, gm_tensor **inputs, void *vctx) {
+    gp_ctx *c = (gp_ctx *)vctx;
+    gm_tensor *real = gm_requires_grad(gm_input(g, c->real, c->shape[0], c->shape[1], c->shape[2], c->shape[3]));
+    c->w = inputs;
+    return gm_gan_r1_penalty(g, c->conv ? conv_critic(g, real, c) : mlp_critic(g, real, c), real, 10.0f);
+}
+
+static double run_r1_check(int conv, const int (*shapes)[4], int nin, const int *xshape) {
+    float *vals[8], real[4 * 72];
+    gp_ctx c;
+    gm_rng r;
+    int i, j, xs = xshape[0] * xshape[1] * (xshape[2] ? xshape[2] : 1) * (xshape[3] ? xshape[3] : 1);
+    double err;
+    gm_rng_seed(&r, 91 + conv);
+    memset(&c, 0, sizeof c);
+    for (i = 0; i < nin; i++) {
+        int n = shapes[i][0] * (shapes[i][1] ? shapes[i][1] : 1) * (shapes[i][2] ? shapes[i][2] : 1) *
+                (shapes[i][3] ? shapes[i][3] : 1);
+        vals[i] = (float *)malloc((size_t)n * sizeof(float));
+        for (j = 0; j < n; j++) vals[i][j] = 0.8f * gm_rng_normal(&r);
+    }
+    for (j = 0; j < xs; j++) real[j] = gm_rng_normal(&r);
+    c.real = real; c.conv = conv;
+    memcpy(c.shape, xshape, sizeof c.shape);
+    err = gm_gradcheck(r1_fn, &c, nin, vals, shapes, 1e-2f);
+    for (i = 0; i < nin; i++) free(vals[i]);
+    return err;
+}
+
+GM_TEST(r1_gradcheck_mlp_critic) {
+    static const int shapes[6][4] = {{8, 6, 0, 0}, {8, 0, 0, 0}, {8, 8, 0, 0}, {8, 0, 0, 0}, {1, 8, 0, 0}, {1, 0, 0, 0}};
+    static const int xshape[4] = {4, 6, 0, 0};
+    double err = run_r1_check(0, shapes, 6, xshape);
+    GM_CHECK(err >= 0 && err < 1e-2, "R1 gradient vs finite differences: relative error %g (%s)", err,
+             err < 0 ? gm_last_error() : "");
+    printf("# r1_gradcheck_mlp_critic: relative error %.2e\n", err);
+}
+
+GM_TEST(r1_gradcheck_conv_critic) {
+    static const int shapes[4][4] = {{3, 2, 3, 3}, {3, 0, 0, 0}, {1, 27, 0, 0}, {1, 0, 0, 0}};
+    static const int xshape[4] = {3, 2, 6, 6};
+    double err = run_r1_check(1, shapes, 4, xshape);
+    GM_CHECK(err >= 0 && err < 1e-2, "R1 gradient vs finite differences: relative error %g (%s)", err,
+             err < 0 ? gm_last_error() : "");
+    printf("# r1_gradcheck_conv_critic: relative error %.2e\n", err);
+}
+
+/* D(x) = sum_j a_j x_j^2 / 2 has grad a*x: R1 = gamma/2 mean_i sum_j (a_j x_ij)^2, by hand. */
+GM_TEST(r1_closed_form) {
+    gm_graph *g = gm_graph_new(3);
+    float x[3 * 4], a[4] = {0.5f, -1.0f, 2.0f, 0.25f};
+    double want = 0;
+    int i, j;
+    gm_tensor *xt, *d, *r1;
+    fill_plain(x, 12, 4);
+    for (i = 0; i < 3; i++)
+        for (j = 0; j < 4; j++) want += (double)(a[j] * x[i * 4 + j]) * (a[j] * x[i * 4 + j]);
+    want = 3.0 / 2 * want / 3;
+    xt = gm_requires_grad(gm_input(g, x, 3, 4, 0, 0));
+    d = gm_scale(g, gm_sum_axes(g, gm_mul(g, gm_square(g, xt), gm_input(g, a, 1, 4, 0, 0)), GM_AXIS(1)), 0.5f);
+    r1 = gm_gan_r1_penalty(g, d, xt, 3.0f);
+    GM_CHECK(r1 && gm_test_close(r1->data[0], want, 1e-5), "R1 %g, by hand %g", r1 ? r1->data[0] : -1.0f, want);
+    gm_graph_free(g);
+}
+
+/* Hinge losses w.r.t. D's outputs (values away from the kinks at +-1). */
+static gm_tensor *hinge_fn(gm_graph *g, gm_tensor **in, void *ctx) {
+    (void)ctx;
+    return gm_add(g, gm_gan_d_loss(g, GM_GAN_HINGE, in[0], in[1]), gm_scale(g, gm_gan_g_loss(g, GM_GAN_HINGE, in[1]), 0.7f));
+}
+
+GM_TEST(hinge_gradcheck) {
+    float r[4] = {0.3f, 1.6f, -0.5f, 0.8f}, f[4] = {-1.7f, 0.2f, -0.4f, 1.3f}, *vals[2];
+    static const int shapes[2][4] = {{4, 1, 0, 0}, {4, 1, 0, 0}};
+    gm_graph *g = gm_graph_new(1);
+    double err;
+    /* by hand: real relu(1 - r) = .7, 0, 1.5, .2 -> mean .6; fake relu(1 + f) = 0, 1.2, .6, 2.3 -> 1.025 */
+    GM_CHECK_CLOSE(gm_gan_d_loss(g, GM_GAN_HINGE, gm_input(g, r, 4, 1, 0, 0), gm_input(g, f, 4, 1, 0, 0))->data[0],
+                   0.6 + 1.025, 1e-6);
+    GM_CHECK_CLOSE(gm_gan_g_loss(g, GM_GAN_HINGE, gm_input(g, f, 4, 1, 0, 0))->data[0], -(-1.7 + 0.2 - 0.4 + 1.3) / 4, 1e-6);
+    GM_CHECK(gm_gan_loss_parse("hinge") == GM_GAN_HINGE, "hinge's name");
+    vals[0] = r; vals[1] = f;
+    err = gm_gradcheck(hinge_fn, NULL, 2, vals, shapes, 1e-3f);
+    GM_CHECK(err >= 0 && err < 1e-2, "hinge gradient vs finite differences: relative error %g", err);
+    gm_graph_free(g);
+}
+
+/* The augmentation w.r.t. its input: a weighted sum of the augmented images (the graph's stream is
+   restarted for every evaluation, so the translation and cutout are the same each time). */
+static gm_tensor *aug_fn(gm_graph *g, gm_tensor **in, void *ctx) {
+    gm_tensor *y = gm_gan_augment(g, in[0], 2, 9, 10, *(int *)ctx);
+    return gm_sum(g, gm_mul(g, y, sin_weights(g, y)));
+}
+
+GM_TEST(augment_gradcheck) {
+    static const int shapes[1][4] = {{3, 2, 9, 10}};
+    float x[3 * 180], *vals[1];
+    int policy, i;
+    fill_plain(x, 540, 8);
+    vals[0] = x;
+    for (policy = 1; policy <= 3; policy++) {
+        double err = gm_gradcheck(aug_fn, &policy, 1, vals, shapes, 1e-2f);
+        GM_CHECK(err >= 0 && err < 1e-3, "augment policy %d: gradient vs finite differences: relative error %g", policy, err);
+    }
+    (void)i;
+}
+
+/* The same stream gives the same transformation to two batches: translation is a shift of at most
+   h/8 (rounded) with zero fill; cutout zeroes a rectangle of at most h/2 x w/2 (clipped) and keeps
+   the rest; the flat (N, c*h*w) form is the image form. */
+static int find_shift(const float *x, const float *y, int h, int w, int m) {
+    int dy, dx, i, j;
+    for (dy = -m; dy <= m; dy++)
+        for (dx = -m; dx <= m; dx++) {
+            int ok = 1;
+            for (i = 0; i < h && ok; i++)
+                for (j = 0; j < w && ok; j++) {
+                    int si = i - dy, sj = j - dx;
+                    float want = si >= 0 && si < h && sj >= 0 && sj < w ? x[si * w + sj] : 0.0f;
+                    ok = y[i * w + j] == want;
+                }
+            if (ok) return (dy + m) * (2 * m + 1) + (dx + m);
+        }
+    return -1;
+}
+
+GM_TEST(augment_is_shift_and_cutout) {
+    enum { N = 16, H = 28, W = 28 };
+    static float a[N * H * W], b[N * H * W];
+    gm_graph *g = gm_graph_new(1);
+    gm_rng keep;
+    gm_tensor *ya, *yb, *yf;
+    int i, k, shifts_seen = 0, seen[81];
+    memset(seen, 0, sizeof seen);
+    for (i = 0; i < N * H * W; i++) { a[i] = 0.5f + (float)(i % 97) / 97; b[i] = 1.5f + (float)(i % 89) / 89; }
+    keep = *gm_graph_rng(g);
+    ya = gm_gan_augment(g, gm_input(g, a, N, 1, H, W), 1, H, W, GM_GAN_AUG_TRANSLATION);
+    *gm_graph_rng(g) = keep;
+    yb = gm_gan_augment(g, gm_input(g, b, N, 1, H, W), 1, H, W, GM_GAN_AUG_TRANSLATION);
+    *gm_graph_rng(g) = keep;
+    yf = gm_gan_augment(g, gm_input(g, a, N, H * W, 0, 0), 1, H, W, GM_GAN_AUG_TRANSLATION);
+    GM_CHECK(ya && yb && yf && yf->ndim == 2 && yf->shape[1] == H * W, "augment failed or changed the shape: %s", gm_last_error());
+    for (i = 0; ya && yb && i < N; i++) {
+        int sa = find_shift(a + i * H * W, ya->data + i * H * W, H, W, 4);
+        int sb = find_shift(b + i * H * W, yb->data + i * H * W, H, W, 4);
+        GM_CHECK(sa >= 0 && sa == sb, "example %d: not the same shift of at most 4 pixels (%d, %d)", i, sa, sb);
+        if (sa >= 0 && !seen[sa]++) shifts_seen++;
+    }
+    GM_CHECK(shifts_seen >= 8, "only %d different shifts in %d examples", shifts_seen, N);
+    GM_CHECK(ya && yf && memcmp(ya->data, yf->data, sizeof a) == 0, "flat and image forms differ");
+    *gm_graph_rng(g) = keep;
+    ya = gm_gan_augment(g, gm_input(g, a, N, 1, H, W), 1, H, W, GM_GAN_AUG_CUTOUT);
+    *gm_graph_rng(g) = keep;
+    yb = gm_gan_augment(g, gm_input(g, b, N, 1, H, W), 1, H, W, GM_GAN_AUG_CUTOUT);
+    for (i = 0; ya && yb && i < N; i++) {
+        int y0 = H, y1 = -1, x0 = W, x1 = -1, zeros = 0, y, x, same = 1;
+        for (y = 0; y < H; y++)
+            for (x = 0; x < W; x++) {
+                k = (i * H + y) * W + x;
+                same &= (ya->data[k] == 0) == (yb->data[k] == 0);
+                if (ya->data[k] != 0) { GM_CHECK(ya->data[k] == a[k], "cutout changed a kept pixel"); continue; }
+                zeros++;
+                if (y < y0) y0 = y;
+                if (y > y1) y1 = y;
+                if (x < x0) x0 = x;
+                if (x > x1) x1 = x;
+            }
+        GM_CHECK(same, "example %d: the two batches were cut at different places", i);
+        GM_CHECK(zeros > 0 && zeros == (y1 - y0 + 1) * (x1 - x0 + 1) && y1 - y0 < 14 && x1 - x0 < 14,
+                 "example %d: %d zeros are not one rectangle of at most 14x14", i, zeros);
+    }
+    GM_CHECK(gm_gan_augment(g, gm_input(g, a, N, 1, H, W), 1, H, W, 4) == NULL, "an unknown policy bit was accepted");
+    gm_graph_free(g);
+}
+
+/* A constant target c: after k updates avg = c + (w0 - c) d^k for trained tensors; buffers are
+   copied. The warm-up of the decay: min(d, (1 + t) / (10 + t)). */
+GM_TEST(ema_closed_form) {
+    gm_gan_arch arch = gm_gan_dcgan_g(4, 0);
+    gm_gan_net net, avg;
+    gm_rng r;
+    float *w0;
+    const float d = 0.9f;
+    double worst = 0;
+    int v, k;
+    size_t j;
+    arch.h = arch.w = 8; arch.hidden[0] = 6; arch.hidden[1] = 4;
+    gm_rng_seed(&r, 3);
+    GM_CHECK(gm_gan_net_init(&net, &arch, &r) == 0 && gm_gan_net_init(&avg, &arch, &r) == 0, "%s", gm_last_error());
+    w0 = (float *)malloc(avg.params.count * sizeof(float));
+    memcpy(w0, avg.params.data, avg.params.count * sizeof(float));
+    for (j = 0; j < net.params.count; j++) net.params.data[j] = 0.25f + 0.001f * (float)(j % 13);
+    for (k = 0; k < 7; k++) GM_CHECK(gm_gan_ema_update(&avg, &net, d) == 0, "%s", gm_last_error());
+    for (v = 0; v < net.params.nviews; v++) {
+        const gm_param_view *pv = &net.params.views[v];
+        for (j = pv->offset; j < pv->offset + pv->size; j++) {
+            double c = net.params.data[j], want = pv->buffer ? c : c + (w0[j] - c) * pow(d, 7);
+            double e = fabs(avg.params.data[j] - want);
+            if (e > worst) worst = e;
+        }
+    }
+    GM_CHECK(worst < 1e-6, "average after 7 steps off the closed form by %g", worst);
+    GM_CHECK_CLOSE(gm_gan_ema_decay(0.999f, 0), 0.1, 1e-7);
+    GM_CHECK_CLOSE(gm_gan_ema_decay(0.999f, 10), 11.0 / 20, 1e-7);
+    GM_CHECK_CLOSE(gm_gan_ema_decay(0.999f, 100000), 0.999, 1e-7);
+    free(w0);
+    gm_gan_net_free(&net);
+    gm_gan_net_free(&avg);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Spectral normalization                                                                         */
 /* ---------------------------------------------------------------------------------------------- */
 static double top_singular(const float *w, int rows, int cols) {
@@ -447,6 +683,7 @@ static int same_optim(const gm_optim *a, const gm_optim *b, size_t n) {
 
 static int same_gan(const gm_gan *a, const gm_gan *b) {
     return same_params(&a->generator.params, &b->generator.params) &&
+           same_params(&a->generator_ema.params, &b->generator_ema.params) &&
            same_params(&a->discriminator.params, &b->discriminator.params) &&
            same_optim(&a->opt_g, &b->opt_g, a->generator.params.count) &&
            same_optim(&a->opt_d, &b->opt_d, a->discriminator.params.count) && a->d_steps == b->d_steps &&
@@ -482,7 +719,7 @@ GM_TEST(forward_into_own_graph) {
 
 /* Save after some steps, load into a fresh model of the same config: the same samples, and the
    next step (noise, dropout masks, penalty, instance-noise level, critic phase) is bit-identical. */
-static void gan_roundtrip(int conv) {
+static void gan_roundtrip(int conv, int modern) {
     const char *path = "/tmp/gm_test_gan_ckpt.safetensors";
     gm_gan_config c = small_gan(conv);
     gm_gan a, b;
@@ -491,6 +728,9 @@ static void gan_roundtrip(int conv) {
     float x[8 * 64], z[8 * 4], outa[8 * 64], outb[8 * 64];
     int labels[8], i, step;
     for (i = 0; i < 8; i++) labels[i] = i % 3;
+    if (modern) {   /* the moving average, R1, augmentation, hinge loss */
+        c.ema = 0.9f; c.r1 = 1.0f; c.augment = GM_GAN_AUG_TRANSLATION | GM_GAN_AUG_CUTOUT; c.loss = GM_GAN_HINGE;
+    }
     GM_CHECK(gm_gan_init(&a, &c) == 0 && gm_gan_init(&b, &c) == 0, "%s", gm_last_error());
     for (step = 0; step < 5; step++) {       /* ends mid-cycle: the next call ends it with a G step */
         fill(x, 8 * per, 100 + step);
@@ -522,8 +762,35 @@ static void gan_roundtrip(int conv) {
     remove(path);
 }
 
-GM_TEST(gan_save_load_mlp) { gan_roundtrip(0); }
-GM_TEST(gan_save_load_conv) { gan_roundtrip(1); }
+GM_TEST(gan_save_load_mlp) { gan_roundtrip(0, 0); }
+GM_TEST(gan_save_load_conv) { gan_roundtrip(1, 0); }
+GM_TEST(gan_save_load_ema) { gan_roundtrip(1, 1); }
+
+/* A file without the moving average into a model with one (and the reverse) is refused, naming
+   both architectures, and leaves the model untouched: a silently fresh average would sample from
+   G's random initial weights. */
+GM_TEST(gan_load_refuses_ema_mismatch) {
+    const char *p0 = "/tmp/gm_test_gan_noema.safetensors", *p1 = "/tmp/gm_test_gan_ema.safetensors";
+    gm_gan_config c0 = small_gan(1), c1 = c0;
+    gm_gan m0, m1;
+    float keep[4096];
+    c1.ema = 0.99f;
+    GM_CHECK(gm_gan_init(&m0, &c0) == 0 && gm_gan_init(&m1, &c1) == 0, "%s", gm_last_error());
+    GM_CHECK(m1.generator_ema.params.count <= 4096 && m1.use_ema == 1 && m0.use_ema == 0, "EMA fields after init");
+    GM_CHECK(memcmp(m1.generator_ema.params.data, m1.generator.params.data, m1.generator.params.count * sizeof(float)) == 0,
+             "the average does not start as G");
+    GM_CHECK(gm_gan_save(&m0, p0) == 0 && gm_gan_save(&m1, p1) == 0, "%s", gm_last_error());
+    memcpy(keep, m1.generator_ema.params.data, m1.generator_ema.params.count * sizeof(float));
+    GM_CHECK(gm_gan_load(&m1, p0) != 0 && strstr(gm_last_error(), "ema") != NULL, "no-EMA file into an EMA model: %s",
+             gm_last_error());
+    printf("# refused a file without the average: %s\n", gm_last_error());
+    GM_CHECK(memcmp(keep, m1.generator_ema.params.data, m1.generator_ema.params.count * sizeof(float)) == 0,
+             "a refused load changed the average");
+    GM_CHECK(gm_gan_load(&m0, p1) != 0, "an EMA file loaded into a model without the average");
+    GM_CHECK(gm_gan_load(&m1, p1) == 0 && gm_gan_load(&m0, p0) == 0, "own files: %s", gm_last_error());
+    gm_gan_free(&m0); gm_gan_free(&m1);
+    remove(p0); remove(p1);
+}
 
 static gm_cyclegan_config small_cyclegan(void) {
     gm_cyclegan_config c = gm_cyclegan_default_config(1, 8, 8);
@@ -537,18 +804,21 @@ static gm_cyclegan_config small_cyclegan(void) {
 
 static int same_cyclegan(const gm_cyclegan *a, const gm_cyclegan *b) {
     return same_params(&a->gen_ab.params, &b->gen_ab.params) && same_params(&a->gen_ba.params, &b->gen_ba.params) &&
+           same_params(&a->gen_ab_ema.params, &b->gen_ab_ema.params) &&
+           same_params(&a->gen_ba_ema.params, &b->gen_ba_ema.params) &&
            same_params(&a->disc_a.params, &b->disc_a.params) && same_params(&a->disc_b.params, &b->disc_b.params) &&
            same_optim(&a->opt_ab, &b->opt_ab, a->gen_ab.params.count) &&
            same_optim(&a->opt_db, &b->opt_db, a->disc_b.params.count) && a->step == b->step;
 }
 
-GM_TEST(cyclegan_save_load) {
+static void cyclegan_roundtrip(float ema) {
     const char *path = "/tmp/gm_test_cyclegan_ckpt.safetensors";
     gm_cyclegan_config c = small_cyclegan();
     gm_cyclegan a, b;
     gm_cyclegan_stats sa, sb;
     float xa[4 * 64], xb[4 * 64], oa[4 * 64], ob[4 * 64];
     int step;
+    c.ema = ema;
     GM_CHECK(gm_cyclegan_init(&a, &c) == 0 && gm_cyclegan_init(&b, &c) == 0, "%s", gm_last_error());
     for (step = 0; step < 3; step++) {
         fill(xa, 4 * 64, 10 + step); fill(xb, 4 * 64, 20 + step);
@@ -567,10 +837,16 @@ GM_TEST(cyclegan_save_load) {
     GM_CHECK(gm_cyclegan_train_step(&a, xa, xb, 4, &sa) == 0 && gm_cyclegan_train_step(&b, xa, xb, 4, &sb) == 0, "%s",
              gm_last_error());
     GM_CHECK(memcmp(&sa, &sb, sizeof sa) == 0 && same_cyclegan(&a, &b), "the step after load differs");
+    GM_CHECK(a.use_ema == (ema > 0) && (ema == 0 || memcmp(a.gen_ab_ema.params.data, a.gen_ab.params.data,
+                                                          a.gen_ab.params.count * sizeof(float)) != 0),
+             "the average should differ from the trained generator");
     gm_cyclegan_free(&a);
     gm_cyclegan_free(&b);
     remove(path);
 }
+
+GM_TEST(cyclegan_save_load) { cyclegan_roundtrip(0); }
+GM_TEST(cyclegan_save_load_ema) { cyclegan_roundtrip(0.9f); }
 
 /* Refused loads (another architecture, another model, a plain checkpoint, no file) leave the
    model as it was: weights, buffers, optimizers, counters, random stream. */
@@ -648,7 +924,7 @@ GM_TEST(gan_load_refuses_other_files) {
 typedef struct variant {
     const char *name;
     int loss, n_critic, spectral, classes, steps;
-    float gp, clip, noise, std, hq_min;
+    float gp, clip, noise, std, hq_min, r1, ema;
 } variant;
 
 static double now_s(void) { return (double)clock() / CLOCKS_PER_SEC; }
@@ -671,7 +947,7 @@ static int train_ring(const variant *v, float *hq_out, float *acc_out, double *s
     c.generator.batchnorm = 0; c.generator.out_act = GM_ACT_IDENTITY;
     c.discriminator.hidden[0] = c.discriminator.hidden[1] = 64; c.discriminator.nhidden = 2;
     c.discriminator.dropout = 0; c.discriminator.spectral = v->spectral; c.discriminator.act = GM_ACT_LEAKY_RELU;
-    c.loss = v->loss; c.n_critic = v->n_critic; c.gp = v->gp;
+    c.loss = v->loss; c.n_critic = v->n_critic; c.gp = v->gp; c.r1 = v->r1; c.ema = v->ema;
     c.noise = v->noise; c.noise_steps = (long)v->steps * v->n_critic / 2;
     c.opt_g.lr = c.opt_d.lr = lr;
     if (v->clip > 0) {              /* WGAN with clipping: RMSProp, alpha 0.99 */
@@ -732,17 +1008,20 @@ static void ring_check(const variant *v) {
     printf(" (%.1f s CPU)\n", secs);
 }
 
-/*                                  name                loss         n_c sn cls steps  gp    clip  noise std    hq_min */
-static const variant V_NONSAT  = {"ring_nonsat",       GM_GAN_NONSAT,  1, 0, 0, 2000, 0,    0,    0,    0.02f, 0.5f};
-static const variant V_MINIMAX = {"ring_minimax",      GM_GAN_MINIMAX, 1, 0, 0, 2000, 0,    0,    0,    0.02f, 0.5f};
-static const variant V_LSGAN   = {"ring_lsgan",        GM_GAN_LSGAN,   1, 0, 0, 2000, 0,    0,    0,    0.02f, 0.5f};
-static const variant V_NOISE   = {"ring_nonsat_noise", GM_GAN_NONSAT,  1, 0, 0, 2000, 0,    0,    0.1f, 0.02f, 0.5f};
-static const variant V_CGAN    = {"ring_cgan",         GM_GAN_NONSAT,  1, 0, 8, 2000, 0,    0,    0,    0.02f, 0.5f};
-static const variant V_SN      = {"ring_lsgan_sn",     GM_GAN_LSGAN,   1, 1, 0, 2000, 0,    0,    0,    0.05f, 0.5f};
-static const variant V_WGANGP  = {"ring_wgan_gp",      GM_GAN_WASSERSTEIN, 5, 0, 0, 1000, 0.1f, 0, 0,    0.05f, 0.5f};
-static const variant V_WGAN    = {"ring_wgan_clip",    GM_GAN_WASSERSTEIN, 5, 0, 0, 1000, 0, 0.05f, 0,   0.05f, 0.15f};
+/*                                  name                loss         n_c sn cls steps  gp    clip  noise std    hq_min r1  ema */
+static const variant V_NONSAT  = {"ring_nonsat",       GM_GAN_NONSAT,  1, 0, 0, 2000, 0,    0,    0,    0.02f, 0.5f, 0,    0};
+static const variant V_MINIMAX = {"ring_minimax",      GM_GAN_MINIMAX, 1, 0, 0, 2000, 0,    0,    0,    0.02f, 0.5f, 0,    0};
+static const variant V_LSGAN   = {"ring_lsgan",        GM_GAN_LSGAN,   1, 0, 0, 2000, 0,    0,    0,    0.02f, 0.5f, 0,    0};
+static const variant V_NOISE   = {"ring_nonsat_noise", GM_GAN_NONSAT,  1, 0, 0, 2000, 0,    0,    0.1f, 0.02f, 0.5f, 0,    0};
+static const variant V_CGAN    = {"ring_cgan",         GM_GAN_NONSAT,  1, 0, 8, 2000, 0,    0,    0,    0.02f, 0.5f, 0,    0};
+static const variant V_SN      = {"ring_lsgan_sn",     GM_GAN_LSGAN,   1, 1, 0, 2000, 0,    0,    0,    0.05f, 0.5f, 0,    0};
+static const variant V_WGANGP  = {"ring_wgan_gp",      GM_GAN_WASSERSTEIN, 5, 0, 0, 1000, 0.1f, 0, 0,    0.05f, 0.5f, 0,    0};
+static const variant V_WGAN    = {"ring_wgan_clip",    GM_GAN_WASSERSTEIN, 5, 0, 0, 1000, 0, 0.05f, 0,   0.05f, 0.15f, 0,    0};
+
+static const variant V_HINGE   = {"ring_hinge_r1_ema", GM_GAN_HINGE,   1, 0, 0, 2000, 0,    0,    0,    0.02f, 0.5f, 0.1f, 0.99f};
 
 GM_TEST(ring_nonsat) { ring_check(&V_NONSAT); }
+GM_TEST(ring_hinge_r1_ema) { ring_check(&V_HINGE); }
 GM_TEST(ring_minimax) { ring_check(&V_MINIMAX); }
 GM_TEST(ring_lsgan) { ring_check(&V_LSGAN); }
 GM_TEST(ring_instance_noise) { ring_check(&V_NOISE); }
@@ -762,6 +1041,13 @@ int main(int argc, char **argv) {
     RUN(gp_gradcheck_mlp_critic);
     RUN(gp_gradcheck_conv_critic);
     RUN(gp_zero_for_unit_gradient);
+    RUN(r1_gradcheck_mlp_critic);
+    RUN(r1_gradcheck_conv_critic);
+    RUN(r1_closed_form);
+    RUN(hinge_gradcheck);
+    RUN(augment_gradcheck);
+    RUN(augment_is_shift_and_cutout);
+    RUN(ema_closed_form);
     RUN(spectral_norm_estimate);
     RUN(loss_values);
     RUN(bad_input_is_an_error);
@@ -769,7 +1055,10 @@ int main(int argc, char **argv) {
     RUN(forward_into_own_graph);
     RUN(gan_save_load_mlp);
     RUN(gan_save_load_conv);
+    RUN(gan_save_load_ema);
+    RUN(gan_load_refuses_ema_mismatch);
     RUN(cyclegan_save_load);
+    RUN(cyclegan_save_load_ema);
     RUN(gan_load_refuses_other_files);
     RUN(ring_nonsat);
     RUN(ring_minimax);
@@ -779,5 +1068,6 @@ int main(int argc, char **argv) {
     RUN(ring_spectral_norm);
     RUN(ring_wgan_gp);
     RUN(ring_wgan_clip);
+    RUN(ring_hinge_r1_ema);
     return gm_test_summary();
 }
