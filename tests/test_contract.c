@@ -19,6 +19,7 @@
 #include "genmod_flow.h"
 #include "genmod_hmm.h"
 #include "genmod_diffusion.h"
+#include "genmod_ar.h"
 
 #include "genmod_image.h"
 #include "gm_test.h"
@@ -250,6 +251,44 @@ static int score_load(void *m, const char *p) { return gm_score_load((gm_score *
 static int score_parts(void *m, gm_params **out) { out[0] = &((gm_score *)m)->params; return 1; }
 static void score_free(void *m) { gm_score_free((gm_score *)m); }
 
+/* ---- autoregressive: MADE, PixelCNN (plain and gated) --------------------------------------- */
+static int made_init(void *m, int variant) {
+    gm_made_config c = gm_made_default_config(16, GM_MADE_BERNOULLI);
+    c.hidden[0] = 8; c.hidden[1] = variant ? 6 : 8;
+    c.ordering = GM_MADE_RANDOM; c.masks = 2; c.ensemble = 2;
+    return gm_made_init((gm_made *)m, &c);
+}
+static int made_train(void *m) {
+    float x[8 * 16];
+    int i;
+    random_fill(x, 8 * 16, 6, 0, 1);
+    for (i = 0; i < 8 * 16; i++) x[i] = x[i] < 0.5f ? 0.0f : 1.0f;
+    return gm_made_train_step((gm_made *)m, x, NULL, 8, NULL);
+}
+static int made_save(const void *m, const char *p) { return gm_made_save((const gm_made *)m, p); }
+static int made_load(void *m, const char *p) { return gm_made_load((gm_made *)m, p); }
+static int made_parts(void *m, gm_params **out) { out[0] = &((gm_made *)m)->params; return 1; }
+static void made_free(void *m) { gm_made_free((gm_made *)m); }
+
+static int pixelcnn_init(void *m, int variant) {   /* variant 1: the Gated PixelCNN, class-conditional */
+    gm_pixelcnn_config c = variant ? gm_pixelcnn_gated_config(4, 4, 4) : gm_pixelcnn_default_config(4, 4, 4);
+    c.channels = 4; c.blocks = 1; c.layers = 2;
+    if (variant) c.classes = 3;
+    return gm_pixelcnn_init((gm_pixelcnn *)m, &c);
+}
+static int pixelcnn_train(void *m) {
+    gm_pixelcnn *p = (gm_pixelcnn *)m;
+    float x[4 * 16];
+    int i, y[4] = {0, 1, 2, 0};
+    random_fill(x, 4 * 16, 7, 0, 1);
+    for (i = 0; i < 4 * 16; i++) x[i] = (float)(int)(x[i] * 3.999f) / 3.0f;   /* the 4 levels */
+    return gm_pixelcnn_train_step(p, x, p->cfg.classes ? y : NULL, 4, NULL);
+}
+static int pixelcnn_save(const void *m, const char *p) { return gm_pixelcnn_save((const gm_pixelcnn *)m, p); }
+static int pixelcnn_load(void *m, const char *p) { return gm_pixelcnn_load((gm_pixelcnn *)m, p); }
+static int pixelcnn_parts(void *m, gm_params **out) { out[0] = &((gm_pixelcnn *)m)->params; return 1; }
+static void pixelcnn_free(void *m) { gm_pixelcnn_free((gm_pixelcnn *)m); }
+
 /* CONTRACT_KINDS_MORE */
 
 static const model_kind kinds[] = {
@@ -265,6 +304,9 @@ static const model_kind kinds[] = {
     {"diffusion", sizeof(gm_diffusion), diffusion_init, diffusion_train, diffusion_save, diffusion_load, diffusion_parts,
      NULL, diffusion_free},
     {"score", sizeof(gm_score), score_init, score_train, score_save, score_load, score_parts, NULL, score_free},
+    {"made", sizeof(gm_made), made_init, made_train, made_save, made_load, made_parts, NULL, made_free},
+    {"pixelcnn", sizeof(gm_pixelcnn), pixelcnn_init, pixelcnn_train, pixelcnn_save, pixelcnn_load, pixelcnn_parts, NULL,
+     pixelcnn_free},
 };
 #define NKINDS ((int)(sizeof kinds / sizeof kinds[0]))
 
