@@ -7,7 +7,7 @@ WARN    := -std=c99 -Wall -Wextra -Wpedantic
 LDLIBS  := -lm -lpthread
 SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 HEADERS := $(wildcard genmod*.h) examples/common.h
-TESTS   := test_core test_grad test_kernels test_data test_image test_vae test_gan test_flow test_hmm test_diffusion test_ar test_contract
+TESTS   := test_core test_grad test_kernels test_data test_image test_vae test_gan test_flow test_hmm test_diffusion test_ar test_ebm test_contract
 EXAMPLES:= $(patsubst examples/%.c,%,$(wildcard examples/*.c))
 AARCH64_CC ?= aarch64-linux-gnu-gcc
 
@@ -36,7 +36,7 @@ build/san/test_%: tests/test_%.c tests/gm_test.h $(HEADERS) | build
 
 # test_contract links the core, the pictures and every family from separate translation units,
 # one of them (the GAN family) compiled as C++: a family needs nothing of the core but its API.
-CONTRACT_C := tests/contract_core.c tests/contract_image.c tests/contract_vae.c tests/contract_flow.c tests/contract_hmm.c tests/contract_diffusion.c tests/contract_ar.c
+CONTRACT_C := tests/contract_core.c tests/contract_image.c tests/contract_vae.c tests/contract_flow.c tests/contract_hmm.c tests/contract_diffusion.c tests/contract_ar.c tests/contract_ebm.c
 build/contract_gan.o: tests/contract_gan.c $(HEADERS) | build
 	$(CXX) $(OPT) -x c++ -std=c++11 -Wall -Wextra -Wpedantic -I. -c $< -o $@
 
@@ -77,11 +77,12 @@ demo: build/vae
 
 # Speed: GEMM and an MLP step against OpenBLAS and the FMA peak, then every model family's training
 # throughput against the PyTorch references of ../shared/baselines (GM_BASELINES), interleaved.
-bench: build/bench_gemm build/bench_train build/bench_models build/bench_hmm
+bench: build/bench_gemm build/bench_train build/bench_models build/bench_hmm build/bench_ebm
 	./build/bench_gemm
 	./build/bench_train
 	sh bench/run_models.sh
 	./build/bench_hmm
+	./build/bench_ebm
 
 build/bench_%: bench/bench_%.c bench/bench_util.h $(HEADERS) | build
 	$(CC) $(OPT) $(WARN) -I. $< -o $@ $(LDLIBS) -lopenblas

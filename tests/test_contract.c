@@ -20,6 +20,7 @@
 #include "genmod_hmm.h"
 #include "genmod_diffusion.h"
 #include "genmod_ar.h"
+#include "genmod_ebm.h"
 
 #include "genmod_image.h"
 #include "gm_test.h"
@@ -289,6 +290,38 @@ static int pixelcnn_load(void *m, const char *p) { return gm_pixelcnn_load((gm_p
 static int pixelcnn_parts(void *m, gm_params **out) { out[0] = &((gm_pixelcnn *)m)->params; return 1; }
 static void pixelcnn_free(void *m) { gm_pixelcnn_free((gm_pixelcnn *)m); }
 
+/* ---- energy-based models ------------------------------------------------------------------ */
+static int rbm_init(void *m, int variant) {
+    gm_rbm_config c = gm_rbm_default_config(16, variant ? 6 : 8);
+    return gm_rbm_init((gm_rbm *)m, &c);
+}
+static int rbm_train(void *m) {
+    float x[8 * 16];
+    int i;
+    random_fill(x, 8 * 16, 7, 0, 1);
+    for (i = 0; i < 8 * 16; i++) x[i] = x[i] < 0.5f ? 0.0f : 1.0f;   /* a Bernoulli RBM takes bits */
+    return gm_rbm_train_step((gm_rbm *)m, x, NULL, 8, NULL);
+}
+static int rbm_save(const void *m, const char *p) { return gm_rbm_save((const gm_rbm *)m, p); }
+static int rbm_load(void *m, const char *p) { return gm_rbm_load((gm_rbm *)m, p); }
+static int rbm_parts(void *m, gm_params **out) { out[0] = &((gm_rbm *)m)->params; return 1; }
+static void rbm_free(void *m) { gm_rbm_free((gm_rbm *)m); }
+
+static int ebm_init(void *m, int variant) {
+    gm_ebm_config c = gm_ebm_default_config(2);
+    c.hidden = variant ? 6 : 8; c.depth = 1; c.buffer_size = 32; c.langevin_steps = 2;
+    return gm_ebm_init((gm_ebm *)m, &c);
+}
+static int ebm_train(void *m) {
+    float x[8 * 2];
+    random_fill(x, 8 * 2, 8, -1, 1);
+    return gm_ebm_train_step((gm_ebm *)m, x, NULL, 8, NULL);
+}
+static int ebm_save(const void *m, const char *p) { return gm_ebm_save((const gm_ebm *)m, p); }
+static int ebm_load(void *m, const char *p) { return gm_ebm_load((gm_ebm *)m, p); }
+static int ebm_parts(void *m, gm_params **out) { out[0] = &((gm_ebm *)m)->params; return 1; }
+static void ebm_free(void *m) { gm_ebm_free((gm_ebm *)m); }
+
 /* CONTRACT_KINDS_MORE */
 
 static const model_kind kinds[] = {
@@ -307,6 +340,8 @@ static const model_kind kinds[] = {
     {"made", sizeof(gm_made), made_init, made_train, made_save, made_load, made_parts, NULL, made_free},
     {"pixelcnn", sizeof(gm_pixelcnn), pixelcnn_init, pixelcnn_train, pixelcnn_save, pixelcnn_load, pixelcnn_parts, NULL,
      pixelcnn_free},
+    {"rbm", sizeof(gm_rbm), rbm_init, rbm_train, rbm_save, rbm_load, rbm_parts, NULL, rbm_free},
+    {"ebm", sizeof(gm_ebm), ebm_init, ebm_train, ebm_save, ebm_load, ebm_parts, NULL, ebm_free},
 };
 #define NKINDS ((int)(sizeof kinds / sizeof kinds[0]))
 

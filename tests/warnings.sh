@@ -24,12 +24,15 @@ cat > "$src" <<'C'
 #include "genmod_diffusion.h"
 #define GENMOD_AR_IMPLEMENTATION
 #include "genmod_ar.h"
+#define GENMOD_EBM_IMPLEMENTATION
+#include "genmod_ebm.h"
 #include "genmod_vae.h"
 #include "genmod_gan.h"
 #include "genmod_flow.h"
 #include "genmod_hmm.h"
 #include "genmod_diffusion.h"
 #include "genmod_ar.h"
+#include "genmod_ebm.h"
 int main(void) { return gm_get_threads() > 0 ? 0 : 1; }
 C
 check() {
