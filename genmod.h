@@ -572,6 +572,15 @@ GMDEF int gm_model_save(const char *path, const char *model, const char *arch, l
                         const gm_model_part *parts, int nparts, const gm_meta *extra);
 GMDEF int gm_model_load(const char *path, const char *model, const char *arch, long *step,
                         gm_model_part *parts, int nparts, gm_meta *extra);
+/* The common case: one part (the weights under their own names, and the optimizer), the step, and
+   the model's two random streams, its own and its graph's, as "<model>.rng" and "<model>.graph_rng",
+   so training resumed from the file draws the same noise; extra (NULL: none) as above. Loading
+   restores the streams when the file holds them and leaves them as they are otherwise. */
+GMDEF int gm_model_save_single(const char *path, const char *model, const char *arch, long step,
+                               const gm_params *params, const gm_optim *opt, const gm_rng *rng, gm_graph *graph,
+                               const gm_meta *extra);
+GMDEF int gm_model_load_single(const char *path, const char *model, const char *arch, long *step,
+                               gm_params *params, gm_optim *opt, gm_rng *rng, gm_graph *graph, gm_meta *extra);
 
 #ifdef __cplusplus
 }
@@ -6453,6 +6462,58 @@ GMDEF int gm_model_load(const char *path, const char *model, const char *arch, l
     if (gm__read_file("checkpoint", path, &buf, &len) != 0) return -1;
     rc = gm__st_load(buf, len, path, parts, nparts, model, arch, step, extra);
     GENMOD_FREE(buf);
+    return rc;
+}
+
+/* "<model>.rng" and "<model>.graph_rng" */
+static void gm__stream_key(char *key, size_t cap, const char *model, int graph) {
+    snprintf(key, cap, "%s.%s", model, graph ? "graph_rng" : "rng");
+}
+
+GMDEF int gm_model_save_single(const char *path, const char *model, const char *arch, long step,
+                               const gm_params *params, const gm_optim *opt, const gm_rng *rng, gm_graph *graph,
+                               const gm_meta *extra) {
+    gm_model_part part;
+    gm_meta *meta;
+    char key[GM_META_KEY_MAX];
+    int rc = -1;
+    if (!model || !params || !rng || !graph) return gm_fail("gm_model_save_single: NULL model, parameters or stream");
+    if (!(meta = GM__CAST(gm_meta *, GENMOD_MALLOC(sizeof(gm_meta))))) return gm_fail("checkpoint: out of memory");
+    if (extra) *meta = *extra;
+    else memset(meta, 0, sizeof *meta);
+    gm__stream_key(key, sizeof key, model, 0);
+    if (gm_meta_set_rng(meta, key, rng) == 0) {
+        gm__stream_key(key, sizeof key, model, 1);
+        if (gm_meta_set_rng(meta, key, gm_graph_rng(graph)) == 0) {
+            part.name = "";
+            part.params = (gm_params *)params;   /* only read */
+            part.opt = (gm_optim *)opt;
+            rc = gm_model_save(path, model, arch, step, &part, 1, meta);
+        }
+    }
+    GENMOD_FREE(meta);
+    return rc;
+}
+
+GMDEF int gm_model_load_single(const char *path, const char *model, const char *arch, long *step,
+                               gm_params *params, gm_optim *opt, gm_rng *rng, gm_graph *graph, gm_meta *extra) {
+    gm_model_part part;
+    gm_meta *meta;
+    char key[GM_META_KEY_MAX];
+    int rc;
+    if (!model || !params || !rng || !graph) return gm_fail("gm_model_load_single: NULL model, parameters or stream");
+    if (!(meta = GM__CAST(gm_meta *, GENMOD_MALLOC(sizeof(gm_meta))))) return gm_fail("checkpoint: out of memory");
+    memset(meta, 0, sizeof *meta);
+    part.name = ""; part.params = params; part.opt = opt;
+    rc = gm_model_load(path, model, arch, step, &part, 1, meta);
+    if (rc == 0) {
+        gm__stream_key(key, sizeof key, model, 0);
+        gm_meta_get_rng(meta, key, rng);
+        gm__stream_key(key, sizeof key, model, 1);
+        gm_meta_get_rng(meta, key, gm_graph_rng(graph));
+        if (extra) *extra = *meta;
+    }
+    GENMOD_FREE(meta);
     return rc;
 }
 

@@ -304,54 +304,12 @@ GMDEF int  gm_pixelcnn_load(gm_pixelcnn *m, const char *path);
 #endif
 #ifdef __cplusplus
 #define GM__AR_CAST(type, x) static_cast<type>(x)
-#define GM__AR_UNCONST(type, x) const_cast<type>(x)
 #else
 #define GM__AR_CAST(type, x) ((type)(x))
-#define GM__AR_UNCONST(type, x) ((type)(x))
 #endif
 
 #define GM__AR_LN2 0.69314718055994531
 #define GM__AR_LOG2PI 1.8378770664093453
-
-/* ---------------------------------------------------------------------------------------- */
-/* Checkpoint helpers (shared by the family's models)                                       */
-/* ---------------------------------------------------------------------------------------- */
-static gm_model_part gm__ar_part(const gm_params *p, const gm_optim *opt) {
-    gm_model_part part;
-    part.name = "";
-    part.params = GM__AR_UNCONST(gm_params *, p);
-    part.opt = GM__AR_UNCONST(gm_optim *, opt);
-    return part;
-}
-
-/* Weights, optimizer, step, and both random streams ("<model>.rng", "<model>.graph_rng"), so a
-   resumed run draws what the saved one would have drawn. */
-static int gm__ar_save(const char *path, const char *model, const char *arch, long step, const gm_params *p,
-                       const gm_optim *opt, const gm_rng *rng, gm_graph *graph) {
-    gm_model_part part = gm__ar_part(p, opt);
-    gm_meta extra;
-    char key[32];
-    memset(&extra, 0, sizeof extra);
-    snprintf(key, sizeof key, "%s.rng", model);
-    if (gm_meta_set_rng(&extra, key, rng) != 0) return -1;
-    snprintf(key, sizeof key, "%s.graph_rng", model);
-    if (gm_meta_set_rng(&extra, key, gm_graph_rng(graph)) != 0) return -1;
-    return gm_model_save(path, model, arch, step, &part, 1, &extra);
-}
-
-static int gm__ar_load(const char *path, const char *model, const char *arch, long *step, gm_params *p,
-                       gm_optim *opt, gm_rng *rng, gm_graph *graph) {
-    gm_model_part part = gm__ar_part(p, opt);
-    gm_meta extra;
-    char key[32];
-    memset(&extra, 0, sizeof extra);
-    if (gm_model_load(path, model, arch, step, &part, 1, &extra) != 0) return -1;
-    snprintf(key, sizeof key, "%s.rng", model);
-    gm_meta_get_rng(&extra, key, rng);   /* a file without them keeps the streams as they are */
-    snprintf(key, sizeof key, "%s.graph_rng", model);
-    gm_meta_get_rng(&extra, key, gm_graph_rng(graph));
-    return 0;
-}
 
 /* Start a training step: fresh graph, tape on, training mode. */
 static void gm__ar_train_begin(gm_graph *g) {
@@ -763,14 +721,14 @@ GMDEF int gm_made_save(const gm_made *m, const char *path) {
     char arch[256];
     if (!m || !m->graph || !path) return gm_fail("gm_made_save: NULL argument");
     gm__made_arch(m, arch, sizeof arch);
-    return gm__ar_save(path, "made", arch, m->step, &m->params, &m->opt, &m->rng, m->graph);
+    return gm_model_save_single(path, "made", arch, m->step, &m->params, &m->opt, &m->rng, m->graph, NULL);
 }
 
 GMDEF int gm_made_load(gm_made *m, const char *path) {
     char arch[256];
     if (!m || !m->graph || !path) return gm_fail("gm_made_load: NULL argument");
     gm__made_arch(m, arch, sizeof arch);
-    if (gm__ar_load(path, "made", arch, &m->step, &m->params, &m->opt, &m->rng, m->graph) != 0) return -1;
+    if (gm_model_load_single(path, "made", arch, &m->step, &m->params, &m->opt, &m->rng, m->graph, NULL) != 0) return -1;
     gm__made_build_masks(m);   /* the file's degrees */
     return 0;
 }
@@ -1300,14 +1258,14 @@ GMDEF int gm_pixelcnn_save(const gm_pixelcnn *m, const char *path) {
     char arch[160];
     if (!m || !m->graph || !path) return gm_fail("gm_pixelcnn_save: NULL argument");
     gm__pcnn_arch(m, arch, sizeof arch);
-    return gm__ar_save(path, "pixelcnn", arch, m->step, &m->params, &m->opt, &m->rng, m->graph);
+    return gm_model_save_single(path, "pixelcnn", arch, m->step, &m->params, &m->opt, &m->rng, m->graph, NULL);
 }
 
 GMDEF int gm_pixelcnn_load(gm_pixelcnn *m, const char *path) {
     char arch[160];
     if (!m || !m->graph || !path) return gm_fail("gm_pixelcnn_load: NULL argument");
     gm__pcnn_arch(m, arch, sizeof arch);
-    return gm__ar_load(path, "pixelcnn", arch, &m->step, &m->params, &m->opt, &m->rng, m->graph);
+    return gm_model_load_single(path, "pixelcnn", arch, &m->step, &m->params, &m->opt, &m->rng, m->graph, NULL);
 }
 
 #endif /* GENMOD_AR_IMPLEMENTATION_INCLUDED */

@@ -346,10 +346,8 @@ GMDEF int  gm_ffjord_load(gm_ffjord *m, const char *path);
 #endif
 #ifdef __cplusplus
 #define GM__FLOW_CAST(type, x) static_cast<type>(x)
-#define GM__FLOW_UNCONST(type, x) const_cast<type>(x)
 #else
 #define GM__FLOW_CAST(type, x) ((type)(x))
-#define GM__FLOW_UNCONST(type, x) ((type)(x))
 #endif
 
 #define GM__FLOW_LOG2PI_HALF 0.91893853320467274f   /* 0.5 log(2 pi) */
@@ -1261,52 +1259,18 @@ static void gm__flow_arch(const gm_flow *f, char *out, size_t cap) {
     } else snprintf(out + len, cap - len, " layers %d fnv %016llx", f->nlayers - f->recipe_layers, (unsigned long long)h);
 }
 
-/* What gm_flow and gm_ffjord store: one part (weights and Adam state), the step, and the two random
-   streams (the model's and its graph's), so that training resumed from the file draws the same
-   noise. A file without the streams leaves them as they are. */
-static int gm__flow_save_model(const char *path, const char *model, const char *arch, long step,
-                               const gm_params *params, const gm_optim *opt, const gm_rng *rng, gm_graph *graph) {
-    gm_model_part part;
-    gm_meta extra;
-    char key[32];
-    memset(&extra, 0, sizeof extra);
-    snprintf(key, sizeof key, "%s.rng", model);
-    if (gm_meta_set_rng(&extra, key, rng) != 0) return -1;
-    snprintf(key, sizeof key, "%s.graph_rng", model);
-    if (gm_meta_set_rng(&extra, key, gm_graph_rng(graph)) != 0) return -1;
-    part.name = "";
-    part.params = GM__FLOW_UNCONST(gm_params *, params);   /* read only: gm_model_save writes them out */
-    part.opt = GM__FLOW_UNCONST(gm_optim *, opt);
-    return gm_model_save(path, model, arch, step, &part, 1, &extra);
-}
-
-static int gm__flow_load_model(const char *path, const char *model, const char *arch, long *step, gm_params *params,
-                               gm_optim *opt, gm_rng *rng, gm_graph *graph) {
-    gm_model_part part;
-    gm_meta extra;
-    char key[32];
-    memset(&extra, 0, sizeof extra);
-    part.name = ""; part.params = params; part.opt = opt;
-    if (gm_model_load(path, model, arch, step, &part, 1, &extra) != 0) return -1;
-    snprintf(key, sizeof key, "%s.rng", model);
-    gm_meta_get_rng(&extra, key, rng);
-    snprintf(key, sizeof key, "%s.graph_rng", model);
-    gm_meta_get_rng(&extra, key, gm_graph_rng(graph));
-    return 0;
-}
-
 GMDEF int gm_flow_save(const gm_flow *f, const char *path) {
     char arch[GM_META_VALUE_MAX];
     if (!f || !f->graph || !path) return gm_fail("gm_flow_save: NULL argument or flow not initialized");
     gm__flow_arch(f, arch, sizeof arch);
-    return gm__flow_save_model(path, "flow", arch, f->step, &f->params, &f->opt, &f->rng, f->graph);
+    return gm_model_save_single(path, "flow", arch, f->step, &f->params, &f->opt, &f->rng, f->graph, NULL);
 }
 
 GMDEF int gm_flow_load(gm_flow *f, const char *path) {
     char arch[GM_META_VALUE_MAX];
     if (!f || !f->graph || !path) return gm_fail("gm_flow_load: NULL argument or flow not initialized");
     gm__flow_arch(f, arch, sizeof arch);
-    return gm__flow_load_model(path, "flow", arch, &f->step, &f->params, &f->opt, &f->rng, f->graph);
+    return gm_model_load_single(path, "flow", arch, &f->step, &f->params, &f->opt, &f->rng, f->graph, NULL);
 }
 
 /* ======================================================================================= */
@@ -1721,14 +1685,14 @@ GMDEF int gm_ffjord_save(const gm_ffjord *m, const char *path) {
     char arch[GM_META_VALUE_MAX];
     if (!m || !m->graph || !path) return gm_fail("gm_ffjord_save: NULL argument or model not initialized");
     gm__ffjord_arch(m, arch, sizeof arch);
-    return gm__flow_save_model(path, "ffjord", arch, m->step, &m->params, &m->opt, &m->rng, m->graph);
+    return gm_model_save_single(path, "ffjord", arch, m->step, &m->params, &m->opt, &m->rng, m->graph, NULL);
 }
 
 GMDEF int gm_ffjord_load(gm_ffjord *m, const char *path) {
     char arch[GM_META_VALUE_MAX];
     if (!m || !m->graph || !path) return gm_fail("gm_ffjord_load: NULL argument or model not initialized");
     gm__ffjord_arch(m, arch, sizeof arch);
-    return gm__flow_load_model(path, "ffjord", arch, &m->step, &m->params, &m->opt, &m->rng, m->graph);
+    return gm_model_load_single(path, "ffjord", arch, &m->step, &m->params, &m->opt, &m->rng, m->graph, NULL);
 }
 
 #endif /* GENMOD_FLOW_IMPLEMENTATION_INCLUDED */

@@ -304,10 +304,8 @@ GMDEF int  gm_vae_load(gm_vae *m, const char *path);   /* m: initialized with th
 #endif
 #ifdef __cplusplus
 #define GM__VAE_CAST(type, x) static_cast<type>(x)
-#define GM__VAE_UNCONST(type, x) const_cast<type>(x)
 #else
 #define GM__VAE_CAST(type, x) ((type)(x))
-#define GM__VAE_UNCONST(type, x) ((type)(x))
 #endif
 
 #define GM__VAE_LN2 0.69314718055994531
@@ -471,46 +469,20 @@ static void gm__vae_copy_out(float *dst, const gm_tensor *t) {
     if (dst && t) memcpy(dst, t->data, (size_t)t->size * sizeof(float));
 }
 
-/* One checkpoint part: the model's parameters (stored under their own names) and optimizer.
-   gm_model_save only reads its parts; the part struct is shared with loading, hence no const. */
-static gm_model_part gm__vae_part(const gm_params *p, const gm_optim *opt) {
-    gm_model_part part;
-    part.name = "";
-    part.params = GM__VAE_UNCONST(gm_params *, p);
-    part.opt = GM__VAE_UNCONST(gm_optim *, opt);
-    return part;
-}
-
-/* The metadata: model name, the architecture (checked on load), train step, the training switches
-   under "train", for the record (not checked: a model may go on with other ones), and the random
-   streams ("<model>.rng", "<model>.graph_rng") so that training resumed from the file draws the
-   same noise. */
+/* The metadata: model name, the architecture (checked on load), train step, the random streams
+   (gm_model_save_single), and the training switches under "train", for the record (not checked: a
+   model may go on with other ones). */
 static int gm__vae_save(const char *path, const char *model, const char *arch, long step, const gm_params *p,
                         const gm_optim *opt, const gm_rng *rng, gm_graph *graph, const char *train, const char *who) {
-    gm_model_part part = gm__vae_part(p, opt);
     gm_meta extra;
-    char key[32];
     memset(&extra, 0, sizeof extra);
     if (gm_meta_set(&extra, "train", train) != 0) return gm_fail("%s: metadata too long", who);
-    snprintf(key, sizeof key, "%s.rng", model);
-    if (gm_meta_set_rng(&extra, key, rng) != 0) return -1;
-    snprintf(key, sizeof key, "%s.graph_rng", model);
-    if (gm_meta_set_rng(&extra, key, gm_graph_rng(graph)) != 0) return -1;
-    return gm_model_save(path, model, arch, step, &part, 1, &extra);
+    return gm_model_save_single(path, model, arch, step, p, opt, rng, graph, &extra);
 }
 
 static int gm__vae_load(const char *path, const char *model, const char *arch, long *step, gm_params *p,
                         gm_optim *opt, gm_rng *rng, gm_graph *graph) {
-    gm_model_part part = gm__vae_part(p, opt);
-    gm_meta extra;
-    char key[32];
-    memset(&extra, 0, sizeof extra);
-    if (gm_model_load(path, model, arch, step, &part, 1, &extra) != 0) return -1;
-    snprintf(key, sizeof key, "%s.rng", model);
-    gm_meta_get_rng(&extra, key, rng);   /* a file without them keeps the streams as they are */
-    snprintf(key, sizeof key, "%s.graph_rng", model);
-    gm_meta_get_rng(&extra, key, gm_graph_rng(graph));
-    return 0;
+    return gm_model_load_single(path, model, arch, step, p, opt, rng, graph, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------- */
