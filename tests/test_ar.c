@@ -536,6 +536,7 @@ GM_TEST(gated_bad_input) {
     c2 = c; c2.context = 0;
     GM_CHECK(gm_pixelcnn_init(&o, &c2) == 0, "init: %s", gm_last_error());
     GM_CHECK(gm_pixelcnn_load(&o, path) != 0 && strstr(gm_last_error(), "context=2"), "other arch accepted: %s", gm_last_error());
+    gm_pixelcnn_free(&o);   /* init starts from scratch: free the model it held first */
     c2 = tiny_pcnn(4, 4, 2, 1); c2.classes = 2;
     GM_CHECK(gm_pixelcnn_init(&o, &c2) != 0 && strstr(gm_last_error(), "GATED"), "plain conditional accepted: %s", gm_last_error());
     gm_pixelcnn_free(&m); gm_pixelcnn_free(&o);

@@ -673,7 +673,7 @@ static gm_gan_config small_gan(int conv) {
 }
 
 static int same_params(const gm_params *a, const gm_params *b) {
-    return a->count == b->count && memcmp(a->data, b->data, a->count * sizeof(float)) == 0;
+    return a->count == b->count && (a->count == 0 || memcmp(a->data, b->data, a->count * sizeof(float)) == 0);
 }
 
 static int same_optim(const gm_optim *a, const gm_optim *b, size_t n) {
