@@ -377,6 +377,35 @@ static inline const char *ex_out_path(const ex_args *a, const char *file, char *
 
 /* Writes img into the output directory, says where, and frees it. Without stb_image_write the
  * picture is written as .ppm instead of .png. Returns 0 or -1 (message printed). */
+/* n 28x28 digits (n * 784 floats in [lo, hi]) as a grid of `cols` columns, 1-pixel gaps, enlarged
+ * 2x for the screen. 0, or -1 with gm_last_error(). */
+static inline int ex_digit_grid(gm_image *out, const float *x, int n, int cols, float lo, float hi) {
+    gm_image small;
+    int rc = gm_image_grid(&small, x, n, 1, 28, 28, cols, 1, lo, hi);
+    if (rc == 0) rc = gm_image_upscale(out, &small, 2);
+    gm_image_free(&small);
+    return rc;
+}
+
+/* Binary digit models read all-0/1 images (a statically binarized MNIST) bit for bit; other
+ * images (the bundled digits) are binarized here, once, from one fixed stream whatever --seed:
+ * train first, then test. Returns 1 if it binarized, 0 if the data were binary already. */
+static inline int ex_all_binary(const float *x, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (x[i] != 0.0f && x[i] != 1.0f) return 0;
+    return 1;
+}
+
+static inline int ex_binarize_digits(float *train, size_t ntrain, float *test, size_t ntest, uint64_t seed) {
+    gm_rng r;
+    if (ex_all_binary(train, ntrain) && ex_all_binary(test, ntest)) return 0;
+    gm_rng_seed(&r, seed);
+    gm_binarize(train, train, ntrain, &r);
+    gm_binarize(test, test, ntest, &r);
+    return 1;
+}
+
 static inline int ex_save_png(const ex_args *a, const char *file, gm_image *img) {
     char path[EX_PATH];
     int rc;

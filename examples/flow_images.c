@@ -16,14 +16,6 @@
 #define NINTERP 6
 #define ISTEPS 10
 
-static int grid(gm_image *out, const float *x, int n, int cols) {
-    gm_image small;
-    int rc = gm_image_grid(&small, x, n, 1, 28, 28, cols, 1, 0, 1);
-    if (rc == 0) rc = gm_image_upscale(out, &small, 2);
-    gm_image_free(&small);
-    return rc;
-}
-
 int main(int argc, char **argv) {
     const char *model = "glow";
     int scales = 2, fsteps = 0, filters = 0, blocks = 1, hidden = 0, n_train = 10000, n_test = 2000;
@@ -107,7 +99,7 @@ int main(int argc, char **argv) {
     for (i = 0; i < NTEMPS; i++) {
         snprintf(caps[i], sizeof caps[i], "T = %.2f", (double)temps[i]);
         capp[i] = caps[i];
-        if (gm_flow_sample_temperature(&f, NULL, 40, temps[i], smp) != 0 || grid(&panels[i], smp, 40, 8) != 0) {
+        if (gm_flow_sample_temperature(&f, NULL, 40, temps[i], smp) != 0 || ex_digit_grid(&panels[i], smp, 40, 8, 0, 1) != 0) {
             fprintf(stderr, "flow_images: %s\n", gm_last_error());
             return 1;
         }
@@ -124,7 +116,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "flow_images: %s\n", gm_last_error());
             return 1;
         }
-    if (grid(&img, ip, NINTERP * ISTEPS, ISTEPS) == 0) ex_save_png(&a, "flow_images_interp.png", &img);
+    if (ex_digit_grid(&img, ip, NINTERP * ISTEPS, ISTEPS, 0, 1) == 0) ex_save_png(&a, "flow_images_interp.png", &img);
 
     ex_json_init(&j);
     ex_json_str(&j, "model", model);

@@ -21,20 +21,6 @@
 
 static int fail(void) { fprintf(stderr, "made: %s\n", gm_last_error()); return 1; }
 
-static int is_binary(const float *x, size_t n) {
-    size_t i;
-    for (i = 0; i < n; i++) if (x[i] != 0.0f && x[i] != 1.0f) return 0;
-    return 1;
-}
-
-static int grid(gm_image *out, const float *x, int n, int cols) {
-    gm_image small;
-    int rc = gm_image_grid(&small, x, n, 1, 28, 28, cols, 1, 0, 1);
-    if (rc == 0) rc = gm_image_upscale(out, &small, 2);
-    gm_image_free(&small);
-    return rc;
-}
-
 /* Rows of: the given top half (bottom grey), three completions, the original. */
 static int completion_panel(gm_made *m, const ex_args *a, const float *test, int rows, float temperature) {
     enum { C = 5 };
@@ -57,7 +43,7 @@ static int completion_panel(gm_made *m, const ex_args *a, const float *test, int
         for (k = 0; k < 3; k++) memcpy(row + (size_t)(1 + k) * 784, done + ((size_t)r * 3 + k) * 784, 784 * sizeof(float));
         memcpy(row + 4 * 784, test + (size_t)r * 784, 784 * sizeof(float));
     }
-    if (grid(&img, cells, rows * C, C) == 0) { rc = ex_save_png(a, "made_completions.png", &img); gm_image_free(&img); }
+    if (ex_digit_grid(&img, cells, rows * C, C, 0, 1) == 0) { rc = ex_save_png(a, "made_completions.png", &img); gm_image_free(&img); }
 out:
     free(given); free(done); free(cells); free(known);
     return rc;
@@ -116,7 +102,6 @@ int main(int argc, char **argv) {
     gm_made_config cfg;
     gm_made_eval ev;
     gm_batcher b;
-    gm_rng r;
     const int *idx;
     float *xb, *smp, *xtr, *xte, lo = -4, hi = 4;
     double t0, train_s = 0, integral = 0;
@@ -139,12 +124,7 @@ int main(int argc, char **argv) {
         if (gm_mnist_load(&train, &test, a.data_dir, n_train, n_test, 0.0f, 1.0f) != 0) return fail();
         ntr = train.n; nte = test.n; dim = 784;
         xtr = train.x; xte = test.x;
-        if (!is_binary(xtr, (size_t)ntr * 784) || !is_binary(xte, (size_t)nte * 784)) {
-            gm_rng_seed(&r, BIN_SEED);   /* one fixed binarization, whatever --seed */
-            gm_binarize(xtr, xtr, (size_t)ntr * 784, &r);
-            gm_binarize(xte, xte, (size_t)nte * 784, &r);
-            binarized_here = 1;
-        }
+        binarized_here = ex_binarize_digits(xtr, (size_t)ntr * 784, xte, (size_t)nte * 784, BIN_SEED);
     }
     cfg = gm_made_default_config(dim, toy ? GM_MADE_GAUSSIAN : GM_MADE_BERNOULLI);
     cfg.n_hidden = layers;
@@ -202,7 +182,7 @@ int main(int argc, char **argv) {
         if (!a.quiet) printf("density on [%g,%g]^2 integrates to %.4f\n", lo, hi, integral);
     } else {
         if (gm_made_sample_ex(&m, 64, temperature, 0, NULL, NULL, smp) != 0) return fail();
-        if (grid(&img, smp, 64, 8) == 0) { ex_save_png(&a, "made_samples.png", &img); gm_image_free(&img); }
+        if (ex_digit_grid(&img, smp, 64, 8, 0, 1) == 0) { ex_save_png(&a, "made_samples.png", &img); gm_image_free(&img); }
         ex_dump_samples(&a, smp, 64, 28, 28, 0, 1);
         if (completion_panel(&m, &a, xte, 8, temperature) != 0) return fail();
     }

@@ -22,20 +22,6 @@
 
 static int fail(void) { fprintf(stderr, "pixelcnn: %s\n", gm_last_error()); return 1; }
 
-static int is_binary(const float *x, size_t n) {
-    size_t i;
-    for (i = 0; i < n; i++) if (x[i] != 0.0f && x[i] != 1.0f) return 0;
-    return 1;
-}
-
-static int grid(gm_image *out, const float *x, int n, int cols) {
-    gm_image small;
-    int rc = gm_image_grid(&small, x, n, 1, 28, 28, cols, 1, 0, 1);
-    if (rc == 0) rc = gm_image_upscale(out, &small, 2);
-    gm_image_free(&small);
-    return rc;
-}
-
 /* Rows of: the given top half (bottom grey), three completions, the original. */
 static int completion_panel(gm_pixelcnn *m, const ex_args *a, const float *test, const int *labels, int rows, float temperature) {
     enum { C = 5 };
@@ -54,7 +40,7 @@ static int completion_panel(gm_pixelcnn *m, const ex_args *a, const float *test,
         for (k = 0; k < 3; k++) memcpy(row + (size_t)(1 + k) * 784, done + ((size_t)r * 3 + k) * 784, 784 * sizeof(float));
         memcpy(row + 4 * 784, test + (size_t)r * 784, 784 * sizeof(float));
     }
-    if (grid(&img, cells, rows * C, C) == 0) { rc = ex_save_png(a, "pixelcnn_completions.png", &img); gm_image_free(&img); }
+    if (ex_digit_grid(&img, cells, rows * C, C, 0, 1) == 0) { rc = ex_save_png(a, "pixelcnn_completions.png", &img); gm_image_free(&img); }
 out:
     free(given); free(done); free(cells);
     return rc;
@@ -86,7 +72,6 @@ int main(int argc, char **argv) {
     gm_pixelcnn_config cfg;
     gm_pixelcnn_eval ev;
     gm_batcher b;
-    gm_rng r;
     const int *idx;
     float *xb, *smp;
     int *yb;
@@ -105,12 +90,8 @@ int main(int argc, char **argv) {
     nsamples = conditional ? 40 : a.samples;   /* conditional: 4 per digit */
     gm_flush_denormals();
     if (gm_mnist_load(&train, &test, a.data_dir, n_train, n_test, 0.0f, 1.0f) != 0) return fail();
-    if (levels == 2 && (!is_binary(train.x, (size_t)train.n * 784) || !is_binary(test.x, (size_t)test.n * 784))) {
-        gm_rng_seed(&r, BIN_SEED);   /* one fixed binarization, whatever --seed */
-        gm_binarize(train.x, train.x, (size_t)train.n * 784, &r);
-        gm_binarize(test.x, test.x, (size_t)test.n * 784, &r);
-        binarized_here = 1;
-    }
+    if (levels == 2)
+        binarized_here = ex_binarize_digits(train.x, (size_t)train.n * 784, test.x, (size_t)test.n * 784, BIN_SEED);
     cfg = gated ? gm_pixelcnn_gated_config(28, 28, levels) : gm_pixelcnn_default_config(28, 28, levels);
     if (channels) cfg.channels = channels;
     cfg.blocks = blocks; cfg.layers = layers; cfg.classes = conditional ? 10 : 0;
@@ -157,7 +138,7 @@ int main(int argc, char **argv) {
     slab = (int *)malloc(sizeof(int) * (size_t)nsamples);
     for (k = 0; slab && k < nsamples; k++) slab[k] = k / 4;   /* conditional: a row of 4 per digit */
     if (!smp || !slab || gm_pixelcnn_sample_ex(&m, conditional ? slab : NULL, NULL, 0, nsamples, temperature, NULL, 0, smp) != 0) return fail();
-    if (grid(&img, smp, nsamples, conditional ? 4 : 8) == 0) { ex_save_png(&a, "pixelcnn_samples.png", &img); gm_image_free(&img); }
+    if (ex_digit_grid(&img, smp, nsamples, conditional ? 4 : 8, 0, 1) == 0) { ex_save_png(&a, "pixelcnn_samples.png", &img); gm_image_free(&img); }
     ex_dump_samples(&a, smp, nsamples, 28, 28, 0, 1);
     if (completion_panel(&m, &a, test.x, conditional ? test.y : NULL, 4, temperature) != 0) return fail();
     sample_s = ex_now() - t0;
