@@ -66,13 +66,13 @@
       Random numbers                           gm_rng
       Parameters and initializers              gm_params, gm_init_*
       Graphs and tensors                       gm_graph, gm_tensor, leaves, gm_run_chunks
-      Elementwise ops and activations          gm_add .. gm_clamp, gm_relu .. gm_log_sigmoid, gm_dropout
+      Elementwise ops and activations          gm_add .. gm_clamp, gm_relu .. gm_log_sigmoid, gm_gate, gm_dropout
       Reductions and softmax                   gm_sum .. gm_expand, gm_softmax, gm_log_softmax
       Shape ops                                gm_reshape .. gm_one_hot
-      Matrix multiply, convolutions, pooling   gm_matmul, gm_conv2d, gm_conv_transpose2d, gm_avg_pool
+      Matrix multiply, convolutions, pooling   gm_matmul, gm_bmm, gm_conv2d(_ex), gm_conv_transpose2d, gm_avg_pool
       Losses and log-densities                 gm_mse, gm_bce_logits, gm_gaussian_loglik, ...
       Automatic differentiation                gm_backward, gm_grad, gm_gradcheck
-      Layers                                   gm_linear, gm_conv, gm_batchnorm, gm_layernorm, gm_groupnorm, gm_activation
+      Layers                                   gm_linear, gm_conv, gm_batchnorm, gm_layernorm, gm_groupnorm, gm_group_norm(_act), gm_activation
       Optimizers                               gm_optim, gm_sgd, gm_rmsprop, gm_adam, gm_adamw
       Data                                     gm_dataset (IDX, MNIST), gm_toy2d, gm_batcher
       Checkpoints                              gm_checkpoint_save / _load, gm_meta, gm_model_save / _load
@@ -206,7 +206,7 @@ GMDEF void gm_init_weights(gm_rng *r, float *w, size_t n, int init, int fan_in, 
 typedef struct gm_graph gm_graph;
 typedef struct gm_tensor gm_tensor;
 /* Private to the autodiff: what an op keeps for its backward rule, one member per kind of op. */
-typedef struct gm__conv_geom { int n, cin, h, w, cout, k, stride, pad, ho, wo; } gm__conv_geom;
+typedef struct gm__conv_geom { int n, cin, h, w, cout, kh, kw, stride, pt, pl, ho, wo; } gm__conv_geom; /* pt, pl: top, left padding */
 typedef union gm__op_state {
     float scalar[2];                    /* elementwise maps: affine's a, b; pow's p; clamp's lo, hi; slopes */
     struct { int ta, tb; } matmul;      /* which operands were transposed */
@@ -215,6 +215,9 @@ typedef union gm__op_state {
     int perm[GM_MAX_DIMS];              /* PERMUTE: output dim k is input dim perm[k] */
     int factor;                         /* UPSAMPLE, AVGPOOL */
     const int *labels;                  /* GATHER, SCATTER: the graph's copy of the labels */
+    struct { int groups, which, act; float eps; float *stats; } norm; /* GROUPNORM and its gradient
+                                           ops: stats = (mean, 1/std) per (example, group) of the input;
+                                           act 1: silu applied in the same op */
 } gm__op_state;
 struct gm_tensor {
     int ndim;
@@ -295,6 +298,9 @@ GMDEF gm_tensor *gm_sigmoid(gm_graph *g, gm_tensor *x);
 GMDEF gm_tensor *gm_softplus(gm_graph *g, gm_tensor *x);
 GMDEF gm_tensor *gm_silu(gm_graph *g, gm_tensor *x);      /* x sigmoid(x) (swish) */
 GMDEF gm_tensor *gm_log_sigmoid(gm_graph *g, gm_tensor *x);
+/* Gated unit (Gated PixelCNN, WaveNet): x (N,2C,...) -> (N,C,...) tanh(x[:, :C]) * sigmoid(x[:, C:]),
+   one pass forward and one backward, differentiable to any order. */
+GMDEF gm_tensor *gm_gate(gm_graph *g, gm_tensor *x);
 /* Built from the ops above */
 GMDEF gm_tensor *gm_bias_add(gm_graph *g, gm_tensor *x, gm_tensor *b);  /* b (C) along dim 1 of x */
 GMDEF gm_tensor *gm_dropout(gm_graph *g, gm_tensor *x, float p); /* identity when not training */
@@ -329,8 +335,14 @@ GMDEF gm_tensor *gm_one_hot(gm_graph *g, const int *labels, int n, int classes);
 /* Matrix multiply, convolutions, pooling                                                  */
 /* ======================================================================================= */
 GMDEF gm_tensor *gm_matmul(gm_graph *g, gm_tensor *a, gm_tensor *b, int ta, int tb); /* op(a) op(b), 2-D */
+GMDEF gm_tensor *gm_bmm(gm_graph *g, gm_tensor *a, gm_tensor *b, int ta, int tb);
+    /* batched: a (B,M,K) or (B,K,M) if ta, b (B,K,N) or (B,N,K) if tb -> (B,M,N), one GEMM per batch entry */
 GMDEF gm_tensor *gm_conv2d(gm_graph *g, gm_tensor *x, gm_tensor *w, int stride, int pad);
     /* x (N,Cin,H,W), w (Cout,Cin,k,k) -> (N,Cout,(H+2pad-k)/stride+1, ...) */
+GMDEF gm_tensor *gm_conv2d_ex(gm_graph *g, gm_tensor *x, gm_tensor *w, int stride, int pad_t, int pad_b, int pad_l, int pad_r);
+    /* w (Cout,Cin,kh,kw), zero padding top/bottom/left/right -> (N,Cout,(H+pad_t+pad_b-kh)/stride+1,
+       (W+pad_l+pad_r-kw)/stride+1); gm_conv2d is its square, symmetric case. Causal stacks: a 2x3
+       kernel with padding (1,0,1,1) sees only its own row and the row above (PixelCNN's vertical stack) */
 GMDEF gm_tensor *gm_conv_transpose2d(gm_graph *g, gm_tensor *x, gm_tensor *w, int stride, int pad, int out_pad);
     /* x (N,Cin,H,W), w (Cin,Cout,k,k) -> (N,Cout,(H-1)*stride-2pad+k+out_pad, ...); PyTorch's layout */
 GMDEF gm_tensor *gm_upsample_nearest(gm_graph *g, gm_tensor *x, int factor);  /* (N,C,H,W) -> (N,C,fH,fW) */
@@ -389,6 +401,17 @@ GMDEF int gm_layernorm_init(gm_layernorm *ln, gm_params *p, const char *name, in
 GMDEF gm_tensor *gm_layernorm_forward(gm_graph *g, const gm_layernorm *ln, gm_tensor *x); /* over all but dim 0 */
 GMDEF int gm_groupnorm_init(gm_groupnorm *gn, gm_params *p, const char *name, int channels, int groups);
 GMDEF gm_tensor *gm_groupnorm_forward(gm_graph *g, const gm_groupnorm *gn, gm_tensor *x); /* (N,C[,H,W]) */
+/* The op under gm_groupnorm_forward: x (N,C,...) normalized over each example's groups of C/groups
+   channels (all their pixels), then y = xhat * gamma[c] + beta[c]; gamma, beta (C) tensors, or
+   NULL for 1 and 0. One pass forward, one fused pass backward (dx, dgamma, dbeta); differentiable
+   to any order. */
+GMDEF gm_tensor *gm_group_norm(gm_graph *g, gm_tensor *x, gm_tensor *gamma, gm_tensor *beta, int groups, float eps);
+/* act(group norm) in one op when act is GM_ACT_SILU (the U-Net's norm-then-SiLU keeps one tensor
+   instead of two, and its backward is one pass with no SiLU gradient tensor); other activations are
+   applied after (gm_activation, with slope). */
+GMDEF gm_tensor *gm_group_norm_act(gm_graph *g, gm_tensor *x, gm_tensor *gamma, gm_tensor *beta, int groups, float eps,
+                                   int act, float slope);
+GMDEF gm_tensor *gm_groupnorm_forward_act(gm_graph *g, const gm_groupnorm *gn, gm_tensor *x, int act, float slope);
 
 /* Activations by name, for configs: one enum for every family. GM_ACT_LEAKY_RELU uses `slope`;
    the others ignore it. */
@@ -828,6 +851,17 @@ static gm__u32 gm__f2u(float f) { gm__u32 u; memcpy(&u, &f, sizeof u); return u;
 /* The elementwise operations of the path tables' vbinary and vunary. */
 enum { GM__EW_ADD, GM__EW_SUB, GM__EW_MUL, GM__EW_DIV };
 enum { GM__EW_AFFINE, GM__EW_SQUARE, GM__EW_RELU, GM__EW_LEAKY, GM__EW_ELU, GM__EW_MASK_POS, GM__EW_MASK_LEAKY };
+/* The fused maps of vfused, y from up to three inputs a, b, c and four constants f:
+   NORM       (a - f0) f1 + f2                       group norm forward (a = x)
+   NORM_GRAD  f0 a + f1 (b - f2) + f3                group norm's dx (a = dy, b = x)
+   SILU_GRAD  a s (1 + b (1 - s)), s = sigmoid(b)    silu's dx (a = dy, b = x)
+   GATE       tanh(a) sigmoid(b)                     gated unit (a, b the two halves)
+   GATE_DA    a sigmoid(c) (1 - tanh(b)^2)           its d/d first half (a = dy, b, c the halves)
+   GATE_DB    a tanh(b) s (1 - s), s = sigmoid(c)    its d/d second half
+   NORM_SILU  silu(z), z = (a - f0) f1 + f2          group norm then silu (a = x)
+   NORM_SILU_GRAD  a s (1 + z (1 - s)), z = (b - f0) f1 + f2, s = sigmoid(z): dz (a = dy, b = x) */
+enum { GM__FU_NORM, GM__FU_NORM_GRAD, GM__FU_SILU_GRAD, GM__FU_GATE, GM__FU_GATE_DA, GM__FU_GATE_DB, GM__FU_NORM_SILU,
+       GM__FU_NORM_SILU_GRAD };
 
 #define GM__DEFINE_PATH(SFX)                                                                         \
 /* Micro-kernel. a: packed A micro-panel, (kc, MR) row-major (a[k*MR + i] = op(A)(i,k));          \
@@ -1071,6 +1105,53 @@ static GM__TGT void gm__vunary_##SFX(int op, float *y, const float *x, size_t n,
         for (j = 0; i + j < n; j++) y[i + j] = t[j];                                              \
     }                                                                                             \
 }                                                                                                 \
+static GM__TGT GM__VF gm__fused1_##SFX(int op, GM__VF a, GM__VF b, GM__VF c, const GM__VF *f) {    \
+    const GM__VF one = GM__V_SET1(1.0f);                                                          \
+    GM__VF s, t;                                                                                  \
+    switch (op) {                                                                                 \
+    case GM__FU_NORM:      return GM__V_ADD(GM__V_MUL(GM__V_SUB(a, f[0]), f[1]), f[2]);           \
+    case GM__FU_NORM_GRAD:                                                                        \
+        return GM__V_ADD(GM__V_ADD(GM__V_MUL(f[0], a), GM__V_MUL(f[1], GM__V_SUB(b, f[2]))), f[3]);\
+    case GM__FU_SILU_GRAD:                                                                        \
+        s = gm__sigmoid1_##SFX(b);                                                                \
+        return GM__V_MUL(GM__V_MUL(a, s), GM__V_ADD(one, GM__V_MUL(b, GM__V_SUB(one, s))));       \
+    case GM__FU_GATE:      return GM__V_MUL(gm__tanh1_##SFX(a), gm__sigmoid1_##SFX(b));           \
+    case GM__FU_GATE_DA:                                                                          \
+        t = gm__tanh1_##SFX(b);                                                                   \
+        return GM__V_MUL(GM__V_MUL(a, gm__sigmoid1_##SFX(c)), GM__V_SUB(one, GM__V_MUL(t, t)));   \
+    case GM__FU_NORM_SILU:                                                                        \
+        t = GM__V_ADD(GM__V_MUL(GM__V_SUB(a, f[0]), f[1]), f[2]);                                 \
+        return GM__V_MUL(t, gm__sigmoid1_##SFX(t));                                               \
+    case GM__FU_NORM_SILU_GRAD:                                                                   \
+        t = GM__V_ADD(GM__V_MUL(GM__V_SUB(b, f[0]), f[1]), f[2]);                                 \
+        s = gm__sigmoid1_##SFX(t);                                                                \
+        return GM__V_MUL(GM__V_MUL(a, s), GM__V_ADD(one, GM__V_MUL(t, GM__V_SUB(one, s))));       \
+    default:               /* GM__FU_GATE_DB */                                                   \
+        s = gm__sigmoid1_##SFX(c);                                                                \
+        return GM__V_MUL(GM__V_MUL(a, gm__tanh1_##SFX(b)), GM__V_MUL(s, GM__V_SUB(one, s)));      \
+    }                                                                                             \
+}                                                                                                 \
+/* y = fused(op) over n floats; b and c may be NULL when op does not read them. */                \
+static GM__TGT void gm__vfused_##SFX(int op, float *y, const float *a, const float *b,            \
+                                     const float *c, size_t n, const float *f) {                  \
+    GM__VF v[4];                                                                                  \
+    size_t i = 0, j;                                                                              \
+    for (j = 0; j < 4; j++) v[j] = GM__V_SET1(f[j]);                                              \
+    if (!b) b = a;                                                                                \
+    if (!c) c = a;                                                                                \
+    for (; i + GM__VLANES <= n; i += GM__VLANES)                                                  \
+        GM__V_STORE(y + i, gm__fused1_##SFX(op, GM__V_LOAD(a + i), GM__V_LOAD(b + i), GM__V_LOAD(c + i), v));\
+    if (i < n) {                                                                                  \
+        float ta[GM__VLMAX], tb[GM__VLMAX], tc[GM__VLMAX];                                        \
+        for (j = 0; j < (size_t)GM__VLANES; j++) {                                                \
+            ta[j] = i + j < n ? a[i + j] : 0.0f;                                                  \
+            tb[j] = i + j < n ? b[i + j] : 0.0f;                                                  \
+            tc[j] = i + j < n ? c[i + j] : 0.0f;                                                  \
+        }                                                                                         \
+        GM__V_STORE(ta, gm__fused1_##SFX(op, GM__V_LOAD(ta), GM__V_LOAD(tb), GM__V_LOAD(tc), v)); \
+        for (j = 0; i + j < n; j++) y[i + j] = ta[j];                                             \
+    }                                                                                             \
+}                                                                                                 \
 /* Adam/AdamW on one vector of weights; c: see gm__optim_coef. */                                  \
 static GM__TGT void gm__adam1_##SFX(float *w, const float *g, float *m, float *v, const float *c) {\
     const GM__VF gi = GM__V_FMA(GM__V_LOAD(g), GM__V_SET1(c[0]), GM__V_MUL(GM__V_SET1(c[1]), GM__V_LOAD(w)));\
@@ -1103,7 +1184,7 @@ static const gm__path_ops gm__ops_##SFX = {                                     
     gm__packa_##SFX, gm__packat_##SFX, gm__transpose_##SFX,                                       \
     gm__vexp_##SFX, gm__vlog_##SFX, gm__vtanh_##SFX, gm__vsigmoid_##SFX,                          \
     gm__vexpm1_##SFX, gm__vsoftplus_##SFX, gm__vbinary_##SFX, gm__vunary_##SFX,                   \
-    gm__adam_##SFX, gm__rmsprop_##SFX};
+    gm__vfused_##SFX, gm__adam_##SFX, gm__rmsprop_##SFX};
 
 /* y[i] = f(x[i]); the tail goes through a padded vector so every element sees the same code. */
 #define GM__DEFINE_VMAP(SFX, F)                                                                   \
@@ -1148,6 +1229,7 @@ typedef void (*gm__transpose_fn)(const float *src, int sld, float *dst, int dld,
 typedef void (*gm__vmap_fn)(float *y, const float *x, size_t n);
 typedef void (*gm__vbinary_fn)(int op, float *y, const float *a, long sa, const float *b, long sb, int n);
 typedef void (*gm__vunary_fn)(int op, float *y, const float *x, size_t n, float f0, float f1);
+typedef void (*gm__vfused_fn)(int op, float *y, const float *a, const float *b, const float *c, size_t n, const float *f);
 typedef struct {
     int mr, nr;                 /* micro-tile shape */
     gm__ukernel_fn ukernel;
@@ -1159,6 +1241,7 @@ typedef struct {
     gm__vmap_fn vexp, vlog, vtanh, vsigmoid, vexpm1, vsoftplus;
     gm__vbinary_fn vbinary;     /* elementwise rows, GM__EW_ADD..DIV */
     gm__vunary_fn vunary;       /* cheap unary maps, GM__EW_AFFINE..MASK_LEAKY */
+    gm__vfused_fn vfused;       /* fused maps of up to three inputs, GM__FU_NORM..GATE_DB */
     gm__optim_fn adam, rmsprop; /* coefficient layouts: gm__optim_coef in the optimizer section */
 } gm__path_ops;
 
@@ -2135,6 +2218,9 @@ static void gm__vbinary(int op, float *y, const float *a, long sa, const float *
 static void gm__vunary(int op, float *y, const float *x, size_t n, float f0, float f1) {
     gm__ops()->vunary(op, y, x, n, f0, f1);
 }
+static void gm__vfused(int op, float *y, const float *a, const float *b, const float *c, size_t n, const float *f) {
+    gm__ops()->vfused(op, y, a, b, c, n, f);
+}
 static const gm__path_ops *gm__kernels(void) { return gm__ops(); }
 
 GMDEF void gm_parallel_for(int ntasks, void (*fn)(void *ctx, int task), void *ctx) {
@@ -2344,11 +2430,13 @@ GMDEF void gm_init_weights(gm_rng *r, float *w, size_t n, int init, int fan_in, 
     X(AFFINE, affine) X(EXP, exp) X(LOG, log) X(SQRT, sqrt) X(SQUARE, square) X(ABS, abs)           \
     X(POW, pow) X(CLAMP, clamp) X(RELU, relu) X(LEAKY, leaky_relu) X(ELU, elu) X(TANH, tanh)        \
     X(SIGMOID, sigmoid) X(SOFTPLUS, softplus) X(LOG_SIGMOID, log_sigmoid) X(SILU, silu)            \
+    X(SILU_GRAD, silu_grad) X(GATE, gate) X(GATE_GRAD, gate_grad)                                   \
     X(SOFTMAX, softmax) X(LOG_SOFTMAX, log_softmax) X(SUM_TO, sum_to) X(EXPAND, expand)             \
     X(RESHAPE, reshape) X(PERMUTE, permute) X(CONCAT, concat) X(SLICE, slice) X(PAD, pad)           \
-    X(GATHER, gather) X(SCATTER, scatter) X(MATMUL, matmul)                                         \
+    X(GATHER, gather) X(SCATTER, scatter) X(MATMUL, matmul) X(BMM, bmm)                             \
     X(CONV, conv) X(CONVT, conv_transpose) X(WGRAD, conv_wgrad)                                    \
-    X(UPSAMPLE, upsample) X(AVGPOOL, avg_pool)
+    X(UPSAMPLE, upsample) X(AVGPOOL, avg_pool)                                                     \
+    X(GROUPNORM, group_norm) X(GN_GRAD, group_norm_grad) X(GN_DPARAM, group_norm_dparam)
 
 typedef void (*gm__backward_fn)(gm_graph *g, gm_tensor *y);
 typedef struct gm__op_desc { const char *name; gm__backward_fn backward; } gm__op_desc;
@@ -2367,7 +2455,8 @@ typedef struct gm__chunk {
 } gm__chunk;
 
 struct gm_graph {
-    gm__chunk *chunks;    /* newest first */
+    gm__chunk *chunks;    /* in the order a step first used them */
+    gm__chunk *cur;       /* the chunk allocations come from now */
     size_t used, peak;    /* arena bytes this step, most ever in one step */
     gm_tensor **tape;     /* tensors that need gradients, in creation (topological) order */
     int ntape, tape_capacity;
@@ -2400,17 +2489,27 @@ static gm__chunk *gm__chunk_new(size_t size) {
     return c;
 }
 
+/* Bump allocation through the chunk list: when the current chunk is full the next one is used if
+   the request fits it, else a new chunk (twice the size) goes in after the current one. A step
+   that repeats the last one's allocations walks the same chunks and allocates nothing, and touches
+   only memory it touched before (fresh pages cost a fault each, slow on some virtual machines). */
 static void *gm__alloc(gm_graph *g, size_t bytes) {
-    gm__chunk *c = g->chunks;
+    gm__chunk *c = g->cur;
     void *out;
     bytes = (bytes + 63) & ~(size_t)63;
     if (!c || c->used + bytes > c->size) {
-        size_t size = c ? c->size * 2 : ((size_t)1 << 20);
-        if (size < bytes) size = bytes;
-        c = gm__chunk_new(size);
-        if (!c) { gm__graph_error(g, "graph: out of memory (%zu bytes)", bytes); return NULL; }
-        c->next = g->chunks;
-        g->chunks = c;
+        gm__chunk *next = c ? c->next : NULL;
+        if (next && next->used == 0 && next->size >= bytes) {
+            c = next;
+        } else {
+            size_t size = c ? c->size * 2 : ((size_t)1 << 20);
+            if (size < bytes) size = bytes;
+            next = gm__chunk_new(size);
+            if (!next) { gm__graph_error(g, "graph: out of memory (%zu bytes)", bytes); return NULL; }
+            if (c) { next->next = c->next; c->next = next; } else { next->next = g->chunks; g->chunks = next; }
+            c = next;
+        }
+        g->cur = c;
     }
     out = c->mem + c->used;
     c->used += bytes;
@@ -2456,14 +2555,12 @@ GMDEF void gm_graph_free(gm_graph *g) {
 }
 
 GMDEF void gm_graph_reset(gm_graph *g) {
+    gm__chunk *c;
     if (!g) return;
-    /* After a step that needed several chunks, replace them by one big enough for the biggest
-       step so far (and a little more): from then on a step allocates nothing. */
-    if (g->chunks && g->chunks->next) {
-        gm__free_chunks(g->chunks);
-        g->chunks = gm__chunk_new(g->peak + g->peak / 16);
-    }
-    if (g->chunks) g->chunks->used = 0;
+    /* Every chunk is kept and reused in order (see gm__alloc): the next step touches the same
+       memory as this one, so it neither allocates nor faults in new pages. */
+    for (c = g->chunks; c; c = c->next) c->used = 0;
+    g->cur = g->chunks;
     g->used = 0;
     g->ntape = 0;
     g->error[0] = 0;
@@ -3030,10 +3127,117 @@ static void gm__silu_map(float *y, const float *x, int n, const float *f) {
     for (i = 0; i < n; i++) y[i] *= x[i];
 }
 GMDEF gm_tensor *gm_silu(gm_graph *g, gm_tensor *x) { return gm__unary(g, GM__OP_SILU, gm__silu_map, x, 0, 0); }
-/* d/dx x s(x) = s (1 + x (1 - s)) = s (1 + x - y): y itself is reused, so the rule is three ops. */
-static void gm__silu_backward(gm_graph *g, gm_tensor *y) {
-    gm_tensor *x = y->src[0];
-    gm__map_backward(g, y, gm_mul(g, gm_sigmoid(g, x), gm_sub(g, gm_affine(g, x, 1.0f, 1.0f), y)));
+static gm_tensor *gm__silu_grad(gm_graph *g, gm_tensor *dy, gm_tensor *x);
+/* d/dx x s(x) = s (1 + x (1 - s)): one fused pass, the op SILU_GRAD. */
+static void gm__silu_backward(gm_graph *g, gm_tensor *y) { gm__accumulate(g, y->src[0], gm__silu_grad(g, y->grad, y->src[0])); }
+
+/* Fused elementwise ops of two or three same-shape inputs: y = vfused(op) in fixed blocks. */
+typedef struct { int op; const float *a, *b, *c; float *y; const float *f; } gm__fused_job;
+
+static void gm__fused_range(void *ctx, int lo, int hi) {
+    const gm__fused_job *j = (const gm__fused_job *)ctx;
+    gm__vfused(j->op, j->y + lo, j->a + lo, j->b ? j->b + lo : NULL, j->c ? j->c + lo : NULL, (size_t)(hi - lo), j->f);
+}
+
+static void gm__fused_run(int op, float *y, const float *a, const float *b, const float *c, int n) {
+    static const float f[4] = {0, 0, 0, 0};
+    gm__fused_job job;
+    job.op = op; job.a = a; job.b = b; job.c = c; job.y = y; job.f = f;
+    gm__parallel_blocks(n, GM__EW_BLOCK, n, gm__fused_range, &job);
+}
+
+/* dx = dy s (1 + x (1 - s)), s = sigmoid(x), in one pass (the vector sigmoid inside). */
+static gm_tensor *gm__silu_grad(gm_graph *g, gm_tensor *dy, gm_tensor *x) {
+    gm_tensor *dx;
+    if (!g || !dy || !x) return NULL;
+    dx = gm__new_like(g, x);
+    if (!dx) return NULL;
+    gm__fused_run(GM__FU_SILU_GRAD, dx->data, dy->data, x->data, NULL, x->size);
+    return gm__record(g, dx, GM__OP_SILU_GRAD, dy, x, NULL);
+}
+/* d/ddy = v f'(x): the op again; d/dx = v dy f''(x), f'' = s (1 - s) (2 + x - 2 x s). */
+static void gm__silu_grad_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *dy = y->src[0], *x = y->src[1], *v = y->grad;
+    if (GM__WANT(dy)) gm__accumulate(g, dy, gm__silu_grad(g, v, x));
+    if (GM__WANT(x)) {
+        gm_tensor *s = gm_sigmoid(g, x);
+        gm_tensor *f2 = gm_mul(g, gm_mul(g, s, gm_affine(g, s, -1.0f, 1.0f)),
+                               gm_sub(g, gm_affine(g, x, 1.0f, 2.0f), gm_scale(g, gm_mul(g, x, s), 2.0f)));
+        gm__accumulate(g, x, gm_mul(g, gm_mul(g, v, dy), f2));
+    }
+}
+
+/* ---- the gated unit ---- */
+/* y (N,C,...) from the halves of x (N,2C,...); fused maps over row segments: element i of y (or
+   of either half of dx) is at row i / chw, offset i % chw, chw = C * pixels. */
+typedef struct { int op; const float *dy, *x; float *y; int chw; } gm__gate_job;
+
+static void gm__gate_range(void *ctx, int lo, int hi) {
+    static const float f[4] = {0, 0, 0, 0};
+    const gm__gate_job *j = (const gm__gate_job *)ctx;
+    while (lo < hi) {
+        const int n = lo / j->chw, off = lo % j->chw, len = GM__MIN(hi - lo, j->chw - off);
+        const float *a = j->x + (size_t)n * 2 * j->chw + off, *b = a + j->chw;
+        if (j->op == GM__FU_GATE) {
+            gm__vfused(GM__FU_GATE, j->y + lo, a, b, NULL, (size_t)len, f);
+        } else {   /* dx: row n's two halves */
+            float *da = j->y + (size_t)n * 2 * j->chw + off;
+            gm__vfused(GM__FU_GATE_DA, da, j->dy + lo, a, b, (size_t)len, f);
+            gm__vfused(GM__FU_GATE_DB, da + j->chw, j->dy + lo, a, b, (size_t)len, f);
+        }
+        lo += len;
+    }
+}
+
+static void gm__gate_run(int op, const float *dy, const float *x, float *y, int n, int chw) {
+    gm__gate_job job;
+    job.op = op; job.dy = dy; job.x = x; job.y = y; job.chw = chw;
+    gm__parallel_blocks(n * chw, GM__EW_BLOCK, n * chw * (op == GM__FU_GATE ? 1 : 2), gm__gate_range, &job);
+}
+
+GMDEF gm_tensor *gm_gate(gm_graph *g, gm_tensor *x) {
+    gm_tensor *y;
+    int shape[4], k;
+    char s1[64];
+    if (!g || !x) return NULL;
+    if (x->ndim < 2 || x->shape[1] % 2 != 0) {
+        gm__graph_error(g, "gm_gate: input %s needs an even dim 1 (N,2C,...)", gm__shape_text(x, s1));
+        return NULL;
+    }
+    for (k = 0; k < x->ndim; k++) shape[k] = x->shape[k];
+    shape[1] /= 2;
+    y = gm__new(g, x->ndim, shape);
+    if (!y) return NULL;
+    gm__gate_run(GM__FU_GATE, NULL, x->data, y->data, shape[0], y->size / shape[0]);
+    return gm__record(g, y, GM__OP_GATE, x, NULL, NULL);
+}
+
+/* dx (N,2C,...): [dy s (1 - t^2), dy t s (1 - s)] with t = tanh(first half), s = sigmoid(second). */
+static gm_tensor *gm__gate_grad(gm_graph *g, gm_tensor *dy, gm_tensor *x) {
+    gm_tensor *dx;
+    if (!dy || !x) return NULL;
+    dx = gm__new_like(g, x);
+    if (!dx) return NULL;
+    gm__gate_run(GM__FU_GATE_DA, dy->data, x->data, dx->data, x->shape[0], dy->size / x->shape[0]);
+    return gm__record(g, dx, GM__OP_GATE_GRAD, dy, x, NULL);
+}
+static void gm__gate_backward(gm_graph *g, gm_tensor *y) { gm__accumulate(g, y->src[0], gm__gate_grad(g, y->grad, y->src[0])); }
+
+/* With v = (va, vb) the gradient of dx, t1 = 1 - t^2, s1 = s (1 - s):
+   d/ddy = va s t1 + vb t s1;  d/da = dy t1 (vb s1 - 2 va s t);  d/db = dy s1 (va t1 + vb t (1 - 2s)). */
+static void gm__gate_grad_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *dy = y->src[0], *x = y->src[1], *v = y->grad;
+    const int c = x->shape[1] / 2;
+    gm_tensor *t = gm_tanh(g, gm_slice(g, x, 1, 0, c)), *s = gm_sigmoid(g, gm_slice(g, x, 1, c, c));
+    gm_tensor *va = gm_slice(g, v, 1, 0, c), *vb = gm_slice(g, v, 1, c, c);
+    gm_tensor *t1 = gm_affine(g, gm_square(g, t), -1.0f, 1.0f), *s1 = gm_mul(g, s, gm_affine(g, s, -1.0f, 1.0f));
+    if (GM__WANT(dy)) gm__accumulate(g, dy, gm_add(g, gm_mul(g, gm_mul(g, va, s), t1), gm_mul(g, gm_mul(g, vb, t), s1)));
+    if (GM__WANT(x)) {
+        gm_tensor *da = gm_mul(g, gm_mul(g, dy, t1), gm_sub(g, gm_mul(g, vb, s1), gm_scale(g, gm_mul(g, gm_mul(g, va, s), t), 2.0f)));
+        gm_tensor *db = gm_mul(g, gm_mul(g, dy, s1),
+                               gm_add(g, gm_mul(g, va, t1), gm_mul(g, gm_mul(g, vb, t), gm_affine(g, s, -2.0f, 1.0f))));
+        gm__accumulate(g, x, gm_concat(g, da, db, 1));
+    }
 }
 
 /* ---- built from the ops above ---- */
@@ -3545,14 +3749,61 @@ static void gm__matmul_backward(gm_graph *g, gm_tensor *y) {
         gm__accumulate(g, b, tb ? gm_matmul(g, dy, a, 1, ta) : gm_matmul(g, a, dy, !ta, 0));
 }
 
+/* Batched matrix multiply: one GEMM per batch entry, the entries spread over the pool when there
+   are at least as many as threads (each GEMM then runs whole on one thread; nested parallel loops
+   run serially), else one after another with each GEMM threaded. Either way every entry is the
+   bits gm_sgemm gives, whatever the thread count. */
+typedef struct { int ta, tb, m, n, k; const float *a, *b; float *y; } gm__bmm_job;
+
+static void gm__bmm_task(void *ctx, int t) {
+    const gm__bmm_job *j = (const gm__bmm_job *)ctx;
+    const size_t sa = (size_t)j->m * j->k, sb = (size_t)j->k * j->n, sy = (size_t)j->m * j->n;
+    gm_sgemm(j->ta, j->tb, j->m, j->n, j->k, 1.0f, j->a + t * sa, j->ta ? j->m : j->k, j->b + t * sb, j->tb ? j->k : j->n,
+             0.0f, j->y + t * sy, j->n);
+}
+
+GMDEF gm_tensor *gm_bmm(gm_graph *g, gm_tensor *a, gm_tensor *b, int ta, int tb) {
+    gm__bmm_job j;
+    int shape[3], t;
+    gm_tensor *y;
+    char s1[64], s2[64];
+    if (!g || !a || !b) return NULL;
+    if (a->ndim != 3 || b->ndim != 3 || a->shape[0] != b->shape[0] ||
+        (ta ? a->shape[1] : a->shape[2]) != (tb ? b->shape[2] : b->shape[1])) {
+        gm__graph_error(g, "gm_bmm: needs 3-D operands with the same batch and inner dims, got %s%s times %s%s",
+                        gm__shape_text(a, s1), ta ? "^T" : "", gm__shape_text(b, s2), tb ? "^T" : "");
+        return NULL;
+    }
+    j.ta = ta; j.tb = tb;
+    j.m = ta ? a->shape[2] : a->shape[1];
+    j.k = ta ? a->shape[1] : a->shape[2];
+    j.n = tb ? b->shape[1] : b->shape[2];
+    shape[0] = a->shape[0]; shape[1] = j.m; shape[2] = j.n;
+    y = gm__new(g, 3, shape);
+    if (!y) return NULL;
+    j.a = a->data; j.b = b->data; j.y = y->data;
+    if (shape[0] >= 2 && shape[0] >= gm_get_threads()) gm__parallel_for(shape[0], gm__bmm_task, &j);
+    else for (t = 0; t < shape[0]; t++) gm__bmm_task(&j, t);
+    g->flops += 2.0 * shape[0] * j.m * j.n * j.k;
+    y->state.matmul.ta = ta; y->state.matmul.tb = tb;
+    return gm__record(g, y, GM__OP_BMM, a, b, NULL);
+}
+/* As matmul's rule, entry by entry. */
+static void gm__bmm_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *a = y->src[0], *b = y->src[1], *dy = y->grad;
+    const int ta = y->state.matmul.ta, tb = y->state.matmul.tb;
+    if (GM__WANT(a)) gm__accumulate(g, a, ta ? gm_bmm(g, b, dy, tb, 1) : gm_bmm(g, dy, b, 0, !tb));
+    if (GM__WANT(b)) gm__accumulate(g, b, tb ? gm_bmm(g, dy, a, 1, ta) : gm_bmm(g, a, dy, !ta, 0));
+}
+
 /* Convolutions. The three ops below are one family: CONV (x, w) -> y is a convolution; CONVT
    (y, w) -> x is its adjoint in x (PyTorch's conv_transpose2d); WGRAD (x, y) -> w is its adjoint
    in w. Each one's derivatives are the other two, which gives every order of gradient. Each keeps
    the geometry (gm__conv_geom, in y->state.conv) for its backward rule. */
 
-/* The output columns [ow0, ow1) whose input column ow*stride - pad + kj lies inside the image. */
+/* The output columns [ow0, ow1) whose input column ow*stride - pl + kj lies inside the image. */
 static void gm__conv_inside(const gm__conv_geom *c, int kj, int *ow0, int *ow1) {
-    int lo = c->pad - kj, hi = c->w - 1 + c->pad - kj;   /* need lo <= ow*stride <= hi */
+    int lo = c->pl - kj, hi = c->w - 1 + c->pl - kj;   /* need lo <= ow*stride <= hi */
     *ow0 = lo <= 0 ? 0 : (lo + c->stride - 1) / c->stride;
     *ow1 = hi < 0 ? 0 : GM__MIN(c->wo, hi / c->stride + 1);
     if (*ow1 < *ow0) *ow1 = *ow0;
@@ -3564,7 +3815,7 @@ static void gm__conv_inside(const gm__conv_geom *c, int kj, int *ow0, int *ow1) 
    scatter-added as whole runs instead of short strided rows (at 7x7 outputs those rows are 7
    floats). The layouts:
      x  (n, cin, h, w)   <->  xt  (cin, h, w, n)
-     col (cin*k*k, ho*wo*n)          row (ci*k + ki)*k + kj, column (oh*wo + ow)*n + img
+     col (cin*kh*kw, ho*wo*n)        row (ci*kh + ki)*kw + kj, column (oh*wo + ow)*n + img
      y  (n, cout, ho, wo) <-> ycn (cout, ho*wo, n) */
 
 /* dst[j*dld + i] = src[i*sld + j] for a rows x cols block. */
@@ -3596,17 +3847,17 @@ static void gm__col2im_row(const gm__conv_geom *c, const float *col, float *xt, 
     float *xrow = xt + (size_t)t * c->w * n;
     int ki, kj, ow, ow0, ow1;
     if (p0 == 0) memset(xrow, 0, (size_t)c->w * n * sizeof(float));
-    for (ki = 0; ki < c->k; ki++) {
-        const int from = ih + c->pad - ki, oh = from / c->stride;   /* ih = oh*stride - pad + ki */
+    for (ki = 0; ki < c->kh; ki++) {
+        const int from = ih + c->pt - ki, oh = from / c->stride;   /* ih = oh*stride - pt + ki */
         if (from < 0 || from % c->stride != 0 || oh >= c->ho) continue;
-        for (kj = 0; kj < c->k; kj++) {
+        for (kj = 0; kj < c->kw; kj++) {
             /* col holds positions [p0, p1): column (oh*wo + ow - p0)*n + img */
-            const float *in = col + ((size_t)(ci * c->k + ki) * c->k + kj) * ncols;
+            const float *in = col + ((size_t)(ci * c->kh + ki) * c->kw + kj) * ncols;
             gm__conv_inside(c, kj, &ow0, &ow1);
             ow0 = GM__MAX(ow0, p0 - oh * c->wo);
             ow1 = GM__MIN(ow1, p1 - oh * c->wo);
             for (ow = ow0; ow < ow1; ow++) {
-                float *dst = xrow + (size_t)(ow * c->stride - c->pad + kj) * n;   /* input column of ow */
+                float *dst = xrow + (size_t)(ow * c->stride - c->pl + kj) * n;   /* input column of ow */
                 gm__add_run(dst, in + (size_t)(oh * c->wo + ow - p0) * n, n);
             }
         }
@@ -3623,7 +3874,7 @@ static void gm__copy_floats(float *d, const float *s, int n) {
 }
 
 /* Implicit GEMM: CONV and WGRAD pack their patches straight from xt into the GEMM's B panels
-   instead of writing col (cin*k*k x n*ho*wo floats: 12.8 MB for DCGAN's 128-channel layer, six
+   instead of writing col (cin*kh*kw x n*ho*wo floats: 12.8 MB for DCGAN's 128-channel layer, six
    times the L2) and reading it back to pack it. The panels hold the same floats, so the results
    are the same bits. A column range of col is cut into runs inside one output position: run r
    covers panel columns off..off+m, images img..img+m, at input row ihb + ki, column iwb + kj. */
@@ -3636,8 +3887,8 @@ static int gm__patch_runs(const gm__conv_geom *c, int c0, int cols, gm__patch_ru
     while (j < c0 + cols) {
         const int pos = j / c->n, img = j % c->n, m = GM__MIN(c0 + cols - j, c->n - img);
         r[nrun].off = j - c0; r[nrun].m = m; r[nrun].img = img;
-        r[nrun].ihb = pos / c->wo * c->stride - c->pad;
-        r[nrun].iwb = pos % c->wo * c->stride - c->pad;
+        r[nrun].ihb = pos / c->wo * c->stride - c->pt;
+        r[nrun].iwb = pos % c->wo * c->stride - c->pl;
         nrun++;
         j += m;
     }
@@ -3659,13 +3910,13 @@ static void gm__patch_fill(const void *ctx, int k0, int kc, int c0, int cols, in
     const gm__conv_geom *c = p->c;
     gm__patch_run run[GM__NRMAX];
     const int nrun = gm__patch_runs(c, c0, cols, run);
-    int k, r, ci = k0 / (c->k * c->k), ki = k0 / c->k % c->k, kj = k0 % c->k;
+    int k, r, ci = k0 / (c->kh * c->kw), ki = k0 / c->kw % c->kh, kj = k0 % c->kw;
     GENMOD_ASSERT(nr <= GM__NRMAX);
     for (k = 0; k < kc; k++, dst += nr) {
         const float *plane = p->xt + (size_t)ci * c->h * c->w * c->n;
         for (r = 0; r < nrun; r++) gm__patch_copy(c, plane, &run[r], ki, kj, dst + run[r].off);
         if (cols < nr) memset(dst + cols, 0, (size_t)(nr - cols) * sizeof(float));
-        if (++kj == c->k) { kj = 0; if (++ki == c->k) { ki = 0; ci++; } }
+        if (++kj == c->kw) { kj = 0; if (++ki == c->kh) { ki = 0; ci++; } }
     }
 }
 
@@ -3683,9 +3934,9 @@ static void gm__patch_fill_t(const void *ctx, int k0, int kc, int c0, int cols, 
     nrun = gm__patch_runs(c, k0, kc, run);
     for (t = 0; t < cols; t++) {
         const int tap = c0 + t;
-        plane[t] = p->xt + (size_t)(tap / (c->k * c->k)) * c->h * c->w * c->n;
-        tki[t] = tap / c->k % c->k;
-        tkj[t] = tap % c->k;
+        plane[t] = p->xt + (size_t)(tap / (c->kh * c->kw)) * c->h * c->w * c->n;
+        tki[t] = tap / c->kw % c->kh;
+        tkj[t] = tap % c->kw;
     }
     for (r = 0; r < nrun; r++)
         for (o = 0; o < run[r].m; o += SPAN) {
@@ -3702,7 +3953,7 @@ static void gm__patch_fill_t(const void *ctx, int k0, int kc, int c0, int cols, 
 /* The data movements around a convolution's GEMM, split into tasks on the pool. */
 enum { GM__MOVE_COL2IM, GM__MOVE_TO_XT, GM__MOVE_NCHW_TO_CN, GM__MOVE_CN_TO_NCHW };
 #define GM__MOVE_ROWS 64 /* rows of xt per transpose task */
-typedef struct { int kind; const gm__conv_geom *c; const float *src; float *dst, *x; int ch, hw, p0, p1; } gm__conv_move;
+typedef struct { int kind; const gm__conv_geom *c; const float *src, *bias; float *dst, *x; int ch, hw, p0, p1; } gm__conv_move;
 
 static void gm__conv_move_task(void *ctx, int t) {
     const gm__conv_move *m = (const gm__conv_move *)ctx;
@@ -3717,8 +3968,15 @@ static void gm__conv_move_task(void *ctx, int t) {
     case GM__MOVE_NCHW_TO_CN:   /* channel t */
         gm__transpose(m->src + (size_t)t * m->hw, (size_t)f, m->dst + (size_t)t * m->hw * n, (size_t)n, n, m->hw);
         break;
-    default:
+    default:   /* channel t, and its bias while the rows are in cache */
         gm__transpose(m->src + (size_t)t * m->hw * n, (size_t)n, m->dst + (size_t)t * m->hw, (size_t)f, m->hw, n);
+        if (m->bias) {
+            int img;
+            for (img = 0; img < n; img++) {
+                float *row = m->dst + (size_t)img * f + (size_t)t * m->hw;
+                gm__vunary(GM__EW_AFFINE, row, row, (size_t)m->hw, 1.0f, m->bias[t]);
+            }
+        }
         break;
     }
 }
@@ -3754,12 +4012,16 @@ static void gm__to_xt(const gm__conv_geom *c, const float *x, float *xt) {
 static void gm__nchw_to_cn(const gm__conv_geom *c, const float *src, float *dst, int ch) {
     gm__conv_move_run(GM__MOVE_NCHW_TO_CN, c, src, dst, ch, c->ho * c->wo);
 }
-static void gm__cn_to_nchw(const gm__conv_geom *c, const float *src, float *dst, int ch) {
-    gm__conv_move_run(GM__MOVE_CN_TO_NCHW, c, src, dst, ch, c->ho * c->wo);
+/* ... and adds bias[channel] (NULL: none) on the way. */
+static void gm__cn_to_nchw(const gm__conv_geom *c, const float *src, float *dst, int ch, const float *bias) {
+    gm__conv_move m;
+    memset(&m, 0, sizeof m);
+    m.kind = GM__MOVE_CN_TO_NCHW; m.c = c; m.src = src; m.dst = dst; m.ch = ch; m.hw = c->ho * c->wo; m.bias = bias;
+    gm__conv_move_go(&m);
 }
 
 static double gm__conv_flops(const gm__conv_geom *c) {
-    return 2.0 * c->n * c->cout * c->cin * c->k * c->k * c->ho * c->wo;
+    return 2.0 * c->n * c->cout * c->cin * c->kh * c->kw * c->ho * c->wo;
 }
 
 static void gm__conv_set(gm_tensor *t, const gm__conv_geom *c) { t->state.conv = *c; }
@@ -3774,7 +4036,7 @@ static int gm__convt_chunk(const gm__conv_geom *c) { return GM__MIN(c->ho * c->w
    reused by every conv op, not from the arena, where they would stay until the step ends. */
 static int gm__conv_scratch(gm_graph *g, const gm__conv_geom *c, float **col, float **ycn, float **xt) {
     const size_t cols = (size_t)c->n * c->ho * c->wo;
-    const size_t ncol = ((size_t)c->cin * c->k * c->k * gm__convt_chunk(c) * c->n + 15) & ~(size_t)15;
+    const size_t ncol = ((size_t)c->cin * c->kh * c->kw * gm__convt_chunk(c) * c->n + 15) & ~(size_t)15;
     const size_t nycn = ((size_t)c->cout * cols + 15) & ~(size_t)15;
     float *s = gm__graph_scratch(g, ncol + nycn + (size_t)c->n * c->cin * c->h * c->w);
     if (!s) return -1;
@@ -3788,13 +4050,34 @@ static int gm__conv_scratch(gm_graph *g, const gm__conv_geom *c, float **col, fl
    (the two GEMMs of one backward share an operand): GM__HAVE_XT, its x transposed (xt); GM__HAVE_YCN,
    its y channel-major. */
 enum { GM__HAVE_XT = 1, GM__HAVE_YCN = 2 };
+/* A layer's bias in the conv op itself (gm_conv_forward), one add per element as gm_bias_add does
+   (so the same bits) without a second full-size tensor: CONV adds it in its last layout move
+   (gm__cn_to_nchw), CONVT in place on its fresh output here. */
+typedef struct { float *y; const float *b; int c, hw; } gm__bias_job;
+static void gm__bias_rows(void *ctx, int r0, int r1) {
+    const gm__bias_job *j = (const gm__bias_job *)ctx;
+    int r;
+    for (r = r0; r < r1; r++)
+        gm__vunary(GM__EW_AFFINE, j->y + (size_t)r * j->hw, j->y + (size_t)r * j->hw, (size_t)j->hw, 1.0f, j->b[r % j->c]);
+}
+static void gm__add_bias(gm_tensor *y, const gm_tensor *b) {
+    gm__bias_job job;
+    job.y = y->data; job.b = b->data; job.c = y->shape[1]; job.hw = y->shape[2] * y->shape[3];
+    gm__parallel_blocks(y->shape[0] * job.c, GM__MAX(1, GM__EW_BLOCK / job.hw), y->size, gm__bias_rows, &job);
+}
+/* Its gradient: dy summed to (C,1,1), then to the bias's shape, as gm_bias_add's rule gives it. */
+static void gm__bias_backward(gm_graph *g, gm_tensor *b, gm_tensor *dy) {
+    const int cs[3] = {dy->shape[1], 1, 1};
+    if (GM__WANT(b)) gm__accumulate(g, b, gm__reshape(g, gm__sum_to(g, dy, 3, cs), b->ndim, b->shape));
+}
+
 /* each conv op's backward rule runs the other two */
-static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, const gm__conv_geom *c, int have);
+static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, const gm__conv_geom *c, int have, gm_tensor *bias);
 static gm_tensor *gm__wgrad_forward(gm_graph *g, gm_tensor *x, gm_tensor *y, const gm__conv_geom *c, int have);
 
-static gm_tensor *gm__conv_forward(gm_graph *g, gm_tensor *x, gm_tensor *w, const gm__conv_geom *c, int have) {
+static gm_tensor *gm__conv_forward(gm_graph *g, gm_tensor *x, gm_tensor *w, const gm__conv_geom *c, int have, gm_tensor *bias) {
     int shape[4];
-    size_t kk = (size_t)c->cin * c->k * c->k, cols = (size_t)c->n * c->ho * c->wo;
+    size_t kk = (size_t)c->cin * c->kh * c->kw, cols = (size_t)c->n * c->ho * c->wo;
     float *col, *ycn, *xt;
     gm__patch_src src;
     gm_tensor *y;
@@ -3804,24 +4087,25 @@ static gm_tensor *gm__conv_forward(gm_graph *g, gm_tensor *x, gm_tensor *w, cons
     if (!(have & GM__HAVE_XT)) gm__to_xt(c, x->data, xt);
     src.c = c; src.xt = xt;
     gm__sgemm_implicit(c->cout, (int)cols, (int)kk, w->data, (int)kk, gm__patch_fill, &src, ycn, (int)cols);
-    gm__cn_to_nchw(c, ycn, y->data, c->cout);
+    gm__cn_to_nchw(c, ycn, y->data, c->cout, bias ? bias->data : NULL);
     g->flops += gm__conv_flops(c);
     gm__conv_set(y, c);
-    return gm__record(g, y, GM__OP_CONV, x, w, NULL);
+    return gm__record(g, y, GM__OP_CONV, x, w, bias);
 }
 /* y = conv(x, w): dx = convT(dy, w), dw = wgrad(x, dy). The two GEMMs of a conv op's backward share
    an operand: CONV's both read dy channel-major (ycn), CONVT's both read dx transposed (xt). The
    second takes it from the scratch as the first left it (neither GEMM writes it). */
 static void gm__conv_backward(gm_graph *g, gm_tensor *y) {
     gm_tensor *x = y->src[0], *w = y->src[1], *first = NULL;
-    if (GM__WANT(x)) gm__accumulate(g, x, first = gm__convt_forward(g, y->grad, w, &y->state.conv, 0));
+    gm__bias_backward(g, y->src[2], y->grad);
+    if (GM__WANT(x)) gm__accumulate(g, x, first = gm__convt_forward(g, y->grad, w, &y->state.conv, 0, NULL));
     if (GM__WANT(w)) gm__accumulate(g, w, gm__wgrad_forward(g, x, y->grad, &y->state.conv, first ? GM__HAVE_YCN : 0));
 }
 
-static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, const gm__conv_geom *c, int have) {
+static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, const gm__conv_geom *c, int have, gm_tensor *bias) {
     const int chunk = gm__convt_chunk(c);
     int shape[4], p0;
-    size_t kk = (size_t)c->cin * c->k * c->k, cols = (size_t)c->n * c->ho * c->wo;
+    size_t kk = (size_t)c->cin * c->kh * c->kw, cols = (size_t)c->n * c->ho * c->wo;
     float *col, *ycn, *xt;
     gm_tensor *x;
     shape[0] = c->n; shape[1] = c->cin; shape[2] = c->h; shape[3] = c->w;
@@ -3833,24 +4117,26 @@ static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, con
         gm_sgemm(1, 0, (int)kk, nc, c->cout, 1.0f, w->data, (int)kk, ycn + (size_t)p0 * c->n, (int)cols, 0.0f, col, nc);
         gm__col2im(c, col, xt, p0, p1, p1 == c->ho * c->wo ? x->data : NULL);
     }
+    if (bias) gm__add_bias(x, bias);
     g->flops += gm__conv_flops(c);
     gm__conv_set(x, c);
-    return gm__record(g, x, GM__OP_CONVT, y, w, NULL);
+    return gm__record(g, x, GM__OP_CONVT, y, w, bias);
 }
 /* x = convT(y, w): dy = conv(dx, w), dw = wgrad(dx, y), sharing dx transposed */
 static void gm__conv_transpose_backward(gm_graph *g, gm_tensor *x) {
     gm_tensor *y = x->src[0], *w = x->src[1], *first = NULL;
-    if (GM__WANT(y)) gm__accumulate(g, y, first = gm__conv_forward(g, x->grad, w, &x->state.conv, 0));
+    gm__bias_backward(g, x->src[2], x->grad);
+    if (GM__WANT(y)) gm__accumulate(g, y, first = gm__conv_forward(g, x->grad, w, &x->state.conv, 0, NULL));
     if (GM__WANT(w)) gm__accumulate(g, w, gm__wgrad_forward(g, x->grad, y, &x->state.conv, first ? GM__HAVE_XT : 0));
 }
 
 static gm_tensor *gm__wgrad_forward(gm_graph *g, gm_tensor *x, gm_tensor *y, const gm__conv_geom *c, int have) {
     int shape[4];
-    size_t kk = (size_t)c->cin * c->k * c->k, cols = (size_t)c->n * c->ho * c->wo;
+    size_t kk = (size_t)c->cin * c->kh * c->kw, cols = (size_t)c->n * c->ho * c->wo;
     float *col, *ycn, *xt;
     gm__patch_src src;
     gm_tensor *w;
-    shape[0] = c->cout; shape[1] = c->cin; shape[2] = c->k; shape[3] = c->k;
+    shape[0] = c->cout; shape[1] = c->cin; shape[2] = c->kh; shape[3] = c->kw;
     w = gm__new(g, 4, shape);
     if (!w || gm__conv_scratch(g, c, &col, &ycn, &xt) != 0) return NULL;
     if (!(have & GM__HAVE_XT)) gm__to_xt(c, x->data, xt);
@@ -3864,44 +4150,66 @@ static gm_tensor *gm__wgrad_forward(gm_graph *g, gm_tensor *x, gm_tensor *y, con
 /* w = wgrad(x, y): dx = convT(y, dw), dy = conv(x, dw) */
 static void gm__conv_wgrad_backward(gm_graph *g, gm_tensor *w) {
     gm_tensor *x = w->src[0], *y = w->src[1];
-    if (GM__WANT(x)) gm__accumulate(g, x, gm__convt_forward(g, y, w->grad, &w->state.conv, 0));
-    if (GM__WANT(y)) gm__accumulate(g, y, gm__conv_forward(g, x, w->grad, &w->state.conv, 0));
+    if (GM__WANT(x)) gm__accumulate(g, x, gm__convt_forward(g, y, w->grad, &w->state.conv, 0, NULL));
+    if (GM__WANT(y)) gm__accumulate(g, y, gm__conv_forward(g, x, w->grad, &w->state.conv, 0, NULL));
 }
 
-/* Geometry from x-side dims (n,cin,h,w), y-side channels, kernel, stride, pad. */
-static int gm__geom(gm_graph *g, const char *who, gm__conv_geom *c, int n, int cin, int h, int w, int cout, int k,
-                    int stride, int pad) {
-    c->n = n; c->cin = cin; c->h = h; c->w = w; c->cout = cout; c->k = k; c->stride = stride; c->pad = pad;
-    if (k <= 0 || stride <= 0 || pad < 0 || h + 2 * pad < k || w + 2 * pad < k) {
-        gm__graph_error(g, "%s: kernel %d, stride %d, pad %d do not fit a %dx%d input", who, k, stride, pad, h, w);
+/* Geometry from x-side dims (n,cin,h,w), y-side channels, a kh x kw kernel, stride, and padding
+   (top, bottom, left, right): input row oh*stride - pt + ki, column ow*stride - pl + kj. */
+static int gm__geom(gm_graph *g, const char *who, gm__conv_geom *c, int n, int cin, int h, int w, int cout, int kh,
+                    int kw, int stride, int pt, int pb, int pl, int pr) {
+    c->n = n; c->cin = cin; c->h = h; c->w = w; c->cout = cout; c->kh = kh; c->kw = kw; c->stride = stride;
+    c->pt = pt; c->pl = pl;
+    if (kh <= 0 || kw <= 0 || stride <= 0 || pt < 0 || pb < 0 || pl < 0 || pr < 0 || h + pt + pb < kh ||
+        w + pl + pr < kw) {
+        gm__graph_error(g, "%s: kernel %dx%d, stride %d, padding (top %d, bottom %d, left %d, right %d) do not fit a %dx%d input",
+                        who, kh, kw, stride, pt, pb, pl, pr, h, w);
         return -1;
     }
-    c->ho = (h + 2 * pad - k) / stride + 1;
-    c->wo = (w + 2 * pad - k) / stride + 1;
+    c->ho = (h + pt + pb - kh) / stride + 1;
+    c->wo = (w + pl + pr - kw) / stride + 1;
     return 0;
 }
 
-GMDEF gm_tensor *gm_conv2d(gm_graph *g, gm_tensor *x, gm_tensor *w, int stride, int pad) {
+/* bias: NULL, or (Cout) added inside the op (gm_conv_forward). */
+static gm_tensor *gm__conv2d(gm_graph *g, gm_tensor *x, gm_tensor *w, int stride, int pad_t, int pad_b, int pad_l,
+                             int pad_r, gm_tensor *bias) {
     gm__conv_geom c;
     char s1[64], s2[64];
     if (!g || !x || !w) return NULL;
-    if (x->ndim != 4 || w->ndim != 4 || w->shape[1] != x->shape[1] || w->shape[2] != w->shape[3]) {
-        gm__graph_error(g, "gm_conv2d: input %s and weight %s: want (N,Cin,H,W) and (Cout,Cin,k,k)",
-                        gm__shape_text(x, s1), gm__shape_text(w, s2));
+    if (x->ndim != 4 || w->ndim != 4 || w->shape[1] != x->shape[1] || (bias && bias->size != w->shape[0])) {
+        gm__graph_error(g, "gm_conv2d: input %s and weight %s%s: want (N,Cin,H,W) and (Cout,Cin,kh,kw)%s",
+                        gm__shape_text(x, s1), gm__shape_text(w, s2), bias ? " with a bias" : "", bias ? " and Cout biases" : "");
         return NULL;
     }
     if (gm__geom(g, "gm_conv2d", &c, x->shape[0], x->shape[1], x->shape[2], x->shape[3], w->shape[0], w->shape[2],
-                 stride, pad) != 0) return NULL;
-    return gm__conv_forward(g, x, w, &c, 0);
+                 w->shape[3], stride, pad_t, pad_b, pad_l, pad_r) != 0) return NULL;
+    return gm__conv_forward(g, x, w, &c, 0, bias);
 }
 
-GMDEF gm_tensor *gm_conv_transpose2d(gm_graph *g, gm_tensor *x, gm_tensor *w, int stride, int pad, int out_pad) {
+GMDEF gm_tensor *gm_conv2d_ex(gm_graph *g, gm_tensor *x, gm_tensor *w, int stride, int pad_t, int pad_b, int pad_l,
+                              int pad_r) {
+    return gm__conv2d(g, x, w, stride, pad_t, pad_b, pad_l, pad_r, NULL);
+}
+
+/* The square, symmetric case. */
+GMDEF gm_tensor *gm_conv2d(gm_graph *g, gm_tensor *x, gm_tensor *w, int stride, int pad) {
+    char s1[64];
+    if (g && w && (w->ndim != 4 || w->shape[2] != w->shape[3])) {
+        gm__graph_error(g, "gm_conv2d: weight %s is not (Cout,Cin,k,k) (gm_conv2d_ex takes kh x kw)", gm__shape_text(w, s1));
+        return NULL;
+    }
+    return gm_conv2d_ex(g, x, w, stride, pad, pad, pad, pad);
+}
+
+static gm_tensor *gm__conv_transpose2d(gm_graph *g, gm_tensor *x, gm_tensor *w, int stride, int pad, int out_pad,
+                                       gm_tensor *bias) {
     gm__conv_geom c;
     int h, wd;
     char s1[64], s2[64];
     if (!g || !x || !w) return NULL;
     if (x->ndim != 4 || w->ndim != 4 || w->shape[0] != x->shape[1] || w->shape[2] != w->shape[3] ||
-        out_pad < 0 || out_pad >= GM__MAX(stride, 1)) {
+        out_pad < 0 || out_pad >= GM__MAX(stride, 1) || (bias && bias->size != w->shape[1])) {
         gm__graph_error(g, "gm_conv_transpose2d: input %s, weight %s, out_pad %d: want (N,Cin,H,W), (Cin,Cout,k,k), "
                         "0 <= out_pad < stride", gm__shape_text(x, s1), gm__shape_text(w, s2), out_pad);
         return NULL;
@@ -3909,11 +4217,15 @@ GMDEF gm_tensor *gm_conv_transpose2d(gm_graph *g, gm_tensor *x, gm_tensor *w, in
     h = (x->shape[2] - 1) * stride - 2 * pad + w->shape[2] + out_pad;
     wd = (x->shape[3] - 1) * stride - 2 * pad + w->shape[2] + out_pad;
     if (h <= 0 || wd <= 0 || gm__geom(g, "gm_conv_transpose2d", &c, x->shape[0], w->shape[1], h, wd, x->shape[1],
-                                      w->shape[2], stride, pad) != 0) {
+                                      w->shape[2], w->shape[2], stride, pad, pad, pad, pad) != 0) {
         if (h <= 0 || wd <= 0) gm__graph_error(g, "gm_conv_transpose2d: output would be %dx%d", h, wd);
         return NULL;
     }
-    return gm__convt_forward(g, x, w, &c, 0);
+    return gm__convt_forward(g, x, w, &c, 0, bias);
+}
+
+GMDEF gm_tensor *gm_conv_transpose2d(gm_graph *g, gm_tensor *x, gm_tensor *w, int stride, int pad, int out_pad) {
+    return gm__conv_transpose2d(g, x, w, stride, pad, out_pad, NULL);
 }
 
 static gm_tensor *gm__pool_op(gm_graph *g, gm_tensor *x, int f, int up) {
@@ -4232,11 +4544,14 @@ GMDEF int gm_conv_transpose_init(gm_conv *c, gm_params *p, const char *name, int
 }
 
 GMDEF gm_tensor *gm_conv_forward(gm_graph *g, const gm_conv *c, gm_tensor *x) {
-    gm_tensor *w, *y;
+    gm_tensor *w, *b;
     if (!g || !c || !x) return NULL;
     w = gm_param(g, c->p, c->w);
-    y = c->transposed ? gm_conv_transpose2d(g, x, w, c->stride, c->pad, c->out_pad) : gm_conv2d(g, x, w, c->stride, c->pad);
-    return gm_bias_add(g, y, gm_param(g, c->p, c->b));
+    b = gm_param(g, c->p, c->b);
+    if (!w || !b) return NULL;
+    /* the bias is added inside the conv op: one full-size tensor per layer instead of two */
+    return c->transposed ? gm__conv_transpose2d(g, x, w, c->stride, c->pad, c->out_pad, b)
+                         : gm__conv2d(g, x, w, c->stride, c->pad, c->pad, c->pad, c->pad, b);
 }
 
 GMDEF int gm_batchnorm_init(gm_batchnorm *bn, gm_params *p, const char *name, int channels) {
@@ -4341,27 +4656,296 @@ GMDEF int gm_groupnorm_init(gm_groupnorm *gn, gm_params *p, const char *name, in
     return 0;
 }
 
-/* Composed of existing ops, as layer norm is: the rows of (N*groups, C/groups*H*W) are
-   normalized, then the per-channel affine broadcasts over (N,C,H,W). */
+/* ---- group norm ---- */
+/* One op: the forward keeps (mean, 1/std) of each (example, group) and applies the per-channel
+   affine in the same pass; its rule is one fused op too (GN_GRAD: dx, with dgamma and dbeta from
+   the same pass as GN_DPARAM tensors). Each group of an example is a contiguous run of
+   K = C/groups * pixels floats, worked on whole by one thread, so results do not depend on the
+   thread count. Sums use 8 partial sums in a fixed order (vectorizable by the compiler). */
+typedef struct {
+    const float *x, *dy, *gamma, *beta;
+    float *y, *dx, *stats, *psum, *pxsum;   /* psum, pxsum: per (example, channel) sums of dy, dy*xhat */
+    int c, groups, hw, act;                 /* act: silu after the norm (dy is then silu's upstream) */
+    float eps;
+} gm__gn_job;
+
+static float gm__gn_sum(const float *x, int n) {
+    float part[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0;
+    int i, q;
+    for (i = 0; i + 8 <= n; i += 8)
+        for (q = 0; q < 8; q++) part[q] += x[i + q];
+    for (; i < n; i++) part[0] += x[i];
+    for (q = 0; q < 8; q++) s += part[q];
+    return s;
+}
+
+/* sum (x - m)^2, or sum dy (x - m) when dy is given */
+static float gm__gn_dev(const float *dy, const float *x, float m, int n) {
+    float part[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0;
+    int i, q;
+    if (dy) {
+        for (i = 0; i + 8 <= n; i += 8)
+            for (q = 0; q < 8; q++) part[q] += dy[i + q] * (x[i + q] - m);
+        for (; i < n; i++) part[0] += dy[i] * (x[i] - m);
+    } else {
+        for (i = 0; i + 8 <= n; i += 8)
+            for (q = 0; q < 8; q++) part[q] += (x[i + q] - m) * (x[i + q] - m);
+        for (; i < n; i++) part[0] += (x[i] - m) * (x[i] - m);
+    }
+    for (q = 0; q < 8; q++) s += part[q];
+    return s;
+}
+
+static void gm__gn_forward_blocks(void *ctx, int b0, int b1) {
+    const gm__gn_job *j = (const gm__gn_job *)ctx;
+    const int cg = j->c / j->groups, k = cg * j->hw;
+    int b, c;
+    for (b = b0; b < b1; b++) {
+        const float *xb = j->x + (size_t)b * k;
+        float *yb = j->y + (size_t)b * k;
+        const float mean = gm__gn_sum(xb, k) / (float)k;
+        const float rstd = 1.0f / sqrtf(gm__gn_dev(NULL, xb, mean, k) / (float)k + j->eps);
+        j->stats[2 * b] = mean;
+        j->stats[2 * b + 1] = rstd;
+        for (c = 0; c < cg; c++) {
+            const int ch = (b % j->groups) * cg + c;
+            float f[4];
+            f[0] = mean; f[1] = j->gamma ? rstd * j->gamma[ch] : rstd; f[2] = j->beta ? j->beta[ch] : 0.0f; f[3] = 0;
+            gm__vfused(j->act ? GM__FU_NORM_SILU : GM__FU_NORM, yb + (size_t)c * j->hw, xb + (size_t)c * j->hw, NULL, NULL,
+                       (size_t)j->hw, f);
+        }
+    }
+}
+
+/* dx = rstd (gamma dy - mean(gamma dy) - xhat mean(gamma dy xhat)) per group, and the channel sums
+   of dy and dy xhat that dbeta and dgamma add up. With act, dy is silu's upstream gradient: the
+   norm's own (dz) is written to dx first, from z recomputed, and dx then made from it in place. */
+static void gm__gn_backward_blocks(void *ctx, int b0, int b1) {
+    const gm__gn_job *j = (const gm__gn_job *)ctx;
+    const int cg = j->c / j->groups, k = cg * j->hw;
+    int b, c;
+    for (b = b0; b < b1; b++) {
+        const float *xb = j->x + (size_t)b * k, *db = j->dy + (size_t)b * k;
+        const float mean = j->stats[2 * b], rstd = j->stats[2 * b + 1];
+        const int n = b / j->groups, ch0 = (b % j->groups) * cg;
+        float su = 0, sux = 0, m, ub;
+        if (j->act) {
+            for (c = 0; c < cg; c++) {
+                float f[4];
+                f[0] = mean; f[1] = j->gamma ? rstd * j->gamma[ch0 + c] : rstd; f[2] = j->beta ? j->beta[ch0 + c] : 0.0f; f[3] = 0;
+                gm__vfused(GM__FU_NORM_SILU_GRAD, j->dx + (size_t)b * k + (size_t)c * j->hw, db + (size_t)c * j->hw,
+                           xb + (size_t)c * j->hw, NULL, (size_t)j->hw, f);
+            }
+            db = j->dx + (size_t)b * k;
+        }
+        for (c = 0; c < cg; c++) {
+            const float gc = j->gamma ? j->gamma[ch0 + c] : 1.0f;
+            const float s = gm__gn_sum(db + (size_t)c * j->hw, j->hw);
+            const float sx = gm__gn_dev(db + (size_t)c * j->hw, xb + (size_t)c * j->hw, mean, j->hw) * rstd;
+            if (j->psum) { j->psum[n * j->c + ch0 + c] = s; j->pxsum[n * j->c + ch0 + c] = sx; }
+            su += gc * s;
+            sux += gc * sx;
+        }
+        if (!j->dx) continue;
+        ub = su / (float)k;
+        m = sux / (float)k;
+        for (c = 0; c < cg; c++) {
+            float f[4];
+            f[0] = j->gamma ? rstd * j->gamma[ch0 + c] : rstd; f[1] = -rstd * rstd * m; f[2] = mean; f[3] = -rstd * ub;
+            gm__vfused(GM__FU_NORM_GRAD, j->dx + (size_t)b * k + (size_t)c * j->hw, db + (size_t)c * j->hw,
+                       xb + (size_t)c * j->hw, NULL, (size_t)j->hw, f);
+        }
+    }
+}
+
+static void gm__gn_run(gm__range_fn fn, gm__gn_job *j, int n) {
+    const int k = j->c / j->groups * j->hw;
+    gm__parallel_blocks(n * j->groups, GM__MAX(1, GM__EW_BLOCK / k), n * j->c * j->hw, fn, j);
+}
+
+/* Reshapes a (C) vector to broadcast along dim 1 of an ndim-D tensor: (C), (C,1) or (C,1,1). */
+static gm_tensor *gm__along_dim1(gm_graph *g, gm_tensor *v, int ndim) {
+    int shape[3] = {0, 1, 1};
+    if (!v) return NULL;
+    shape[0] = v->size;
+    return gm__reshape(g, v, ndim - 1, shape);
+}
+
+/* The op: y = norm(x) * gamma + beta, then silu when act. */
+static gm_tensor *gm__group_norm(gm_graph *g, gm_tensor *x, gm_tensor *gamma, gm_tensor *beta, int groups, float eps, int act) {
+    gm__gn_job j;
+    gm_tensor *y;
+    char s1[64];
+    if (!g || !x) return NULL;
+    if (x->ndim < 2 || groups <= 0 || x->shape[1] % groups != 0 || (gamma && gamma->size != x->shape[1]) ||
+        (beta && beta->size != x->shape[1]) || !(eps >= 0)) {
+        gm__graph_error(g, "gm_group_norm: input %s in %d groups (need groups dividing dim 1, gamma and beta of its size, eps >= 0)",
+                        gm__shape_text(x, s1), groups);
+        return NULL;
+    }
+    y = gm__new_like(g, x);
+    if (!y) return NULL;
+    memset(&j, 0, sizeof j);
+    j.stats = GM__CAST(float *, gm__alloc(g, (size_t)x->shape[0] * groups * 2 * sizeof(float)));
+    if (!j.stats) return NULL;
+    j.x = x->data; j.y = y->data; j.gamma = gamma ? gamma->data : NULL; j.beta = beta ? beta->data : NULL;
+    j.c = x->shape[1]; j.groups = groups; j.hw = x->size / (x->shape[0] * x->shape[1]); j.eps = eps; j.act = act;
+    gm__gn_run(gm__gn_forward_blocks, &j, x->shape[0]);
+    y->state.norm.groups = groups;
+    y->state.norm.act = act;
+    y->state.norm.eps = eps;
+    y->state.norm.stats = j.stats;
+    return gm__record(g, y, GM__OP_GROUPNORM, x, gamma, beta);
+}
+
+GMDEF gm_tensor *gm_group_norm(gm_graph *g, gm_tensor *x, gm_tensor *gamma, gm_tensor *beta, int groups, float eps) {
+    return gm__group_norm(g, x, gamma, beta, groups, eps, 0);
+}
+
+GMDEF gm_tensor *gm_group_norm_act(gm_graph *g, gm_tensor *x, gm_tensor *gamma, gm_tensor *beta, int groups, float eps,
+                                   int act, float slope) {
+    if (act == GM_ACT_SILU) return gm__group_norm(g, x, gamma, beta, groups, eps, 1);
+    return gm_activation(g, gm__group_norm(g, x, gamma, beta, groups, eps, 0), act, slope);
+}
+
+/* The fused gradient pass: dx (when want_dx) as a GN_GRAD op of (dy, x, gamma), and, when dparams
+   is given, dparams[0] = dgamma and dparams[1] = dbeta as GN_DPARAM ops. `st` is the state of the
+   group norm op (or of one of its gradient ops): groups, eps and the statistics of x, reused. */
+static gm_tensor *gm__group_norm_grad(gm_graph *g, const gm__op_state *st, gm_tensor *dy, gm_tensor *x, gm_tensor *gamma,
+                                     gm_tensor *beta, int want_dx, gm_tensor **dparams) {
+    gm__gn_job j;
+    gm_tensor *dx = NULL;
+    const int n = x->shape[0], c = x->shape[1];
+    int i, k;
+    if (!dy) return NULL;
+    memset(&j, 0, sizeof j);
+    j.x = x->data; j.dy = dy->data; j.gamma = gamma ? gamma->data : NULL; j.beta = beta ? beta->data : NULL;
+    j.c = c; j.groups = st->norm.groups; j.hw = x->size / (n * c); j.eps = st->norm.eps; j.act = st->norm.act;
+    j.stats = st->norm.stats;
+    if ((want_dx || j.act) && !(dx = gm__new_like(g, x))) return NULL;   /* with act dx first holds dz */
+    j.dx = dx ? dx->data : NULL;
+    if (dparams) {
+        j.psum = GM__CAST(float *, gm__alloc(g, (size_t)n * c * 2 * sizeof(float)));
+        if (!j.psum) return NULL;
+        j.pxsum = j.psum + (size_t)n * c;
+    }
+    gm__gn_run(gm__gn_backward_blocks, &j, n);
+    if (dparams) {
+        for (k = 0; k < 2; k++) {   /* dgamma from the dy xhat sums, dbeta from the dy sums; over n in order */
+            const float *part = k == 0 ? j.pxsum : j.psum;
+            gm_tensor *d = gm__new(g, 1, &c);
+            if (!d) return NULL;
+            for (i = 0; i < c; i++) d->data[i] = part[i];
+            for (i = 1; i < n; i++) gm__vbinary(GM__EW_ADD, d->data, d->data, 1, part + (size_t)i * c, 1, c);
+            d->state.norm = st->norm;
+            d->state.norm.which = k;
+            d->state.norm.act = 0;   /* with act these are never recorded (see gm__group_norm_backward) */
+            dparams[k] = gm__record(g, d, GM__OP_GN_DPARAM, dy, k == 0 ? x : NULL, NULL);
+        }
+    }
+    if (!dx || !want_dx) return NULL;
+    dx->state.norm = st->norm;
+    dx->state.norm.act = 0;
+    return gm__record(g, dx, GM__OP_GN_GRAD, dy, x, gamma);
+}
+
+/* With act (silu after the norm): when this pass records nothing, one fused pass from silu's
+   upstream gradient (the gradient tensors it returns are not ops of the graph, as nothing is then);
+   when it records (create_graph), the norm's output is made again as an op and silu's fused
+   gradient op gives the norm's upstream gradient, so every piece differentiates again. */
+static void gm__group_norm_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *x = y->src[0], *gamma = y->src[1], *beta = y->src[2], *dp[2] = {NULL, NULL}, *dx, *dy = y->grad;
+    const gm__op_state *st = &y->state;
+    const int wparams = GM__WANT(gamma) || GM__WANT(beta);
+    if (st->norm.act && g->record) {
+        gm_tensor *z = gm__group_norm(g, x, gamma, beta, st->norm.groups, st->norm.eps, 0);
+        if (!z) return;
+        dy = gm__silu_grad(g, dy, z);
+        st = &z->state;
+    }
+    dx = gm__group_norm_grad(g, st, dy, x, gamma, beta, GM__WANT(x), wparams ? dp : NULL);
+    gm__accumulate(g, x, dx);
+    if (GM__WANT(gamma)) gm__accumulate(g, gamma, gamma->ndim == 1 ? dp[0] : gm__reshape(g, dp[0], gamma->ndim, gamma->shape));
+    if (GM__WANT(beta)) gm__accumulate(g, beta, beta->ndim == 1 ? dp[1] : gm__reshape(g, dp[1], beta->ndim, beta->shape));
+}
+
+/* dgamma = sum dy xhat, dbeta = sum dy (over examples and pixels). Their rules: dbeta spreads v
+   over every pixel; dgamma gives dy v xhat (xhat from the group norm op without affine), and for
+   x the fused gradient of xhat with v in gamma's place. */
+static void gm__group_norm_dparam_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *dy = y->src[0], *x = y->src[1], *v = y->grad;
+    if (y->state.norm.which == 1) {
+        if (GM__WANT(dy)) gm__accumulate(g, dy, gm__expand(g, gm__along_dim1(g, v, dy->ndim), dy->ndim, dy->shape));
+        return;
+    }
+    if (GM__WANT(dy)) {
+        gm_tensor *xhat = gm_group_norm(g, x, NULL, NULL, y->state.norm.groups, y->state.norm.eps);
+        gm__accumulate(g, dy, gm_mul(g, xhat, gm__along_dim1(g, v, x->ndim)));
+    }
+    if (GM__WANT(x)) gm__accumulate(g, x, gm__group_norm_grad(g, &y->state, dy, x, v, NULL, 1, NULL));
+}
+
+/* GN_GRAD computes dx = J (gamma dy) with J = d xhat / dx (symmetric), per group of K elements:
+   J u = r (u - mean(u) - xhat mean(u xhat)), r = 1/std. Given v = d loss / d dx:
+     d/du = J v (the fused op again, gamma = 1), so d/ddy = gamma J v, d/dgamma = sum dy J v;
+     d/dx = r^2 (xhat (3 m q - p) - m (v - mean v) - q (u - mean u)), m = mean(u xhat),
+            q = mean(v xhat), p = mean(v u) - mean(v) mean(u),
+   written with differentiable ops on the (N, groups, C/groups, pixels) view. */
+static void gm__group_norm_grad_backward(gm_graph *g, gm_tensor *y) {
+    gm_tensor *dy = y->src[0], *x = y->src[1], *gamma = y->src[2], *v = y->grad;
+    const int n = x->shape[0], c = x->shape[1], groups = y->state.norm.groups;
+    const int s4[4] = {n, groups, c / groups, x->size / (n * c)}, sg[3] = {groups, c / groups, 1};
+    const int ax = GM_AXIS(2) | GM_AXIS(3);
+    gm_tensor *g4 = gamma ? gm__reshape(g, gamma, 3, sg) : NULL;
+    if (GM__WANT(dy) || GM__WANT(gamma)) {
+        gm_tensor *jv = gm__reshape(g, gm__group_norm_grad(g, &y->state, v, x, NULL, NULL, 1, NULL), 4, s4);
+        if (GM__WANT(dy)) gm__accumulate(g, dy, gm__reshape(g, g4 ? gm_mul(g, jv, g4) : jv, dy->ndim, dy->shape));
+        if (GM__WANT(gamma)) {
+            const int sc[4] = {1, groups, c / groups, 1};
+            gm_tensor *s = gm__sum_to(g, gm_mul(g, gm__reshape(g, dy, 4, s4), jv), 4, sc);
+            gm__accumulate(g, gamma, gm__reshape(g, s, gamma->ndim, gamma->shape));
+        }
+    }
+    if (GM__WANT(x)) {
+        gm_tensor *x4 = gm__reshape(g, x, 4, s4), *v4 = gm__reshape(g, v, 4, s4), *u = gm__reshape(g, dy, 4, s4);
+        gm_tensor *xc, *var, *r2, *xhat, *ub, *vb, *m, *q, *p, *t;
+        if (g4) u = gm_mul(g, u, g4);
+        xc = gm_sub(g, x4, gm_mean_axes(g, x4, ax));
+        var = gm_affine(g, gm_mean_axes(g, gm_square(g, xc), ax), 1.0f, y->state.norm.eps);
+        r2 = gm_pow(g, var, -1.0f);
+        xhat = gm_mul(g, xc, gm_pow(g, var, -0.5f));
+        ub = gm_mean_axes(g, u, ax);
+        vb = gm_mean_axes(g, v4, ax);
+        m = gm_mean_axes(g, gm_mul(g, u, xhat), ax);
+        q = gm_mean_axes(g, gm_mul(g, v4, xhat), ax);
+        p = gm_sub(g, gm_mean_axes(g, gm_mul(g, v4, u), ax), gm_mul(g, vb, ub));
+        t = gm_mul(g, xhat, gm_sub(g, gm_scale(g, gm_mul(g, m, q), 3.0f), p));
+        t = gm_sub(g, t, gm_mul(g, m, gm_sub(g, v4, vb)));
+        t = gm_sub(g, t, gm_mul(g, q, gm_sub(g, u, ub)));
+        gm__accumulate(g, x, gm__reshape(g, gm_mul(g, r2, t), x->ndim, x->shape));
+    }
+}
+
+/* The layer: gm_group_norm with its parameters. */
 GMDEF gm_tensor *gm_groupnorm_forward(gm_graph *g, const gm_groupnorm *gn, gm_tensor *x) {
-    gm_tensor *flat, *xc, *var, *y;
-    int n, hw;
     char s1[64];
     if (!g || !gn || !x) return NULL;
     if (x->ndim < 2 || x->shape[1] != gn->channels) {
         gm__graph_error(g, "gm_groupnorm_forward: %d channels, input %s", gn->channels, gm__shape_text(x, s1));
         return NULL;
     }
-    n = x->shape[0];
-    hw = (int)(x->size / ((size_t)n * gn->channels));
-    flat = gm_reshape(g, x, n * gn->groups, (gn->channels / gn->groups) * hw, 0, 0);
-    xc = gm_sub(g, flat, gm_mean_axes(g, flat, GM_AXIS(1)));
-    var = gm_mean_axes(g, gm_square(g, xc), GM_AXIS(1));
-    y = gm_mul(g, xc, gm_pow(g, gm_affine(g, var, 1.0f, gn->eps), -0.5f));
-    y = gm_reshape(g, y, n, gn->channels, hw, 0);
-    y = gm_mul(g, y, gm_reshape(g, gm_param(g, gn->p, gn->gamma), gn->channels, 1, 0, 0));
-    y = gm_add(g, y, gm_reshape(g, gm_param(g, gn->p, gn->beta), gn->channels, 1, 0, 0));
-    return y ? gm__reshape(g, y, x->ndim, x->shape) : NULL;
+    return gm_group_norm(g, x, gm_param(g, gn->p, gn->gamma), gm_param(g, gn->p, gn->beta), gn->groups, gn->eps);
+}
+
+GMDEF gm_tensor *gm_groupnorm_forward_act(gm_graph *g, const gm_groupnorm *gn, gm_tensor *x, int act, float slope) {
+    char s1[64];
+    if (!g || !gn || !x) return NULL;
+    if (x->ndim < 2 || x->shape[1] != gn->channels) {
+        gm__graph_error(g, "gm_groupnorm_forward_act: %d channels, input %s", gn->channels, gm__shape_text(x, s1));
+        return NULL;
+    }
+    return gm_group_norm_act(g, x, gm_param(g, gn->p, gn->gamma), gm_param(g, gn->p, gn->beta), gn->groups, gn->eps,
+                             act, slope);
 }
 
 static const char *const gm__act_names[GM_ACT_COUNT] = {"identity", "relu", "leaky_relu", "elu", "tanh",

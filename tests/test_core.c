@@ -211,6 +211,55 @@ GM_TEST(conv2d_vs_naive) {
     gm_graph_free(g);
 }
 
+/* Naive rectangular convolution with padding (top, left) and the output size given. */
+static void naive_conv_ex(const float *x, const float *w, float *y, const int *q, int ho, int wo) {
+    /* q: n, ci, h, w, co, kh, kw, stride, pt, pb, pl, pr */
+    int b, o, c, i, j, u, v;
+    for (b = 0; b < q[0]; b++)
+        for (o = 0; o < q[4]; o++)
+            for (i = 0; i < ho; i++)
+                for (j = 0; j < wo; j++) {
+                    double acc = 0;
+                    for (c = 0; c < q[1]; c++)
+                        for (u = 0; u < q[5]; u++)
+                            for (v = 0; v < q[6]; v++) {
+                                int ih = i * q[7] - q[8] + u, iw = j * q[7] - q[10] + v;
+                                if (ih < 0 || ih >= q[2] || iw < 0 || iw >= q[3]) continue;
+                                acc += (double)x[((b * q[1] + c) * q[2] + ih) * q[3] + iw] *
+                                       w[((o * q[1] + c) * q[5] + u) * q[6] + v];
+                            }
+                    y[((b * q[4] + o) * ho + i) * wo + j] = (float)acc;
+                }
+}
+
+GM_TEST(conv2d_ex_vs_naive) {
+    static const int cases[][12] = { /* n, ci, h, w, co, kh, kw, stride, pad top, bottom, left, right */
+        {2, 3, 7, 6, 4, 2, 3, 1, 1, 0, 1, 1}, {2, 3, 7, 6, 2, 1, 3, 1, 0, 0, 1, 1}, {1, 2, 8, 5, 3, 3, 1, 2, 2, 0, 0, 0},
+        {2, 1, 5, 4, 3, 1, 4, 1, 0, 0, 3, 0}, {1, 4, 9, 9, 2, 4, 2, 2, 0, 3, 1, 0}, {3, 2, 4, 4, 2, 2, 2, 1, 1, 0, 1, 0},
+        {2, 2, 7, 8, 3, 3, 3, 1, 1, 1, 1, 1}};
+    gm_graph *g = gm_graph_new(1);
+    gm_rng r;
+    int c;
+    gm_rng_seed(&r, 13);
+    for (c = 0; c < (int)(sizeof cases / sizeof cases[0]); c++) {
+        const int *q = cases[c];
+        int ho = (q[2] + q[8] + q[9] - q[5]) / q[7] + 1, wo = (q[3] + q[10] + q[11] - q[6]) / q[7] + 1, i;
+        gm_tensor *x = rnd(g, &r, q[0], q[1], q[2], q[3]), *w = rnd(g, &r, q[4], q[1], q[5], q[6]);
+        gm_tensor *y = gm_conv2d_ex(g, x, w, q[7], q[8], q[9], q[10], q[11]);
+        float *ref = (float *)malloc((size_t)q[0] * q[4] * ho * wo * sizeof(float));
+        GM_CHECK(shape_is(y, q[0], q[4], ho, wo), "conv_ex case %d: shape", c);
+        naive_conv_ex(x->data, w->data, ref, q, ho, wo);
+        for (i = 0; y && i < y->size; i++) GM_CHECK_CLOSE(y->data[i], ref[i], 1e-4);
+        free(ref);
+        if (q[5] == q[6] && q[8] == q[9] && q[9] == q[10] && q[10] == q[11]) { /* the square case is gm_conv2d's bits */
+            gm_tensor *y2 = gm_conv2d(g, x, w, q[7], q[8]);
+            GM_CHECK(y && y2 && memcmp(y->data, y2->data, (size_t)y->size * sizeof(float)) == 0, "conv_ex case %d vs gm_conv2d", c);
+        }
+    }
+    GM_CHECK(gm_conv2d_ex(g, rnd(g, &r, 1, 1, 3, 3), rnd(g, &r, 1, 1, 2, 5), 1, 0, 0, 1, 0) == NULL, "2x5 kernel on 3+1 columns accepted");
+    gm_graph_free(g);
+}
+
 GM_TEST(conv_transpose2d_adjoint) {
     static const int cases[][8] = { /* n, ci, h, w, co, k, stride, pad of the forward conv */
         {2, 3, 8, 8, 2, 4, 2, 1}, {2, 3, 7, 7, 2, 3, 2, 1}, {1, 2, 6, 5, 3, 3, 1, 1}, {2, 2, 9, 6, 3, 4, 2, 1}, {2, 2, 7, 8, 3, 2, 3, 2},
@@ -1037,6 +1086,109 @@ GM_TEST(deterministic_across_threads) {
     GM_CHECK(a[19] < a[0], "the MLP learns: %g -> %g", (double)a[0], (double)a[19]);
 }
 
+/* ---------------------------------------------------------------------------------------------- */
+/* Fused ops: against the same function composed of other ops, and bit-identical at 1 and 2 threads */
+/* ---------------------------------------------------------------------------------------------- */
+enum { FUSED_GROUPNORM, FUSED_SILU, FUSED_BMM, FUSED_GATE, FUSED_GN_SILU, FUSED_COUNT };
+static const char *const fused_names[FUSED_COUNT] = {"group_norm", "silu", "bmm", "gate", "group_norm_act silu"};
+
+/* Builds case `which` (fused, or composed of other ops) on inputs big enough to be split over
+   threads, and returns the output followed by d sum(y * w) / d input for every input (malloc'd). */
+static float *fused_eval(int which, int composed, int threads, int *count) {
+    gm_graph *g = gm_graph_new(4);
+    gm_rng r;
+    gm_tensor *in[3] = {NULL, NULL, NULL}, *y = NULL, *loss;
+    float *out = NULL;
+    int nin = 0, k, total;
+    gm_set_threads(threads);
+    gm_rng_seed(&r, 11 + which);
+    switch (which) {
+    case FUSED_GN_SILU: {   /* against silu after the (already checked) group norm op */
+        gm_tensor *x = rnd(g, &r, 4, 16, 24, 24), *gam = rnd(g, &r, 16, 0, 0, 0), *bet = rnd(g, &r, 16, 0, 0, 0);
+        in[0] = gm_requires_grad(x); in[1] = gm_requires_grad(gam); in[2] = gm_requires_grad(bet); nin = 3;
+        y = composed ? gm_silu(g, gm_group_norm(g, x, gam, bet, 4, 1e-5f)) : gm_group_norm_act(g, x, gam, bet, 4, 1e-5f, GM_ACT_SILU, 0);
+        break;
+    }
+    case FUSED_GROUPNORM: {
+        gm_tensor *x = rnd(g, &r, 4, 16, 24, 24), *gam = rnd(g, &r, 16, 0, 0, 0), *bet = rnd(g, &r, 16, 0, 0, 0);
+        in[0] = gm_requires_grad(x); in[1] = gm_requires_grad(gam); in[2] = gm_requires_grad(bet); nin = 3;
+        if (!composed) { y = gm_group_norm(g, x, gam, bet, 4, 1e-5f); break; }
+        {
+            gm_tensor *f = gm_reshape(g, x, 16, 4 * 576, 0, 0), *xc, *var;
+            xc = gm_sub(g, f, gm_mean_axes(g, f, GM_AXIS(1)));
+            var = gm_mean_axes(g, gm_square(g, xc), GM_AXIS(1));
+            y = gm_reshape(g, gm_mul(g, xc, gm_pow(g, gm_affine(g, var, 1.0f, 1e-5f), -0.5f)), 4, 16, 576, 0);
+            y = gm_add(g, gm_mul(g, y, gm_reshape(g, gam, 16, 1, 0, 0)), gm_reshape(g, bet, 16, 1, 0, 0));
+            y = gm_reshape(g, y, 4, 16, 24, 24);
+        }
+        break;
+    }
+    case FUSED_SILU: {   /* odd size: the vector tails too */
+        gm_tensor *x = rnd(g, &r, 5, 9, 29, 31);
+        for (k = 0; k < x->size; k++) x->data[k] *= 5.0f;
+        in[0] = gm_requires_grad(x); nin = 1;
+        y = composed ? gm_mul(g, x, gm_sigmoid(g, x)) : gm_silu(g, x);
+        break;
+    }
+    case FUSED_BMM: {   /* (6,37,20)^T (6,37,45) against a matmul per entry, concatenated */
+        gm_tensor *a = rnd(g, &r, 6, 37, 20, 0), *b = rnd(g, &r, 6, 37, 45, 0);
+        in[0] = gm_requires_grad(a); in[1] = gm_requires_grad(b); nin = 2;
+        if (!composed) { y = gm_bmm(g, a, b, 1, 0); break; }
+        for (k = 0; k < 6; k++) {
+            gm_tensor *yk = gm_matmul(g, gm_reshape(g, gm_slice(g, a, 0, k, 1), 37, 20, 0, 0),
+                                      gm_reshape(g, gm_slice(g, b, 0, k, 1), 37, 45, 0, 0), 1, 0);
+            yk = gm_reshape(g, yk, 1, 20, 45, 0);
+            y = k ? gm_concat(g, y, yk, 0) : yk;
+        }
+        break;
+    }
+    case FUSED_GATE: {   /* rows of 9 * 31 * 37 floats: segments across block edges */
+        gm_tensor *x = rnd(g, &r, 4, 18, 31, 37);
+        for (k = 0; k < x->size; k++) x->data[k] *= 3.0f;
+        in[0] = gm_requires_grad(x); nin = 1;
+        y = composed ? gm_mul(g, gm_tanh(g, gm_slice(g, x, 1, 0, 9)), gm_sigmoid(g, gm_slice(g, x, 1, 9, 9))) : gm_gate(g, x);
+        break;
+    }
+    default: break;
+    }
+    loss = y ? gm_sum(g, gm_mul(g, y, rnd(g, &r, y->shape[0], y->shape[1], y->ndim > 2 ? y->shape[2] : 0,
+                                            y->ndim > 3 ? y->shape[3] : 0))) : NULL;
+    if (loss) {
+        total = y->size;
+        for (k = 0; k < nin; k++) total += in[k]->size;
+        out = (float *)malloc((size_t)total * sizeof(float));
+        memcpy(out, y->data, (size_t)y->size * sizeof(float));
+        *count = y->size;
+        for (k = 0; k < nin; k++) {
+            gm_tensor *d = gm_grad(g, loss, in[k], 0);
+            if (!d) { free(out); out = NULL; break; }
+            memcpy(out + *count, d->data, (size_t)d->size * sizeof(float));
+            *count += d->size;
+        }
+    }
+    gm_graph_free(g);
+    return out;
+}
+
+GM_TEST(fused_ops_vs_composed) {
+    int which, old = gm_get_threads();
+    for (which = 0; which < FUSED_COUNT; which++) {
+        int n1 = 0, n2 = 0, nc = 0, i, bad = 0;
+        float *a = fused_eval(which, 0, 1, &n1), *b = fused_eval(which, 0, 2, &n2), *c = fused_eval(which, 1, 1, &nc);
+        GM_CHECK(a && b && c && n1 == n2 && n1 == nc, "%s: evaluation failed: %s", fused_names[which], gm_last_error());
+        if (a && b && c && n1 == n2 && n1 == nc) {
+            GM_CHECK(memcmp(a, b, (size_t)n1 * sizeof(float)) == 0, "%s: 1 and 2 threads differ", fused_names[which]);
+            for (i = 0; i < n1 && bad < 3; i++)
+                if (!gm_test_close(a[i], c[i], 1e-4)) {
+                    GM_CHECK(0, "%s: value %d: fused %.9g vs composed %.9g", fused_names[which], i, (double)a[i], (double)c[i]);
+                    bad++;
+                }
+        }
+        free(a); free(b); free(c);
+    }
+    gm_set_threads(old);
+}
+
 /* Every op records its own kind, whose descriptor (gm__op_table) names it and holds its backward
    rule; the ops that only backward rules make (sum_to, pad, scatter, the conv family's adjoints)
    are reached through gm_grad. */
@@ -1045,7 +1197,7 @@ GM_TEST(op_descriptors) {
     gm_rng r;
     const int labels[4] = {1, 0, 3, 2};
     struct { const gm_tensor *t; const char *name; } want[56];
-    gm_tensor *x, *w, *wt, *m, *v;
+    gm_tensor *x, *w, *wt, *m, *v, *c2;
     int n = 0, i, j, named = 0;
     gm_rng_seed(&r, 3);
     x = gm_requires_grad(rnd(g, &r, 2, 2, 4, 4));
@@ -1053,6 +1205,7 @@ GM_TEST(op_descriptors) {
     wt = gm_requires_grad(rnd(g, &r, 2, 3, 3, 3));
     m = gm_requires_grad(rnd(g, &r, 4, 4, 0, 0));
     v = gm_requires_grad(rnd(g, &r, 4, 0, 0, 0));
+    c2 = gm_requires_grad(rnd(g, &r, 2, 0, 0, 0));
 #define WANT(expr, nm) (want[n].t = (expr), want[n].name = (nm), n++)
     WANT(x, "leaf");
     WANT(gm_add(g, m, v), "add"); WANT(gm_sub(g, m, v), "sub"); WANT(gm_mul(g, m, v), "mul"); WANT(gm_div(g, m, v), "div");
@@ -1069,6 +1222,12 @@ GM_TEST(op_descriptors) {
     WANT(gm_grad(g, gm_sum(g, gm_slice(g, m, 1, 1, 2)), m, 1), "pad");
     WANT(gm_grad(g, gm_sum(g, gm_gather(g, m, labels)), m, 1), "scatter");
     WANT(gm_grad(g, gm_sum(g, gm_conv2d(g, x, w, 1, 1)), w, 1), "conv_wgrad");
+    WANT(gm_grad(g, gm_sum(g, gm_silu(g, m)), m, 1), "silu_grad");
+    WANT(gm_gate(g, x), "gate"); WANT(gm_grad(g, gm_sum(g, gm_gate(g, x)), x, 1), "gate_grad");
+    WANT(gm_bmm(g, gm_reshape(g, m, 2, 2, 4, 0), gm_reshape(g, m, 2, 2, 4, 0), 0, 1), "bmm");
+    WANT(gm_group_norm(g, x, NULL, NULL, 2, 1e-5f), "group_norm");
+    WANT(gm_grad(g, gm_sum(g, gm_group_norm(g, x, NULL, NULL, 2, 1e-5f)), x, 1), "group_norm_grad");
+    WANT(gm_grad(g, gm_sum(g, gm_group_norm(g, x, c2, NULL, 2, 1e-5f)), c2, 1), "group_norm_dparam");
 #undef WANT
     for (i = 0; i < n; i++) {
         const gm_tensor *t = want[i].t;
@@ -1094,6 +1253,7 @@ int main(void) {
     GM_RUN(matmul_vs_naive);
     GM_RUN(softmax_values);
     GM_RUN(conv2d_vs_naive);
+    GM_RUN(conv2d_ex_vs_naive);
     GM_RUN(conv_transpose2d_adjoint);
     GM_RUN(pool_upsample_values);
     GM_RUN(gather_one_hot);
@@ -1116,6 +1276,7 @@ int main(void) {
     GM_RUN(frozen_params);
     GM_RUN(learns_xor_deterministically);
     GM_RUN(deterministic_across_threads);
+    GM_RUN(fused_ops_vs_composed);
     GM_RUN(op_descriptors);
     return gm_test_summary();
 }

@@ -243,6 +243,46 @@ GM_TEST(grad2_unary_ops) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* Fused ops and their fused gradient ops                                                          */
+/* ---------------------------------------------------------------------------------------------- */
+/* silu inside tanh, so the upstream gradient of silu depends on x as well: the second order runs
+   both halves of the rule of silu's fused gradient op (d/ddy and d/dx). */
+static gm_tensor *f_silu_chain(gm_graph *g, gm_tensor **in, void *ctx) {
+    (void)ctx;
+    return wsum(g, gm_tanh(g, gm_silu(g, in[0])), 1);
+}
+static gm_tensor *f_silu_chain2(gm_graph *g, gm_tensor **in, void *ctx) {
+    return wsum(g, gm_grad(g, f_silu_chain(g, in, ctx), in[0], 1), 2);
+}
+
+/* The gated unit inside tanh: its fused gradient op's rule in both inputs at second order. */
+static gm_tensor *f_gate_chain(gm_graph *g, gm_tensor **in, void *ctx) {
+    (void)ctx;
+    return wsum(g, gm_tanh(g, gm_gate(g, in[0])), 1);
+}
+static gm_tensor *f_gate_chain2(gm_graph *g, gm_tensor **in, void *ctx) {
+    return wsum(g, gm_grad(g, f_gate_chain(g, in, ctx), in[0], 1), 2);
+}
+
+GM_TEST(grad_fused_ops) {
+    static const int gate_shapes[3][4] = {{2, 6, 3, 2}, {3, 4, 0, 0}, {2, 2, 5, 0}};
+    gc_in c;
+    int k, pass;
+    c.n = 0;
+    for (k = 0; k < 3; k++)
+        for (pass = 0; pass < 2; pass++) {
+            char what[64];
+            gc_add(&c, gate_shapes[k][0], gate_shapes[k][1], gate_shapes[k][2], gate_shapes[k][3], -2, 2);
+            snprintf(what, sizeof what, "tanh(gate(x)) shape %d, %s order", k, pass ? "second" : "first");
+            GC_OK(&c, pass ? f_gate_chain2 : f_gate_chain, NULL, what);
+        }
+    gc_add(&c, 3, 5, 0, 0, -4, 4);
+    GC_OK(&c, f_silu_chain, NULL, "tanh(silu(x))");
+    gc_add(&c, 3, 5, 0, 0, -4, 4);
+    GC_OK(&c, f_silu_chain2, NULL, "tanh(silu(x)), second order");
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Binary ops with broadcasting                                                                    */
 /* ---------------------------------------------------------------------------------------------- */
 typedef struct bin_case { const char *name; int op; int a[4], b[4]; } bin_case;
@@ -497,6 +537,35 @@ GM_TEST(grad_matmul) {
         }
 }
 
+static gm_tensor *f_bmm(gm_graph *g, gm_tensor **in, void *ctx) {
+    const mm_case *m = (const mm_case *)ctx;
+    return wsum(g, gm_bmm(g, in[0], in[1], m->ta, m->tb), 1);
+}
+static gm_tensor *f_bmm2(gm_graph *g, gm_tensor **in, void *ctx) {
+    const mm_case *m = (const mm_case *)ctx;
+    gm_tensor *y = wsum(g, gm_tanh(g, gm_bmm(g, in[0], in[1], m->ta, m->tb)), 1);
+    return gm_add(g, wsum(g, gm_grad(g, y, in[0], 1), 2), wsum(g, gm_grad(g, y, in[1], 1), 3));
+}
+
+/* Batched: 3 entries of op(A) (3,5) times op(B) (5,4), every transpose, first and second order. */
+GM_TEST(grad_bmm) {
+    gc_in c;
+    mm_case m;
+    int ta, tb, pass;
+    c.n = 0;
+    for (ta = 0; ta < 2; ta++)
+        for (tb = 0; tb < 2; tb++)
+            for (pass = 0; pass < 2; pass++) {
+                char name[64];
+                const float r = pass ? 0.7f : 1.0f;
+                m.ta = ta; m.tb = tb;
+                snprintf(name, sizeof name, "bmm ta=%d tb=%d%s", ta, tb, pass ? ", second order" : "");
+                if (ta) gc_add(&c, 3, 5, 3, 0, -r, r); else gc_add(&c, 3, 3, 5, 0, -r, r);
+                if (tb) gc_add(&c, 3, 4, 5, 0, -r, r); else gc_add(&c, 3, 5, 4, 0, -r, r);
+                GC_OK(&c, pass ? f_bmm2 : f_bmm, &m, name);
+            }
+}
+
 typedef struct conv_case {
     const char *name;
     int n, cin, h, w, cout, k, stride, pad, out_pad, transposed;
@@ -543,6 +612,39 @@ GM_TEST(grad_conv) {
         conv_inputs(&in, &conv_cases[i]);
         GC_OK(&in, f_conv, (void *)&conv_cases[i], conv_cases[i].name);
     }
+}
+
+/* Rectangular kernels, asymmetric padding: first and second order in x and w. */
+typedef struct convex_case { const char *name; int n, cin, h, w, cout, kh, kw, stride, pt, pb, pl, pr; } convex_case;
+static const convex_case convex_cases[] = {
+    {"conv_ex 2x3 pad (1,0,1,1) 5x6", 2, 2, 5, 6, 3, 2, 3, 1, 1, 0, 1, 1},
+    {"conv_ex 1x3 pad (0,0,2,0) 4x5", 2, 3, 4, 5, 2, 1, 3, 1, 0, 0, 2, 0},
+    {"conv_ex 3x2 s2 pad (2,1,0,1) 7x5", 1, 2, 7, 5, 3, 3, 2, 2, 2, 1, 0, 1},
+    {"conv_ex 4x1 s2 pad (0,3,0,0) 6x3", 2, 1, 6, 3, 2, 4, 1, 2, 0, 3, 0, 0},
+};
+static gm_tensor *f_convex(gm_graph *g, gm_tensor **in, void *ctx) {
+    const convex_case *c = (const convex_case *)ctx;
+    return wsum(g, gm_conv2d_ex(g, in[0], in[1], c->stride, c->pt, c->pb, c->pl, c->pr), 1);
+}
+static gm_tensor *f_convex2(gm_graph *g, gm_tensor **in, void *ctx) {
+    const convex_case *c = (const convex_case *)ctx;
+    gm_tensor *y = wsum(g, gm_tanh(g, gm_conv2d_ex(g, in[0], in[1], c->stride, c->pt, c->pb, c->pl, c->pr)), 1);
+    return gm_add(g, gm_sum(g, gm_square(g, gm_grad(g, y, in[0], 1))), wsum(g, gm_grad(g, y, in[1], 1), 3));
+}
+
+GM_TEST(grad_conv_ex) {
+    gc_in in;
+    int i, pass, n = (int)(sizeof convex_cases / sizeof convex_cases[0]);
+    in.n = 0;
+    for (i = 0; i < n; i++)
+        for (pass = 0; pass < 2; pass++) {
+            const convex_case *c = &convex_cases[i];
+            char what[96];
+            gc_add(&in, c->n, c->cin, c->h, c->w, -1, 1);
+            gc_add(&in, c->cout, c->cin, c->kh, c->kw, -0.5f, 0.5f);
+            snprintf(what, sizeof what, "%s, %s order", c->name, pass ? "second" : "first");
+            GC_OK(&in, pass ? f_convex2 : f_convex, (void *)c, what);
+        }
 }
 
 GM_TEST(grad2_conv) {
@@ -709,6 +811,33 @@ static gm_tensor *f_ln_layer2(gm_graph *g, gm_tensor **in, void *ctx) {
     return wsum(g, gm_grad(g, y, in[0], 1), 2);
 }
 
+/* The fused op itself, x, gamma and beta all checked: first order, and second order through the
+   gradients with respect to each (which runs the rules of the fused gradient ops). */
+static gm_tensor *f_gn_op(gm_graph *g, gm_tensor **in, void *ctx) {
+    return wsum(g, gm_tanh(g, gm_group_norm(g, in[0], in[1], in[2], *(const int *)ctx, 1e-5f)), 1);
+}
+static gm_tensor *f_gn_op2(gm_graph *g, gm_tensor **in, void *ctx) {
+    gm_tensor *y = f_gn_op(g, in, ctx);
+    return gm_add(g, gm_add(g, wsum(g, gm_grad(g, y, in[0], 1), 2), wsum(g, gm_grad(g, y, in[1], 1), 3)),
+                  wsum(g, gm_grad(g, y, in[2], 1), 4));
+}
+/* norm then silu in one op: first order runs the fused pass (nothing recorded), second order the
+   recorded path (norm again as an op, silu's gradient op). */
+static gm_tensor *f_gn_silu(gm_graph *g, gm_tensor **in, void *ctx) {
+    return wsum(g, gm_tanh(g, gm_group_norm_act(g, in[0], in[1], in[2], *(const int *)ctx, 1e-5f, GM_ACT_SILU, 0)), 1);
+}
+static gm_tensor *f_gn_silu2(gm_graph *g, gm_tensor **in, void *ctx) {
+    gm_tensor *y = f_gn_silu(g, in, ctx);
+    return gm_add(g, gm_add(g, wsum(g, gm_grad(g, y, in[0], 1), 2), wsum(g, gm_grad(g, y, in[1], 1), 3)),
+                  wsum(g, gm_grad(g, y, in[2], 1), 4));
+}
+static gm_tensor *f_gn_plain(gm_graph *g, gm_tensor **in, void *ctx) {   /* no affine */
+    return wsum(g, gm_tanh(g, gm_group_norm(g, in[0], NULL, NULL, *(const int *)ctx, 1e-5f)), 1);
+}
+static gm_tensor *f_gn_plain2(gm_graph *g, gm_tensor **in, void *ctx) {
+    return wsum(g, gm_grad(g, f_gn_plain(g, in, ctx), in[0], 1), 2);
+}
+
 /* Finite differences on the gm_params data vs gm_backward, for the layer's trainable params.
    loss(x) = fn(g, &xt, ctx) with x a constant input. Returns the gradcheck-style relative error. */
 static double param_fd_check(gm_params *P, gm_fn fn, void *ctx, const float *x, const int *shape) {
@@ -862,6 +991,33 @@ GM_TEST(grad_groupnorm) {
     e = param_fd_check(&P, f_gn_layer, &gn2, x, s4);
     GM_CHECK(e >= 0 && e < TOL, "groupnorm params: relative error %g", e);
     gm_params_free(&P);
+    { /* gm_group_norm: every input, first and second order; 4-D, 3-D and 2-D inputs. Groups hold
+         at least 8 values: with 3 random values a group's spread can be so small that a central
+         difference with h = 1e-2 misses (silu of the norm composed of ops fails the same way). */
+        static const int shapes[3][4] = {{2, 4, 3, 2}, {3, 6, 5, 0}, {3, 16, 0, 0}};
+        static const int groups[3] = {2, 3, 2};
+        int k, pass;
+        for (k = 0; k < 3; k++)
+            for (pass = 0; pass < 2; pass++) {
+                const int *sh = shapes[k];
+                char what[96];
+                gc_add(&in, sh[0], sh[1], sh[2], sh[3], -1.5f, 1.5f);
+                gc_add(&in, sh[1], 0, 0, 0, 0.5f, 1.5f);
+                gc_add(&in, sh[1], 0, 0, 0, -0.5f, 0.5f);
+                snprintf(what, sizeof what, "gm_group_norm %d-D, %s order", k == 0 ? 4 : k == 1 ? 3 : 2, pass ? "second" : "first");
+                GC_OK(&in, pass ? f_gn_op2 : f_gn_op, (void *)&groups[k], what);
+                gc_add(&in, sh[0], sh[1], sh[2], sh[3], -1.5f, 1.5f);
+                snprintf(what, sizeof what, "gm_group_norm %d-D without affine, %s order", k == 0 ? 4 : k == 1 ? 3 : 2,
+                         pass ? "second" : "first");
+                GC_OK(&in, pass ? f_gn_plain2 : f_gn_plain, (void *)&groups[k], what);
+                gc_add(&in, sh[0], sh[1], sh[2], sh[3], -1.5f, 1.5f);
+                gc_add(&in, sh[1], 0, 0, 0, 0.5f, 1.5f);
+                gc_add(&in, sh[1], 0, 0, 0, -0.5f, 0.5f);
+                snprintf(what, sizeof what, "gm_group_norm_act silu %d-D, %s order", k == 0 ? 4 : k == 1 ? 3 : 2,
+                         pass ? "second" : "first");
+                GC_OK(&in, pass ? f_gn_silu2 : f_gn_silu, (void *)&groups[k], what);
+            }
+    }
 }
 
 /* WGAN-GP as a training step writes it: D made of gm_linear layers in a gm_params, the penalty's
@@ -993,14 +1149,17 @@ int main(void) {
     GM_RUN(grad_reductions_and_shapes);
     GM_RUN(grad_dropout_training);
     GM_RUN(grad_matmul);
+    GM_RUN(grad_bmm);
     GM_RUN(grad_conv);
     GM_RUN(grad2_conv);
+    GM_RUN(grad_conv_ex);
     GM_RUN(grad2_conv_nets);
     GM_RUN(grad2_mlp_gradient_penalty);
     GM_RUN(grad2_wgan_gp);
     GM_RUN(grad_batchnorm);
     GM_RUN(grad_layernorm);
     GM_RUN(grad_groupnorm);
+    GM_RUN(grad_fused_ops);
     GM_RUN(grad2_wgan_gp_params);
     GM_RUN(grad_losses);
     GM_RUN(grad_composites);

@@ -362,6 +362,54 @@ GM_TEST(test_vmath) {
     gm_simd_force(saved);
 }
 
+/* The fused maps (group norm, silu's gradient, the gated unit and its gradient) on every path
+   against double references: |y - ref| <= 4 float epsilons times the sum of the magnitudes of
+   the terms (the vector tanh and sigmoid are within 3 ulp; 1 - t^2 and s (1 - s) cancel, so the
+   bound is on the terms, not the result). Every tail length gives each element the same bits. */
+static double fused_ref(int op, double a, double b, double c, const float *f, double *mag) {
+    const double t = tanh(b), s = ref_sigmoid(op == GM__FU_SILU_GRAD ? b : c);
+    switch (op) {
+    case GM__FU_NORM: *mag = fabs((a - f[0]) * f[1]) + fabs(f[2]); return (a - f[0]) * f[1] + f[2];
+    case GM__FU_NORM_GRAD:
+        *mag = fabs(f[0] * a) + fabs(f[1] * (b - f[2])) + fabs(f[3]);
+        return f[0] * a + f[1] * (b - f[2]) + f[3];
+    case GM__FU_SILU_GRAD: *mag = fabs(a) * s * (1 + fabs(b)); return a * s * (1 + b * (1 - s));
+    case GM__FU_GATE: *mag = fabs(tanh(a) * ref_sigmoid(b)); return tanh(a) * ref_sigmoid(b);
+    case GM__FU_GATE_DA: *mag = fabs(a) * s * (1 + t * t); return a * s * (1 - t * t);
+    default: *mag = fabs(a * t) * s * (1 + s); return a * t * s * (1 - s);
+    }
+}
+
+GM_TEST(test_fused_paths) {
+    enum { N = 203 };
+    static const float f[4] = {0.3f, 1.7f, -0.4f, 0.25f};
+    int saved = gm_simd_path(), p, op, i, len;
+    float a[N], b[N], c[N], y[N], z[N];
+    for (i = 0; i < N; i++) { a[i] = 4.0f * rnd(); b[i] = 4.0f * rnd(); c[i] = 4.0f * rnd(); }
+    for (p = 0; p < GM_PATH_COUNT; p++) {
+        double all = 0;
+        if (!force(p)) continue;
+        for (op = GM__FU_NORM; op <= GM__FU_GATE_DB; op++) {
+            double worst = 0;
+            gm__vfused(op, y, a, b, c, N, f);
+            for (i = 0; i < N; i++) {
+                double mag, r = fused_ref(op, a[i], b[i], c[i], f, &mag), e = fabs(y[i] - r) / (mag > 1e-30 ? mag : 1e-30);
+                if (e > worst) worst = e;
+            }
+            GM_CHECK(worst <= 4 * FLT_EPSILON, "%s fused op %d: error %g of the terms' magnitude", gm_simd_name(p), op, worst);
+            if (worst > all) all = worst;
+            for (len = 1; len <= 37; len++) {
+                for (i = 0; i < N; i++) z[i] = -9.0f;
+                gm__vfused(op, z + 5, a + 5, b + 5, c + 5, (size_t)len, f);
+                GM_CHECK(memcmp(z + 5, y + 5, (size_t)len * sizeof(float)) == 0 && z[4] == -9.0f && z[5 + len] == -9.0f,
+                         "%s fused op %d: tail of %d", gm_simd_name(p), op, len);
+            }
+        }
+        printf("# %-6s fused maps: max error %.2f float eps of the terms\n", gm_simd_name(p), all / FLT_EPSILON);
+    }
+    gm_simd_force(saved);
+}
+
 /* ---- denormal flush: runs last, it changes the main thread's FP mode ---- */
 #if !defined(GENMOD_NO_THREADS) && !defined(_WIN32)
 static pthread_t main_tid;
@@ -417,6 +465,7 @@ int main(void) {
     GM_RUN(test_sgemm_deterministic);
     GM_RUN(test_vmath);
     GM_RUN(test_transpose_paths);
+    GM_RUN(test_fused_paths);
     GM_RUN(test_flush_denormals);
     return gm_test_summary();
 }
