@@ -76,6 +76,9 @@
                        of group norm, SiLU, 3x3 conv, with the time (and class) embedding added
                        per channel in every block; stride-2 convs down, nearest x2 + conv up,
                        skips concatenated; GroupNorm -> SiLU -> 3x3 conv out. Data in [-1, 1].
+                       cfg.attn = 1: self-attention (one head) at the quarter size between the two
+                       middle blocks: GroupNorm, 1x1 conv to q, k, v (2C each), softmax(q^T k /
+                       sqrt(2C)) over the positions, 1x1 conv out, residual (gm_diffusion_attention).
 
    SCORE MODELS (gm_score)
      Denoising score matching over L noise levels sigma_1 > ... > sigma_L (geometric): the net
@@ -153,6 +156,7 @@ typedef struct gm_diffusion_config {
     int hidden, depth;       /* MLP: width and layers (128, 3) */
     int base;                /* U-Net: base channels C, a multiple of `groups` (32) */
     int groups;              /* U-Net: group-norm groups (8) */
+    int attn;                /* U-Net: 1 = self-attention at the lowest resolution, between the middle blocks (0) */
     int temb;                /* sinusoidal embedding dimensions (MLP 32; U-Net: C) */
     int schedule;            /* GM_DIFF_LINEAR (default) or GM_DIFF_COSINE */
     int T;                   /* diffusion steps (1000) */
@@ -189,6 +193,8 @@ typedef struct gm_diffusion_net {
     gm_conv stem, down1, down2, up2, up1, outc;
     gm_diffusion_block d1, d2, d3, m1, m2, u3, u2, u1;
     gm_groupnorm outn;
+    gm_groupnorm an;         /* self-attention (cfg.attn): norm, 1x1 to q, k, v, 1x1 out */
+    gm_conv aqkv, aout;
 } gm_diffusion_net;
 
 typedef struct gm_diffusion {
@@ -222,6 +228,11 @@ GMDEF int  gm_diffusion_train_step(gm_diffusion *m, const float *x, const int *l
 /* The network's output (N, dim) for x (N, dim), timesteps t (N) and labels (N, or NULL:
    unconditional model, or the null class for a conditional one); ema 1 uses the EMA weights. */
 GMDEF gm_tensor *gm_diffusion_forward(gm_graph *g, gm_diffusion *m, gm_tensor *x, const int *t, const int *labels, int ema);
+/* The U-Net's self-attention on tensors: x + o(V softmax(Q^T K / sqrt(C))^T) with [Q; K; V] =
+   wqkv h + bqkv per position, h (N, C, H, W) the normalized x; wqkv (3C, C, 1, 1), bqkv (3C),
+   wo (C, C, 1, 1), bo (C). One head over the H W positions of each example. */
+GMDEF gm_tensor *gm_diffusion_attention(gm_graph *g, gm_tensor *x, gm_tensor *h, gm_tensor *wqkv, gm_tensor *bqkv,
+                                        gm_tensor *wo, gm_tensor *bo);
 /* n samples with the default sampler (DDIM cfg.sample_steps, eta 0, guidance 0). */
 GMDEF int  gm_diffusion_sample(gm_diffusion *m, const int *labels, int n, float *out);
 /* With a given sampler and guidance weight w (0: none; > 0 needs a conditional model and labels).
@@ -675,6 +686,34 @@ static gm_tensor *gm__diff_block(gm_graph *g, const gm_diffusion_block *B, gm_te
     return gm_add(g, h, B->skip.cout > 0 ? gm_conv_forward(g, &B->skip, x) : x);
 }
 
+GMDEF gm_tensor *gm_diffusion_attention(gm_graph *g, gm_tensor *x, gm_tensor *h, gm_tensor *wqkv, gm_tensor *bqkv,
+                                        gm_tensor *wo, gm_tensor *bo) {
+    gm_tensor *qkv, *q, *k, *v, *a;
+    int n, C, H, W;
+    if (!g || !x || !h || !wqkv || !bqkv || !wo || !bo || x->ndim != 4) return NULL;
+    n = x->shape[0]; C = x->shape[1]; H = x->shape[2]; W = x->shape[3];
+    qkv = gm_reshape(g, gm_bias_add(g, gm_conv2d(g, h, wqkv, 1, 0), bqkv), n, 3 * C, H * W, 0);
+    q = gm_slice(g, qkv, 1, 0, C);
+    k = gm_slice(g, qkv, 1, C, C);
+    v = gm_slice(g, qkv, 1, 2 * C, C);
+    a = gm_softmax(g, gm_scale(g, gm_bmm(g, q, k, 1, 0), 1.0f / sqrtf((float)C)));   /* (n, HW, HW) */
+    a = gm_reshape(g, gm_bmm(g, v, a, 0, 1), n, C, H, W);                         /* (n, C, HW) */
+    return gm_add(g, x, gm_bias_add(g, gm_conv2d(g, a, wo, 1, 0), bo));
+}
+
+static int gm__diff_attn_init(gm_diffusion_net *N, gm_params *p, int C, int groups, gm_rng *r) {
+    if (gm_groupnorm_init(&N->an, p, "attn.n", C, groups) != 0 ||
+        gm_conv_init(&N->aqkv, p, "attn.qkv", C, 3 * C, 1, 1, 0, GM_INIT_TORCH, r) != 0 ||
+        gm_conv_init(&N->aout, p, "attn.o", C, C, 1, 1, 0, GM_INIT_TORCH, r) != 0) return -1;
+    return 0;
+}
+
+static gm_tensor *gm__diff_attn(gm_graph *g, const gm_diffusion_net *N, gm_tensor *x) {
+    gm_params *p = N->aqkv.p;
+    return gm_diffusion_attention(g, x, gm_groupnorm_forward(g, &N->an, x), gm_param(g, p, N->aqkv.w),
+                                  gm_param(g, p, N->aqkv.b), gm_param(g, p, N->aout.w), gm_param(g, p, N->aout.b));
+}
+
 static int gm__diff_unet_init(gm_diffusion_net *N, gm_params *p, const gm_diffusion_config *c, gm_rng *r) {
     int C = c->base, td = 4 * C, G = c->groups, ci = c->channels;
     if (gm__diff_embed_init(N, p, c->temb, td, c->classes, r) != 0) return -1;
@@ -686,6 +725,7 @@ static int gm__diff_unet_init(gm_diffusion_net *N, gm_params *p, const gm_diffus
         gm__diff_block_init(&N->d3, p, "d3", 2 * C, 2 * C, td, G, r) != 0 ||
         gm__diff_block_init(&N->m1, p, "m1", 2 * C, 2 * C, td, G, r) != 0 ||
         gm__diff_block_init(&N->m2, p, "m2", 2 * C, 2 * C, td, G, r) != 0 ||
+        (c->attn && gm__diff_attn_init(N, p, 2 * C, G, r) != 0) ||
         gm__diff_block_init(&N->u3, p, "u3", 4 * C, 2 * C, td, G, r) != 0 ||
         gm_conv_init(&N->up2, p, "up2", 2 * C, 2 * C, 3, 1, 1, GM_INIT_TORCH, r) != 0 ||
         gm__diff_block_init(&N->u2, p, "u2", 4 * C, 2 * C, td, G, r) != 0 ||
@@ -696,12 +736,14 @@ static int gm__diff_unet_init(gm_diffusion_net *N, gm_params *p, const gm_diffus
     return 0;
 }
 
-static gm_tensor *gm__diff_unet_forward(gm_graph *g, const gm_diffusion_net *N, gm_tensor *x, gm_tensor *e) {
+static gm_tensor *gm__diff_unet_forward(gm_graph *g, const gm_diffusion_net *N, int attn, gm_tensor *x, gm_tensor *e) {
     gm_tensor *se = gm_silu(g, e), *h1, *h2, *h3, *u;
     h1 = gm__diff_block(g, &N->d1, gm_conv_forward(g, &N->stem, x), se);
     h2 = gm__diff_block(g, &N->d2, gm_conv_forward(g, &N->down1, h1), se);
     h3 = gm__diff_block(g, &N->d3, gm_conv_forward(g, &N->down2, h2), se);
-    u = gm__diff_block(g, &N->m2, gm__diff_block(g, &N->m1, h3, se), se);
+    u = gm__diff_block(g, &N->m1, h3, se);
+    if (attn) u = gm__diff_attn(g, N, u);
+    u = gm__diff_block(g, &N->m2, u, se);
     u = gm__diff_block(g, &N->u3, gm_concat(g, u, h3, 1), se);
     u = gm_conv_forward(g, &N->up2, gm_upsample_nearest(g, u, 2));
     u = gm__diff_block(g, &N->u2, gm_concat(g, u, h2, 1), se);
@@ -745,6 +787,8 @@ static int gm__diff_check_config(const gm_diffusion_config *c) {
         return gm_fail("%s: the U-Net needs cfg.height and cfg.width divisible by 4 (have %d x %d)", w, c->height, c->width);
     if (c->net == GM_DIFF_NET_UNET && (c->groups < 1 || c->base < 1 || c->base % c->groups))
         return gm_fail("%s: cfg.base (%d) must be a positive multiple of cfg.groups (%d)", w, c->base, c->groups);
+    if (c->attn != 0 && (c->attn != 1 || c->net != GM_DIFF_NET_UNET))
+        return gm_fail("%s: cfg.attn is 0 or 1 and needs the U-Net (have %d, net %d)", w, c->attn, c->net);
     if (c->temb < 2) return gm_fail("%s: cfg.temb must be >= 2, is %d", w, c->temb);
     if (c->T < 1) return gm_fail("%s: cfg.T must be >= 1, is %d", w, c->T);
     if (c->prediction != GM_DIFF_PRED_EPS && c->prediction != GM_DIFF_PRED_V)
@@ -821,7 +865,7 @@ GMDEF gm_tensor *gm_diffusion_forward(gm_graph *g, gm_diffusion *m, gm_tensor *x
     e = gm__diff_embed(g, N, tv, n, c->temb, labels, c->classes);
     GENMOD_FREE(tv);
     if (c->net == GM_DIFF_NET_MLP) return gm__diff_mlp_forward(g, N, c->depth, gm_reshape(g, x, n, m->dim, 0, 0), e);
-    y = gm__diff_unet_forward(g, N, gm_reshape(g, x, n, c->channels, c->height, c->width), e);
+    y = gm__diff_unet_forward(g, N, c->attn, gm_reshape(g, x, n, c->channels, c->height, c->width), e);
     return y ? gm_reshape(g, y, n, m->dim, 0, 0) : NULL;
 }
 
@@ -950,10 +994,23 @@ static int gm__diff_chunk(gm_graph *g, int start, int count, void *ctx) {
     return 0;
 }
 
+/* Examples per gm_run_chunks call: the graph keeps every activation of a chunk's forward pass
+   (about 6.6 MB an image for the base-32 U-Net, twice that with guidance), so U-Net chunks of
+   GM_CHUNK = 500 grew the arena to 4 GB; blocks of 64 keep it under 1 GB. */
+static int gm__diff_block_size(const gm_diffusion *m, int n) {
+    return m->cfg.net == GM_DIFF_NET_UNET ? 64 : (n > 0 ? n : 1);
+}
+
 static int gm__diff_eps(void *ctx, const float *x, int t, int n, float *eps) {
-    gm__diff_job *j = GM__DIFF_CAST(gm__diff_job *, ctx);
-    j->x = x; j->eps = eps; j->t = t;
-    return gm_run_chunks(j->m->graph, n, gm__diff_chunk, j, "gm_diffusion_sample");
+    gm__diff_job *j = GM__DIFF_CAST(gm__diff_job *, ctx), sub = *j;
+    size_t D = (size_t)j->m->dim;
+    int s, b = gm__diff_block_size(j->m, n);
+    for (s = 0; s < n; s += b) {
+        sub.x = x + (size_t)s * D; sub.eps = eps + (size_t)s * D; sub.t = t;
+        sub.labels = j->labels ? j->labels + s : NULL;
+        if (gm_run_chunks(j->m->graph, GM__DIFF_MIN(b, n - s), gm__diff_chunk, &sub, "gm_diffusion_sample") != 0) return -1;
+    }
+    return 0;
 }
 
 GMDEF int gm_diffusion_sample_with(gm_diffusion *m, const int *labels, int n, const gm_diffusion_sampler *sp,
@@ -1009,7 +1066,7 @@ GMDEF int gm_diffusion_test_loss(gm_diffusion *m, const float *x, const int *lab
     gm__diff_loss_job j;
     gm_rng r;
     float *xt, *target;
-    int *t, *lab, *fixed, i, rc;
+    int *t, *lab, *fixed, i, rc, b;
     if (gm__diff_check_x(m, x, n, who) != 0 || gm__diff_check_labels(m, labels, n, 0, who) != 0) return -1;
     if (!loss) return gm_fail("%s: NULL loss", who);
     fixed = GM__DIFF_CAST(int *, GENMOD_MALLOC(sizeof(int) * (size_t)n));
@@ -1019,8 +1076,13 @@ GMDEF int gm_diffusion_test_loss(gm_diffusion *m, const float *x, const int *lab
     rc = gm__diff_make_batch(m, x, labels, n, fixed, &r, &xt, &target, &t, &lab);
     GENMOD_FREE(fixed);
     if (rc != 0) return -1;
-    j.m = m; j.xt = xt; j.target = target; j.t = t; j.lab = lab; j.ema = ema; j.sum = 0;
-    rc = gm_run_chunks(m->graph, n, gm__diff_loss_chunk, &j, who);
+    j.m = m; j.ema = ema; j.sum = 0;
+    b = gm__diff_block_size(m, n);
+    for (i = 0, rc = 0; i < n && rc == 0; i += b) {   /* blocks, as in sampling */
+        size_t o = (size_t)i * m->dim;
+        j.xt = xt + o; j.target = target + o; j.t = t + i; j.lab = lab ? lab + i : NULL;
+        rc = gm_run_chunks(m->graph, GM__DIFF_MIN(b, n - i), gm__diff_loss_chunk, &j, who);
+    }
     if (rc == 0) *loss = j.sum / n;
     return rc;
 }
@@ -1033,7 +1095,7 @@ static void gm__diff_arch(const gm_diffusion *m, char *out, size_t cap) {
     int len = snprintf(out, cap, "%dx%dx%d ", c->channels, c->height, c->width);
     if (len < 0 || (size_t)len >= cap) return;
     if (c->net == GM_DIFF_NET_MLP) len += snprintf(out + len, cap - len, "mlp %dx%d", c->hidden, c->depth);
-    else len += snprintf(out + len, cap - len, "unet %d groups %d", c->base, c->groups);
+    else len += snprintf(out + len, cap - len, "unet %d groups %d%s", c->base, c->groups, c->attn ? " attn" : "");
     if (len < 0 || (size_t)len >= cap) return;
     snprintf(out + len, cap - len, " temb %d T %d %s %g..%g %s classes %d", c->temb, c->T,
              c->schedule == GM_DIFF_LINEAR ? "linear" : "cosine", (double)c->beta_start, (double)c->beta_end,

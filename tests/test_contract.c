@@ -218,7 +218,7 @@ static void hmm_free(void *m) { gm_hmm_free((gm_hmm *)m); }
 static int diffusion_init(void *m, int variant) {
     gm_diffusion_config c = variant ? gm_diffusion_default_config(1, 8, 8) : gm_diffusion_default_config(2, 1, 1);
     c.hidden = 8; c.depth = 1; c.base = 8; c.groups = 4; c.temb = 8; c.T = 50; c.sample_steps = 5;
-    c.classes = variant ? 3 : 0;
+    c.classes = variant ? 3 : 0; c.attn = variant;
     return gm_diffusion_init((gm_diffusion *)m, &c);
 }
 static int diffusion_train(void *m) {
