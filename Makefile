@@ -77,13 +77,14 @@ demo: build/vae
 
 # Speed: GEMM and an MLP step against OpenBLAS and the FMA peak, then every model family's training
 # throughput against the PyTorch references of ../shared/baselines (GM_BASELINES), interleaved.
-bench: build/bench_gemm build/bench_train build/bench_models build/bench_hmm build/bench_ebm build/bench_diffusion
+bench: build/bench_gemm build/bench_train build/bench_models build/bench_hmm build/bench_ebm build/bench_diffusion build/bench_ar
 	./build/bench_gemm
 	./build/bench_train
 	sh bench/run_models.sh
 	./build/bench_hmm
 	./build/bench_ebm
 	./build/bench_diffusion
+	./build/bench_ar
 
 build/bench_%: bench/bench_%.c bench/bench_util.h $(HEADERS) | build
 	$(CC) $(OPT) $(WARN) -I. $< -o $@ $(LDLIBS) -lopenblas

@@ -1,4 +1,5 @@
-/* genmod_ar.h - v0.1 - autoregressive models on top of genmod.h: MADE, PixelCNN, Gated PixelCNN.
+/* genmod_ar.h - v0.2 - autoregressive models on top of genmod.h: MADE, PixelCNN, Gated PixelCNN,
+   PixelRNN's Row LSTM, and an LSTM cell.
    Single-header C library (stb style): the declarations are always visible, the implementation
    is compiled where GENMOD_AR_IMPLEMENTATION is defined.
 
@@ -52,9 +53,13 @@
                log_prob averages the probabilities of the first `ensemble` sets (an ensemble of
                orderings, still a normalized density). With ordering GM_MADE_NATURAL every set
                keeps the order 0..D-1 and only the connectivity varies.
-     gm_pixelcnn  PixelCNN (van den Oord et al. 2016) over one-channel images in raster order, with
-               levels 2 (a Bernoulli logit per pixel) or 3..256 (a softmax over the levels; pixels
-               are floats k/(levels-1)). Two kinds:
+     gm_pixelcnn  PixelCNN (van den Oord et al. 2016) over images in raster order, with levels 2
+               (a Bernoulli logit per value) or 3..256 (a softmax over the levels; values are
+               floats k/(levels-1)). cfg.colors 1 (gray) or 3 (RGB, plain and gated kinds: images
+               planar (N, 3, H, W), drawn R, then G, then B inside each pixel: every layer's
+               channels are split into three groups, and at a pixel's own position group g sees
+               groups < g (mask A, the first layer) or <= g (mask B, later layers, 1x1 ones
+               included); the logits are (N, 3 * levels-or-1, H, W), color-major). Three kinds:
                GM_PIXELCNN_PLAIN: a 7x7 mask-A convolution (rows above, and the left of the
                pixel's row), residual blocks (ReLU, 1x1 h->h/2, 3x3 mask B, 1x1 h/2->h), then
                ReLU, 1x1, ReLU, 1x1. It has the blind spot of stacked masked convolutions: pixel
@@ -68,22 +73,35 @@
                that field). Conditioning: cfg.classes (one-hot labels) and/or cfg.context (a vector
                from the caller, e.g. an encoder's code), mapped by a learned matrix to a bias on
                both stacks' pre-activations in every layer.
-               The vertical stack's 2x3 kernels are masked 3x3 ones (4x7 in a masked 7x7): the
-               core's convolution is square with symmetric padding; the horizontal stack's 1x2
-               (1x4) windows are exact: shifted copies stacked on the channels and one 1x1
-               convolution. Sampling: naive (the
-               whole network once per pixel) or, for the gated kind, cached: the vertical stack
-               once per row on the rows that row sees, then per pixel the horizontal stack and the
-               output layers on that row alone. The two give the same images for the same seed
-               (tests/test_ar.c compares them bit for bit); on a 28x28 image with 8 layers of 32
-               channels the cached sampler was 22x to 42x faster in our runs.
+               The vertical stack's 2x3 and 4x7 kernels are exact (rectangular, padded on top: no
+               masked zeros); the horizontal stack's 1x2 (1x4) windows are shifted copies stacked
+               on the channels for one 1x1 convolution; the gates are the core's fused gm_gate.
+               GM_PIXELCNN_ROWLSTM: PixelRNN's Row LSTM (van den Oord et al. 2016): a 7x7 mask-A
+               convolution, then `layers` Row LSTM layers with residual connections, then the same
+               output layers. A layer processes the rows top to bottom: a row's LSTM state comes
+               from the row above's (a 1x3 convolution along it: its state moves one column per
+               row, a triangular receptive field) and from the row's input (a 1x3 mask-B
+               convolution: the pixel to the left and the pixel's own features). The LSTM gates
+               are gm_lstm_cell's. Conditioning as the gated kind (a bias on the input-to-state
+               pre-activations).
+               Sampling: naive (the whole network once per pixel) or, for the gated and Row LSTM
+               kinds, cached. Gated: the vertical stack once per row on the rows that row sees,
+               then per pixel the horizontal stack and the output layers on that row alone. Row
+               LSTM: every layer's h and c of the row above kept, then per pixel every layer on
+               the current row alone. Cached and naive give the same images for the same seed
+               (tests/test_ar.c compares them bit for bit); on a 28x28 image with 8 gated layers of
+               32 channels the cached sampler was 22x to 42x faster in our runs.
+     gm_lstm   An LSTM cell on (N, features) tensors, any sequence (gm_lstm_init / gm_lstm_step,
+               composed of core ops, so gm_backward gives the gradients through time), and its
+               gates alone on pre-activations of any shape (gm_lstm_cell, which the Row LSTM uses).
 
    EACH MODEL HAS (the family contract; gm_<m> is gm_made or gm_pixelcnn)
      config      gm_made_default_config(dim, output): the recipe (2 hidden layers of 500 ReLU
                  units, Adam 1e-3, batch 100, natural order, one mask set);
                  gm_pixelcnn_default_config(h, w, levels) (plain: 64 channels, 5 blocks, Adam 1e-3,
-                 batch 64) and gm_pixelcnn_gated_config(h, w, levels) (8 gated layers of 32
-                 channels, the PyTorch reference's)
+                 batch 64), gm_pixelcnn_gated_config(h, w, levels) (8 gated layers of 32
+                 channels, the PyTorch reference's), gm_pixelcnn_rowlstm_config(h, w, levels) (4
+                 Row LSTM layers of 32 channels)
      init/free   gm_made_init validates the config (naming the field), draws the mask sets from
                  cfg.seed, builds parameters, Adam, graph and random stream; gm_made_free is safe
                  on a zeroed or failed model and twice
@@ -99,9 +117,10 @@
      graph       gm_made_forward(g, m, x, set, &out, &logp), gm_pixelcnn_forward(g, m, x, labels,
                  context, &out, &logp): the network in the caller's graph, its outputs (logits)
                  and the per-example log-likelihood
-     checkpoints gm_<m>_save / gm_<m>_load through gm_model_save / gm_model_load: models "made" and
-                 "pixelcnn", the architecture text (a PixelCNN's names its kind, size, levels,
-                 channels, blocks or layers, classes and context), the weights, Adam's state, the
+     checkpoints gm_<m>_save / gm_<m>_load through gm_model_save / gm_model_load: models "made",
+                 "pixelcnn" (both PixelCNN kinds) and "rowlstm", the architecture text (a
+                 PixelCNN's names its kind, size, levels, channels, blocks or layers, classes,
+                 context and colors if 3), the weights, Adam's state, the
                  step, MADE's mask sets' degrees (buffers, so a loaded model has the saved masks
                  whatever its seed) and the random streams; another model or architecture is
                  refused, model untouched. Convolution masks are rebuilt, not stored.
@@ -204,26 +223,44 @@ GMDEF int  gm_made_load(gm_made *m, const char *path);   /* m: initialized with 
 GMDEF int  gm_made_order(const gm_made *m, int set, int *order);   /* the set's ordering: order[pos] = dim */
 
 /* ======================================================================================= */
-/* PixelCNN and Gated PixelCNN                                                             */
+/* LSTM cell (any sequence; the Row LSTM uses its gates)                                    */
+/* ======================================================================================= */
+/* Views "<name>.wx" (4H, in), "<name>.wh" (4H, H), "<name>.b" (4H) in p; gate order i, f, o, g. */
+typedef struct gm_lstm { gm_params *p; int wx, wh, b; int in, hidden; } gm_lstm;
+/* Weights uniform in +-1/sqrt(hidden) (PyTorch's), the forget gate's bias 1 more (remember by default). */
+GMDEF int gm_lstm_init(gm_lstm *l, gm_params *p, const char *name, int in, int hidden, gm_rng *r);
+/* One step: x (N,in), h and c (N,hidden), or both NULL (zero state) -> h_out, c_out (N,hidden).
+   Built from core ops in g, so gradients through any number of steps come from gm_backward. */
+GMDEF int gm_lstm_step(gm_graph *g, const gm_lstm *l, gm_tensor *x, gm_tensor *h, gm_tensor *c,
+                       gm_tensor **h_out, gm_tensor **c_out);
+/* The cell's update from pre-activations pre (N, 4H, ...) (i, f, o, g along axis 1), c of pre's shape
+   with H channels or NULL (zero): c' = sigmoid(f) c + sigmoid(i) tanh(g), h' = sigmoid(o) tanh(c'). */
+GMDEF int gm_lstm_cell(gm_graph *g, gm_tensor *pre, gm_tensor *c, gm_tensor **h_out, gm_tensor **c_out);
+
+/* ======================================================================================= */
+/* PixelCNN, Gated PixelCNN, PixelRNN (Row LSTM)                                           */
 /* ======================================================================================= */
 #define GM_PCNN_MAX_BLOCKS 16
 #define GM_PCNN_MAX_LAYERS 16
-enum { GM_PIXELCNN_PLAIN = 0, GM_PIXELCNN_GATED = 1 };
+enum { GM_PIXELCNN_PLAIN = 0, GM_PIXELCNN_GATED = 1, GM_PIXELCNN_ROWLSTM = 2 };
 
 typedef struct gm_pixelcnn_config {
     int kind;                         /* GM_PIXELCNN_PLAIN or GM_PIXELCNN_GATED */
-    int height, width;                /* image size (one channel) */
+    int height, width;                /* image size */
+    int colors;                       /* image channels: 1 (gray) or 3 (RGB: drawn R, G, B inside each pixel;
+                                         plain and gated kinds); images are planar (N, colors, H, W) */
     int levels;                       /* 2: a Bernoulli logit per pixel (binary images); 3..256: a softmax */
     int channels;                     /* plain: h, the residual stream (blocks work at h/2); gated: C per stack */
     int blocks;                       /* plain: residual blocks 1x1 h->h/2, 3x3 mask B, 1x1 h/2->h */
-    int layers;                       /* gated: gated layers, the 7x7 mask-A layer included (1..GM_PCNN_MAX_LAYERS) */
-    int first_kernel;                 /* plain: the mask-A convolution's size (odd, 7); gated: always 7 */
-    int classes;                      /* gated: > 0 for a class-conditional model (a learned bias per layer) */
-    int context;                      /* gated: > 0: length of a context vector from the caller (a learned
+    int layers;                       /* gated: gated layers, the 7x7 mask-A layer included; rowlstm: Row LSTM
+                                         layers (1..GM_PCNN_MAX_LAYERS) */
+    int first_kernel;                 /* plain, rowlstm: the first (mask-A) convolution's size (odd, 7); gated: always 7 */
+    int classes;                      /* gated, rowlstm: > 0 for a class-conditional model (a learned bias per layer) */
+    int context;                      /* gated, rowlstm: > 0: length of a context vector from the caller (a learned
                                          linear map to a bias per layer); with classes, both add up */
     int naive_sampling;               /* 1: sample by running the whole network once per pixel (the
-                                         reference); 0: gated models use the cached sampler (same
-                                         images for the same seed, far fewer operations) */
+                                         reference); 0: gated and rowlstm models use the cached sampler
+                                         (same images for the same seed, far fewer operations) */
     float lr;                         /* Adam learning rate */
     int batch;                        /* the recommended batch size; train_step takes any */
     uint64_t seed;
@@ -243,6 +280,7 @@ typedef struct gm_pixelcnn {
     long step;
     int nslots;                       /* convolutions: weight, bias, mask (-1: none), kernel size */
     int w[GM__PCNN_MAX_SLOTS], b[GM__PCNN_MAX_SLOTS], mask[GM__PCNN_MAX_SLOTS], k[GM__PCNN_MAX_SLOTS];
+    int kh[GM__PCNN_MAX_SLOTS];       /* kernel height: k, or k/2 + 1 (the vertical stack: rows up to the centre) */
     int cond[GM_PCNN_MAX_LAYERS];     /* gated: the conditioning matrix of each layer (-1: none) */
     int *labels;                      /* pixel levels of a batch (softmax loss) */
     size_t labels_cap;
@@ -252,6 +290,8 @@ typedef struct gm_pixelcnn {
    gated preset) for the Gated PixelCNN of 8 layers of 32 channels (the PyTorch reference's). */
 GMDEF gm_pixelcnn_config gm_pixelcnn_default_config(int height, int width, int levels);
 GMDEF gm_pixelcnn_config gm_pixelcnn_gated_config(int height, int width, int levels);
+/* PixelRNN's Row LSTM: 4 layers of 32 LSTM channels, Adam 1e-3, batch 64. */
+GMDEF gm_pixelcnn_config gm_pixelcnn_rowlstm_config(int height, int width, int levels);
 GMDEF int  gm_pixelcnn_init(gm_pixelcnn *m, const gm_pixelcnn_config *cfg);
 GMDEF void gm_pixelcnn_free(gm_pixelcnn *m);
 /* x: n images of height*width floats in [0,1], each a level k/(levels-1) (binary for levels 2);
@@ -734,7 +774,73 @@ GMDEF int gm_made_load(gm_made *m, const char *path) {
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* PixelCNN and Gated PixelCNN                                                              */
+/* LSTM cell                                                                                */
+/* ---------------------------------------------------------------------------------------- */
+GMDEF int gm_lstm_init(gm_lstm *l, gm_params *p, const char *name, int in, int hidden, gm_rng *r) {
+    char nm[96];
+    int shape[2], i;
+    float bound, *b;
+    if (!l || !p || !name || !r || in < 1 || hidden < 1)
+        return gm_fail("gm_lstm_init: bad arguments for '%s' (in %d, hidden %d)", name ? name : "?", in, hidden);
+    memset(l, 0, sizeof *l);
+    l->p = p; l->in = in; l->hidden = hidden;
+    shape[0] = 4 * hidden; shape[1] = in;
+    snprintf(nm, sizeof nm, "%s.wx", name);
+    if ((l->wx = gm_params_add(p, nm, 2, shape)) < 0) return -1;
+    shape[1] = hidden;
+    snprintf(nm, sizeof nm, "%s.wh", name);
+    if ((l->wh = gm_params_add(p, nm, 2, shape)) < 0) return -1;
+    snprintf(nm, sizeof nm, "%s.b", name);
+    if ((l->b = gm_params_add(p, nm, 1, shape)) < 0) return -1;
+    bound = 1.0f / sqrtf((float)hidden);   /* views only now: adding may move the buffers */
+    gm_init_uniform(r, gm_params_data(p, l->wx), p->views[l->wx].size, -bound, bound);
+    gm_init_uniform(r, gm_params_data(p, l->wh), p->views[l->wh].size, -bound, bound);
+    b = gm_params_data(p, l->b);
+    gm_init_uniform(r, b, (size_t)4 * hidden, -bound, bound);
+    for (i = hidden; i < 2 * hidden; i++) b[i] += 1.0f;
+    return 0;
+}
+
+GMDEF int gm_lstm_cell(gm_graph *g, gm_tensor *pre, gm_tensor *c, gm_tensor **h_out, gm_tensor **c_out) {
+    int H, k;
+    gm_tensor *ig, *fg, *og, *cg, *cn, *hn;
+    if (!g || !pre || !h_out || !c_out) return gm_fail("gm_lstm_cell: NULL argument");
+    if (pre->ndim < 2 || pre->shape[1] % 4) return gm_fail("gm_lstm_cell: pre must have 4H channels on axis 1");
+    H = pre->shape[1] / 4;
+    if (c) {
+        int ok = c->ndim == pre->ndim && c->shape[1] == H;
+        for (k = 0; ok && k < pre->ndim; k++) ok = k == 1 || c->shape[k] == pre->shape[k];
+        if (!ok) return gm_fail("gm_lstm_cell: c must be pre's shape with %d channels", H);
+    }
+    ig = gm_sigmoid(g, gm_slice(g, pre, 1, 0, H));
+    fg = gm_sigmoid(g, gm_slice(g, pre, 1, H, H));
+    og = gm_sigmoid(g, gm_slice(g, pre, 1, 2 * H, H));
+    cg = gm_tanh(g, gm_slice(g, pre, 1, 3 * H, H));
+    cn = gm_mul(g, ig, cg);
+    if (c) cn = gm_add(g, gm_mul(g, fg, c), cn);
+    hn = gm_mul(g, og, gm_tanh(g, cn));
+    if (!hn) return gm_graph_fail(g, "gm_lstm_cell");
+    *h_out = hn; *c_out = cn;
+    return 0;
+}
+
+GMDEF int gm_lstm_step(gm_graph *g, const gm_lstm *l, gm_tensor *x, gm_tensor *h, gm_tensor *c,
+                       gm_tensor **h_out, gm_tensor **c_out) {
+    gm_tensor *pre;
+    if (!g || !l || !l->p || !x) return gm_fail("gm_lstm_step: NULL argument");
+    if (x->ndim != 2 || x->shape[1] != l->in) return gm_fail("gm_lstm_step: x must be (N,%d)", l->in);
+    if ((h == NULL) != (c == NULL)) return gm_fail("gm_lstm_step: give both h and c, or neither");
+    if (h && (h->ndim != 2 || h->shape[0] != x->shape[0] || h->shape[1] != l->hidden))
+        return gm_fail("gm_lstm_step: h must be (%d,%d)", x->shape[0], l->hidden);
+    pre = gm_matmul(g, x, gm_param(g, l->p, l->wx), 0, 1);
+    if (h) pre = gm_add(g, pre, gm_matmul(g, h, gm_param(g, l->p, l->wh), 0, 1));
+    pre = gm_bias_add(g, pre, gm_param(g, l->p, l->b));
+    if (!pre) return gm_graph_fail(g, "gm_lstm_step");
+    return gm_lstm_cell(g, pre, c, h_out, c_out);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* PixelCNN, Gated PixelCNN, Row LSTM                                                       */
 /* ---------------------------------------------------------------------------------------- */
 /* Inference works on sub-batches of this many images: the activations of one pass (tens of
    channels at every pixel) stay near the size of a training step's. */
@@ -745,7 +851,7 @@ GMDEF gm_pixelcnn_config gm_pixelcnn_default_config(int height, int width, int l
     gm_pixelcnn_config c;
     memset(&c, 0, sizeof c);
     c.kind = GM_PIXELCNN_PLAIN;
-    c.height = height; c.width = width; c.levels = levels;
+    c.height = height; c.width = width; c.levels = levels; c.colors = 1;
     c.channels = 64; c.blocks = 5; c.layers = 8; c.first_kernel = 7;
     c.lr = 1e-3f; c.batch = 64; c.seed = 1;
     return c;
@@ -758,18 +864,29 @@ GMDEF gm_pixelcnn_config gm_pixelcnn_gated_config(int height, int width, int lev
     return c;
 }
 
+GMDEF gm_pixelcnn_config gm_pixelcnn_rowlstm_config(int height, int width, int levels) {
+    gm_pixelcnn_config c = gm_pixelcnn_default_config(height, width, levels);
+    c.kind = GM_PIXELCNN_ROWLSTM;
+    c.channels = 32; c.layers = 4;
+    return c;
+}
+
 static int gm__pcnn_check(const gm_pixelcnn_config *c) {
-    if (c->kind != GM_PIXELCNN_PLAIN && c->kind != GM_PIXELCNN_GATED)
-        return gm_fail("gm_pixelcnn_init: kind %d is not GM_PIXELCNN_PLAIN or GM_PIXELCNN_GATED", c->kind);
+    if (c->kind != GM_PIXELCNN_PLAIN && c->kind != GM_PIXELCNN_GATED && c->kind != GM_PIXELCNN_ROWLSTM)
+        return gm_fail("gm_pixelcnn_init: kind %d is not GM_PIXELCNN_PLAIN, _GATED or _ROWLSTM", c->kind);
     if (c->height < 1 || c->width < 1) return gm_fail("gm_pixelcnn_init: height %d and width %d must be >= 1", c->height, c->width);
     if (c->levels < 2 || c->levels > 256) return gm_fail("gm_pixelcnn_init: levels %d must be in 2..256", c->levels);
+    if (c->colors != 1 && c->colors != 3) return gm_fail("gm_pixelcnn_init: colors %d must be 1 or 3", c->colors);
+    if (c->colors == 3 && c->kind == GM_PIXELCNN_ROWLSTM) return gm_fail("gm_pixelcnn_init: colors 3 needs kind GM_PIXELCNN_PLAIN or _GATED");
+    if (c->colors == 3 && c->channels < 6) return gm_fail("gm_pixelcnn_init: channels %d must be >= 6 with 3 colors", c->channels);
     if (c->channels < 2 || c->channels % 2) return gm_fail("gm_pixelcnn_init: channels %d must be even and >= 2", c->channels);
     if (c->kind == GM_PIXELCNN_PLAIN) {
         if (c->blocks < 0 || c->blocks > GM_PCNN_MAX_BLOCKS) return gm_fail("gm_pixelcnn_init: blocks %d must be in 0..%d", c->blocks, GM_PCNN_MAX_BLOCKS);
-        if (c->first_kernel < 3 || c->first_kernel % 2 == 0) return gm_fail("gm_pixelcnn_init: first_kernel %d must be odd and >= 3", c->first_kernel);
-        if (c->classes || c->context) return gm_fail("gm_pixelcnn_init: classes and context need kind GM_PIXELCNN_GATED");
+        if (c->classes || c->context) return gm_fail("gm_pixelcnn_init: classes and context need kind GM_PIXELCNN_GATED or _ROWLSTM");
     } else if (c->layers < 1 || c->layers > GM_PCNN_MAX_LAYERS)
         return gm_fail("gm_pixelcnn_init: layers %d must be in 1..%d", c->layers, GM_PCNN_MAX_LAYERS);
+    if (c->kind != GM_PIXELCNN_GATED && (c->first_kernel < 3 || c->first_kernel % 2 == 0))
+        return gm_fail("gm_pixelcnn_init: first_kernel %d must be odd and >= 3", c->first_kernel);
     if (c->classes < 0 || c->context < 0) return gm_fail("gm_pixelcnn_init: classes %d and context %d must be >= 0", c->classes, c->context);
     if (!(c->lr > 0)) return gm_fail("gm_pixelcnn_init: learning rate lr %g must be positive", c->lr);
     return 0;
@@ -777,8 +894,8 @@ static int gm__pcnn_check(const gm_pixelcnn_config *c) {
 
 /* Which taps of a k x k kernel a mask keeps. A: rows above the centre and the centre row left of
    it; B: the same and the centre (a pixel's own features after the first layer, never its value);
-   V (vertical stack): rows up to the centre row, every column (the 2x3 and 4x7 kernels as masked
-   square ones: the core's convolution is square with symmetric padding). */
+   V (vertical stack): rows up to the centre row, every column: a (k/2+1) x k kernel padded on top
+   only, so nothing is masked (the 2x3 and 4x7 kernels of the reference). */
 static int gm__pcnn_tap(int type, int k, int r, int c) {
     int h = k / 2;
     switch (type) {
@@ -789,20 +906,53 @@ static int gm__pcnn_tap(int type, int k, int r, int c) {
     }
 }
 
-/* One convolution slot; returns its index or -1. fan_in counts the kept taps (PyTorch's init of
-   the equivalent unmasked kernel). */
-static int gm__pcnn_slot(gm_pixelcnn *m, int cin, int cout, int k, int type, gm_rng *r) {
-    int L = m->nslots, shape[4], o, i, y, x, taps = 0;
+/* Channel groups for RGB (R = 0, G = 1, B = 2; every channel has one): a selector packs a mode and
+   a parameter p. NONE: channels from earlier pixels only (taps already shifted: any group may see
+   them); COLOR: p channels per color, color-major (the image: p = 1; the logits: p = levels or 1);
+   HID: hidden features, group (ch mod p) mod 3, so a gate's two halves of p channels pair up
+   within a group; TAIL: the first p channels come from earlier pixels, the rest are the pixel's
+   own features in groups (ch - p) mod 3 (the horizontal stack's taps). */
+enum { GM__G_NONE = 0, GM__G_COLOR = 1, GM__G_HID = 2, GM__G_TAIL = 3 };
+#define GM__GSEL(mode, p) ((mode) | ((p) << 2))
+static int gm__pcnn_group(int sel, int ch) {
+    int p = sel >> 2;
+    switch (sel & 3) {
+    case GM__G_COLOR: return ch / p;
+    case GM__G_HID: return (ch % p) % 3;
+    case GM__G_TAIL: return ch < p ? -1 : (ch - p) % 3;
+    default: return -1;
+    }
+}
+
+/* Does weight (o, i, y, x) survive the mask? Off the centre: the spatial rule. At the centre of an
+   A or B mask (the pixel itself): inputs from earlier pixels always; one color: B keeps, A drops;
+   RGB: output group go sees input group gi < go (A) or gi <= go (B): R, G, B inside each pixel. */
+static int gm__pcnn_keep(const gm_pixelcnn *m, int type, int k, int y, int x, int gi, int go) {
+    int h = k / 2;
+    if ((type != GM__MASK_A && type != GM__MASK_B) || y != h || x != h) return gm__pcnn_tap(type, k, y, x);
+    if (gi < 0) return 1;
+    if (m->cfg.colors == 1) return type == GM__MASK_B;
+    return type == GM__MASK_A ? gi < go : gi <= go;
+}
+
+/* One convolution slot; returns the fan-in for its init (kept taps times cin: PyTorch's init of the
+   equivalent unmasked kernel) or -1. A mask is stored only if it drops something. */
+static int gm__pcnn_slot(gm_pixelcnn *m, int cin, int cout, int k, int type, int gin, int gout) {
+    int L = m->nslots, shape[4], o, i, y, x, taps = 0, drops = 0;
     char name[32];
-    (void)r;
-    shape[0] = cout; shape[1] = cin; shape[2] = k; shape[3] = k;
+    shape[0] = cout; shape[1] = cin; shape[2] = type == GM__MASK_V ? k / 2 + 1 : k; shape[3] = k;
     snprintf(name, sizeof name, "c%d.w", L);
     if ((m->w[L] = gm_params_add(&m->params, name, 4, shape)) < 0) return -1;
     snprintf(name, sizeof name, "c%d.b", L);
     if ((m->b[L] = gm_params_add(&m->params, name, 1, shape)) < 0) return -1;
     m->mask[L] = -1;
     m->k[L] = k;
-    if (k > 1 && type != GM__MASK_NONE) {   /* 1x1 layers of one channel group need no mask */
+    m->kh[L] = shape[2];
+    for (o = 0; o < cout && !drops && type != GM__MASK_V; o++)
+        for (i = 0; i < cin && !drops; i++)
+            for (y = 0; y < k; y++)
+                for (x = 0; x < k; x++) drops += !gm__pcnn_keep(m, type, k, y, x, gm__pcnn_group(gin, i), gm__pcnn_group(gout, o));
+    if (drops) {
         float *mk;
         snprintf(name, sizeof name, "c%d.mask", L);
         if ((m->mask[L] = gm_params_add(&m->maskp, name, 4, shape)) < 0) return -1;
@@ -811,43 +961,69 @@ static int gm__pcnn_slot(gm_pixelcnn *m, int cin, int cout, int k, int type, gm_
         for (o = 0; o < cout; o++)
             for (i = 0; i < cin; i++)
                 for (y = 0; y < k; y++)
-                    for (x = 0; x < k; x++) mk[(((size_t)o * cin + i) * k + y) * k + x] = (float)gm__pcnn_tap(type, k, y, x);
+                    for (x = 0; x < k; x++)
+                        mk[(((size_t)o * cin + i) * k + y) * k + x] =
+                            (float)gm__pcnn_keep(m, type, k, y, x, gm__pcnn_group(gin, i), gm__pcnn_group(gout, o));
     }
     for (y = 0; y < k; y++) for (x = 0; x < k; x++) taps += gm__pcnn_tap(k > 1 ? type : GM__MASK_NONE, k, y, x);
     m->nslots++;
-    return taps * cin;   /* the fan-in, for the init (> 0) */
+    return taps * cin;
+}
+
+/* The conditioning matrix of layer i, (classes + context, 4C), if the model is conditional. */
+static int gm__pcnn_add_cond(gm_pixelcnn *m, int i) {
+    int shape[2];
+    char name[32];
+    m->cond[i] = -1;
+    if (m->cfg.classes + m->cfg.context == 0) return 0;
+    shape[0] = m->cfg.classes + m->cfg.context; shape[1] = 4 * m->cfg.channels;
+    snprintf(name, sizeof name, "cond%d", i);
+    return (m->cond[i] = gm_params_add(&m->params, name, 2, shape)) < 0 ? -1 : 0;
 }
 
 static int gm__pcnn_build(gm_pixelcnn *m, int *fan_in) {
     const gm_pixelcnn_config *c = &m->cfg;
-    int i, h = c->channels, C = c->channels, out = c->levels == 2 ? 1 : c->levels, f = 0;
-#define GM__PCNN_ADD(cin, cout, k, t) do { if ((f = gm__pcnn_slot(m, cin, cout, k, t, NULL)) < 0) return -1; fan_in[m->nslots - 1] = f; } while (0)
+    int i, h = c->channels, C = c->channels, K = c->colors, out = c->levels == 2 ? 1 : c->levels, f = 0;
+    int img = GM__GSEL(GM__G_COLOR, 1), hid, hid2 = GM__GSEL(GM__G_HID, C);
+    /* 1x1 convolutions are masks B at their single tap: a no-op for one color, channel groups for RGB */
+#define GM__PCNN_ADD(cin, cout, k, t, gi, go) do { \
+        if ((f = gm__pcnn_slot(m, cin, cout, k, t, gi, go)) < 0) return -1; \
+        fan_in[m->nslots - 1] = f; \
+    } while (0)
     if (c->kind == GM_PIXELCNN_PLAIN) {
-        GM__PCNN_ADD(1, h, c->first_kernel, GM__MASK_A);
+        int hh = GM__GSEL(GM__G_HID, h / 2);
+        hid = GM__GSEL(GM__G_HID, h);
+        GM__PCNN_ADD(K, h, c->first_kernel, GM__MASK_A, img, hid);
         for (i = 0; i < c->blocks; i++) {
-            GM__PCNN_ADD(h, h / 2, 1, GM__MASK_NONE);
-            GM__PCNN_ADD(h / 2, h / 2, 3, GM__MASK_B);
-            GM__PCNN_ADD(h / 2, h, 1, GM__MASK_NONE);
+            GM__PCNN_ADD(h, h / 2, 1, GM__MASK_B, hid, hh);
+            GM__PCNN_ADD(h / 2, h / 2, 3, GM__MASK_B, hh, hh);
+            GM__PCNN_ADD(h / 2, h, 1, GM__MASK_B, hh, hid);
         }
-    } else {
+    } else if (c->kind == GM_PIXELCNN_ROWLSTM) {
+        hid = GM__GSEL(GM__G_HID, C);
+        GM__PCNN_ADD(1, C, c->first_kernel, GM__MASK_A, img, hid);
         for (i = 0; i < c->layers; i++) {
-            int cin = i ? C : 1, k = i ? 3 : 7, shape[2];
-            char name[32];
-            GM__PCNN_ADD(cin, 2 * C, k, GM__MASK_V);      /* vertical stack */
-            GM__PCNN_ADD(i ? 2 * C : 4, 2 * C, 1, GM__MASK_NONE);   /* horizontal stack: 1x1 over the taps */
-            GM__PCNN_ADD(2 * C, 2 * C, 1, GM__MASK_NONE); /* vertical-to-horizontal link */
-            GM__PCNN_ADD(C, C, 1, GM__MASK_NONE);         /* horizontal output, before the residual */
-            m->cond[i] = -1;
-            if (c->classes + c->context > 0) {
-                shape[0] = c->classes + c->context; shape[1] = 4 * C;
-                snprintf(name, sizeof name, "cond%d", i);
-                if ((m->cond[i] = gm_params_add(&m->params, name, 2, shape)) < 0) return -1;
-            }
+            GM__PCNN_ADD(2 * C, 4 * C, 1, GM__MASK_NONE, 0, 0);   /* input-to-state: the 1x3 mask-B taps */
+            GM__PCNN_ADD(3 * C, 4 * C, 1, GM__MASK_NONE, 0, 0);   /* state-to-state: the row above's 1x3 */
+            if (gm__pcnn_add_cond(m, i) != 0) return -1;
+        }
+        h = C;
+    } else {
+        hid = GM__GSEL(GM__G_HID, C);
+        for (i = 0; i < c->layers; i++) {
+            int cin = i ? C : K, k = i ? 3 : 7, taps = i ? 2 * C : 4 * K + (K > 1 ? K : 0);
+            /* vertical stack: rows above only, every channel */
+            GM__PCNN_ADD(cin, 2 * C, k, GM__MASK_V, GM__G_NONE, hid2);
+            /* horizontal stack: 1x1 over the taps (layer 0, RGB: the pixel's earlier colors last) */
+            GM__PCNN_ADD(taps, 2 * C, 1, i ? GM__MASK_B : GM__MASK_A, GM__GSEL(GM__G_TAIL, i ? C : 4 * K), hid2);
+            GM__PCNN_ADD(2 * C, 2 * C, 1, GM__MASK_B, GM__G_NONE, hid2);   /* vertical-to-horizontal link */
+            GM__PCNN_ADD(C, C, 1, GM__MASK_B, hid, hid);   /* horizontal output, before the residual */
+            if (gm__pcnn_add_cond(m, i) != 0) return -1;
         }
         h = C;
     }
-    GM__PCNN_ADD(h, h, 1, GM__MASK_NONE);
-    GM__PCNN_ADD(h, out, 1, GM__MASK_NONE);
+    GM__PCNN_ADD(h, h, 1, GM__MASK_B, hid, hid);
+    GM__PCNN_ADD(h, K * out, 1, GM__MASK_B, hid, GM__GSEL(GM__G_COLOR, out));
 #undef GM__PCNN_ADD
     return 0;
 }
@@ -859,8 +1035,9 @@ GMDEF int gm_pixelcnn_init(gm_pixelcnn *m, const gm_pixelcnn_config *cfg) {
     memset(m, 0, sizeof *m);
     if (gm__pcnn_check(cfg) != 0) return -1;
     m->cfg = *cfg;
-    if (cfg->kind == GM_PIXELCNN_PLAIN) m->cfg.layers = 0;   /* fields of the other kind do not count */
-    else { m->cfg.blocks = 0; m->cfg.first_kernel = 7; }
+    if (cfg->kind == GM_PIXELCNN_PLAIN) m->cfg.layers = 0;   /* fields of the other kinds do not count */
+    else m->cfg.blocks = 0;
+    if (cfg->kind == GM_PIXELCNN_GATED) m->cfg.first_kernel = 7;
     gm_rng_seed(&r, cfg->seed);
     if (gm__pcnn_build(m, fan_in) != 0) { gm_pixelcnn_free(m); return gm_fail("gm_pixelcnn_init: out of memory"); }
     for (i = 0; i < m->nslots; i++) {   /* views only now: adding may move the buffers */
@@ -869,7 +1046,12 @@ GMDEF int gm_pixelcnn_init(gm_pixelcnn *m, const gm_pixelcnn_config *cfg) {
         gm_init_weights(&r, gm_params_data(&m->params, m->w[i]), v->size, GM_INIT_TORCH, fan_in[i], v->shape[0]);
         gm_init_uniform(&r, gm_params_data(&m->params, m->b[i]), (size_t)v->shape[0], -bound, bound);
     }
-    for (i = 0; cfg->kind == GM_PIXELCNN_GATED && i < cfg->layers; i++)
+    for (i = 0; cfg->kind == GM_PIXELCNN_ROWLSTM && i < cfg->layers; i++) {   /* forget gates open: +1 */
+        float *b = gm_params_data(&m->params, m->b[1 + 2 * i]);
+        int ch;
+        for (ch = cfg->channels; ch < 2 * cfg->channels; ch++) b[ch] += 1.0f;
+    }
+    for (i = 0; cfg->kind != GM_PIXELCNN_PLAIN && i < cfg->layers; i++)
         if (m->cond[i] >= 0)   /* an embedding's init, N(0, 1) */
             gm_init_normal(&r, gm_params_data(&m->params, m->cond[i]), m->params.views[m->cond[i]].size, 0.0f, 1.0f);
     m->maskp.frozen = 1;
@@ -891,10 +1073,13 @@ GMDEF void gm_pixelcnn_free(gm_pixelcnn *m) {
 }
 
 static gm_tensor *gm__pcnn_conv(gm_graph *g, gm_pixelcnn *m, int L, gm_tensor *x) {
-    gm_tensor *w = gm_param(g, &m->params, m->w[L]);
+    gm_tensor *w = gm_param(g, &m->params, m->w[L]), *y;
+    int h = m->k[L] / 2;
     /* the mask multiplies the weight inside the graph, so the gradient is masked the same way */
     if (m->mask[L] >= 0) w = gm_mul(g, w, gm_param(g, &m->maskp, m->mask[L]));
-    return gm_bias_add(g, gm_conv2d(g, x, w, 1, m->k[L] / 2), gm_param(g, &m->params, m->b[L]));
+    /* the vertical stack's (k/2+1) x k kernel: output row r sees input rows r-k/2..r */
+    y = m->kh[L] == m->k[L] ? gm_conv2d(g, x, w, 1, h) : gm_conv2d_ex(g, x, w, 1, h, 0, h, h);
+    return gm_bias_add(g, y, gm_param(g, &m->params, m->b[L]));
 }
 
 /* t moved by s steps along axis (2: down, 3: right), zeros coming in. */
@@ -910,20 +1095,22 @@ static gm_tensor *gm__pcnn_shift_by(gm_graph *g, gm_tensor *t, int axis, int s) 
 static gm_tensor *gm__pcnn_shift(gm_graph *g, gm_tensor *t, int axis) { return gm__pcnn_shift_by(g, t, axis, 1); }
 
 /* The horizontal stack's input of layer i as exact taps (not a masked square kernel): layer 0's
-   1x4 window shifted right one column = copies of x shifted right by 4, 3, 2, 1; a later layer's
-   1x2 window = h shifted right by 1, and h. Stacked along the channels for one 1x1 convolution. */
-static gm_tensor *gm__pcnn_htaps(gm_graph *g, gm_tensor *h, int layer) {
+   1x4 window shifted right one column = copies of x shifted right by 4, 3, 2, 1 (RGB: and x itself,
+   the pixel's earlier colors, masked by channel groups); a later layer's 1x2 window = h shifted
+   right by 1, and h. Stacked along the channels for one 1x1 convolution. */
+static gm_tensor *gm__pcnn_htaps(gm_graph *g, gm_tensor *h, int layer, int colors) {
     gm_tensor *t;
     int s;
     if (layer > 0) return gm_concat(g, gm__pcnn_shift_by(g, h, 3, 1), h, 1);
     t = gm__pcnn_shift_by(g, h, 3, 4);
     for (s = 3; s >= 1; s--) t = gm_concat(g, t, gm__pcnn_shift_by(g, h, 3, s), 1);
-    return t;
+    return colors > 1 ? gm_concat(g, t, h, 1) : t;
 }
 
-/* tanh(first half of the channels) * sigmoid(second half) */
+/* tanh(first half of the channels) * sigmoid(second half), fused in one op */
 static gm_tensor *gm__pcnn_gate(gm_graph *g, gm_tensor *t, int C) {
-    return gm_mul(g, gm_tanh(g, gm_slice(g, t, 1, 0, C)), gm_sigmoid(g, gm_slice(g, t, 1, C, C)));
+    (void)C;
+    return gm_gate(g, t);
 }
 
 /* The conditioning vector (N, classes + context): one-hot labels, then the context. */
@@ -963,7 +1150,7 @@ static gm_tensor *gm__pcnn_hstack(gm_graph *g, gm_pixelcnn *m, gm_tensor *x, gm_
     gm_tensor *h = x, *ho, *gh, *b;
     for (i = 0; i < m->cfg.layers; i++) {
         int s = 4 * i;
-        ho = gm__pcnn_conv(g, m, s + 1, gm__pcnn_htaps(g, h, i));   /* columns left only in layer 0 */
+        ho = gm__pcnn_conv(g, m, s + 1, gm__pcnn_htaps(g, h, i, m->cfg.colors));   /* columns left only in layer 0 */
         ho = gm_add(g, ho, gm__pcnn_conv(g, m, s + 2, vo[i]));   /* vo at row r holds rows < r only */
         b = gm__pcnn_bias(g, m, cv, i);
         if (b) ho = gm_add(g, ho, gm_slice(g, b, 1, 2 * C, 2 * C));
@@ -977,6 +1164,90 @@ static gm_tensor *gm__pcnn_gated(gm_graph *g, gm_pixelcnn *m, gm_tensor *x, gm_t
     gm_tensor *vo[GM_PCNN_MAX_LAYERS];
     if (gm__pcnn_vstack(g, m, x, cv, vo) != 0) return NULL;
     return gm__pcnn_hstack(g, m, x, cv, vo);
+}
+
+/* t[0..n) concatenated along an axis pairwise: each piece is copied log2(n) times, not n times. */
+static gm_tensor *gm__ar_concat_all(gm_graph *g, gm_tensor **t, int n, int axis) {
+    if (n == 1) return t[0];
+    return gm_concat(g, gm__ar_concat_all(g, t, n / 2, axis), gm__ar_concat_all(g, t + n / 2, n - n / 2, axis), axis);
+}
+
+/* A row of pixel vectors x (N*W, K) as (N, W, K, 1), moved one column right (dir 1: each pixel
+   gets its left neighbour's vector) or left (-1), zeros coming in. */
+static gm_tensor *gm__rlstm_shift(gm_graph *g, gm_tensor *x, int W, int dir) {
+    int N = x->shape[0] / W, K = x->shape[1];
+    gm_tensor *v = gm_reshape(g, x, N, W, K, 1), *z = gm_zeros(g, N, 1, K, 1);
+    if (W == 1) return z;
+    return dir > 0 ? gm_concat(g, z, gm_slice(g, v, 1, 0, W - 1), 1) : gm_concat(g, gm_slice(g, v, 1, 1, W - 1), z, 1);
+}
+
+/* slot L's 1x1 weight (4C, taps*K) times the row's taps stacked per pixel, plus its bias. */
+static gm_tensor *gm__rlstm_mm(gm_graph *g, gm_pixelcnn *m, int L, gm_tensor *taps, int NW) {
+    gm_tensor *w = gm_param(g, &m->params, m->w[L]);
+    if (!taps || !w) return NULL;
+    taps = gm_reshape(g, taps, NW, taps->shape[2], 0, 0);
+    w = gm_reshape(g, w, w->shape[0], w->shape[1], 0, 0);
+    return gm_bias_add(g, gm_matmul(g, taps, w, 0, 1), gm_param(g, &m->params, m->b[L]));
+}
+
+/* One row of Row LSTM layer i, every tensor a matrix of the row's pixels (N*W, channels):
+   pre-activations = the input-to-state 1x3 mask-B convolution of the row's input x (the pixel to
+   the left and the pixel's own features, never its value) + the conditioning bias b (N,1,4C,1) or
+   NULL + the state-to-state 1x3 convolution (all three taps) of the row above's h (none on the
+   first row); then the LSTM cell. Each 1x3 convolution is one matmul over the stacked taps. */
+static int gm__rlstm_row(gm_graph *g, gm_pixelcnn *m, int i, int W, gm_tensor *x, gm_tensor *b, gm_tensor *h,
+                         gm_tensor *c, gm_tensor **ho, gm_tensor **co) {
+    int NW = x ? x->shape[0] : 0, C = m->cfg.channels;
+    gm_tensor *pre = x ? gm__rlstm_mm(g, m, 1 + 2 * i, gm_concat(g, gm__rlstm_shift(g, x, W, 1),
+                                                                 gm_reshape(g, x, NW / W, W, C, 1), 2), NW) : NULL;
+    if (b) pre = gm_reshape(g, gm_add(g, gm_reshape(g, pre, NW / W, W, 4 * C, 1), b), NW, 4 * C, 0, 0);
+    if (h && pre) {
+        gm_tensor *taps = gm_concat(g, gm__rlstm_shift(g, h, W, 1), gm_reshape(g, h, NW / W, W, C, 1), 2);
+        pre = gm_add(g, pre, gm__rlstm_mm(g, m, 2 + 2 * i, gm_concat(g, taps, gm__rlstm_shift(g, h, W, -1), 2), NW));
+    }
+    if (!pre) return gm_graph_fail(g, "gm_pixelcnn_forward");
+    return gm_lstm_cell(g, pre, c, ho, co);
+}
+
+/* The conditioning bias of Row LSTM layer i as (N,1,4C,1), or NULL. */
+static gm_tensor *gm__rlstm_bias(gm_graph *g, gm_pixelcnn *m, gm_tensor *cv, int i) {
+    gm_tensor *b = gm__pcnn_bias(g, m, cv, i);
+    return b ? gm_reshape(g, b, b->shape[0], 1, 4 * m->cfg.channels, 1) : NULL;
+}
+
+/* Rows of the first convolution's output (N, C, rows, W), from row `from` on, as (N*W, C) matrices. */
+static void gm__rlstm_split(gm_graph *g, gm_tensor *t, int from, gm_tensor **rows) {
+    gm_tensor *p = gm_permute(g, t, 0, 2, 3, 1);
+    int r, N, W, C;
+    if (!p) { rows[0] = NULL; return; }
+    N = t->shape[0]; W = t->shape[3]; C = t->shape[1];
+    for (r = from; r < t->shape[2]; r++) rows[r - from] = gm_reshape(g, gm_slice(g, p, 1, r, 1), N * W, C, 0, 0);
+}
+
+/* The Row LSTM (PixelRNN, van den Oord et al. 2016): a k x k mask-A convolution (the paper's; it
+   also lets the last column see the pixel above, which a 1x3 mask-A input-to-state cannot), then
+   Row LSTM layers with residual connections, rows top to bottom, each row's state from the row
+   above's (1x3 along it) and from the row's input (1x3 mask B). Everything after the first
+   convolution works row by row on (N*W, C) matrices: slicing rows out of whole-image tensors would
+   give every row's gradient the whole image's size. hl/cl (or NULL): every layer's h and c of the
+   last row, the cached sampler's state. */
+static gm_tensor *gm__pcnn_rowlstm(gm_graph *g, gm_pixelcnn *m, gm_tensor *x, gm_tensor *cv, gm_tensor **hl, gm_tensor **cl) {
+    int N = x->shape[0], H = x->shape[2], W = x->shape[3], C = m->cfg.channels, i, r;
+    gm_tensor **rows = GM__AR_CAST(gm_tensor **, GENMOD_MALLOC((size_t)H * sizeof(gm_tensor *))), *out;
+    if (!rows) { gm_fail("gm_pixelcnn_forward: out of memory"); return NULL; }
+    gm__rlstm_split(g, gm__pcnn_conv(g, m, 0, x), 0, rows);
+    for (i = 0; i < m->cfg.layers; i++) {
+        gm_tensor *h = NULL, *c = NULL, *b = gm__rlstm_bias(g, m, cv, i);
+        for (r = 0; r < H; r++) {
+            if (gm__rlstm_row(g, m, i, W, rows[r], b, h, c, &h, &c) != 0) { GENMOD_FREE(rows); return NULL; }
+            rows[r] = gm_add(g, rows[r], h);   /* the residual */
+        }
+        if (hl) { hl[i] = h; cl[i] = c; }
+    }
+    for (r = 0; r < H; r++) rows[r] = gm_reshape(g, rows[r], N, 1, W, C);
+    out = gm_permute(g, gm__ar_concat_all(g, rows, H, 1), 0, 3, 1, 2);
+    GENMOD_FREE(rows);
+    return out;
 }
 
 /* The two 1x1 output layers. */
@@ -999,7 +1270,7 @@ static gm_tensor *gm__pcnn_plain(gm_graph *g, gm_pixelcnn *m, gm_tensor *x) {
 
 /* The pixels' levels as ints (softmax targets), checked against the configured levels. */
 static int gm__pcnn_levels(gm_pixelcnn *m, const float *x, int n, const char *who) {
-    size_t i, count = (size_t)n * m->cfg.height * m->cfg.width, HW = (size_t)m->cfg.height * m->cfg.width;
+    size_t HW = (size_t)m->cfg.colors * m->cfg.height * m->cfg.width, i, count = (size_t)n * HW;
     int L1 = m->cfg.levels - 1;
     if (count > m->labels_cap) {
         int *p = GM__AR_CAST(int *, GENMOD_REALLOC(m->labels, count * sizeof(int)));
@@ -1010,7 +1281,7 @@ static int gm__pcnn_levels(gm_pixelcnn *m, const float *x, int n, const char *wh
         float v = x[i] * (float)L1;
         int k = (int)floorf(v + 0.5f);
         if (!(x[i] >= 0.0f && x[i] <= 1.0f) || fabsf(v - (float)k) > 1e-3f)
-            return gm_fail("%s: pixel %d of image %d is %g, not one of the %d levels k/%d (levels must match the data)",
+            return gm_fail("%s: value %d of image %d is %g, not one of the %d levels k/%d (levels must match the data)",
                            who, (int)(i % HW), (int)(i / HW), x[i], m->cfg.levels, L1);
         m->labels[i] = k;
     }
@@ -1019,11 +1290,13 @@ static int gm__pcnn_levels(gm_pixelcnn *m, const float *x, int n, const char *wh
 
 /* Per-image log-likelihood from logits; the softmax case needs m->labels filled for x. */
 static gm_tensor *gm__pcnn_logp(gm_graph *g, gm_pixelcnn *m, gm_tensor *logits, gm_tensor *x) {
-    int N = x->shape[0], HW = m->cfg.height * m->cfg.width, L = m->cfg.levels;
+    int N = x->shape[0], K = m->cfg.colors, H = m->cfg.height, W = m->cfg.width, L = m->cfg.levels;
     gm_tensor *lg;
     if (L == 2) return gm_bernoulli_loglik(g, logits, x);
-    lg = gm_reshape(g, gm_permute(g, logits, 0, 2, 3, 1), N * HW, L, 0, 0);
-    return gm_sum_rows(g, gm_reshape(g, gm_gather(g, gm_log_softmax(g, lg), m->labels), N, HW, 0, 0));
+    /* (N, K*L, H, W) -> (N*K, L, H, W) -> rows (n, color, y, x) of L logits: x's own order */
+    lg = gm_permute(g, K > 1 ? gm_reshape(g, logits, N * K, L, H, W) : logits, 0, 2, 3, 1);
+    lg = gm_reshape(g, lg, N * K * H * W, L, 0, 0);
+    return gm_sum_rows(g, gm_reshape(g, gm_gather(g, gm_log_softmax(g, lg), m->labels), N, K * H * W, 0, 0));
 }
 
 static int gm__pcnn_cond_args(const gm_pixelcnn *m, const int *labels, const float *context, int context_dim,
@@ -1045,18 +1318,18 @@ GMDEF int gm_pixelcnn_forward(gm_graph *g, gm_pixelcnn *m, gm_tensor *x, const i
     gm_tensor *h, *cv = NULL;
     int N;
     if (!g || !m || !x) return gm_fail("gm_pixelcnn_forward: NULL argument");
-    if (x->ndim != 4 || x->shape[1] != 1 || x->shape[2] != m->cfg.height || x->shape[3] != m->cfg.width)
-        return gm_fail("gm_pixelcnn_forward: x must be (N,1,%d,%d)", m->cfg.height, m->cfg.width);
+    if (x->ndim != 4 || x->shape[1] != m->cfg.colors || x->shape[2] != m->cfg.height || x->shape[3] != m->cfg.width)
+        return gm_fail("gm_pixelcnn_forward: x must be (N,%d,%d,%d)", m->cfg.colors, m->cfg.height, m->cfg.width);
     N = x->shape[0];
     if (context && (context->ndim != 2 || context->shape[0] != N))
         return gm_fail("gm_pixelcnn_forward: context must be (%d,%d)", N, m->cfg.context);
     if (gm__pcnn_cond_args(m, labels, context ? context->data : NULL, context ? context->shape[1] : 0, N, "gm_pixelcnn_forward") != 0)
         return -1;
     if (logp && m->cfg.levels > 2 && gm__pcnn_levels(m, x->data, N, "gm_pixelcnn_forward") != 0) return -1;
-    if (m->cfg.kind == GM_PIXELCNN_GATED) {
-        cv = gm__pcnn_condvec(g, m, N, labels, context);
-        h = gm__pcnn_gated(g, m, x, cv);
-    } else h = gm__pcnn_plain(g, m, x);
+    if (m->cfg.kind != GM_PIXELCNN_PLAIN) cv = gm__pcnn_condvec(g, m, N, labels, context);
+    if (m->cfg.kind == GM_PIXELCNN_GATED) h = gm__pcnn_gated(g, m, x, cv);
+    else if (m->cfg.kind == GM_PIXELCNN_ROWLSTM) h = gm__pcnn_rowlstm(g, m, x, cv, NULL, NULL);
+    else h = gm__pcnn_plain(g, m, x);
     h = gm__pcnn_head(g, m, h);
     if (out) *out = h;
     if (logp) *logp = h ? gm__pcnn_logp(g, m, h, x) : NULL;
@@ -1083,9 +1356,9 @@ GMDEF int gm_pixelcnn_train_step_ex(gm_pixelcnn *m, const float *x, const int *l
     int HW;
     if (gm__pcnn_args(m, x, labels, context, context_dim, n, "gm_pixelcnn_train_step") != 0) return -1;
     g = m->graph;
-    HW = m->cfg.height * m->cfg.width;
+    HW = m->cfg.colors * m->cfg.height * m->cfg.width;
     gm__ar_train_begin(g);
-    xt = gm_input(g, x, n, 1, m->cfg.height, m->cfg.width);
+    xt = gm_input(g, x, n, m->cfg.colors, m->cfg.height, m->cfg.width);
     if (!xt) return gm_graph_fail(g, "gm_pixelcnn_train_step");
     if (gm_pixelcnn_forward(g, m, xt, labels, gm__pcnn_ctx_input(g, m, context, 0, n), NULL, &logp) != 0) return -1;
     loss = gm_scale(g, gm_sum(g, logp), -1.0f / (float)n);
@@ -1110,12 +1383,12 @@ typedef struct gm__pcnn_job {
 static int gm__pcnn_logp_chunk(gm_graph *g, int start, int count, void *ctx) {
     gm__pcnn_job *j = GM__AR_CAST(gm__pcnn_job *, ctx);
     gm_pixelcnn *m = j->m;
-    int HW = m->cfg.height * m->cfg.width, i, s, k;
+    int HW = m->cfg.colors * m->cfg.height * m->cfg.width, i, s, k;
     for (s = start; s < start + count; s += k) {
         gm_tensor *xt, *lp;
         k = start + count - s < GM__PCNN_SUB ? start + count - s : GM__PCNN_SUB;
         gm_graph_reset(g);
-        xt = gm_input(g, j->x + (size_t)s * HW, k, 1, m->cfg.height, m->cfg.width);
+        xt = gm_input(g, j->x + (size_t)s * HW, k, m->cfg.colors, m->cfg.height, m->cfg.width);
         if (!xt || gm_pixelcnn_forward(g, m, xt, j->labels ? j->labels + s : NULL, gm__pcnn_ctx_input(g, m, j->context, s, k),
                                        NULL, &lp) != 0) return -1;
         for (i = 0; i < k; i++) j->logp[s + i] = lp->data[i];
@@ -1144,7 +1417,7 @@ GMDEF int gm_pixelcnn_evaluate(gm_pixelcnn *m, const float *x, const int *labels
     for (i = 0; i < n; i++) s += lp[i];
     GENMOD_FREE(lp);
     ev->nats = -s / n;
-    ev->bits_per_dim = ev->nats / ((double)m->cfg.height * m->cfg.width * GM__AR_LN2);
+    ev->bits_per_dim = ev->nats / ((double)m->cfg.colors * m->cfg.height * m->cfg.width * GM__AR_LN2);
     return 0;
 }
 
@@ -1155,32 +1428,43 @@ static float gm__pcnn_draw(gm_pixelcnn *m, const float *o, int stride, float T) 
     return (float)gm__ar_draw(&m->rng, o, L, stride, T) / (float)(L - 1);
 }
 
-/* Naive sampling of k images x (k, H*W): the whole network once per pixel, raster order. */
+/* Rows top..top+rows-1 of every color plane of k images x (k, K, H, W) into crop (k, K, rows, W). */
+static void gm__pcnn_crop(const gm_pixelcnn *m, const float *x, int k, int top, int rows, float *crop) {
+    int K = m->cfg.colors, H = m->cfg.height, W = m->cfg.width, i;
+    for (i = 0; i < k * K; i++)
+        memcpy(crop + (size_t)i * rows * W, x + ((size_t)i * H + top) * W, sizeof(float) * rows * W);
+}
+
+/* Naive sampling of k images x (k, K*H*W): the whole network once per pixel and color, raster
+   order, colors R, G, B inside each pixel. */
 static int gm__pcnn_sample_naive(gm_graph *g, gm__pcnn_job *j, int s, int k, float *x) {
     gm_pixelcnn *m = j->m;
-    int H = m->cfg.height, W = m->cfg.width, HW = H * W, Lo = m->cfg.levels == 2 ? 1 : m->cfg.levels, p, i;
-    for (p = j->rows * W; p < HW; p++) {
-        gm_tensor *xt, *o;
-        gm_graph_reset(g);
-        xt = gm_input(g, x, k, 1, H, W);
-        if (!xt || gm_pixelcnn_forward(g, m, xt, j->labels ? j->labels + s : NULL,
-                                       gm__pcnn_ctx_input(g, m, j->context, s, k), &o, NULL) != 0) return -1;
-        for (i = 0; i < k; i++) x[(size_t)i * HW + p] = gm__pcnn_draw(m, o->data + (size_t)i * Lo * HW + p, HW, j->T);
-    }
+    int H = m->cfg.height, W = m->cfg.width, HW = H * W, K = m->cfg.colors, Lo = m->cfg.levels == 2 ? 1 : m->cfg.levels;
+    int p, i, cc;
+    for (p = j->rows * W; p < HW; p++)
+        for (cc = 0; cc < K; cc++) {
+            gm_tensor *xt, *o;
+            gm_graph_reset(g);
+            xt = gm_input(g, x, k, K, H, W);
+            if (!xt || gm_pixelcnn_forward(g, m, xt, j->labels ? j->labels + s : NULL,
+                                           gm__pcnn_ctx_input(g, m, j->context, s, k), &o, NULL) != 0) return -1;
+            for (i = 0; i < k; i++)
+                x[((size_t)i * K + cc) * HW + p] = gm__pcnn_draw(m, o->data + ((size_t)i * K + cc) * Lo * HW + p, HW, j->T);
+        }
     return 0;
 }
 
 /* Cached sampling of a gated model. Once per row r: the vertical stack on the rows that row r
    sees (r-layers-3..r: rows above the crop only reach rows above r), whose row r of every layer's
-   vo is kept (the vertical stack does not change while row r is drawn). Then once per pixel: the
-   horizontal stack and the output layers on row r alone. The same operations on the same values
-   as the naive pass, so the same logits and, drawn in the same order, the same images. */
+   vo is kept (the vertical stack does not change while row r is drawn). Then once per pixel (and
+   color): the horizontal stack and the output layers on row r alone. The same operations on the
+   same values as the naive pass, so the same logits and, drawn in the same order, the same images. */
 static int gm__pcnn_sample_cached(gm_graph *g, gm__pcnn_job *j, int s, int k, float *x) {
     gm_pixelcnn *m = j->m;
-    int H = m->cfg.height, W = m->cfg.width, HW = H * W, C = m->cfg.channels, NL = m->cfg.layers;
-    int Lo = m->cfg.levels == 2 ? 1 : m->cfg.levels, r, c, i, l, top, rows;
+    int H = m->cfg.height, W = m->cfg.width, HW = H * W, C = m->cfg.channels, NL = m->cfg.layers, K = m->cfg.colors;
+    int Lo = m->cfg.levels == 2 ? 1 : m->cfg.levels, r, c, cc, i, l, top, rows;
     size_t per = (size_t)k * 2 * C * W;   /* one layer's cached row */
-    float *cache = GM__AR_CAST(float *, GENMOD_MALLOC(per * NL * sizeof(float) + (size_t)k * HW * sizeof(float)));
+    float *cache = GM__AR_CAST(float *, GENMOD_MALLOC(per * NL * sizeof(float) + (size_t)k * K * HW * sizeof(float)));
     float *crop = cache ? cache + per * NL : NULL;
     int rc = 0;
     if (!cache) return gm_fail("gm_pixelcnn_sample_ex: out of memory");
@@ -1188,26 +1472,83 @@ static int gm__pcnn_sample_cached(gm_graph *g, gm__pcnn_job *j, int s, int k, fl
         gm_tensor *vo[GM_PCNN_MAX_LAYERS], *xt, *cv;
         top = r - NL - 3 > 0 ? r - NL - 3 : 0;
         rows = r - top + 1;
-        for (i = 0; i < k; i++) memcpy(crop + (size_t)i * rows * W, x + (size_t)i * HW + (size_t)top * W, sizeof(float) * rows * W);
+        gm__pcnn_crop(m, x, k, top, rows, crop);
         gm_graph_reset(g);
-        xt = gm_input(g, crop, k, 1, rows, W);
+        xt = gm_input(g, crop, k, K, rows, W);
         cv = xt ? gm__pcnn_condvec(g, m, k, j->labels ? j->labels + s : NULL, gm__pcnn_ctx_input(g, m, j->context, s, k)) : NULL;
         if (!xt || (m->cfg.classes + m->cfg.context > 0 && !cv) || gm__pcnn_vstack(g, m, xt, cv, vo) != 0) { rc = -1; break; }
         for (l = 0; l < NL; l++)   /* keep row r (the crop's last) of every layer */
             for (i = 0; i < k * 2 * C; i++)
                 memcpy(cache + per * l + (size_t)i * W, vo[l]->data + ((size_t)i * rows + rows - 1) * W, sizeof(float) * W);
-        for (c = 0; c < W && rc == 0; c++) {
-            gm_tensor *xr, *o;
+        for (c = 0; c < W && rc == 0; c++)
+            for (cc = 0; cc < K && rc == 0; cc++) {
+                gm_tensor *xr, *o;
+                gm_graph_reset(g);
+                gm__pcnn_crop(m, x, k, r, 1, crop);
+                xr = gm_input(g, crop, k, K, 1, W);
+                cv = xr ? gm__pcnn_condvec(g, m, k, j->labels ? j->labels + s : NULL, gm__pcnn_ctx_input(g, m, j->context, s, k)) : NULL;
+                for (l = 0; l < NL; l++) vo[l] = gm_input(g, cache + per * l, k, 2 * C, 1, W);
+                o = gm__pcnn_head(g, m, gm__pcnn_hstack(g, m, xr, cv, vo));
+                if (!o) { rc = -1; break; }
+                for (i = 0; i < k; i++)
+                    x[((size_t)i * K + cc) * HW + (size_t)r * W + c] = gm__pcnn_draw(m, o->data + ((size_t)i * K + cc) * Lo * W + c, W, j->T);
+            }
+    }
+    GENMOD_FREE(cache);
+    return rc;
+}
+
+/* Cached sampling of a Row LSTM. Every layer's h and c of the row above are kept (from the given
+   rows by one pass over them, then from each drawn row); per pixel only row r is recomputed, every
+   layer on that row alone. No state depends on a row's last pixel, so the pass that draws it
+   leaves row r's final states. Same operations on the same values as the naive pass. */
+static int gm__rlstm_sample_cached(gm_graph *g, gm__pcnn_job *j, int s, int k, float *x) {
+    gm_pixelcnn *m = j->m;
+    int H = m->cfg.height, W = m->cfg.width, HW = H * W, C = m->cfg.channels, NL = m->cfg.layers;
+    int Lo = m->cfg.levels == 2 ? 1 : m->cfg.levels, r, c, i, l, have = 0, rc = 0;
+    size_t per = (size_t)k * C * W;   /* one layer's h (or c) of one row */
+    float *cache = GM__AR_CAST(float *, GENMOD_MALLOC(2 * per * NL * sizeof(float) + (size_t)k * HW * sizeof(float)));
+    float *crop = cache ? cache + 2 * per * NL : NULL;
+    gm_tensor *hs[GM_PCNN_MAX_LAYERS], *cs[GM_PCNN_MAX_LAYERS];
+    if (!cache) return gm_fail("gm_pixelcnn_sample_ex: out of memory");
+    for (r = j->rows; r < H && rc == 0; r++) {
+        if (r > 0 && !have) {   /* completion: the states of the given rows' last row */
+            gm_tensor *xt, *cv;
+            for (i = 0; i < k; i++) memcpy(crop + (size_t)i * r * W, x + (size_t)i * HW, sizeof(float) * r * W);
             gm_graph_reset(g);
-            for (i = 0; i < k; i++) memcpy(crop + (size_t)i * W, x + (size_t)i * HW + (size_t)r * W, sizeof(float) * W);
-            xr = gm_input(g, crop, k, 1, 1, W);
-            cv = xr ? gm__pcnn_condvec(g, m, k, j->labels ? j->labels + s : NULL, gm__pcnn_ctx_input(g, m, j->context, s, k)) : NULL;
-            for (l = 0; l < NL; l++) vo[l] = gm_input(g, cache + per * l, k, 2 * C, 1, W);
-            o = gm__pcnn_head(g, m, gm__pcnn_hstack(g, m, xr, cv, vo));
-            if (!o) { rc = -1; break; }
+            xt = gm_input(g, crop, k, 1, r, W);
+            cv = xt ? gm__pcnn_condvec(g, m, k, j->labels ? j->labels + s : NULL, gm__pcnn_ctx_input(g, m, j->context, s, k)) : NULL;
+            if (!xt || !gm__pcnn_rowlstm(g, m, xt, cv, hs, cs)) { rc = -1; break; }
+            for (l = 0; l < NL; l++) {
+                memcpy(cache + 2 * per * l, hs[l]->data, per * sizeof(float));
+                memcpy(cache + 2 * per * l + per, cs[l]->data, per * sizeof(float));
+            }
+            have = 1;
+        }
+        for (c = 0; c < W && rc == 0; c++) {   /* the first convolution's row r needs rows r-k/2..r */
+            gm_tensor *hin, *cv, *o;
+            int top = r - m->cfg.first_kernel / 2 > 0 ? r - m->cfg.first_kernel / 2 : 0, rows = r - top + 1;
+            gm_graph_reset(g);
+            for (i = 0; i < k; i++) memcpy(crop + (size_t)i * rows * W, x + (size_t)i * HW + (size_t)top * W, sizeof(float) * rows * W);
+            gm__rlstm_split(g, gm__pcnn_conv(g, m, 0, gm_input(g, crop, k, 1, rows, W)), rows - 1, &hin);
+            cv = gm__pcnn_condvec(g, m, k, j->labels ? j->labels + s : NULL, gm__pcnn_ctx_input(g, m, j->context, s, k));
+            for (l = 0; l < NL && hin; l++) {
+                gm_tensor *hp = have ? gm_input(g, cache + 2 * per * l, k * W, C, 0, 0) : NULL;
+                gm_tensor *cp = have ? gm_input(g, cache + 2 * per * l + per, k * W, C, 0, 0) : NULL;
+                if (gm__rlstm_row(g, m, l, W, hin, gm__rlstm_bias(g, m, cv, l), hp, cp, &hs[l], &cs[l]) != 0) { hin = NULL; break; }
+                hin = gm_add(g, hin, hs[l]);
+            }
+            if (hin) hin = gm_permute(g, gm_reshape(g, hin, k, 1, W, C), 0, 3, 1, 2);
+            o = hin ? gm__pcnn_head(g, m, hin) : NULL;
+            if (!o) { rc = gm_graph_fail(g, "gm_pixelcnn_sample_ex"); break; }
             for (i = 0; i < k; i++)
                 x[(size_t)i * HW + (size_t)r * W + c] = gm__pcnn_draw(m, o->data + (size_t)i * Lo * W + c, W, j->T);
         }
+        for (l = 0; l < NL && rc == 0; l++) {   /* the last pixel's pass: row r's final states */
+            memcpy(cache + 2 * per * l, hs[l]->data, per * sizeof(float));
+            memcpy(cache + 2 * per * l + per, cs[l]->data, per * sizeof(float));
+        }
+        have = 1;
     }
     GENMOD_FREE(cache);
     return rc;
@@ -1217,13 +1558,14 @@ static int gm__pcnn_sample_cached(gm_graph *g, gm__pcnn_job *j, int s, int k, fl
 static int gm__pcnn_sample_chunk(gm_graph *g, int start, int count, void *ctx) {
     gm__pcnn_job *j = GM__AR_CAST(gm__pcnn_job *, ctx);
     gm_pixelcnn *m = j->m;
-    int HW = m->cfg.height * m->cfg.width, W = m->cfg.width, i, s, k;
+    int HW = m->cfg.height * m->cfg.width, W = m->cfg.width, D = m->cfg.colors * HW, i, s, k;
     for (s = start; s < start + count; s += k) {
-        float *x = j->out + (size_t)s * HW;
+        float *x = j->out + (size_t)s * D;
         k = start + count - s < GM__PCNN_SUB ? start + count - s : GM__PCNN_SUB;
-        for (i = 0; i < k * HW; i++) x[i] = j->given && i % HW < j->rows * W ? j->given[(size_t)s * HW + i] : 0.0f;
-        if (m->cfg.kind == GM_PIXELCNN_GATED && !m->cfg.naive_sampling ? gm__pcnn_sample_cached(g, j, s, k, x)
-                                                                       : gm__pcnn_sample_naive(g, j, s, k, x)) return -1;
+        for (i = 0; i < k * D; i++) x[i] = j->given && i % HW < j->rows * W ? j->given[(size_t)s * D + i] : 0.0f;
+        int rc = m->cfg.naive_sampling || m->cfg.kind == GM_PIXELCNN_PLAIN ? gm__pcnn_sample_naive(g, j, s, k, x)
+               : m->cfg.kind == GM_PIXELCNN_GATED ? gm__pcnn_sample_cached(g, j, s, k, x) : gm__rlstm_sample_cached(g, j, s, k, x);
+        if (rc != 0) return -1;
     }
     return 0;
 }
@@ -1244,28 +1586,38 @@ GMDEF int gm_pixelcnn_sample(gm_pixelcnn *m, const int *labels, int n, float *ou
     return gm_pixelcnn_sample_ex(m, labels, NULL, 0, n, 1.0f, NULL, 0, out);
 }
 
+/* The checkpoint's model name: the Row LSTM is PixelRNN, a model of its own; both PixelCNNs are
+   "pixelcnn" (their architecture text tells them apart). */
+static const char *gm__pcnn_model(const gm_pixelcnn *m) { return m->cfg.kind == GM_PIXELCNN_ROWLSTM ? "rowlstm" : "pixelcnn"; }
+
 static void gm__pcnn_arch(const gm_pixelcnn *m, char *s, size_t cap) {
     const gm_pixelcnn_config *c = &m->cfg;
+    size_t len;
     if (c->kind == GM_PIXELCNN_PLAIN)
         snprintf(s, cap, "pixelcnn %dx%d levels=%d channels=%d blocks=%d first_kernel=%d", c->height, c->width,
                  c->levels, c->channels, c->blocks, c->first_kernel);
-    else
+    else if (c->kind == GM_PIXELCNN_GATED)
         snprintf(s, cap, "gated %dx%d levels=%d channels=%d layers=%d classes=%d context=%d", c->height, c->width,
                  c->levels, c->channels, c->layers, c->classes, c->context);
+    else
+        snprintf(s, cap, "rowlstm %dx%d levels=%d channels=%d layers=%d first_kernel=%d classes=%d context=%d", c->height,
+                 c->width, c->levels, c->channels, c->layers, c->first_kernel, c->classes, c->context);
+    len = strlen(s);
+    if (c->colors != 1) snprintf(s + len, cap - len, " colors=%d", c->colors);   /* gray models keep their text */
 }
 
 GMDEF int gm_pixelcnn_save(const gm_pixelcnn *m, const char *path) {
     char arch[160];
     if (!m || !m->graph || !path) return gm_fail("gm_pixelcnn_save: NULL argument");
     gm__pcnn_arch(m, arch, sizeof arch);
-    return gm_model_save_single(path, "pixelcnn", arch, m->step, &m->params, &m->opt, &m->rng, m->graph, NULL);
+    return gm_model_save_single(path, gm__pcnn_model(m), arch, m->step, &m->params, &m->opt, &m->rng, m->graph, NULL);
 }
 
 GMDEF int gm_pixelcnn_load(gm_pixelcnn *m, const char *path) {
     char arch[160];
     if (!m || !m->graph || !path) return gm_fail("gm_pixelcnn_load: NULL argument");
     gm__pcnn_arch(m, arch, sizeof arch);
-    return gm_model_load_single(path, "pixelcnn", arch, &m->step, &m->params, &m->opt, &m->rng, m->graph, NULL);
+    return gm_model_load_single(path, gm__pcnn_model(m), arch, &m->step, &m->params, &m->opt, &m->rng, m->graph, NULL);
 }
 
 #endif /* GENMOD_AR_IMPLEMENTATION_INCLUDED */

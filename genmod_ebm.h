@@ -69,21 +69,25 @@
      (Tieleman 2008) keeps cfg.chains binary chains across updates instead, their hidden state h
      persistent, k sweeps h -> v -> h per update. Update: SGD with momentum (momentum_init for
      momentum_steps updates, then momentum), weight decay on W only, lr optionally decaying
-     linearly to 0 over lr_decay_steps.
+     linearly to 0 over lr_decay_steps; k optionally growing from 1 over k_ramp_steps.
      Partition function: gm_rbm_log_z_exact sums over the 2^H hidden states (H <= 30, in double,
      split over the thread pool; seconds at H = 20 with V = 784); gm_rbm_ais runs annealed
      importance sampling (Salakhutdinov and Murray 2008) from a base-rate model (the log-odds of
      the data's means) and reports log Z with its standard error sd(w) / (sqrt(R) mean(w)).
 
    DEEP ENERGY-BASED MODEL (gm_ebm)
-     E(x) an MLP (dim -> hidden x depth -> 1). Training (Du and Mordatch 2019, Nijkamp et al.
-     2019): negatives start from the replay buffer (a fraction cfg.reinit from uniform noise in
-     [-cfg.init_range, cfg.init_range]), run cfg.langevin_steps of
-       x <- x - step_size * dE/dx + noise * N(0, I)      (dE/dx by the core's gm_grad)
-     and the loss is mean E(x+) - mean E(x-) + alpha (mean E(x+)^2 + mean E(x-)^2), the last term
-     keeping the energies near zero. With noise = sqrt(2 step_size) the dynamics is the unadjusted
-     Langevin algorithm, whose samples follow exp(-E) as the step goes to 0; short-run training
-     usually takes a smaller noise. gm_langevin runs the same dynamics on any energy you write.
+     E(x) an MLP (dim -> hidden x depth -> 1, gm_ebm_default_config), or for images
+     (gm_ebm_conv_config(c, h, w)) a conv net: four convolutions of stride 2 (5x5 with c channels,
+     then 3x3 with 2c, 4c, 4c; SiLU) and the MLP on their flattened output. Training (Du and
+     Mordatch 2019, Nijkamp et al. 2019): negatives start from the replay buffer (a fraction
+     cfg.reinit from uniform noise in [-cfg.init_range, cfg.init_range]), run cfg.langevin_steps of
+       x <- x - step_size * clamp(dE/dx, grad_clip) + noise * N(0, I)   (dE/dx by the core's gm_grad)
+     each step clamped to [x_min, x_max] when that range is set (images: [-1, 1]), and the loss is
+     mean E(x+) - mean E(x-) + alpha (mean E(x+)^2 + mean E(x-)^2), the last term keeping the
+     energies near zero (Adam without first moment; cfg.clip_norm bounds the weight gradient).
+     With noise = sqrt(2 step_size) and no clamps the dynamics is the unadjusted Langevin
+     algorithm, whose samples follow exp(-E) as the step goes to 0; short-run training usually
+     takes a smaller noise. gm_langevin runs the same dynamics on any energy you write.
 
    LICENSE: MIT, at the end of the file.
 */
@@ -107,6 +111,8 @@ typedef struct gm_rbm_config {
     int visible_type;          /* GM_RBM_BERNOULLI (0/1 data) or GM_RBM_GAUSSIAN (standardized data) */
     int method;                /* GM_RBM_CD (contrastive divergence) or GM_RBM_PCD (persistent chains) */
     int k;                     /* Gibbs sweeps per update: CD-k, or PCD's sweeps (1) */
+    long k_ramp_steps;         /* > 0: the sweeps grow linearly from 1 to k over this many updates, as
+                                  in Salakhutdinov and Murray's CD-25 (0: k from the start) */
     int chains;                /* PCD: persistent chains (100) */
     float lr;                  /* 0.1 for CD; 0.01 for PCD (gm_rbm_pcd_config) */
     long lr_decay_steps;       /* > 0: lr decays linearly to 0 over this many updates (0: constant) */
@@ -135,6 +141,7 @@ typedef struct gm_rbm_stats {
     float recon_error;         /* sum_i (v_i - p(v_i | h))^2 per example, h sampled from p(h | v) */
     float free_energy;         /* F(v) of the batch's first example: a cheap indicator (one row) */
     float lr, momentum;        /* the update's settings */
+    int k;                     /* the update's Gibbs sweeps */
 } gm_rbm_stats;
 
 typedef struct gm_rbm_ais_config {
@@ -198,11 +205,17 @@ GMDEF int gm_langevin(gm_graph *g, gm_energy_fn fn, void *ctx, float *x, int n, 
 /* Deep energy-based model                                                                 */
 /* ======================================================================================= */
 #define GM_EBM_MAX_DEPTH 8
+#define GM_EBM_CONVS 4
 typedef struct gm_ebm_config {
-    int dim;                   /* data dimension */
+    int dim;                   /* data dimension (for images: image_c * image_h * image_w) */
+    int image_c, image_h, image_w;  /* all > 0: the conv energy on images of this shape; 0: the MLP */
+    int channels;              /* conv energy: widths c, 2c, 4c, 4c of its four convolutions (16) */
     int hidden, depth;         /* MLP width and hidden layers (128, 3) */
     int act;                   /* hidden activation, GM_ACT_* (GM_ACT_SILU: a smooth energy) */
     float lr, beta1, beta2;    /* Adam (3e-3, 0.0, 0.999: no first moment, as Du and Mordatch) */
+    float clip_norm;           /* > 0: the weight gradient's global L2 norm is clipped to this (0) */
+    float x_min, x_max;        /* x_min < x_max: every Langevin step clamps x to [x_min, x_max] (the
+                                  data's range; 0, 0: no clamp) */
     float alpha;               /* weight of the energy-magnitude term (0.1) */
     int langevin_steps;        /* per training step (40) */
     float step_size;           /* Langevin step on dE/dx (0.01) */
@@ -218,9 +231,11 @@ typedef struct gm_ebm_config {
 
 typedef struct gm_ebm {
     gm_ebm_config cfg;
-    gm_params params;          /* "l0.weight", ... the MLP; "buffer" [buffer_size, dim] (a buffer) */
+    gm_params params;          /* "l0.weight", ... the MLP (after "c0.weight", ... the convolutions
+                                  of the conv energy); "buffer" [buffer_size, dim] (a buffer) */
     gm_linear layers[GM_EBM_MAX_DEPTH + 1];
-    int nlayers, buffer;       /* buffer: its view */
+    gm_conv convs[GM_EBM_CONVS];
+    int nlayers, nconvs, buffer;  /* buffer: its view */
     long buffer_fill;          /* points pushed so far (the buffer holds min(fill, size)) */
     gm_optim opt;
     gm_graph *graph;           /* used by every call on this model (one thread at a time) */
@@ -236,7 +251,10 @@ typedef struct gm_ebm_stats {
     float grad_norm;
 } gm_ebm_stats;
 
-GMDEF gm_ebm_config gm_ebm_default_config(int dim);
+GMDEF gm_ebm_config gm_ebm_default_config(int dim);                   /* the MLP energy */
+/* The conv energy for images in [-1, 1] (28 x 28 digits: 16 channels, 60 Langevin steps of size 10
+   with dE/dx clamped to 0.03 and noise 0.005, Adam 1e-4, a buffer of 8,192 images). */
+GMDEF gm_ebm_config gm_ebm_conv_config(int c, int h, int w);
 GMDEF int  gm_ebm_init(gm_ebm *m, const gm_ebm_config *cfg);
 GMDEF void gm_ebm_free(gm_ebm *m);
 GMDEF int  gm_ebm_train_step(gm_ebm *m, const float *x, const int *labels, int n, gm_ebm_stats *stats);
@@ -248,7 +266,7 @@ GMDEF int  gm_ebm_langevin(gm_ebm *m, float *x, int n, int steps);
 GMDEF int  gm_ebm_sample(gm_ebm *m, const int *labels, int n, float *out);
 /* n samples: cfg.langevin_steps of Langevin from random points of the replay buffer. */
 GMDEF int  gm_ebm_sample_buffer(gm_ebm *m, int n, float *out);
-/* Checkpoints: model "ebm", architecture "dim D hidden H depth L act A buffer B". */
+/* Checkpoints: model "ebm", architecture "dim D [conv CxHxW channels K] hidden H depth L act A buffer B". */
 GMDEF int  gm_ebm_save(const gm_ebm *m, const char *path);
 GMDEF int  gm_ebm_load(gm_ebm *m, const char *path);
 
@@ -339,6 +357,7 @@ static int gm__rbm_check_config(const gm_rbm_config *c) {
     if (c->method == GM_RBM_PCD && c->chains < 1) return gm_fail("gm_rbm_init: cfg.chains = %d (need >= 1)", c->chains);
     if (!(c->lr > 0) || !isfinite(c->lr)) return gm_fail("gm_rbm_init: cfg.lr = %g (need > 0)", (double)c->lr);
     if (c->lr_decay_steps < 0) return gm_fail("gm_rbm_init: cfg.lr_decay_steps = %ld (need >= 0)", c->lr_decay_steps);
+    if (c->k_ramp_steps < 0) return gm_fail("gm_rbm_init: cfg.k_ramp_steps = %ld (need >= 0)", c->k_ramp_steps);
     if (!(c->momentum >= 0 && c->momentum < 1) || !(c->momentum_init >= 0 && c->momentum_init < 1))
         return gm_fail("gm_rbm_init: cfg.momentum / cfg.momentum_init must be in [0, 1)");
     if (!(c->weight_decay >= 0) || !isfinite(c->weight_decay))
@@ -584,7 +603,7 @@ static double gm__rbm_sq_err(const float *x, const float *pv, size_t count) {
 /* CD-k from the data or k persistent sweeps: leaves the negative statistics in vk (m x V) and
    phk (m x H) and the reconstruction error of the first half-step in *err. hs: m x H scratch
    (for PCD the chains' new hidden state, written back only once the update is accepted). */
-static int gm__rbm_negative(gm_rbm *r, const float *x, const float *ph0, int n, float *hs, float *vk,
+static int gm__rbm_negative(gm_rbm *r, const float *x, const float *ph0, int n, int k, float *hs, float *vk,
                             float *phk, double *err) {
     int V = r->cfg.visible, H = r->cfg.hidden, s, m;
     int pcd = r->cfg.method == GM_RBM_PCD;
@@ -594,11 +613,11 @@ static int gm__rbm_negative(gm_rbm *r, const float *x, const float *ph0, int n, 
     gm__rbm_vis(r, hs, n, vk);
     *err = gm__rbm_sq_err(x, vk, (size_t)n * V) / n;
     if (pcd) memcpy(hs, gm_params_data(&r->params, r->chains), (size_t)m * H * sizeof(float));
-    for (s = 0; s < r->cfg.k; s++) {
+    for (s = 0; s < k; s++) {
         if (pcd || s > 0) gm__rbm_vis(r, hs, m, vk);
-        if (pcd || s + 1 < r->cfg.k) gm__rbm_sample_vis(r, vk, vk, (size_t)m * V);
+        if (pcd || s + 1 < k) gm__rbm_sample_vis(r, vk, vk, (size_t)m * V);
         gm__rbm_hid(r, vk, m, 1.0f, phk, 1);
-        if (pcd || s + 1 < r->cfg.k) gm__rbm_sample_bern(&r->rng, phk, hs, (size_t)m * H);
+        if (pcd || s + 1 < k) gm__rbm_sample_bern(&r->rng, phk, hs, (size_t)m * H);
     }
     return m;
 }
@@ -610,8 +629,15 @@ static int gm__rbm_grads_finite(const gm_rbm *r) {
     return 1;
 }
 
+/* the sweeps of this update: k, or on the ramp 1 + (k - 1) step / k_ramp_steps rounded down */
+static int gm__rbm_sweeps(const gm_rbm *r) {
+    const gm_rbm_config *c = &r->cfg;
+    if (c->k_ramp_steps <= 0 || r->step >= c->k_ramp_steps) return c->k;
+    return 1 + (int)((double)(c->k - 1) * r->step / c->k_ramp_steps);
+}
+
 GMDEF int gm_rbm_train_step(gm_rbm *r, const float *x, const int *labels, int n, gm_rbm_stats *stats) {
-    int V, H, mx, m;
+    int V, H, mx, m, k;
     float *ph0, *hs, *vk, *phk;
     double err;
     float lr;
@@ -622,7 +648,8 @@ GMDEF int gm_rbm_train_step(gm_rbm *r, const float *x, const int *labels, int n,
     if (!(ph0 = gm__rbm_scratch(r, (size_t)n * H + (size_t)mx * (2 * H + V)))) return -1;
     hs = ph0 + (size_t)n * H; vk = hs + (size_t)mx * H; phk = vk + (size_t)mx * V;
     gm__rbm_hid(r, x, n, 1.0f, ph0, 1);
-    m = gm__rbm_negative(r, x, ph0, n, hs, vk, phk, &err);
+    k = gm__rbm_sweeps(r);
+    m = gm__rbm_negative(r, x, ph0, n, k, hs, vk, phk, &err);
     gm__rbm_grads(r, x, ph0, n, vk, phk, m);
     if (!gm__rbm_grads_finite(r)) {
         gm_params_zero_grad(&r->params);
@@ -641,6 +668,7 @@ GMDEF int gm_rbm_train_step(gm_rbm *r, const float *x, const int *labels, int n,
         stats->recon_error = (float)err;
         stats->lr = lr;
         stats->momentum = r->opt.momentum;
+        stats->k = k;
         stats->free_energy = 0;
         if (gm_rbm_free_energy(r, x, 1, &F) == 0) stats->free_energy = (float)F;
     }
@@ -1014,8 +1042,33 @@ GMDEF gm_ebm_config gm_ebm_default_config(int dim) {
     return c;
 }
 
+GMDEF gm_ebm_config gm_ebm_conv_config(int c, int h, int w) {
+    gm_ebm_config k = gm_ebm_default_config(c * h * w);
+    k.image_c = c; k.image_h = h; k.image_w = w;
+    k.channels = 16; k.hidden = 64; k.depth = 1;   /* the dense layer after the convolutions */
+    k.lr = 1e-4f; k.clip_norm = 0.1f;
+    k.langevin_steps = 60; k.step_size = 10.0f; k.noise = 0.005f; k.grad_clip = 0.03f;
+    k.x_min = -1.0f; k.x_max = 1.0f; k.init_range = 1.0f;
+    k.buffer_size = 8192; k.sample_steps = 256; k.batch = 128;
+    return k;
+}
+
+static int gm__ebm_is_conv(const gm_ebm_config *c) { return c->image_c > 0 || c->image_h > 0 || c->image_w > 0; }
+
+/* spatial size after the convolutions: 5x5 stride 2 pad 4, then 3x3 stride 2 pad 1 */
+static int gm__ebm_conv_out(int size, int layer) { return layer == 0 ? (size + 8 - 5) / 2 + 1 : (size + 2 - 3) / 2 + 1; }
+
 static int gm__ebm_check_config(const gm_ebm_config *c) {
     if (c->dim < 1) return gm_fail("gm_ebm_init: cfg.dim = %d (need >= 1)", c->dim);
+    if (gm__ebm_is_conv(c)) {
+        if (c->image_c < 1 || c->image_h < 1 || c->image_w < 1 || (long)c->image_c * c->image_h * c->image_w != c->dim)
+            return gm_fail("gm_ebm_init: cfg.image_c x image_h x image_w = %d x %d x %d (need all >= 1, product cfg.dim = %d)",
+                           c->image_c, c->image_h, c->image_w, c->dim);
+        if (c->channels < 1) return gm_fail("gm_ebm_init: cfg.channels = %d (need >= 1)", c->channels);
+    }
+    if (!(c->clip_norm >= 0) || !isfinite(c->clip_norm)) return gm_fail("gm_ebm_init: cfg.clip_norm = %g (need >= 0)", (double)c->clip_norm);
+    if (!isfinite(c->x_min) || !isfinite(c->x_max) || c->x_min > c->x_max)
+        return gm_fail("gm_ebm_init: cfg.x_min, x_max = %g, %g (need finite, x_min <= x_max)", (double)c->x_min, (double)c->x_max);
     if (c->hidden < 1) return gm_fail("gm_ebm_init: cfg.hidden = %d (need >= 1)", c->hidden);
     if (c->depth < 1 || c->depth > GM_EBM_MAX_DEPTH) return gm_fail("gm_ebm_init: cfg.depth = %d (1..%d)", c->depth, GM_EBM_MAX_DEPTH);
     if (c->act < 0 || c->act >= GM_ACT_COUNT) return gm_fail("gm_ebm_init: cfg.act = %d (a GM_ACT_*)", c->act);
@@ -1039,6 +1092,25 @@ static void gm__ebm_noise(gm_ebm *m, float *x, size_t count) {
     for (i = 0; i < count; i++) x[i] = -r + 2 * r * gm_rng_uniform(&m->rng);
 }
 
+/* the conv energy's convolutions (c, 2c, 4c, 4c channels, each halving the image); *flat gets the
+   features they hand to the dense layers */
+static int gm__ebm_init_convs(gm_ebm *m, int *flat) {
+    const gm_ebm_config *c = &m->cfg;
+    int k, cin = c->image_c, h = c->image_h, w = c->image_w;
+    char name[32];
+    for (k = 0; k < GM_EBM_CONVS; k++) {
+        int cout = c->channels * (k == 0 ? 1 : k == 1 ? 2 : 4), ks = k == 0 ? 5 : 3, pad = k == 0 ? 4 : 1;
+        snprintf(name, sizeof name, "c%d", k);
+        if (gm_conv_init(&m->convs[k], &m->params, name, cin, cout, ks, 2, pad, GM_INIT_TORCH, &m->rng) != 0) return -1;
+        cin = cout;
+        h = gm__ebm_conv_out(h, k);
+        w = gm__ebm_conv_out(w, k);
+    }
+    m->nconvs = GM_EBM_CONVS;
+    *flat = cin * h * w;
+    return 0;
+}
+
 GMDEF int gm_ebm_init(gm_ebm *m, const gm_ebm_config *cfg) {
     int k, in, shape[2];
     char name[32];
@@ -1048,6 +1120,7 @@ GMDEF int gm_ebm_init(gm_ebm *m, const gm_ebm_config *cfg) {
     m->cfg = *cfg;
     gm_rng_seed(&m->rng, cfg->seed);
     in = cfg->dim;
+    if (gm__ebm_is_conv(cfg) && gm__ebm_init_convs(m, &in) != 0) goto fail;
     for (k = 0; k <= cfg->depth; k++) {
         int out = k == cfg->depth ? 1 : cfg->hidden;
         snprintf(name, sizeof name, "l%d", k);
@@ -1060,7 +1133,9 @@ GMDEF int gm_ebm_init(gm_ebm *m, const gm_ebm_config *cfg) {
     gm_params_mark_buffer(&m->params, m->buffer);
     gm__ebm_noise(m, gm_params_data(&m->params, m->buffer), (size_t)cfg->buffer_size * cfg->dim);
     for (k = 0; k < m->nlayers; k++) m->layers[k].p = &m->params;   /* the views' owner, wherever it moved */
+    for (k = 0; k < m->nconvs; k++) m->convs[k].p = &m->params;
     m->opt = gm_adam(cfg->lr, cfg->beta1, cfg->beta2);
+    m->opt.clip_norm = cfg->clip_norm;
     if (!(m->graph = gm_graph_new(cfg->seed ^ 0x9E3779B97F4A7C15ull))) goto fail;
     return 0;
 fail:
@@ -1081,6 +1156,11 @@ GMDEF gm_tensor *gm_ebm_forward(gm_graph *g, gm_ebm *m, gm_tensor *x) {
     int k;
     gm_tensor *h = x;
     if (!g || !m || !x) return NULL;
+    if (m->nconvs > 0) {
+        h = gm_reshape(g, h, -1, m->cfg.image_c, m->cfg.image_h, m->cfg.image_w);
+        for (k = 0; k < m->nconvs; k++) h = gm_activation(g, gm_conv_forward(g, &m->convs[k], h), m->cfg.act, 0.2f);
+        h = gm_flatten(g, h);
+    }
     for (k = 0; k < m->nlayers; k++) {
         h = gm_linear_forward(g, &m->layers[k], h);
         if (k + 1 < m->nlayers) h = gm_activation(g, h, m->cfg.act, 0.2f);
@@ -1107,12 +1187,22 @@ static int gm__ebm_check_x(const gm_ebm *m, const float *x, int n, const char *w
 }
 
 GMDEF int gm_ebm_langevin(gm_ebm *m, float *x, int n, int steps) {
-    int rc, frozen;
+    int rc, frozen, s;
     if (gm__ebm_check_x(m, x, n, "gm_ebm_langevin") != 0) return -1;
     frozen = m->params.frozen;
     m->params.frozen = 1;   /* dE/dx only: no weight gradients to compute */
-    rc = gm_langevin(m->graph, gm__ebm_energy_fn, m, x, n, m->cfg.dim, steps, m->cfg.step_size, m->cfg.noise,
-                     m->cfg.grad_clip, &m->rng);
+    if (m->cfg.x_min < m->cfg.x_max) {   /* one step at a time, clamped to the data's range after each */
+        size_t i, count = (size_t)n * m->cfg.dim;
+        float lo = m->cfg.x_min, hi = m->cfg.x_max;
+        for (rc = 0, s = 0; s < steps && rc == 0; s++) {
+            rc = gm_langevin(m->graph, gm__ebm_energy_fn, m, x, n, m->cfg.dim, 1, m->cfg.step_size, m->cfg.noise,
+                             m->cfg.grad_clip, &m->rng);
+            for (i = 0; i < count; i++) x[i] = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
+        }
+    } else {
+        rc = gm_langevin(m->graph, gm__ebm_energy_fn, m, x, n, m->cfg.dim, steps, m->cfg.step_size, m->cfg.noise,
+                         m->cfg.grad_clip, &m->rng);
+    }
     m->params.frozen = frozen;
     return rc;
 }
@@ -1205,7 +1295,10 @@ GMDEF int gm_ebm_sample_buffer(gm_ebm *m, int n, float *out) {
 }
 
 static void gm__ebm_arch(const gm_ebm *m, char *out, size_t cap) {
-    snprintf(out, cap, "dim %d hidden %d depth %d act %s buffer %d", m->cfg.dim, m->cfg.hidden, m->cfg.depth,
+    char conv[64] = "";
+    if (m->nconvs > 0)
+        snprintf(conv, sizeof conv, " conv %dx%dx%d channels %d", m->cfg.image_c, m->cfg.image_h, m->cfg.image_w, m->cfg.channels);
+    snprintf(out, cap, "dim %d%s hidden %d depth %d act %s buffer %d", m->cfg.dim, conv, m->cfg.hidden, m->cfg.depth,
              gm_act_name(m->cfg.act), m->cfg.buffer_size);
 }
 

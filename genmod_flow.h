@@ -82,6 +82,11 @@
      Data in [0,1] holding k/255 values. Training dequantizes ((k + u)/256, u ~ U[0,1)), and with
      cfg.logit the flow starts with y = logit(a + (1 - 2a) x), its log-det counted, so log p(x) is a
      density on [0,1]^D and bits/dim = (-log p(x) + D log 256) / (D log 2).
+     cfg.dequantize = GM_FLOW_DEQ_VARIATIONAL (Flow++, Ho et al. 2019) draws u from a learned
+     q(u|x) = sigmoid(mu(x) + e^{ls(x)} eps), eps ~ N(0, I), mu and ls from a small ResNet on x
+     (cfg.deq_filters), and trains the bound E_q[log p(y) - log q(u|x)] (gm_flow_elbo); gm_flow_nll
+     then reports that bound (one u per image), an upper bound on the exact bits/dim.
+     cfg.warmup: the learning rate rises linearly over the first cfg.warmup steps (images: 200).
 
    LICENSE: MIT, at the end of the file.
 */
@@ -102,6 +107,9 @@ extern "C" {
 #define GM_FLOW_MAX_BLOCKS 8     /* residual blocks of a conv s/t net */
 
 enum { GM_FLOW_NICE = 0, GM_FLOW_REALNVP, GM_FLOW_GLOW };
+/* Dequantization (cfg.dequantize): none (continuous data), x + u with u ~ U[0,1)^D, or u drawn
+   from a learned q(u|x) and the bound E_q[log p(x + u) - log q(u|x)] maximized (Flow++). */
+enum { GM_FLOW_DEQ_NONE = 0, GM_FLOW_DEQ_UNIFORM, GM_FLOW_DEQ_VARIATIONAL };
 
 /* Layer kinds */
 enum {
@@ -135,7 +143,10 @@ typedef struct gm_flow_config {
     int filters, blocks;     /* conv s/t nets: channels and residual blocks (32, 1) */
     int logit;               /* 1: logit pre-transform of [0,1] data (images default 1) */
     float logit_alpha;       /* a in logit(a + (1-2a) x) (0.05) */
-    int dequantize;          /* 1: train_step dequantizes its [0,1] k/255 input (images default 1) */
+    int dequantize;          /* train_step's treatment of its [0,1] k/255 input: GM_FLOW_DEQ_NONE,
+                                GM_FLOW_DEQ_UNIFORM (images default) or GM_FLOW_DEQ_VARIATIONAL */
+    int deq_filters;         /* variational dequantizer: channels of q(u|x)'s conv net (16) */
+    long warmup;             /* linear learning-rate warm-up over this many steps (images 200, vectors 0) */
     /* training */
     float lr;                /* Adam (1e-4 vectors, 1e-3 images) */
     int batch;               /* recommended batch (256 vectors, 64 images) */
@@ -168,6 +179,7 @@ typedef struct gm_flow {
     int nlayers;
     gm_flow_layer layers[GM_FLOW_MAX_LAYERS];
     int recipe_layers;       /* layers gm_flow_init built from cfg (0: a gm_flow_begin stack) */
+    gm_flow_layer deq;       /* GM_FLOW_DEQ_VARIATIONAL: q(u|x)'s conv net (its params are "deq.*") */
     int dim;                 /* floats per example (channels * height * width) */
     int cur_c, cur_h, cur_w; /* shape after the last layer added (what the prior sees last) */
     long step;               /* optimizer steps taken (saved in checkpoints) */
@@ -205,6 +217,13 @@ GMDEF int  gm_flow_data_init(gm_flow *f, const float *x, int n);
 GMDEF gm_tensor *gm_flow_forward(gm_graph *g, gm_flow *f, gm_tensor *x, gm_tensor **logdet);
 GMDEF gm_tensor *gm_flow_inverse(gm_graph *g, gm_flow *f, gm_tensor *z);   /* z (N, dim) -> x (N, dim) */
 GMDEF gm_tensor *gm_flow_log_prob(gm_graph *g, gm_flow *f, gm_tensor *x);  /* (N) nats */
+/* Variational dequantization (cfg.dequantize = GM_FLOW_DEQ_VARIATIONAL): x (N, dim) k/255 values,
+   eps (N, dim) N(0,1) noise -> y = (255 x + u) / 256 with u = sigmoid(mu(x) + e^{ls(x)} eps) in
+   (0,1)^D; *logq (N) = log q(u|x) (density of u). NULL (and the error) for another dequantizer. */
+GMDEF gm_tensor *gm_flow_dequantize(gm_graph *g, gm_flow *f, gm_tensor *x, gm_tensor *eps, gm_tensor **logq);
+/* The per-example objective of training: log p(y) - log q(u|x) (N), a lower bound on log P(x) - D
+   log 256 (variational); log p(y) with y = x (uniform: the caller dequantized x; none). */
+GMDEF gm_tensor *gm_flow_elbo(gm_graph *g, gm_flow *f, gm_tensor *x, gm_tensor *eps);
 /* One layer: x in the layer's input shape -> its output; adds its log-det to *logdet (N) if
    logdet != NULL. A split layer returns the kept half (the factored-out half in *out2). */
 GMDEF gm_tensor *gm_flow_layer_forward(gm_graph *g, gm_flow *f, int k, gm_tensor *x, gm_tensor **logdet,
@@ -216,7 +235,9 @@ GMDEF gm_tensor *gm_flow_layer_inverse(gm_graph *g, gm_flow *f, int k, gm_tensor
 /* ======================================================================================= */
 GMDEF int gm_flow_log_prob_batch(gm_flow *f, const float *x, int n, float *logp);  /* n values, nats */
 /* Mean -log p over n examples. Images (cfg.dequantize): dequantized with noise seed `seed`, and
-   *bpd gets bits/dim; vectors: *bpd = nll / (dim log 2). Either output may be NULL. */
+   *bpd gets bits/dim; vectors: *bpd = nll / (dim log 2). Either output may be NULL. With
+   variational dequantization it is the bound -E_q[log p(y) - log q(u|x)] (one draw of u per
+   example), an upper bound on the exact figure. */
 GMDEF int gm_flow_nll(gm_flow *f, const float *x, int n, uint64_t seed, double *nll, double *bpd);
 GMDEF int gm_flow_encode(gm_flow *f, const float *x, int n, float *z);   /* x -> z, n x dim */
 GMDEF int gm_flow_decode(gm_flow *f, const float *z, int n, float *x);   /* z -> x */
@@ -427,7 +448,9 @@ GMDEF gm_flow_config gm_flow_default_config(int model, int c, int h, int w) {
     k.n_scales = 2;
     k.steps = model == GM_FLOW_GLOW ? 4 : 3;
     k.filters = 32; k.blocks = 1;
-    k.logit = image; k.logit_alpha = 0.05f; k.dequantize = image;
+    k.logit = image; k.logit_alpha = 0.05f; k.dequantize = image ? GM_FLOW_DEQ_UNIFORM : GM_FLOW_DEQ_NONE;
+    k.deq_filters = 16;
+    k.warmup = image ? 200 : 0;     /* Adam at 1e-3 from the first step can blow up a deep image flow */
     k.lr = image ? 1e-3f : 1e-4f;
     k.batch = image ? 64 : 256;
     k.seed = 1;
@@ -454,26 +477,32 @@ static int gm__flow_add_mlps(gm_flow *f, gm_flow_layer *L, int k, int affine) {
 
 /* Adds a conv coupling's ResNet (cin -> 2 cout channels; the last conv starts at zero so the
    coupling starts as the identity) and its per-channel tanh scale (L->scale, init 1). */
-static int gm__flow_add_resnet(gm_flow *f, gm_flow_layer *L, int k, int cin, int cout) {
-    const gm_flow_config *c = &f->cfg;
+static int gm__flow_add_resnet_named(gm_flow *f, gm_flow_layer *L, const char *pre, int cin, int cout, int F, int blocks) {
     char name[48];
-    int b, F = c->filters, shape[1];
+    int b, shape[1];
     float *sc;
-    L->nconv = 2 + 2 * c->blocks;
-    snprintf(name, sizeof name, "f%d.in", k);
+    L->nconv = 2 + 2 * blocks;
+    snprintf(name, sizeof name, "%s.in", pre);
     if (gm_conv_init(&L->conv[0], &f->params, name, cin, F, 3, 1, 1, GM_INIT_TORCH, &f->rng) != 0) return -1;
-    for (b = 0; b < 2 * c->blocks; b++) {
-        snprintf(name, sizeof name, "f%d.res%d", k, b);
+    for (b = 0; b < 2 * blocks; b++) {
+        snprintf(name, sizeof name, "%s.res%d", pre, b);
         if (gm_conv_init(&L->conv[1 + b], &f->params, name, F, F, 3, 1, 1, GM_INIT_TORCH, &f->rng) != 0) return -1;
     }
-    snprintf(name, sizeof name, "f%d.out", k);
+    snprintf(name, sizeof name, "%s.out", pre);
     if (gm_conv_init(&L->conv[L->nconv - 1], &f->params, name, F, 2 * cout, 3, 1, 1, GM_INIT_ZERO, &f->rng) != 0) return -1;
-    snprintf(name, sizeof name, "f%d.scale", k);
+    snprintf(name, sizeof name, "%s.scale", pre);
     shape[0] = cout;
     if ((L->scale = gm_params_add(&f->params, name, 1, shape)) < 0) return -1;
     sc = gm_params_data(&f->params, L->scale);
     for (b = 0; b < cout; b++) sc[b] = 1.0f;
     return 0;
+}
+
+/* Coupling k's net: cfg.filters wide, cfg.blocks blocks, parameters "f<k>.*". */
+static int gm__flow_add_resnet(gm_flow *f, gm_flow_layer *L, int k, int cin, int cout) {
+    char pre[16];
+    snprintf(pre, sizeof pre, "f%d", k);
+    return gm__flow_add_resnet_named(f, L, pre, cin, cout, f->cfg.filters, f->cfg.blocks);
 }
 
 /* Plain-double LU with partial pivoting of an n x n row-major matrix: a = P^T L U in place
@@ -628,6 +657,13 @@ static int gm__flow_check_config(const gm_flow_config *cfg) {
         return gm_fail("flow config: cfg.logit_alpha must be in [0, 0.5), is %g", (double)cfg->logit_alpha);
     if (!(cfg->lr > 0)) return gm_fail("flow config: cfg.lr must be > 0, is %g", (double)cfg->lr);
     if (cfg->batch <= 0) return gm_fail("flow config: cfg.batch must be > 0, is %d", cfg->batch);
+    if (cfg->dequantize < GM_FLOW_DEQ_NONE || cfg->dequantize > GM_FLOW_DEQ_VARIATIONAL)
+        return gm_fail("flow config: cfg.dequantize must be GM_FLOW_DEQ_NONE, _UNIFORM or _VARIATIONAL, is %d",
+                       cfg->dequantize);
+    if (cfg->dequantize == GM_FLOW_DEQ_VARIATIONAL && (cfg->height < 2 || cfg->width < 2 || cfg->deq_filters <= 0))
+        return gm_fail("flow config: variational dequantization needs images (have %dx%dx%d) and cfg.deq_filters > 0 "
+                       "(is %d)", cfg->channels, cfg->height, cfg->width, cfg->deq_filters);
+    if (cfg->warmup < 0) return gm_fail("flow config: cfg.warmup must be >= 0, is %ld", cfg->warmup);
     return 0;
 }
 
@@ -643,8 +679,14 @@ GMDEF int gm_flow_begin(gm_flow *f, const gm_flow_config *cfg) {
     gm_rng_seed(&f->rng, cfg->seed);
     f->opt = gm_adam(cfg->lr, 0.9f, 0.999f);
     f->opt.clip_norm = cfg->clip_norm;
+    f->opt.sched.warmup = cfg->warmup;
     f->graph = gm_graph_new(cfg->seed + 11);
     if (!f->graph) { gm_optim_free(&f->opt); return gm_fail("flow: out of memory for the graph"); }
+    if (cfg->dequantize == GM_FLOW_DEQ_VARIATIONAL) {    /* q(u|x): one small ResNet, mu and log-sigma */
+        gm_flow_layer *L = &f->deq;
+        L->img = 1; L->channels = cfg->channels; L->height = cfg->height; L->width = cfg->width;
+        if (gm__flow_add_resnet_named(f, L, "deq", cfg->channels, cfg->channels, cfg->deq_filters, 1) != 0) return -1;
+    }
     return 0;
 }
 
@@ -981,6 +1023,45 @@ GMDEF gm_tensor *gm_flow_log_prob(gm_graph *g, gm_flow *f, gm_tensor *x) {
     return gm_add(g, lpz, ld);
 }
 
+/* u = sigmoid(v), v = mu + e^ls eps with (mu, ls) from a ResNet on x (ls tanh-bounded, per-channel
+   scale; the last conv starts at zero, so q starts as the logistic-normal sigmoid(N(0, 1))).
+   log q(u|x) = log N(eps) - ls - log sigmoid'(v), and log sigmoid' = log_sigmoid(v) + log_sigmoid(-v). */
+GMDEF gm_tensor *gm_flow_dequantize(gm_graph *g, gm_flow *f, gm_tensor *x, gm_tensor *eps, gm_tensor **logq) {
+    const gm_flow_layer *L = &f->deq;
+    gm_tensor *xi, *h, *mu, *ls, *e, *v, *u, *lq;
+    int N, C, H, W;
+    if (!g || !f || !x || !eps) { gm_fail("gm_flow_dequantize: NULL argument"); return NULL; }
+    if (f->cfg.dequantize != GM_FLOW_DEQ_VARIATIONAL || L->nconv == 0) {
+        gm_fail("gm_flow_dequantize: the flow's dequantizer is not variational (cfg.dequantize %d)", f->cfg.dequantize);
+        return NULL;
+    }
+    N = x->shape[0]; C = L->channels; H = L->height; W = L->width;
+    if (x->size != N * f->dim || eps->size != x->size) {
+        gm_fail("gm_flow_dequantize: want %d floats per example in x and eps, got %d and %d with %d rows", f->dim,
+                x->size, eps->size, N);
+        return NULL;
+    }
+    xi = gm_reshape(g, x, N, C, H, W);
+    h = gm__flow_resnet(g, L, gm_affine(g, xi, 2.0f, -1.0f));
+    mu = gm_slice(g, h, 1, C, C);
+    ls = gm_mul(g, gm_tanh(g, gm_slice(g, h, 1, 0, C)), gm__flow_chan(g, f, L, L->scale));
+    e = gm_reshape(g, eps, N, C, H, W);
+    v = gm_add(g, mu, gm_mul(g, gm_exp(g, ls), e));
+    u = gm_sigmoid(g, v);
+    lq = gm_add(g, gm_affine(g, gm_square(g, e), -0.5f, -GM__FLOW_LOG2PI_HALF), gm_neg(g, ls));
+    lq = gm_sub(g, lq, gm_add(g, gm_log_sigmoid(g, v), gm_log_sigmoid(g, gm_neg(g, v))));
+    if (logq) *logq = gm_sum_rows(g, lq);
+    return gm_reshape(g, gm_add(g, gm_affine(g, xi, 255.0f / 256.0f, 0.0f), gm_scale(g, u, 1.0f / 256.0f)), N, f->dim, 0, 0);
+}
+
+GMDEF gm_tensor *gm_flow_elbo(gm_graph *g, gm_flow *f, gm_tensor *x, gm_tensor *eps) {
+    gm_tensor *lq = NULL, *y;
+    if (!g || !f || !x) return NULL;
+    if (f->cfg.dequantize != GM_FLOW_DEQ_VARIATIONAL) return gm_flow_log_prob(g, f, x);
+    y = gm_flow_dequantize(g, f, x, eps, &lq);
+    return y ? gm_sub(g, gm_flow_log_prob(g, f, y), lq) : NULL;
+}
+
 GMDEF gm_tensor *gm_flow_inverse(gm_graph *g, gm_flow *f, gm_tensor *z) {
     int k, N, off, c, h, w, sizes[GM_FLOW_MAX_LAYERS];
     gm_tensor *x;
@@ -1058,6 +1139,11 @@ static double gm__flow_l2(gm_flow *f, int apply) {
     return f->cfg.l2 * tot;
 }
 
+static void gm__flow_normals(float *e, size_t n, gm_rng *r) {
+    size_t i;
+    for (i = 0; i < n; i++) e[i] = gm_rng_normal(r);
+}
+
 static int gm__flow_check_x(const gm_flow *f, const void *x, int n, const char *who) {
     if (!f || !f->graph) return gm_fail("%s: flow not initialized", who);
     if (!x || n <= 0) return gm_fail("%s: need data and n > 0 (n = %d)", who, n);
@@ -1090,13 +1176,14 @@ GMDEF int gm_flow_train_step(gm_flow *f, const float *x, const int *labels, int 
     if (gm__flow_check_x(f, x, n, "gm_flow_train_step") != 0 || gm__flow_no_labels(labels, "gm_flow_train_step") != 0)
         return -1;
     count = (size_t)n * f->dim;
-    if (gm_floats_reserve(&f->buf, &f->buf_cap, count) != 0) return -1;
+    if (gm_floats_reserve(&f->buf, &f->buf_cap, 2 * count) != 0) return -1;
     memcpy(f->buf, x, sizeof(float) * count);
-    if (f->cfg.dequantize) gm_dequantize(f->buf, count, &f->rng);
+    if (f->cfg.dequantize == GM_FLOW_DEQ_UNIFORM) gm_dequantize(f->buf, count, &f->rng);
+    if (f->cfg.dequantize == GM_FLOW_DEQ_VARIATIONAL) gm__flow_normals(f->buf + count, count, &f->rng);
     g = f->graph;
     gm_graph_reset(g);
     gm_graph_set_grad(g, 1);
-    lp = gm_flow_log_prob(g, f, gm_input(g, f->buf, n, f->dim, 0, 0));
+    lp = gm_flow_elbo(g, f, gm_input(g, f->buf, n, f->dim, 0, 0), gm_input(g, f->buf + count, n, f->dim, 0, 0));
     loss = gm_neg(g, gm_mean(g, lp));
     if (!loss || gm_backward(g, loss) != 0) {
         snprintf(who, sizeof who, "gm_flow_train_step: step %ld", f->step);
@@ -1117,16 +1204,17 @@ GMDEF int gm_flow_train_step(gm_flow *f, const float *x, const int *labels, int 
 /* ---------------------------------------------------------------------------------------- */
 /* Inference on plain arrays                                                                */
 /* ---------------------------------------------------------------------------------------- */
-enum { GM__FLOW_LOGP = 0, GM__FLOW_ENCODE, GM__FLOW_DECODE };
-typedef struct gm__flow_job { gm_flow *f; const float *in; float *out; int what; } gm__flow_job;
+enum { GM__FLOW_LOGP = 0, GM__FLOW_ENCODE, GM__FLOW_DECODE, GM__FLOW_ELBO };
+typedef struct gm__flow_job { gm_flow *f; const float *in, *eps; float *out; int what; } gm__flow_job;
 
 /* One chunk of log p (1 float per example), x -> z or z -> x (dim floats). */
 static int gm__flow_chunk(gm_graph *g, int start, int count, void *ctx) {
     gm__flow_job *j = GM__FLOW_CAST(gm__flow_job *, ctx);
     gm_flow *f = j->f;
-    size_t width = j->what == GM__FLOW_LOGP ? 1 : (size_t)f->dim;
+    size_t width = j->what == GM__FLOW_LOGP || j->what == GM__FLOW_ELBO ? 1 : (size_t)f->dim;
     gm_tensor *t = gm_input(g, j->in + (size_t)start * f->dim, count, f->dim, 0, 0);
     if (j->what == GM__FLOW_LOGP) t = gm_flow_log_prob(g, f, t);
+    else if (j->what == GM__FLOW_ELBO) t = gm_flow_elbo(g, f, t, gm_input(g, j->eps + (size_t)start * f->dim, count, f->dim, 0, 0));
     else t = j->what == GM__FLOW_DECODE ? gm_flow_inverse(g, f, t) : gm_flow_forward(g, f, t, NULL);
     if (!t) return -1;
     memcpy(j->out + (size_t)start * width, t->data, sizeof(float) * (size_t)count * width);
@@ -1137,7 +1225,7 @@ static int gm__flow_run(gm_flow *f, const float *in, int n, float *out, int what
     gm__flow_job j;
     if (gm__flow_check_x(f, in, n, who) != 0) return -1;
     if (!out) return gm_fail("%s: NULL output", who);
-    j.f = f; j.in = in; j.out = out; j.what = what;
+    j.f = f; j.in = in; j.eps = NULL; j.out = out; j.what = what;
     return gm_run_chunks(f->graph, n, gm__flow_chunk, &j, who);
 }
 
@@ -1162,8 +1250,17 @@ GMDEF int gm_flow_nll(gm_flow *f, const float *x, int n, uint64_t seed, double *
     if (!xb) return gm_fail("gm_flow_nll: out of memory");
     lp = xb + (size_t)n * f->dim;
     memcpy(xb, x, sizeof(float) * (size_t)n * f->dim);
-    if (f->cfg.dequantize) gm_dequantize(xb, (size_t)n * f->dim, &r);
-    if (gm_flow_log_prob_batch(f, xb, n, lp) != 0) { GENMOD_FREE(xb); return -1; }
+    if (f->cfg.dequantize == GM_FLOW_DEQ_UNIFORM) gm_dequantize(xb, (size_t)n * f->dim, &r);
+    if (f->cfg.dequantize == GM_FLOW_DEQ_VARIATIONAL) {   /* one u ~ q(u|x) per example: the bound */
+        gm__flow_job j;
+        float *eps = GM__FLOW_CAST(float *, GENMOD_MALLOC(sizeof(float) * (size_t)n * f->dim));
+        if (!eps) { GENMOD_FREE(xb); return gm_fail("gm_flow_nll: out of memory"); }
+        gm__flow_normals(eps, (size_t)n * f->dim, &r);
+        j.f = f; j.in = xb; j.eps = eps; j.out = lp; j.what = GM__FLOW_ELBO;
+        i = gm_run_chunks(f->graph, n, gm__flow_chunk, &j, "gm_flow_nll");
+        GENMOD_FREE(eps);
+        if (i != 0) { GENMOD_FREE(xb); return -1; }
+    } else if (gm_flow_log_prob_batch(f, xb, n, lp) != 0) { GENMOD_FREE(xb); return -1; }
     for (i = 0; i < n; i++) s -= lp[i];
     s /= n;
     GENMOD_FREE(xb);
@@ -1239,7 +1336,9 @@ static void gm__flow_arch(const gm_flow *f, char *out, size_t cap) {
     if (dense && len < cap) len += (size_t)snprintf(out + len, cap - len, " mlp %dx%d", c->hidden, c->depth);
     if (conv && len < cap) len += (size_t)snprintf(out + len, cap - len, " resnet %dx%d", c->filters, c->blocks);
     if (len < cap && c->logit) len += (size_t)snprintf(out + len, cap - len, " logit %g", (double)c->logit_alpha);
-    if (len < cap) len += (size_t)snprintf(out + len, cap - len, " dequantize %d", c->dequantize ? 1 : 0);
+    if (len < cap) len += (size_t)snprintf(out + len, cap - len, " dequantize %d", c->dequantize);
+    if (len < cap && c->dequantize == GM_FLOW_DEQ_VARIATIONAL)
+        len += (size_t)snprintf(out + len, cap - len, " deqnet %dx1", c->deq_filters);
     if (f->recipe_layers > 0 && len < cap && img)
         len += (size_t)snprintf(out + len, cap - len, " %s %d steps %d", c->model == GM_FLOW_GLOW ? "levels" : "scales",
                                 c->n_scales, c->steps);

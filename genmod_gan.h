@@ -73,7 +73,8 @@
                    sigmoid+BCE is computed as BCE with logits. Any loss takes the R1 penalty
                    (cfg.r1) and differentiable augmentation (cfg.augment).
      Moving average cfg.ema > 0 keeps generator_ema = the average of G's weights over the G steps
-                   (decay warmed up as min(ema, (1+t)/(10+t))); gm_gan_sample uses it (use_ema).
+                   (decay warmed up as min(ema, (1+t)/(10+t))); gm_gan_sample uses it (use_ema);
+                   gm_gan_ema_recalibrate measures its own batch-norm statistics before sampling.
      Metrics       gm_digit_classifier (weights in data/digit_classifier.safetensors, made by
                    tools/train_classifier.c) gives features and labels; gm_frechet_distance,
                    gm_label_entropy and gm_ring_modes do the rest. gm_sqrtm_psd and gm_eigh_sym
@@ -285,6 +286,12 @@ GMDEF int  gm_gan_train_step(gm_gan *gan, const float *real, const int *labels, 
    G is the moving average of its weights. */
 GMDEF int  gm_gan_sample(gm_gan *gan, const int *labels, int n, float *out);
 GMDEF int  gm_gan_sample_z(gm_gan *gan, const float *z, const int *labels, int n, float *out);  /* z: n * z floats */
+/* Batch-norm statistics of the moving average of G, measured on itself ("standing statistics"):
+   the average's running means and variances are G's, copied by each update, but the averaged
+   weights feed their batch norms other activations. This replaces them by their mean over
+   `batches` training-mode batches of cfg.batch noise vectors (random labels when conditional),
+   drawn from the model's stream. No-op without a moving average or batch norm. 0 or -1. */
+GMDEF int  gm_gan_ema_recalibrate(gm_gan *gan, int batches);
 /* D's raw output on n inputs (eval mode: no dropout), into out: n floats (a patch D: n * h'*w'). */
 GMDEF int  gm_gan_discriminate(gm_gan *gan, const float *x, const int *labels, int n, float *out);
 /* G on z (N, z) in the caller's graph, for custom losses: (N, c*h*w) for MLP, (N, c, h, w) for conv. */
@@ -1243,6 +1250,38 @@ GMDEF int gm_gan_sample_z(gm_gan *gan, const float *z, const int *labels, int n,
     return gm__gan_run(gan->graph, gan->use_ema && gan->cfg.ema > 0 ? &gan->generator_ema : &gan->generator, z, a->z, 0,
                        labels, n, out, a->c * a->h * a->w,
                        z ? "gm_gan_sample_z" : "gm_gan_sample");
+}
+
+GMDEF int gm_gan_ema_recalibrate(gm_gan *gan, int batches) {
+    gm_gan_net *net;
+    gm_graph *g;
+    int *labels = NULL, b, k, i, rec, train, rc = 0;
+    float keep[GM_GAN_MAX_HIDDEN + 2];
+    if (!gan || !gan->graph || batches < 1) return gm_fail("gm_gan_ema_recalibrate: bad arguments (batches %d)", batches);
+    if (gan->cfg.ema <= 0) return 0;
+    net = &gan->generator_ema;
+    g = gan->graph;
+    if (net->arch.classes > 0) {
+        labels = (int *)GENMOD_MALLOC((size_t)gan->cfg.batch * sizeof(int));
+        if (!labels) return gm_fail("gm_gan_ema_recalibrate: out of memory");
+    }
+    for (k = 0; k < net->nlayers; k++) keep[k] = net->layers[k].bn.momentum;
+    rec = gm_graph_set_grad(g, 0);
+    train = gm_graph_training(g);
+    gm_graph_set_training(g, 1);
+    for (b = 0; b < batches && rc == 0; b++) {
+        for (k = 0; k < net->nlayers; k++) net->layers[k].bn.momentum = 1.0f / (float)(b + 1);   /* running mean */
+        for (i = 0; labels && i < gan->cfg.batch; i++) labels[i] = gm_rng_int(gm_graph_rng(g), net->arch.classes);
+        gm_graph_reset(g);
+        if (!gm_gan_net_forward(g, net, gm_randn(g, gan->cfg.batch, net->arch.z, 0, 0), labels))
+            rc = gm_graph_fail(g, "gm_gan_ema_recalibrate");
+    }
+    for (k = 0; k < net->nlayers; k++) net->layers[k].bn.momentum = keep[k];
+    gm_graph_reset(g);
+    gm_graph_set_training(g, train);
+    gm_graph_set_grad(g, rec);
+    GENMOD_FREE(labels);
+    return rc;
 }
 
 GMDEF int gm_gan_sample(gm_gan *gan, const int *labels, int n, float *out) {

@@ -210,7 +210,7 @@ int main(int argc, char **argv) {
     ex_json_str(&j, "data", a.data_dir);
     ex_json_str(&j, "ood", ood_dir ? ood_dir : fallback);
     ex_json_str(&j, "score", score_kind);
-    ex_json_num(&j, "steps", (double)total);
+    ex_json_num(&j, "steps", (double)run.step);   /* done: --minutes or Ctrl-C may end training early */
     ex_json_num(&j, "n_in", nin);
     ex_json_num(&j, "n_ood", nood);
     ex_json_num(&j, "auroc", auc);

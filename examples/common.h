@@ -20,8 +20,8 @@
  *       ex_run_free(&run);
  *   }
  *
- * Flags every example takes: --data --epochs --steps --batch --lr --seed --threads --out --save
- * --load --samples --dump-samples --quiet --help, plus its own table of ex_opt. Both "--flag v"
+ * Flags every example takes: --data --epochs --steps --minutes --batch --lr --seed --threads --out
+ * --save --load --samples --dump-samples --quiet --help, plus its own table of ex_opt. Both "--flag v"
  * and "--flag=v". Errors name the flag and the value and exit with code 2; --help exits 0.
  * Helpers here are named ex_ (they belong to the examples, not to the library). */
 #ifndef GENMOD_EXAMPLES_COMMON_H
@@ -65,6 +65,8 @@ typedef struct ex_args {
     int threads;               /* --threads (0: the library's default) */
     int samples;               /* --samples: how many samples to draw for pictures / dumps */
     int quiet;                 /* --quiet: only errors and the final JSON line */
+    float minutes;             /* --minutes: wall-clock training budget (0: none); training ends at
+                                  the first of steps, epochs or minutes */
     char data_buf[EX_PATH];
 } ex_args;
 
@@ -211,6 +213,7 @@ static inline int ex_builtin(ex_args *a, ex_opt *t) {
         {"samples", EX_INT, &a->samples, "samples to draw", "0..1000000"},
         {"dump-samples", EX_STRING, &a->dump_samples, "write the samples as an IDX file", NULL},
         {"quiet", EX_BOOL, &a->quiet, "print only errors and the final JSON line", NULL},
+        {"minutes", EX_FLOAT, &a->minutes, "wall-clock training budget (0: none)", "0.."},
     };
     int n = (int)(sizeof b / sizeof b[0]);
     memcpy(t, b, sizeof b);
@@ -269,6 +272,7 @@ static inline void ex_usage(FILE *f, const ex_args *a, const char *about, const 
     fprintf(f, "  --save FILE         save the trained model\n  --load FILE         load a model first\n");
     fprintf(f, "  --samples N         samples to draw [%d]\n", a->samples);
     fprintf(f, "  --dump-samples F    write the samples as an IDX file\n");
+    fprintf(f, "  --minutes X         wall-clock training budget, 0 = none [%g]\n", a->minutes);
     fprintf(f, "  --quiet             only errors and the final JSON line\n  --help              this text\n");
     for (i = 0; i < nextra; i++) {
         const ex_opt *o = &extra[i];
@@ -335,24 +339,55 @@ static inline void ex_classifier_path(const ex_args *a, char *buf, size_t size) 
     snprintf(buf, size, "%s/digit_classifier.safetensors", bundled.data_dir);
 }
 
-/* Parse, or exit: --help prints the usage (exit 0), a bad flag a message (exit 2). Then finds
- * the data, creates the output directory and sets the thread count. */
-/* Ctrl-C: the first one ends training at the next step, and the program finishes as usual (its
- * pictures, and the checkpoint when --save is given); a second one kills it at once. */
+/* Wall-clock seconds (for the progress line and the --minutes budget). */
+static inline double ex_now(void) {
+#ifdef _WIN32
+    return (double)clock() / CLOCKS_PER_SEC;     /* wall time on Windows */
+#else
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return tv.tv_sec + tv.tv_usec * 1e-6;
+#endif
+}
+
+/* Training stops at the first of: its step budget, Ctrl-C, or the --minutes budget. Ctrl-C: the
+ * first one ends training at the next step, and the program finishes as usual (its pictures, and
+ * the checkpoint when --save is given); a second one kills it at once. The budget's clock starts
+ * at the first call of ex_interrupted(), i.e. when training starts (loading data is not counted). */
 static volatile sig_atomic_t ex_stop_requested;
+static double ex__budget_s, ex__budget_t0;   /* set by ex_init from --minutes; 0: no budget */
+static int ex__quiet;
 static void ex_on_interrupt(int sig) {
     ex_stop_requested = 1;
     signal(sig, SIG_DFL);
 }
 static inline int ex_interrupted(void) {
-    static int told;
+    static int told, timed_out;
+    if (ex__budget_s > 0 && !timed_out) {
+        if (ex__budget_t0 == 0) ex__budget_t0 = ex_now();
+        else if (ex_now() - ex__budget_t0 >= ex__budget_s) {
+            timed_out = 1;
+            if (!ex__quiet) fprintf(stderr, "\ntime budget of %g minutes reached: stopping training\n", ex__budget_s / 60);
+        }
+    }
     if (ex_stop_requested && !told) {
         told = 1;
         fprintf(stderr, "\ninterrupted: stopping training; press Ctrl-C again to quit at once\n");
     }
-    return ex_stop_requested != 0;
+    return ex_stop_requested != 0 || timed_out;
 }
 
+/* For an example that keeps the --minutes budget itself (the diffusion example does not count the
+ * time its progress pictures take): returns the budget in seconds, and ex_interrupted() then only
+ * reports Ctrl-C. */
+static inline double ex_take_budget(void) {
+    double s = ex__budget_s;
+    ex__budget_s = 0;
+    return s;
+}
+
+/* Parse, or exit: --help prints the usage (exit 0), a bad flag a message (exit 2). Then finds
+ * the data, creates the output directory and sets the thread count. */
 static inline void ex_init(ex_args *a, int argc, char **argv, const char *about, const ex_opt *extra, int nextra) {
     char msg[512];
     int rc = ex_parse(a, argc, argv, extra, nextra, msg, sizeof msg);
@@ -364,6 +399,8 @@ static inline void ex_init(ex_args *a, int argc, char **argv, const char *about,
         exit(1);
     }
     if (a->threads > 0) gm_set_threads(a->threads);
+    ex__budget_s = 60.0 * a->minutes;
+    ex__quiet = a->quiet;
     signal(SIGINT, ex_on_interrupt);
 }
 
@@ -437,16 +474,6 @@ static inline int ex_dump_samples(const ex_args *a, const float *x, int n, int h
 /* ---------------------------------------------------------------------------------------- */
 /* Training run: progress line, CSV log, metric history                                     */
 /* ---------------------------------------------------------------------------------------- */
-static inline double ex_now(void) {
-#ifdef _WIN32
-    return (double)clock() / CLOCKS_PER_SEC;     /* wall time on Windows */
-#else
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return tv.tv_sec + tv.tv_usec * 1e-6;
-#endif
-}
-
 static inline int ex_isatty_stdout(void) {
 #ifdef _WIN32
     return _isatty(_fileno(stdout));

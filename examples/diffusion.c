@@ -149,7 +149,6 @@ static int score(const ex_args *a, gm_diffusion *d, const opts *o, const gm_data
 int main(int argc, char **argv) {
     opts o;
     ex_opt extra[] = {
-        {"minutes", EX_FLOAT, &o.minutes, "wall-clock training budget (0: none; --steps then decides)", "0.."},
         {"base", EX_INT, &o.base, "U-Net base channels (a multiple of 8)", "8..256"},
         {"attn", EX_INT, &o.attn, "1: self-attention at 7x7 between the middle blocks", "0..1"},
         {"conditional", EX_INT, &o.conditional, "1: class-conditional (label dropout 0.1) for guidance", "0..1"},
@@ -182,10 +181,11 @@ int main(int argc, char **argv) {
     int *y, k, i, pic = 0, rc = 0;
     long start, nsteps = 0;
     double t0, train_s = 0, spi_ddim = -1, spi_ddpm = -1, recent = 0, cpu0, cpu_s;
-    o.minutes = 10; o.base = 32; o.attn = 0; o.conditional = 1; o.guidance = 1; o.sample_steps = 50; o.eta = 0; o.ema = 0.999f;
+    a.minutes = 10; o.base = 32; o.attn = 0; o.conditional = 1; o.guidance = 1; o.sample_steps = 50; o.eta = 0; o.ema = 0.999f;
     o.schedule = "linear"; o.vpred = 0; o.ddpm = 1; o.nscore = 1000; o.clip = !ref; o.recipe = ref ? "reference" : "fast";
     ex_init(&a, argc, argv, "DDPM/DDIM with a U-Net on MNIST, classifier-free guidance.", extra,
             (int)(sizeof extra / sizeof extra[0]));
+    o.minutes = (float)(ex_take_budget() / 60);   /* kept here: the progress pictures do not count */
     if (given(argc, argv, "samples")) o.nscore = a.samples;
     if (o.nscore < 2) { fprintf(stderr, "%s: --samples must be at least 2 (the FD needs a covariance)\n", a.name); return 2; }
     if (!o.conditional && o.guidance != 0 && given(argc, argv, "guidance")) {

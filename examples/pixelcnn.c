@@ -1,7 +1,9 @@
 /* pixelcnn: PixelCNN (masked convolutions: a 7x7 mask-A layer, residual blocks with 3x3 mask-B
  * convolutions, 1x1 output layers) or Gated PixelCNN (--model gated: vertical and horizontal
  * stacks without a blind spot, tanh x sigmoid gates; --conditional adds a learned bias per class
- * and layer, and the sample grid gets one row per digit) on MNIST, one pixel at a time.
+ * and layer, and the sample grid gets one row per digit) or PixelRNN's Row LSTM (--model rowlstm: a
+ * 7x7 mask-A convolution, then LSTM layers that run down the image one row at a time; also
+ * --conditional) on MNIST, one pixel at a time.
  * --levels 2: binary digits, a Bernoulli per pixel (the bundled data/ digits binarized once with a
  * fixed random stream; a --data directory whose pixels are already 0 or 1, a statically binarized
  * MNIST, is used as it is); --levels 256: the 8-bit digits, a 256-way softmax per pixel.
@@ -48,19 +50,18 @@ out:
 
 int main(int argc, char **argv) {
     const char *model = "pixelcnn";
-    int levels = 2, channels = 0, blocks = 5, layers = 8, conditional = 0, n_train = 60000, n_test = 10000, nsamples, k, gated;
+    int levels = 2, channels = 0, blocks = 5, layers = 0, conditional = 0, n_train = 60000, n_test = 10000, nsamples, k, gated, rowlstm, cached;
     int *slab = NULL, no_speedup = 0;
-    float minutes = 0, temperature = 1.0f;
+    float temperature = 1.0f;
     ex_opt extra[] = {
-        {"model", EX_CHOICE, &model, "architecture", "pixelcnn|gated"},
-        {"conditional", EX_BOOL, &conditional, "gated: condition on the digit's class", NULL},
-        {"layers", EX_INT, &layers, "gated: gated layers, the first included", "1..16"},
+        {"model", EX_CHOICE, &model, "architecture", "pixelcnn|gated|rowlstm"},
+        {"conditional", EX_BOOL, &conditional, "gated, rowlstm: condition on the digit's class", NULL},
+        {"layers", EX_INT, &layers, "gated: gated layers, the first included; rowlstm: LSTM layers (0: 8 gated, 4 rowlstm)", "0..16"},
         {"levels", EX_INT, &levels, "2: binary digits (Bernoulli); 256: 8-bit digits (softmax)", "2..256"},
-        {"channels", EX_INT, &channels, "channels (even; 0: 64 plain, 32 gated)", "0..1024"},
+        {"channels", EX_INT, &channels, "channels (even; 0: 64 plain, 32 gated and rowlstm)", "0..1024"},
         {"blocks", EX_INT, &blocks, "pixelcnn: residual blocks", "0..16"},
         {"temperature", EX_FLOAT, &temperature, "sampling temperature", "0.01..10"},
-        {"minutes", EX_FLOAT, &minutes, "wall-clock training budget (0: none)", "0.."},
-        {"no-speedup", EX_BOOL, &no_speedup, "gated: skip timing naive against cached sampling on one image", NULL},
+        {"no-speedup", EX_BOOL, &no_speedup, "gated, rowlstm: skip timing naive against cached sampling on one image", NULL},
         {"n-train", EX_INT, &n_train, "training images (at most the file's)", "1..60000"},
         {"n-test", EX_INT, &n_test, "test images (at most the file's)", "1..10000"},
     };
@@ -86,21 +87,25 @@ int main(int argc, char **argv) {
             extra, (int)(sizeof extra / sizeof extra[0]));
     if (levels != 2 && levels != 256) { fprintf(stderr, "pixelcnn: --levels must be 2 or 256, got %d\n", levels); return 2; }
     gated = !strcmp(model, "gated");
-    if (conditional && !gated) { fprintf(stderr, "pixelcnn: --conditional needs --model gated\n"); return 2; }
+    rowlstm = !strcmp(model, "rowlstm");
+    cached = gated || rowlstm;   /* the models with a cached sampler */
+    if (conditional && !cached) { fprintf(stderr, "pixelcnn: --conditional needs --model gated or rowlstm\n"); return 2; }
     nsamples = conditional ? 40 : a.samples;   /* conditional: 4 per digit */
     gm_flush_denormals();
     if (gm_mnist_load(&train, &test, a.data_dir, n_train, n_test, 0.0f, 1.0f) != 0) return fail();
     if (levels == 2)
         binarized_here = ex_binarize_digits(train.x, (size_t)train.n * 784, test.x, (size_t)test.n * 784, BIN_SEED);
-    cfg = gated ? gm_pixelcnn_gated_config(28, 28, levels) : gm_pixelcnn_default_config(28, 28, levels);
+    cfg = gated ? gm_pixelcnn_gated_config(28, 28, levels)
+          : rowlstm ? gm_pixelcnn_rowlstm_config(28, 28, levels) : gm_pixelcnn_default_config(28, 28, levels);
     if (channels) cfg.channels = channels;
-    cfg.blocks = blocks; cfg.layers = layers; cfg.classes = conditional ? 10 : 0;
+    if (layers) cfg.layers = layers;
+    cfg.blocks = blocks; cfg.classes = conditional ? 10 : 0;
     cfg.lr = a.lr; cfg.batch = a.batch; cfg.seed = a.seed;
     if (gm_pixelcnn_init(&m, &cfg) != 0) return fail();
     if (a.load && gm_pixelcnn_load(&m, a.load) != 0) return fail();
     if (!a.quiet) {
         printf("pixelcnn: %s, %d levels, %d channels, %d %s, %zu parameters, %d train / %d test, %d threads\n", model, levels,
-               cfg.channels, gated ? layers : blocks, gated ? "layers" : "blocks", gm_params_count(&m.params), train.n, test.n, gm_get_threads());
+               cfg.channels, cached ? cfg.layers : blocks, cached ? "layers" : "blocks", gm_params_count(&m.params), train.n, test.n, gm_get_threads());
         if (levels == 2)
             printf("pixelcnn: %s\n", binarized_here ? "digits binarized here, each pixel drawn once from Bernoulli(intensity) with a fixed stream"
                                                     : "digits already binary: used as they are");
@@ -112,7 +117,7 @@ int main(int argc, char **argv) {
     steps_per_epoch = train.n / a.batch > 0 ? train.n / a.batch : 1;
     ex_run_begin(&run, &a, ex_total_steps(&a, steps_per_epoch), a.batch, "nll,bpd");
     t0 = ex_now();
-    while (run.step < run.total && !ex_interrupted() && !(minutes > 0 && ex_now() - t0 > 60.0 * minutes)) {
+    while (run.step < run.total && !ex_interrupted()) {   /* steps, --minutes or Ctrl-C */
         while (run.step < run.total && !ex_interrupted() && (k = gm_batcher_next(&b, &idx)) > 0) {
             gm_pixelcnn_stats st;
             float mv[2];
@@ -120,7 +125,6 @@ int main(int argc, char **argv) {
             if (gm_pixelcnn_train_step(&m, xb, conditional ? yb : NULL, k, &st) != 0) return fail();
             mv[0] = st.loss; mv[1] = st.bits_per_dim;
             ex_run_step(&run, mv);
-            if (minutes > 0 && ex_now() - t0 > 60.0 * minutes) break;
         }
     }
     train_s = ex_now() - t0;
@@ -142,8 +146,8 @@ int main(int argc, char **argv) {
     ex_dump_samples(&a, smp, nsamples, 28, 28, 0, 1);
     if (completion_panel(&m, &a, test.x, conditional ? test.y : NULL, 4, temperature) != 0) return fail();
     sample_s = ex_now() - t0;
-    if (!a.quiet) printf("sampling: %.1f s (%s)\n", sample_s, gated ? "cached" : "naive: the whole network per pixel");
-    if (gated && !no_speedup) {   /* one image both ways from the same random state */
+    if (!a.quiet) printf("sampling: %.1f s (%s)\n", sample_s, cached ? "cached" : "naive: the whole network per pixel");
+    if (cached && !no_speedup) {   /* one image both ways from the same random state */
         gm_rng saved = m.rng;
         float one[2 * 784];
         double tn, tc;

@@ -10,8 +10,10 @@
  *
  * Defaults: 500 hidden units, batch 100, momentum 0.5 for 5 epochs then 0.9, weight decay 2e-4 on
  * W. PCD (the default): lr 0.01 decaying linearly to 0 over 200 epochs. CD-1: lr 0.1 for 5 epochs
- * (the regime of the published CD-1 figure; CD-1 gets worse when trained much longer); CD-K: lr
- * 0.1 for 20 epochs. AIS: 100 runs of 500 + 4,000 + 10,000 betas from the base-rate model.
+ * (the regime of the published CD-1 figure; CD-1 gets worse when trained much longer); CD-K: 30
+ * epochs, lr 0.01 decaying linearly to 0, the Gibbs sweeps growing from 1 to K over the first half
+ * (Salakhutdinov and Murray's gradually increased K). AIS: 100 runs of 500 + 4,000 + 10,000 betas
+ * from the base-rate model.
  *
  *   cc -O2 -I. examples/rbm.c -o rbm -lm -lpthread
  *   ./rbm                                 # persistent CD, 500 hidden units
@@ -134,13 +136,18 @@ int main(int argc, char **argv) {
     }
     binarized = binarize_static(&train, 1234567) | binarize_static(&test, 7654321);
     steps_per_epoch = train.n / a.batch > 0 ? train.n / a.batch : 1;
-    if (a.epochs == 0) a.epochs = pcd ? 200 : cdk == 1 ? 5 : 20;   /* the default budgets (see the top) */
+    if (a.epochs == 0) a.epochs = pcd ? 200 : cdk == 1 ? 5 : 30;   /* the default budgets (see the top) */
     total = ex_total_steps(&a, steps_per_epoch);
     cfg = pcd ? gm_rbm_pcd_config(784, hidden) : gm_rbm_default_config(784, hidden);
     cfg.k = cdk;
     cfg.chains = a.batch;
     cfg.batch = a.batch;
     cfg.seed = a.seed;
+    if (!pcd && cdk > 1) {   /* CD-K: the schedule of the top */
+        cfg.lr = 0.01f;
+        cfg.lr_decay_steps = total > 0 ? total : 1;
+        cfg.k_ramp_steps = total / 2;
+    }
     if (a.lr > 0) cfg.lr = a.lr;
     if (pcd) cfg.lr_decay_steps = total > 0 ? total : 1;
     cfg.momentum_steps = (long)(mom_epochs * steps_per_epoch);
@@ -156,17 +163,17 @@ int main(int argc, char **argv) {
 
     xb = (float *)malloc(sizeof(float) * 784 * (size_t)a.batch);
     gm_batcher_init(&b, train.n, a.batch, a.seed, 1);
-    ex_run_begin(&run, &a, total, a.batch, "recon_error,free_energy");
+    ex_run_begin(&run, &a, total, a.batch, "recon_error,free_energy,k");
     t0 = ex_now();
     c0 = (double)clock() / CLOCKS_PER_SEC;
     while (run.step < run.total && !ex_interrupted()) {
         int n = gm_batcher_next(&b, &idx);
         gm_rbm_stats st;
-        float m[2];
+        float m[3];
         if (n == 0) continue;
         gm_dataset_gather(&train, idx, n, xb, NULL);
         if (gm_rbm_train_step(&r, xb, NULL, n, &st) != 0) { fprintf(stderr, "rbm: %s\n", gm_last_error()); return 1; }
-        m[0] = st.recon_error; m[1] = st.free_energy;
+        m[0] = st.recon_error; m[1] = st.free_energy; m[2] = (float)st.k;
         ex_run_step(&run, m);
     }
     train_s = ex_now() - t0;

@@ -215,7 +215,7 @@ int main(int argc, char **argv) {
     ex_json_str(&j, "model", o.conv ? "conv_vae" : "vae");
     ex_json_str(&j, "data", a.data_dir);
     ex_json_num(&j, "n_train", tr.n);
-    ex_json_num(&j, "steps", (double)total);
+    ex_json_num(&j, "steps", (double)run.step);   /* done: --minutes or Ctrl-C may end training early */
     ex_json_num(&j, "batch", a.batch);
     ex_json_num(&j, "lr", a.lr);
     ex_json_num(&j, "latent", o.latent);

@@ -289,6 +289,12 @@ static int pixelcnn_save(const void *m, const char *p) { return gm_pixelcnn_save
 static int pixelcnn_load(void *m, const char *p) { return gm_pixelcnn_load((gm_pixelcnn *)m, p); }
 static int pixelcnn_parts(void *m, gm_params **out) { out[0] = &((gm_pixelcnn *)m)->params; return 1; }
 static void pixelcnn_free(void *m) { gm_pixelcnn_free((gm_pixelcnn *)m); }
+static int rowlstm_init(void *m, int variant) {   /* variant 1: two layers, class-conditional */
+    gm_pixelcnn_config c = gm_pixelcnn_rowlstm_config(4, 4, 4);
+    c.channels = 4; c.layers = variant ? 2 : 1;
+    if (variant) c.classes = 3;
+    return gm_pixelcnn_init((gm_pixelcnn *)m, &c);
+}
 
 /* ---- energy-based models ------------------------------------------------------------------ */
 static int rbm_init(void *m, int variant) {
@@ -308,7 +314,7 @@ static int rbm_parts(void *m, gm_params **out) { out[0] = &((gm_rbm *)m)->params
 static void rbm_free(void *m) { gm_rbm_free((gm_rbm *)m); }
 
 static int ebm_init(void *m, int variant) {
-    gm_ebm_config c = gm_ebm_default_config(2);
+    gm_ebm_config c = variant ? gm_ebm_conv_config(1, 2, 1) : gm_ebm_default_config(2);   /* 1: the conv energy */
     c.hidden = variant ? 6 : 8; c.depth = 1; c.buffer_size = 32; c.langevin_steps = 2;
     return gm_ebm_init((gm_ebm *)m, &c);
 }
@@ -339,6 +345,8 @@ static const model_kind kinds[] = {
     {"score", sizeof(gm_score), score_init, score_train, score_save, score_load, score_parts, NULL, score_free},
     {"made", sizeof(gm_made), made_init, made_train, made_save, made_load, made_parts, NULL, made_free},
     {"pixelcnn", sizeof(gm_pixelcnn), pixelcnn_init, pixelcnn_train, pixelcnn_save, pixelcnn_load, pixelcnn_parts, NULL,
+     pixelcnn_free},
+    {"rowlstm", sizeof(gm_pixelcnn), rowlstm_init, pixelcnn_train, pixelcnn_save, pixelcnn_load, pixelcnn_parts, NULL,
      pixelcnn_free},
     {"rbm", sizeof(gm_rbm), rbm_init, rbm_train, rbm_save, rbm_load, rbm_parts, NULL, rbm_free},
     {"ebm", sizeof(gm_ebm), ebm_init, ebm_train, ebm_save, ebm_load, ebm_parts, NULL, ebm_free},

@@ -586,6 +586,8 @@ GM_TEST(test_flow_checkpoint_roundtrip) {
     check_flow_roundtrip("glow 3-d", gm_flow_init, &glow_vec);
     check_flow_roundtrip("nice 1x4x4", gm_flow_init, &nice);
     check_flow_roundtrip("custom stack 2x4x4", build_custom0, &custom);
+    img.dequantize = GM_FLOW_DEQ_VARIATIONAL; img.deq_filters = 4;
+    check_flow_roundtrip("realnvp 1x4x4, variational dequantization", gm_flow_init, &img);
 }
 
 GM_TEST(test_ffjord_checkpoint_roundtrip) {
@@ -686,6 +688,8 @@ GM_TEST(test_load_refusals) {
     gm_ffjord fa, fb;
     const char *couplings[] = {"couplings 4", "couplings 6", NULL}, *hidden[] = {"mlp 8x2", "mlp 16x2", NULL};
     const char *model[] = {"glow 1x4x4", "realnvp 1x4x4", NULL}, *deq[] = {"dequantize 1", "dequantize 0", NULL};
+    const char *vdeq[] = {"dequantize 2 deqnet 4x1", "dequantize 1", NULL};
+    gm_flow_config vimg = rimg;
     const char *stack[] = {"affine/channel0", "affine/channel1", NULL}, *fam[] = {"ffjord", "flow", NULL};
     const char *ffj[] = {"hidden 8", "hidden 16", NULL}, *none[] = {NULL};
     c6.n_couplings = 6; wide.hidden = 16; noq.dequantize = 0;
@@ -704,6 +708,10 @@ GM_TEST(test_load_refusals) {
     gm_flow_free(&a);
     GM_CHECK(flow_trained(&a, gm_flow_init, &noq) == 0 && gm_flow_save(&a, path) == 0, "%s", gm_last_error());
     check_refused_flow(&other, path, deq, "dequantizing loading non-dequantizing");
+    gm_flow_free(&a);
+    vimg.dequantize = GM_FLOW_DEQ_VARIATIONAL; vimg.deq_filters = 4;
+    GM_CHECK(flow_trained(&a, gm_flow_init, &vimg) == 0 && gm_flow_save(&a, path) == 0, "%s", gm_last_error());
+    check_refused_flow(&other, path, vdeq, "uniform dequantization loading variational");
     gm_flow_free(&a);
     GM_CHECK(flow_trained(&a, build_custom0, &cust) == 0 && gm_flow_save(&a, path) == 0, "%s", gm_last_error());
     gm_flow_free(&other);
@@ -752,6 +760,234 @@ GM_TEST(test_labels_refused) {
     gm_ffjord_free(&m);
 }
 
+/* ---- variational dequantization and the learning-rate warm-up ---- */
+
+static gm_flow_config vardeq_config(int c, int h, int w) {
+    gm_flow_config cfg = small_config(GM_FLOW_REALNVP, c, h, w);
+    cfg.dequantize = GM_FLOW_DEQ_VARIATIONAL; cfg.deq_filters = 4;
+    return cfg;
+}
+
+/* Only the dequantizer's weights to N(0, sd) (its last conv starts at zero). */
+static void randomize_deq(gm_flow *f, float sd, uint64_t seed) {
+    gm_rng r;
+    int v;
+    size_t i;
+    gm_rng_seed(&r, seed);
+    for (v = 0; v < f->params.nviews; v++) {
+        float *d = gm_params_data(&f->params, v);
+        if (strncmp(f->params.views[v].name, "deq.", 4) != 0) continue;
+        for (i = 0; i < f->params.views[v].size; i++) d[i] += sd * gm_rng_normal(&r);
+    }
+}
+
+/* y = (255 x + u)/256 and log q(u|x) of n examples; u = 256 y - 255 x (exact for x = 0). */
+static int deq_eval(gm_flow *f, const float *x, const float *eps, int n, double *u, double *logq) {
+    gm_graph *g = gm_graph_new(1);
+    gm_tensor *lq = NULL, *y;
+    int i;
+    gm_graph_set_grad(g, 0);
+    y = gm_flow_dequantize(g, f, gm_input(g, x, n, f->dim, 0, 0), gm_input(g, eps, n, f->dim, 0, 0), &lq);
+    if (!y || !lq) { gm_graph_free(g); return -1; }
+    for (i = 0; i < n * f->dim; i++) u[i] = 256.0 * y->data[i] - 255.0 * x[i];
+    for (i = 0; i < n; i++) logq[i] = lq->data[i];
+    gm_graph_free(g);
+    return 0;
+}
+
+/* log q(u|x) against the change of variables done by hand: u_j depends on eps_j alone (checked:
+   moving eps_j moves no other u), so log q = sum_j log N(eps_j) - log du_j/deps_j with the
+   derivative by central differences. And y lands in its pixel's bin [k/256, (k+1)/256). */
+GM_TEST(test_vardeq_density) {
+    enum { N = 3 };
+    gm_flow_config cfg = vardeq_config(2, 4, 4);
+    gm_flow f;
+    const float h = 3e-3f;
+    float x[N * 32], eps[N * 32], e2[N * 32];
+    double u[N * 32], up[N * 32], um[N * 32], lq[N], lq2[N], ref[N], worst = 0, leak = 0;
+    int i, j, k;
+    gm_rng r;
+    GM_CHECK(gm_flow_init(&f, &cfg) == 0 && f.dim == 32, "%s", gm_last_error());
+    randomize_deq(&f, 0.3f, 5);
+    gm_rng_seed(&r, 9);
+    for (i = 0; i < N * 32; i++) { x[i] = 0; eps[i] = gm_rng_normal(&r); }
+    GM_CHECK(deq_eval(&f, x, eps, N, u, lq) == 0, "%s", gm_last_error());
+    for (i = 0; i < N; i++) ref[i] = 0;
+    for (k = 0; k < N * 32; k++) {
+        memcpy(e2, eps, sizeof eps);
+        e2[k] = eps[k] + h;
+        GM_CHECK(deq_eval(&f, x, e2, N, up, lq2) == 0, "%s", gm_last_error());
+        e2[k] = eps[k] - h;
+        GM_CHECK(deq_eval(&f, x, e2, N, um, lq2) == 0, "%s", gm_last_error());
+        for (j = 0; j < N * 32; j++) if (j != k) leak = fmax(leak, fabs(up[j] - u[j]) + fabs(um[j] - u[j]));
+        ref[k / 32] += -0.5 * (double)eps[k] * eps[k] - 0.91893853320467274 - log((up[k] - um[k]) / (2.0 * h));
+    }
+    for (i = 0; i < N; i++) worst = fmax(worst, fabs(lq[i] - ref[i]));
+    printf("  log q(u|x) %.4f %.4f %.4f vs change of variables: max |err| %.2g; other u moved by %.2g\n", lq[0], lq[1],
+           lq[2], worst, leak);
+    GM_CHECK(worst < 5e-3, "log q off the change of variables by %g", worst);
+    GM_CHECK(leak == 0, "u_j depends on another eps (by %g)", leak);
+    for (i = 0; i < N * 32; i++) GM_CHECK(u[i] > 0 && u[i] < 1, "u %g out of (0,1)", u[i]);
+    /* real pixel values: each y in its bin, and q depends on x */
+    for (i = 0; i < N * 32; i++) x[i] = (float)((i * 37) % 256) / 255.0f;
+    GM_CHECK(deq_eval(&f, x, eps, N, up, lq2) == 0, "%s", gm_last_error());
+    for (i = 0; i < N * 32; i++) GM_CHECK(up[i] > -1e-3 && up[i] < 1 + 1e-3, "y out of its pixel's bin: u = %g", up[i]);
+    GM_CHECK(fabs(lq2[0] - lq[0]) > 1e-3, "q(u|x) does not depend on x");
+    gm_flow_free(&f);
+    cfg.dequantize = GM_FLOW_DEQ_UNIFORM;
+    GM_CHECK(gm_flow_init(&f, &cfg) == 0, "%s", gm_last_error());
+    GM_CHECK(deq_eval(&f, x, eps, N, up, lq2) != 0 && strstr(gm_last_error(), "variational"),
+             "gm_flow_dequantize on a uniform dequantizer: %s", gm_last_error());
+    gm_flow_free(&f);
+    cfg = vardeq_config(1, 1, 1);
+    GM_CHECK(gm_flow_init(&f, &cfg) != 0 && strstr(gm_last_error(), "images"), "variational on vectors accepted");
+}
+
+/* The bound's gradient: with respect to the noise (gm_gradcheck) and to the dequantizer's and the
+   flow's weights (central differences on the first weight of each view; a small step, since ReLU
+   kinks within the step spoil the difference). */
+typedef struct { gm_flow *f; const float *x; } elbo_ctx;
+static gm_tensor *elbo_sum(gm_graph *g, gm_tensor **in, void *ctx) {
+    elbo_ctx *c = (elbo_ctx *)ctx;
+    return gm_sum(g, gm_flow_elbo(g, c->f, gm_input(g, c->x, 2, c->f->dim, 0, 0), in[0]));
+}
+static double elbo_value(gm_flow *f, const float *x, const float *eps) {
+    gm_graph *g = gm_graph_new(1);
+    gm_tensor *t;
+    double v;
+    gm_graph_set_grad(g, 0);
+    t = gm_sum(g, gm_flow_elbo(g, f, gm_input(g, x, 2, f->dim, 0, 0), gm_input(g, eps, 2, f->dim, 0, 0)));
+    v = t ? t->data[0] : NAN;
+    gm_graph_free(g);
+    return v;
+}
+
+GM_TEST(test_vardeq_gradients) {
+    gm_flow_config cfg = vardeq_config(1, 4, 4);
+    gm_flow f;
+    gm_graph *g;
+    gm_tensor *t;
+    float x[32], eps[32], *values[1];
+    int shapes[1][4] = {{2, 16, 0, 0}}, v, checked = 0;
+    double rel, worst = 0;
+    elbo_ctx c;
+    gm_rng r;
+    GM_CHECK(gm_flow_init(&f, &cfg) == 0, "%s", gm_last_error());
+    randomize(&f, 0.1f, 21);
+    gm_rng_seed(&r, 4);
+    for (v = 0; v < 32; v++) { x[v] = (float)((v * 53) % 256) / 255.0f; eps[v] = gm_rng_normal(&r); }
+    c.f = &f; c.x = x; values[0] = eps;
+    rel = gm_gradcheck(elbo_sum, &c, 1, values, (const int (*)[4])shapes, 1e-2f);
+    printf("  d bound / d eps: gm_gradcheck rel. error %.2g\n", rel);
+    GM_CHECK(rel >= 0 && rel < 2e-2, "gradient w.r.t. the noise off by %g", rel);
+    g = gm_graph_new(1);
+    gm_graph_set_grad(g, 1);
+    gm_params_zero_grad(&f.params);
+    t = gm_sum(g, gm_flow_elbo(g, &f, gm_input(g, x, 2, f.dim, 0, 0), gm_input(g, eps, 2, f.dim, 0, 0)));
+    GM_CHECK(t && gm_backward(g, t) == 0, "%s", gm_last_error());
+    for (v = 0; v < f.params.nviews; v++) {       /* the first weight of every dequantizer and coupling view */
+        const char *name = f.params.views[v].name;
+        float *w = gm_params_data(&f.params, v), keep = w[0];
+        double a = gm_params_grad(&f.params, v)[0], hp, hm, num;
+        if (f.params.views[v].buffer || strstr(name, "inited")) continue;
+        w[0] = keep + 2e-3f; hp = elbo_value(&f, x, eps);
+        w[0] = keep - 2e-3f; hm = elbo_value(&f, x, eps);
+        w[0] = keep;
+        num = (hp - hm) / (double)(keep + 2e-3f - (keep - 2e-3f));
+        worst = fmax(worst, fabs(a - num) / fmax(1.0, fabs(num)));
+        checked += strncmp(name, "deq.", 4) == 0;
+    }
+    printf("  d bound / d weights (%d dequantizer views among them): max rel. error %.2g\n", checked, worst);
+    GM_CHECK(checked >= 4 && worst < 2e-2, "weight gradient off by %g (%d dequantizer views)", worst, checked);
+    gm_graph_free(g);
+    gm_flow_free(&f);
+}
+
+/* Digits pooled to 8x8 (3x3 means of the central 24x24, re-quantized to k/255). */
+static int small_digits(float **out, int *n) {
+    gm_dataset tr, te;
+    int i, a, b, p, q;
+    if (gm_mnist_load(&tr, &te, "data", 1200, 10, 0.0f, 1.0f) != 0 &&
+        gm_mnist_load(&tr, &te, "../data", 1200, 10, 0.0f, 1.0f) != 0) return -1;
+    *n = tr.n;
+    *out = (float *)malloc(sizeof(float) * 64 * (size_t)tr.n);
+    for (i = 0; i < tr.n; i++)
+        for (a = 0; a < 8; a++)
+            for (b = 0; b < 8; b++) {
+                double m = 0;
+                for (p = 0; p < 3; p++) for (q = 0; q < 3; q++) m += tr.x[(size_t)i * 784 + (2 + 3 * a + p) * 28 + 2 + 3 * b + q];
+                (*out)[(size_t)i * 64 + a * 8 + b] = (float)(floor(255.0 * m / 9 + 0.5) / 255.0);
+            }
+    gm_dataset_free(&tr); gm_dataset_free(&te);
+    return 0;
+}
+
+/* A RealNVP with variational dequantization learns 8x8 digits: the test bound falls well below the
+   untrained one, and the trained q(u|x) beats q reset to its start (its last conv zeroed) under the
+   same flow, so the dequantizer itself learned. */
+GM_TEST(test_vardeq_learns) {
+    gm_flow_config cfg = vardeq_config(1, 8, 8);
+    gm_flow f;
+    float *d = NULL;
+    int n = 0, s;
+    double b0, b1, breset, nll;
+    if (small_digits(&d, &n) != 0 || n != 1200) { GM_CHECK(0, "no digits (%d): %s", n, gm_last_error()); free(d); return; }
+    cfg.filters = 16; cfg.steps = 2; cfg.deq_filters = 8; cfg.warmup = 20; cfg.batch = 50;
+    GM_CHECK(gm_flow_init(&f, &cfg) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_flow_data_init(&f, d, 200) == 0 && gm_flow_nll(&f, d + 1000 * 64, 200, 3, &nll, &b0) == 0, "%s",
+             gm_last_error());
+    for (s = 0; s < 300; s++)
+        GM_CHECK(gm_flow_train_step(&f, d + (size_t)((s * 50) % 1000) * 64, NULL, 50, NULL) == 0, "step %d: %s", s,
+                 gm_last_error());
+    GM_CHECK(gm_flow_nll(&f, d + 1000 * 64, 200, 3, &nll, &b1) == 0, "%s", gm_last_error());
+    {   int v;
+        for (v = 0; v < f.params.nviews; v++)
+            if (strncmp(f.params.views[v].name, "deq.out", 7) == 0)
+                memset(gm_params_data(&f.params, v), 0, sizeof(float) * f.params.views[v].size);
+    }
+    GM_CHECK(gm_flow_nll(&f, d + 1000 * 64, 200, 3, &nll, &breset) == 0, "%s", gm_last_error());
+    printf("  8x8 digits, 300 steps: test bound %.3f bits/dim (untrained %.3f; q reset to its start %.3f)\n", b1, b0,
+           breset);
+    GM_CHECK(b1 < b0 - 1.0, "bound %.3f not well below the untrained %.3f", b1, b0);
+    GM_CHECK(b1 < breset - 0.02, "the trained q (%.3f) is no better than its start (%.3f)", b1, breset);
+    gm_flow_free(&f);
+    free(d);
+}
+
+/* The warm-up: Adam's first step moves a weight by lr x its factor (m/sqrt(v) = +-1), so the
+   largest first move is lr / warmup with warm-up and lr without; the factor reaches 1 at step
+   warmup. */
+GM_TEST(test_lr_warmup) {
+    gm_flow_config cfg = small_config(GM_FLOW_REALNVP, 1, 4, 4);
+    float *x = flow_data(8, 16, 1, 3), *w0;
+    double moved[2];
+    int k;
+    size_t i;
+    for (k = 0; k < 2; k++) {
+        gm_flow f;
+        cfg.warmup = k == 0 ? 10 : 0;
+        GM_CHECK(gm_flow_init(&f, &cfg) == 0, "%s", gm_last_error());
+        GM_CHECK(gm_flow_data_init(&f, x, 8) == 0, "%s", gm_last_error());
+        w0 = (float *)malloc(sizeof(float) * f.params.count);
+        memcpy(w0, f.params.data, sizeof(float) * f.params.count);
+        GM_CHECK(gm_flow_train_step(&f, x, NULL, 8, NULL) == 0, "%s", gm_last_error());
+        moved[k] = 0;
+        for (i = 0; i < f.params.count; i++) moved[k] = fmax(moved[k], fabs((double)f.params.data[i] - w0[i]));
+        if (k == 0) {
+            long s;
+            for (s = 1; s < 12; s++) GM_CHECK(gm_flow_train_step(&f, x, NULL, 8, NULL) == 0, "%s", gm_last_error());
+            GM_CHECK_CLOSE(gm_optim_lr(&f.opt), cfg.lr, 1e-6);
+        }
+        free(w0);
+        gm_flow_free(&f);
+    }
+    printf("  first step's largest move: %.3g with warm-up 10, %.3g without (lr %g)\n", moved[0], moved[1], cfg.lr);
+    GM_CHECK(fabs(moved[0] - cfg.lr / 10) < 0.05 * cfg.lr / 10, "with warm-up the first move is %g, want %g", moved[0],
+             cfg.lr / 10);
+    GM_CHECK(fabs(moved[1] - cfg.lr) < 0.05 * cfg.lr, "without warm-up the first move is %g, want %g", moved[1], cfg.lr);
+    free(x);
+}
+
 int main(void) {
     make_moons();
     GM_RUN(test_layer_inverse);
@@ -771,6 +1007,10 @@ int main(void) {
     GM_RUN(test_ffjord_checkpoint_roundtrip);
     GM_RUN(test_load_refusals);
     GM_RUN(test_labels_refused);
+    GM_RUN(test_vardeq_density);
+    GM_RUN(test_vardeq_gradients);
+    GM_RUN(test_vardeq_learns);
+    GM_RUN(test_lr_warmup);
     if (TRAINED_OK) gm_flow_free(&TRAINED);
     return gm_test_summary();
 }

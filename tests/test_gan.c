@@ -792,6 +792,99 @@ GM_TEST(gan_load_refuses_ema_mismatch) {
     remove(p0); remove(p1);
 }
 
+/* The average kept by training itself, on the sequence of weights G actually takes: after T G steps
+   it must equal the closed form  w_0 prod_t d_t + sum_t (1 - d_t) w_{t+1} prod_{s>t} d_s  with the
+   warmed-up decays d_t = min(ema, (1+t)/(10+t)), computed here in double from recorded snapshots.
+   Batch-norm buffers are copied, not averaged. */
+GM_TEST(ema_follows_training_sequence) {
+    enum { T = 12 };
+    gm_gan_config c = small_gan(1);
+    gm_gan m;
+    gm_gan_stats st;
+    float x[8 * 64];
+    double *want, worst = 0, moved = 0;
+    int labels[8], i, t = 0, step;
+    size_t j, n;
+    for (i = 0; i < 8; i++) labels[i] = i % 3;
+    c.ema = 0.8f; c.n_critic = 1; c.noise = 0;
+    c.opt_g.lr = 0.05f;      /* large moves, so a wrong decay (even one step off) shows */
+    GM_CHECK(gm_gan_init(&m, &c) == 0, "%s", gm_last_error());
+    n = m.generator.params.count;
+    want = (double *)malloc(n * sizeof(double));
+    for (j = 0; j < n; j++) want[j] = m.generator.params.data[j];     /* w_0: the average starts as G */
+    for (step = 0; step < T; step++) {
+        fill(x, 8 * 64, 300 + step);
+        GM_CHECK(gm_gan_train_step(&m, x, labels, 8, &st) == 0 && st.g_step, "step %d: %s", step, gm_last_error());
+        {   const double d = gm_gan_ema_decay(c.ema, t++);
+            for (j = 0; j < n; j++) want[j] = d * want[j] + (1 - d) * m.generator.params.data[j]; }
+    }
+    for (i = 0; i < m.generator.params.nviews; i++) {
+        const gm_param_view *pv = &m.generator.params.views[i];
+        for (j = pv->offset; j < pv->offset + pv->size; j++) {
+            double w = pv->buffer ? m.generator.params.data[j] : want[j], e = fabs(m.generator_ema.params.data[j] - w);
+            if (e > worst) worst = e;
+            if (!pv->buffer) moved += fabs(m.generator_ema.params.data[j] - m.generator.params.data[j]);
+        }
+    }
+    printf("# EMA after %d training steps: max abs error %.3g vs the closed form; mean |avg - G| %.3g\n", T, worst,
+           moved / (double)n);
+    GM_CHECK(worst < 1e-5, "the trained average is %g off the closed form", worst);
+    GM_CHECK(moved > 1e-6 * (double)n, "the average equals G: nothing was averaged");
+    free(want);
+    gm_gan_free(&m);
+}
+
+/* Standing statistics of the average: recalibrating over B batches leaves each batch-norm running
+   mean and variance at the plain average of the B batches' own (each measured alone by a
+   one-batch recalibration from the same point of the stream); weights and momentum untouched. */
+GM_TEST(ema_recalibrate_averages_batches) {
+    enum { B = 5 };
+    gm_gan_config c = small_gan(1);
+    gm_gan m;
+    gm_rng start;
+    float *w0, *sum, *buf0;
+    int b, k, nbuf = 0;
+    size_t n, j;
+    double worst = 0;
+    c.ema = 0.9f;
+    c.generator.batchnorm = 1;
+    GM_CHECK(gm_gan_init(&m, &c) == 0, "%s", gm_last_error());
+    n = m.generator_ema.params.count;
+    w0 = (float *)malloc(n * sizeof(float)); sum = (float *)calloc(n, sizeof(float)); buf0 = (float *)malloc(n * sizeof(float));
+    memcpy(w0, m.generator_ema.params.data, n * sizeof(float));
+    start = *gm_graph_rng(m.graph);
+    for (b = 0; b < B; b++) {                  /* each batch alone: momentum 1 */
+        GM_CHECK(gm_gan_ema_recalibrate(&m, 1) == 0, "%s", gm_last_error());
+        for (j = 0; j < n; j++) sum[j] += m.generator_ema.params.data[j] / B;
+    }
+    memcpy(m.generator_ema.params.data, w0, n * sizeof(float));
+    *gm_graph_rng(m.graph) = start;
+    GM_CHECK(gm_gan_ema_recalibrate(&m, B) == 0, "%s", gm_last_error());
+    for (k = 0; k < m.generator_ema.params.nviews; k++) {
+        const gm_param_view *pv = &m.generator_ema.params.views[k];
+        for (j = pv->offset; j < pv->offset + pv->size; j++) {
+            if (!pv->buffer) {
+                GM_CHECK(m.generator_ema.params.data[j] == w0[j], "a weight changed");
+                continue;
+            }
+            nbuf += m.generator_ema.params.data[j] != w0[j];
+            worst = fmax(worst, fabs(m.generator_ema.params.data[j] - sum[j]) / fmax(1.0, fabs(sum[j])));
+        }
+    }
+    for (k = 0; k < m.generator_ema.nlayers; k++)
+        GM_CHECK(!m.generator_ema.layers[k].has_bn || m.generator_ema.layers[k].bn.momentum == 0.1f, "momentum not restored");
+    printf("# recalibrated %d batch-norm values; off the average of %d one-batch measurements by %.2g\n", nbuf, B, worst);
+    GM_CHECK(nbuf > 0 && worst < 1e-5, "%d values changed, %g off the average", nbuf, worst);
+    memcpy(buf0, m.generator.params.data, n * sizeof(float));
+    m.cfg.ema = 0;                              /* without an average: nothing to do */
+    GM_CHECK(gm_gan_ema_recalibrate(&m, 3) == 0 && memcmp(buf0, m.generator.params.data, n * sizeof(float)) == 0,
+             "recalibrate without an average changed G");
+    m.cfg.ema = 0.9f;
+    GM_CHECK(gm_gan_ema_recalibrate(&m, 0) != 0, "0 batches accepted");
+    free(w0); free(sum); free(buf0);
+    gm_gan_free(&m);
+}
+
 static gm_cyclegan_config small_cyclegan(void) {
     gm_cyclegan_config c = gm_cyclegan_default_config(1, 8, 8);
     c.generator.hidden[0] = 4; c.generator.hidden[1] = 6; c.generator.nhidden = 2;
@@ -1048,6 +1141,8 @@ int main(int argc, char **argv) {
     RUN(augment_gradcheck);
     RUN(augment_is_shift_and_cutout);
     RUN(ema_closed_form);
+    RUN(ema_follows_training_sequence);
+    RUN(ema_recalibrate_averages_batches);
     RUN(spectral_norm_estimate);
     RUN(loss_values);
     RUN(bad_input_is_an_error);

@@ -482,6 +482,28 @@ GM_TEST(test_cli) {
     GM_CHECK(parse(&a, extra, 4, msg, "--epochs", "2", "--help", NULL) == 1 && a.epochs == 7, "help applies nothing");
 }
 
+/* --minutes: parsed like any flag; the budget's clock starts at the first ex_interrupted() (the
+ * start of training), which then turns true once the time is spent; an example that keeps the
+ * budget itself takes it over with ex_take_budget(). */
+GM_TEST(test_minutes_budget) {
+    char msg[256];
+    ex_args a = ex_defaults("vae", 10, 64, 1e-3f);
+    double t;
+    GM_CHECK(parse(&a, NULL, 0, msg, "--minutes", "0.5", NULL, NULL) == 0 && fabsf(a.minutes - 0.5f) < 1e-7f, "%s", msg);
+    GM_CHECK(parse(&a, NULL, 0, msg, "--minutes", "-1", NULL, NULL) == 2 && strstr(msg, "--minutes"), "negative: %s", msg);
+    GM_CHECK(parse(&a, NULL, 0, msg, "--minutes=nan", NULL, NULL, NULL) == 2, "nan minutes accepted");
+    ex__budget_s = 60.0;
+    GM_CHECK(ex_take_budget() == 60.0 && ex__budget_s == 0, "take_budget hands the budget over");
+    ex__quiet = 1;
+    ex__budget_s = 0.05;   /* seconds */
+    GM_CHECK(!ex_interrupted(), "the first call starts the clock");
+    GM_CHECK(!ex_interrupted(), "not yet spent");
+    t = ex_now();
+    while (ex_now() - t < 0.06) {}
+    GM_CHECK(ex_interrupted(), "the budget is spent after 0.06 s");
+    GM_CHECK(ex_interrupted(), "and stays spent");
+}
+
 GM_TEST(test_cli_exit_codes) {
 #ifndef _WIN32
     int st = 0, code;
@@ -568,6 +590,7 @@ int main(void) {
     GM_RUN(test_stack_upscale);
     GM_RUN(test_cli);
     GM_RUN(test_cli_exit_codes);
+    GM_RUN(test_minutes_budget);   /* last of the CLI tests: it spends the budget for good */
     GM_RUN(test_run_log_and_json);
     return gm_test_summary();
 }
