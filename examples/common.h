@@ -534,7 +534,7 @@ static inline void ex_progress(ex_run *r, double now, int final) {
     char line[512], eta[32];
     size_t len = 0;
     int i;
-    double el = now - r->t0, rate = el > 0 ? r->step * (double)r->batch / el : 0;
+    double el = now - r->t0, rate = el > 0 ? r->step * (double)r->batch / el : 0, left;
     if (r->tty) {
         int fill = r->total > 0 ? (int)(20.0 * r->step / r->total) : 0;
         len += snprintf(line + len, sizeof line - len, "\r[%.*s%.*s] ", fill, "====================",
@@ -543,7 +543,10 @@ static inline void ex_progress(ex_run *r, double now, int final) {
     len += snprintf(line + len, sizeof line - len, "%ld/%ld", r->step, r->total);
     for (i = 0; i < r->n && len < sizeof line - 40; i++)
         len += snprintf(line + len, sizeof line - len, "  %s %.4g", r->names[i], r->nsum ? r->sum[i] / r->nsum : 0.0);
-    ex_fmt_time(eta, sizeof eta, final ? el : (r->step > 0 ? el / r->step * (r->total - r->step) : 0));
+    left = r->step > 0 ? el / r->step * (r->total - r->step) : 0;
+    if (ex__budget_s > 0 && ex__budget_t0 > 0 && ex__budget_s - (now - ex__budget_t0) < left)
+        left = ex__budget_s - (now - ex__budget_t0);   /* --minutes ends training first */
+    ex_fmt_time(eta, sizeof eta, final ? el : left);
     if (len < sizeof line - 60)
         snprintf(line + len, sizeof line - len, "  | %.0f samples/s  %s %s%s", rate, final ? "took" : "ETA", eta,
                  r->tty ? "\033[K" : "\n");
