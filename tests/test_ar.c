@@ -332,31 +332,39 @@ GM_TEST(pixelcnn_blind_spot) {
     gm_pixelcnn_free(&m);
 }
 
+/* Trains the model of `c` for `steps` batches of 32 random images of D values on L levels (the first
+   value always L-1, so the model learns something), then checks that the probabilities of all
+   L^D images sum to 1 and that the model left the uniform distribution. */
+static void check_all_images_sum_to_one(gm_pixelcnn_config c, int D, int L, int steps, const char *what) {
+    gm_pixelcnn m;
+    float batch[32 * 12], *x;
+    double *lp, total = 0, hi = -1e9;
+    gm_rng r;
+    int n = 1, i, q, step;
+    for (q = 0; q < D; q++) n *= L;
+    x = (float *)malloc(sizeof(float) * (size_t)n * D);
+    lp = (double *)malloc(sizeof(double) * (size_t)n);
+    GM_CHECK(x && lp && D <= 12, "%s: out of memory or too many values", what);
+    GM_CHECK(gm_pixelcnn_init(&m, &c) == 0, "init: %s", gm_last_error());
+    gm_rng_seed(&r, 4);
+    for (step = 0; step < steps; step++) {
+        for (i = 0; i < 32 * D; i++) batch[i] = (float)(i % D == 0 ? L - 1 : gm_rng_int(&r, L)) / (float)(L - 1);
+        GM_CHECK(gm_pixelcnn_train_step(&m, batch, NULL, 32, NULL) == 0, "train: %s", gm_last_error());
+    }
+    for (i = 0; i < n; i++)
+        for (q = 0, step = i; q < D; q++, step /= L) x[i * D + q] = (float)(step % L) / (float)(L - 1);
+    GM_CHECK(gm_pixelcnn_log_prob(&m, x, NULL, NULL, 0, n, lp) == 0, "log_prob: %s", gm_last_error());
+    for (i = 0; i < n; i++) { total += exp(lp[i]); if (lp[i] > hi) hi = lp[i]; }
+    GM_CHECK(fabs(total - 1.0) < 1e-5, "%d %s of %d levels: sum %.9f", n, what, L, total);
+    GM_CHECK(hi > log(2.0 / n), "%s: model stayed uniform (max log p %g)", what, hi);
+    gm_pixelcnn_free(&m);
+    free(x); free(lp);
+}
+
 /* All 4^4 images of a 2x2 4-level softmax model, and all 2^9 of a 3x3 binary one, sum to 1. */
 GM_TEST(pixelcnn_normalization) {
-    int t;
-    for (t = 0; t < 2; t++) {
-        int L = t ? 2 : 4, H = t ? 3 : 2, HW = H * H, n = 1, i, p, step;
-        gm_pixelcnn_config c = tiny_pcnn(H, H, L, 1);
-        gm_pixelcnn m;
-        float x[512 * 9], batch[32 * 9];
-        double lp[512], total = 0, hi = -1e9;
-        gm_rng r;
-        for (p = 0; p < HW; p++) n *= L;
-        GM_CHECK(gm_pixelcnn_init(&m, &c) == 0, "init: %s", gm_last_error());
-        gm_rng_seed(&r, 4);
-        for (step = 0; step < 30; step++) {
-            for (i = 0; i < 32 * HW; i++) batch[i] = (float)(i % HW == 0 ? L - 1 : gm_rng_int(&r, L)) / (float)(L - 1);
-            GM_CHECK(gm_pixelcnn_train_step(&m, batch, NULL, 32, NULL) == 0, "train: %s", gm_last_error());
-        }
-        for (i = 0; i < n; i++)
-            for (p = 0, step = i; p < HW; p++, step /= L) x[i * HW + p] = (float)(step % L) / (float)(L - 1);
-        GM_CHECK(gm_pixelcnn_log_prob(&m, x, NULL, NULL, 0, n, lp) == 0, "log_prob: %s", gm_last_error());
-        for (i = 0; i < n; i++) { total += exp(lp[i]); if (lp[i] > hi) hi = lp[i]; }
-        GM_CHECK(fabs(total - 1.0) < 1e-5, "%d images of %d levels: sum %.9f", n, L, total);
-        GM_CHECK(hi > log(2.0 / n), "model stayed uniform (max log p %g)", hi);
-        gm_pixelcnn_free(&m);
-    }
+    check_all_images_sum_to_one(tiny_pcnn(2, 2, 4, 1), 4, 4, 30, "images");
+    check_all_images_sum_to_one(tiny_pcnn(3, 3, 2, 1), 9, 2, 30, "images");
 }
 
 /* A small model of the given config trained for `steps` steps of 32 binarized bundled digits must
@@ -872,32 +880,11 @@ GM_TEST(rgb_masks_exact) {
 /* After training: all 2^12 RGB images of a 2x2 binary PixelCNN, and all 3^6 of a 1x2 3-level Gated
    PixelCNN, sum to 1. */
 GM_TEST(rgb_normalization) {
-    int t;
-    for (t = 0; t < 2; t++) {
-        int L = t ? 3 : 2, HW = t ? 2 : 4, D = 3 * HW, n = 1, i, q, step;
-        gm_pixelcnn_config c = t ? tiny_gated(1, 2, 3, 2) : tiny_pcnn(2, 2, 2, 1);
-        gm_pixelcnn m;
-        static float x[4096 * 12];
-        float batch[32 * 12];
-        static double lp[4096];
-        double total = 0, hi = -1e9;
-        gm_rng r;
-        c.colors = 3; c.channels = 12;
-        for (q = 0; q < D; q++) n *= L;
-        GM_CHECK(gm_pixelcnn_init(&m, &c) == 0, "init: %s", gm_last_error());
-        gm_rng_seed(&r, 4);
-        for (step = 0; step < 40; step++) {
-            for (i = 0; i < 32 * D; i++) batch[i] = (float)(i % D == 0 ? L - 1 : gm_rng_int(&r, L)) / (float)(L - 1);
-            GM_CHECK(gm_pixelcnn_train_step(&m, batch, NULL, 32, NULL) == 0, "train: %s", gm_last_error());
-        }
-        for (i = 0; i < n; i++)
-            for (q = 0, step = i; q < D; q++, step /= L) x[i * D + q] = (float)(step % L) / (float)(L - 1);
-        GM_CHECK(gm_pixelcnn_log_prob(&m, x, NULL, NULL, 0, n, lp) == 0, "log_prob: %s", gm_last_error());
-        for (i = 0; i < n; i++) { total += exp(lp[i]); if (lp[i] > hi) hi = lp[i]; }
-        GM_CHECK(fabs(total - 1.0) < 1e-5, "%d RGB images of %d levels: sum %.9f", n, L, total);
-        GM_CHECK(hi > log(2.0 / n), "model stayed uniform (max log p %g)", hi);
-        gm_pixelcnn_free(&m);
-    }
+    gm_pixelcnn_config plain = tiny_pcnn(2, 2, 2, 1), gated = tiny_gated(1, 2, 3, 2);
+    plain.colors = 3; plain.channels = 12;
+    gated.colors = 3; gated.channels = 12;
+    check_all_images_sum_to_one(plain, 12, 2, 40, "RGB images");
+    check_all_images_sum_to_one(gated, 6, 3, 40, "RGB images");
 }
 
 /* RGB Gated PixelCNN: the cached sampler draws the naive one's images (from scratch and
