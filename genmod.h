@@ -923,9 +923,14 @@ static GM__TGT void gm__transpose_##SFX(const float *src, int sld, float *dst, i
     const int rf = rows - rows % GM__VLANES, cf = cols - cols % GM__VLANES;                       \
     float tile[GM__VLANES * GM__VLANES];                                                          \
     int i, j, c;                                                                                  \
-    for (i = 0; i < rf; i += GM__VLANES)                                                          \
+    if (dld > sld) /* the far-apart rows are dst's: VLANES of them at a time, each written along */ \
         for (j = 0; j < cf; j += GM__VLANES)                                                      \
-            GM__V_TR(src + (size_t)i * sld + j, sld, GM__VLANES, dst + (size_t)j * dld + i, dld); \
+            for (i = 0; i < rf; i += GM__VLANES)                                                  \
+                GM__V_TR(src + (size_t)i * sld + j, sld, GM__VLANES, dst + (size_t)j * dld + i, dld); \
+    else                                                                                          \
+        for (i = 0; i < rf; i += GM__VLANES)                                                      \
+            for (j = 0; j < cf; j += GM__VLANES)                                                  \
+                GM__V_TR(src + (size_t)i * sld + j, sld, GM__VLANES, dst + (size_t)j * dld + i, dld); \
     if (rf < rows)                                                                                \
         for (j = 0; j < cf; j += GM__VLANES) {                                                    \
             GM__V_TR(src + (size_t)rf * sld + j, sld, rows - rf, tile, GM__VLANES);               \
@@ -3895,12 +3900,21 @@ static int gm__patch_runs(const gm__conv_geom *c, int c0, int cols, gm__patch_ru
     return nrun;
 }
 
-/* The patch entries of tap (ki, kj) of plane (xt of one channel) for run r -> d (m floats). */
+/* The patch entries of tap (ki, kj) of plane (xt of one channel) for run r -> d (m floats). A run
+   is most often a whole panel row (NR floats: 32, 16 or 8) or WGRAD's tile row (16): those sizes
+   are fixed-size copies the compiler inlines as a few vector moves instead of a call per run
+   (these copies are 15-20% of a U-Net training step). */
 static void gm__patch_copy(const gm__conv_geom *c, const float *plane, const gm__patch_run *r, int ki, int kj, float *d) {
     const int ih = r->ihb + ki, iw = r->iwb + kj;
-    if (ih >= 0 && ih < c->h && iw >= 0 && iw < c->w)
-        gm__copy_floats(d, plane + ((size_t)ih * c->w + iw) * c->n + r->img, r->m);
-    else
+    if (ih >= 0 && ih < c->h && iw >= 0 && iw < c->w) {
+        const float *s = plane + ((size_t)ih * c->w + iw) * c->n + r->img;
+        switch (r->m) {
+        case 32: memcpy(d, s, 32 * sizeof(float)); break;
+        case 16: memcpy(d, s, 16 * sizeof(float)); break;
+        case 8: memcpy(d, s, 8 * sizeof(float)); break;
+        default: gm__copy_floats(d, s, r->m); break;
+        }
+    } else
         memset(d, 0, (size_t)r->m * sizeof(float));
 }
 
@@ -4026,17 +4040,20 @@ static double gm__conv_flops(const gm__conv_geom *c) {
 
 static void gm__conv_set(gm_tensor *t, const gm__conv_geom *c) { t->state.conv = *c; }
 
-/* CONVT's GEMM writes its patches a chunk of output positions at a time (GM__NC columns, the
+/* A CONVT of stride > 1 (stride 1 runs as a convolution, see gm__convt_geom) has its GEMM write
+   its patches a chunk of output positions at a time (GM__NC columns, the
    GEMM's own column block: it packs W once per block anyway), and each chunk is added into xt while
    it is still in cache, instead of all n*ho*wo columns going out to memory and back. */
 static int gm__convt_chunk(const gm__conv_geom *c) { return GM__MIN(c->ho * c->wo, GM__MAX(1, GM__NC / c->n)); }
 
-/* The work buffers of a convolution (`col`: one CONVT chunk of patches; `ycn`: y channel-major;
+/* The work buffers of a convolution (`col`: one CONVT chunk of patches, or a stride-1 CONVT's
+   flipped weights; `ycn`: y channel-major;
    `xt`: x transposed) live only while the op runs, so they come from the graph's scratch space,
    reused by every conv op, not from the arena, where they would stay until the step ends. */
 static int gm__conv_scratch(gm_graph *g, const gm__conv_geom *c, float **col, float **ycn, float **xt) {
-    const size_t cols = (size_t)c->n * c->ho * c->wo;
-    const size_t ncol = ((size_t)c->cin * c->kh * c->kw * gm__convt_chunk(c) * c->n + 15) & ~(size_t)15;
+    const size_t cols = (size_t)c->n * c->ho * c->wo, kk = (size_t)c->cin * c->kh * c->kw;
+    /* col also holds the flipped weights of a stride-1 CONVT (gm__convt_flip) */
+    const size_t ncol = (GM__MAX(kk * gm__convt_chunk(c) * c->n, kk * c->cout) + 15) & ~(size_t)15;
     const size_t nycn = ((size_t)c->cout * cols + 15) & ~(size_t)15;
     float *s = gm__graph_scratch(g, ncol + nycn + (size_t)c->n * c->cin * c->h * c->w);
     if (!s) return -1;
@@ -4102,6 +4119,27 @@ static void gm__conv_backward(gm_graph *g, gm_tensor *y) {
     if (GM__WANT(w)) gm__accumulate(g, w, gm__wgrad_forward(g, x, y->grad, &y->state.conv, first ? GM__HAVE_YCN : 0));
 }
 
+/* A stride-1 CONVT is itself a convolution: x[ih, iw] = sum over (co, a, b) of
+   y[ih - pt' + a, iw - pl' + b] w[co, ci, kh-1-a, kw-1-b], with pt' = kh-1-pt, pl' = kw-1-pl (rows
+   outside y read as zero). So it runs as CONV does -- an implicit GEMM packing patches of y's
+   channel-major copy (ycn has xt's layout) -- instead of writing every patch (kh*kw times dx's
+   size) and adding them back (col2im). The geometry of that convolution: y's side is its input. */
+static void gm__convt_geom(const gm__conv_geom *c, gm__conv_geom *f) {
+    f->n = c->n; f->cin = c->cout; f->h = c->ho; f->w = c->wo; f->cout = c->cin;
+    f->kh = c->kh; f->kw = c->kw; f->stride = 1;
+    f->pt = c->kh - 1 - c->pt; f->pl = c->kw - 1 - c->pl;
+    f->ho = c->h; f->wo = c->w;
+}
+/* wf (cin, cout, kh, kw) = w (cout, cin, kh, kw) with the channels swapped and the taps flipped. */
+static void gm__convt_flip(const gm__conv_geom *c, const float *w, float *wf) {
+    const int taps = c->kh * c->kw;
+    int co, ci, t;
+    for (co = 0; co < c->cout; co++)
+        for (ci = 0; ci < c->cin; ci++)
+            for (t = 0; t < taps; t++)
+                wf[((size_t)ci * c->cout + co) * taps + (taps - 1 - t)] = w[((size_t)co * c->cin + ci) * taps + t];
+}
+
 static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, const gm__conv_geom *c, int have, gm_tensor *bias) {
     const int chunk = gm__convt_chunk(c);
     int shape[4], p0;
@@ -4112,12 +4150,25 @@ static gm_tensor *gm__convt_forward(gm_graph *g, gm_tensor *y, gm_tensor *w, con
     x = gm__new(g, 4, shape);
     if (!x || gm__conv_scratch(g, c, &col, &ycn, &xt) != 0) return NULL;
     if (!(have & GM__HAVE_YCN)) gm__nchw_to_cn(c, y->data, ycn, c->cout);
-    for (p0 = 0; p0 < c->ho * c->wo; p0 += chunk) {
-        const int p1 = GM__MIN(c->ho * c->wo, p0 + chunk), nc = (p1 - p0) * c->n;
-        gm_sgemm(1, 0, (int)kk, nc, c->cout, 1.0f, w->data, (int)kk, ycn + (size_t)p0 * c->n, (int)cols, 0.0f, col, nc);
-        gm__col2im(c, col, xt, p0, p1, p1 == c->ho * c->wo ? x->data : NULL);
+    if (c->stride == 1) {
+        /* as a convolution (above): flipped weights in col, the result channel-major in xt's place
+           (ycn stays as it is: the WGRAD after a CONV's CONVT reads it) */
+        gm__conv_geom f;
+        gm__patch_src src;
+        gm__convt_geom(c, &f);
+        gm__convt_flip(c, w->data, col);
+        src.c = &f; src.xt = ycn;
+        gm__sgemm_implicit(c->cin, c->n * c->h * c->w, (int)(c->cout * c->kh * c->kw), col, c->cout * c->kh * c->kw,
+                           gm__patch_fill, &src, xt, c->n * c->h * c->w);
+        gm__cn_to_nchw(&f, xt, x->data, c->cin, bias ? bias->data : NULL);
+    } else {
+        for (p0 = 0; p0 < c->ho * c->wo; p0 += chunk) {
+            const int p1 = GM__MIN(c->ho * c->wo, p0 + chunk), nc = (p1 - p0) * c->n;
+            gm_sgemm(1, 0, (int)kk, nc, c->cout, 1.0f, w->data, (int)kk, ycn + (size_t)p0 * c->n, (int)cols, 0.0f, col, nc);
+            gm__col2im(c, col, xt, p0, p1, p1 == c->ho * c->wo ? x->data : NULL);
+        }
+        if (bias) gm__add_bias(x, bias);
     }
-    if (bias) gm__add_bias(x, bias);
     g->flops += gm__conv_flops(c);
     gm__conv_set(x, c);
     return gm__record(g, x, GM__OP_CONVT, y, w, bias);

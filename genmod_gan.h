@@ -135,6 +135,8 @@ typedef struct gm_gan_arch {
     int act;                /* hidden activation, GM_ACT_RELU, GM_ACT_LEAKY_RELU, ... (genmod.h) */
     float slope;            /* GM_ACT_LEAKY_RELU's negative slope */
     int out_act;            /* generator output: GM_ACT_TANH (images in [-1,1]) or GM_ACT_IDENTITY */
+    int mbstd;              /* conv/patch D: 1 = a minibatch standard-deviation channel joins the last
+                               conv features before the output layer (ProGAN; gm_gan_minibatch_stddev) */
 } gm_gan_arch;
 
 /* The standard networks on 28x28 digits; change fields of the result to vary them. */
@@ -166,6 +168,15 @@ GMDEF int gm_gan_net_init(gm_gan_net *net, const gm_gan_arch *arch, gm_rng *r);
    G returns (N, c*h*w) for MLP, (N, c, h, w) for conv; D returns (N, 1) (patch: (N, 1, h', w')). */
 GMDEF gm_tensor *gm_gan_net_forward(gm_graph *g, gm_gan_net *net, gm_tensor *x, const int *labels);
 GMDEF void gm_gan_net_free(gm_gan_net *net);
+/* Minibatch standard deviation (Karras et al. 2018, ProGAN), against mode dropping: x (N, C, H, W)
+   -> (N, C+1, H, W), the extra channel the constant s = mean over c,h,w of
+   sqrt(var_n x[n,c,h,w] + 1e-8) (the variance over the batch, divided by N). A batch of copies of one
+   image gives s ~ 1e-4, a varied batch a larger s, so D can tell a collapsed G's batches from real
+   ones. N >= 2. Differentiable in x (every example's gradient depends on the whole batch). */
+GMDEF gm_tensor *gm_gan_minibatch_stddev(gm_graph *g, gm_tensor *x);
+/* Learning rate decayed linearly to 0: lr * (1 - done), done (the fraction of the training budget
+   spent, steps or wall clock) clamped to [0, 1]. Set gan.opt_g.lr / opt_d.lr from it before a step. */
+GMDEF float gm_gan_lr_linear(float lr, double done);
 
 /* ======================================================================================= */
 /* Losses, gradient penalty, instance noise                                                */
@@ -292,7 +303,8 @@ GMDEF int  gm_gan_sample_z(gm_gan *gan, const float *z, const int *labels, int n
    `batches` training-mode batches of cfg.batch noise vectors (random labels when conditional),
    drawn from the model's stream. No-op without a moving average or batch norm. 0 or -1. */
 GMDEF int  gm_gan_ema_recalibrate(gm_gan *gan, int batches);
-/* D's raw output on n inputs (eval mode: no dropout), into out: n floats (a patch D: n * h'*w'). */
+/* D's raw output on n inputs (eval mode: no dropout), into out: n floats (a patch D: n * h'*w').
+   With arch.mbstd the output depends on the batch the example is run in (gm_run_chunks' chunks). */
 GMDEF int  gm_gan_discriminate(gm_gan *gan, const float *x, const int *labels, int n, float *out);
 /* G on z (N, z) in the caller's graph, for custom losses: (N, c*h*w) for MLP, (N, c, h, w) for conv. */
 GMDEF gm_tensor *gm_gan_forward(gm_graph *g, gm_gan *gan, gm_tensor *z, const int *labels);
@@ -584,6 +596,9 @@ static int gm__gan_arch_check(const gm_gan_arch *a, const char *who, const char 
     if (a->act < 0 || a->act >= GM_ACT_COUNT) return gm_fail("%s: %s.act %d is not a GM_ACT_*", who, field, a->act);
     if (a->out_act < 0 || a->out_act >= GM_ACT_COUNT)
         return gm_fail("%s: %s.out_act %d is not a GM_ACT_*", who, field, a->out_act);
+    if (a->mbstd && (a->generator || (a->kind != GM_GAN_CONV && a->kind != GM_GAN_PATCH)))
+        return gm_fail("%s: %s.mbstd: the minibatch standard deviation is for conv discriminators only", who, field);
+    if (a->mbstd != 0 && a->mbstd != 1) return gm_fail("%s: %s.mbstd %d must be 0 or 1", who, field, a->mbstd);
     return 0;
 }
 
@@ -647,6 +662,7 @@ static int gm__gan_build_conv_d(gm_gan_net *net, gm_rng *r) {
         net->layers[net->nlayers - 1].dropout = a->dropout;
         in = a->hidden[i];
     }
+    in += a->mbstd;         /* the minibatch standard-deviation channel (gm_gan_net_forward adds it) */
     if (a->kind == GM_GAN_PATCH) return gm__gan_add(net, GM__GAN_CONV, in, 1, 3, 1, 1, 0, GM_ACT_IDENTITY, r);
     return gm__gan_add(net, GM__GAN_DENSE, in * (a->h / s) * (a->w / s), 1, 0, 0, 0, 0, GM_ACT_IDENTITY, r);
 }
@@ -727,8 +743,34 @@ GMDEF gm_tensor *gm_gan_net_forward(gm_graph *g, gm_gan_net *net, gm_tensor *x, 
         else if (a->kind != GM_GAN_MLP && x->ndim == 2) x = gm_reshape(g, x, -1, a->c, a->h, a->w);
     }
     x = gm__gan_condition(g, x, labels, a->classes);
-    for (i = 0; i < net->nlayers && x; i++) x = gm__gan_layer_forward(g, &net->layers[i], x);
+    for (i = 0; i < net->nlayers && x; i++) {
+        if (a->mbstd && i == net->nlayers - 1) x = gm_gan_minibatch_stddev(g, x);
+        if (x) x = gm__gan_layer_forward(g, &net->layers[i], x);
+    }
     return x;
+}
+
+GMDEF gm_tensor *gm_gan_minibatch_stddev(gm_graph *g, gm_tensor *x) {
+    gm_tensor *d, *s;
+    int n;
+    if (!g || !x) return NULL;
+    if (x->ndim != 4 || x->shape[0] < 2) {
+        gm_fail("gm_gan_minibatch_stddev: needs (N, C, H, W) with N >= 2, got a %d-D tensor of %d rows", x->ndim,
+                x->shape[0]);
+        return NULL;
+    }
+    n = x->shape[0];
+    d = gm_sub(g, x, gm_mean_axes(g, x, GM_AXIS(0)));                            /* x - batch mean */
+    s = gm_sqrt(g, gm_affine(g, gm_mean_axes(g, gm_square(g, d), GM_AXIS(0)), 1.0f, 1e-8f));  /* (1,C,H,W) */
+    s = gm_reshape(g, gm_mean(g, s), 1, 1, 1, 1);
+    s = gm_expand(g, s, n, 1, x->shape[2], x->shape[3]);
+    return gm_concat(g, x, s, 1);
+}
+
+GMDEF float gm_gan_lr_linear(float lr, double done) {
+    if (!(done > 0)) done = 0;          /* NaN counts as the start */
+    if (done > 1) done = 1;
+    return (float)(lr * (1.0 - done));
 }
 
 
@@ -1319,6 +1361,7 @@ static size_t gm__gan_arch_text(const gm_gan_arch *a, char *s, size_t cap) {
     if (a->batchnorm) GM__GAN_PUT(" bn");
     if (a->spectral) GM__GAN_PUT(" sn");
     if (a->dropout > 0) GM__GAN_PUT(" dropout%g", a->dropout);
+    if (a->mbstd) GM__GAN_PUT(" mbstd");
     GM__GAN_PUT(" %s", gm_act_name(a->act));
     if (a->act == GM_ACT_LEAKY_RELU) GM__GAN_PUT("%g", a->slope);
     if (a->generator) GM__GAN_PUT(" out_%s", gm_act_name(a->out_act));

@@ -386,6 +386,17 @@ static inline double ex_take_budget(void) {
     return s;
 }
 
+/* 1 if the command line sets the flag --name ("--name v" or "--name=v"): for the examples whose
+ * defaults depend on whether a flag was given at all, which its value alone does not tell. */
+static inline int ex_given(int argc, char **argv, const char *name) {
+    size_t len = strlen(name);
+    int i;
+    for (i = 1; i < argc; i++)
+        if (strncmp(argv[i], "--", 2) == 0 && strncmp(argv[i] + 2, name, len) == 0 &&
+            (argv[i][2 + len] == 0 || argv[i][2 + len] == '=')) return 1;
+    return 0;
+}
+
 /* Parse, or exit: --help prints the usage (exit 0), a bad flag a message (exit 2). Then finds
  * the data, creates the output directory and sets the thread count. */
 static inline void ex_init(ex_args *a, int argc, char **argv, const char *about, const ex_opt *extra, int nextra) {

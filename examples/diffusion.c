@@ -53,16 +53,6 @@ static const char *find_recipe(int argc, char **argv) {
     return v;
 }
 
-/* 1 if argv sets the flag --name (the other flags' defaults do not tell a given value apart). */
-static int given(int argc, char **argv, const char *name) {
-    size_t len = strlen(name);
-    int i;
-    for (i = 1; i < argc; i++)
-        if (strncmp(argv[i], "--", 2) == 0 && strncmp(argv[i] + 2, name, len) == 0 &&
-            (argv[i][2 + len] == 0 || argv[i][2 + len] == '=')) return 1;
-    return 0;
-}
-
 /* n images (n * 784 in [-1, 1]) as a grid of `cols` columns, upscaled 2x, written as file. */
 static int save_images(const ex_args *a, const char *file, const float *x, int n, int cols) {
     gm_image img, big;
@@ -186,9 +176,9 @@ int main(int argc, char **argv) {
     ex_init(&a, argc, argv, "DDPM/DDIM with a U-Net on MNIST, classifier-free guidance.", extra,
             (int)(sizeof extra / sizeof extra[0]));
     o.minutes = (float)(ex_take_budget() / 60);   /* kept here: the progress pictures do not count */
-    if (given(argc, argv, "samples")) o.nscore = a.samples;
+    if (ex_given(argc, argv, "samples")) o.nscore = a.samples;
     if (o.nscore < 2) { fprintf(stderr, "%s: --samples must be at least 2 (the FD needs a covariance)\n", a.name); return 2; }
-    if (!o.conditional && o.guidance != 0 && given(argc, argv, "guidance")) {
+    if (!o.conditional && o.guidance != 0 && ex_given(argc, argv, "guidance")) {
         fprintf(stderr, "%s: --guidance %g needs a class-conditional model (--conditional 1)\n", a.name, (double)o.guidance);
         return 2;
     }

@@ -13,7 +13,10 @@
  * A preset sets the defaults of the other flags (the table below); flags given after it override
  * them: --arch mlp|conv, --loss nonsat|minimax|lsgan|wgan|hinge, --gp, --r1, --clip, --n-critic,
  * --spectral, --noise, --augment none|translation|cutout|both, --ema, --conditional, --beta1,
- * --beta2, --steps (G steps), --batch, --lr, --lr-d (D's own rate: two time scales).
+ * --beta2, --steps (G steps; --minutes X without --steps trains for X minutes, --epochs is refused),
+ * --batch, --lr, --lr-d (D's own rate: two time scales), --lr-decay
+ * linear (both rates fall linearly to 0 at the end of the budget: the first of --steps and
+ * --minutes to run out), --mbstd (ProGAN's minibatch standard-deviation channel in the conv D).
  * --recipe seed (the default) is the PyTorch reference's recipe for each preset; --recipe modern
  * turns on the moving average of G (--ema 0.999), spectral norm in D, the hinge loss and
  * translation augmentation; measured on the bundled digits over 3 seeds at 400 DCGAN steps it is
@@ -37,6 +40,7 @@
 #include "common.h"
 
 #define ZDIM 100
+#define UNBOUNDED_STEPS 1000000000L   /* "--minutes X" alone: the minutes end training */
 
 /* The presets: the networks, loss and budget of each recipe (the PyTorch reference's). */
 typedef struct preset {
@@ -56,9 +60,9 @@ static const preset PRESETS[] = {
 #define NPRESETS ((int)(sizeof PRESETS / sizeof PRESETS[0]))
 
 typedef struct opts {
-    const char *preset, *arch, *loss, *recipe, *augment;
+    const char *preset, *arch, *loss, *recipe, *augment, *lr_decay;
     float gp, clip, noise, beta1, beta2, ema, r1, lr_d;
-    int n_critic, spectral, conditional, nscore, restat;
+    int n_critic, spectral, conditional, nscore, restat, mbstd;
 } opts;
 
 /* --recipe: "seed" is the PyTorch reference's recipe for each preset (the comparison with it is
@@ -117,6 +121,7 @@ static gm_gan_config make_config(const ex_args *a, const opts *o) {
         c.discriminator.batchnorm = 0;      /* (it would couple the examples that the penalty treats one by one) */
     }
     c.discriminator.spectral = o->spectral;
+    c.discriminator.mbstd = o->mbstd;
     c.n_critic = o->n_critic; c.gp = o->gp; c.noise = o->noise;
     c.ema = o->ema; c.r1 = o->r1; c.augment = augment_bits(o->augment);
     c.noise_steps = a->steps * o->n_critic / 2;
@@ -217,6 +222,9 @@ int main(int argc, char **argv) {
         {"r1", EX_FLOAT, &o.r1, "R1 penalty gamma on real data (0: off)", "0.."},
         {"augment", EX_CHOICE, &o.augment, "differentiable augmentation of real and fake before D",
          "none|translation|cutout|both"},
+        {"lr-decay", EX_CHOICE, &o.lr_decay, "learning-rate schedule of both networks: constant, or linear to 0 at the "
+         "end of the budget (the first of --steps and --minutes to run out)", "none|linear"},
+        {"mbstd", EX_BOOL, &o.mbstd, "minibatch standard-deviation channel in D (conv D only; ProGAN)", NULL},
         {"lr-d", EX_FLOAT, &o.lr_d, "D's learning rate (0: --lr; two time-scale: e.g. --lr 1e-4 --lr-d 4e-4)", "0.."},
         {"gp", EX_FLOAT, &o.gp, "gradient penalty weight (WGAN-GP: 10)", "0.."},
         {"clip", EX_FLOAT, &o.clip, "clip critic weights to [-c,c] (WGAN; switches to RMSProp)", "0.."},
@@ -240,18 +248,36 @@ int main(int argc, char **argv) {
     ex_run run;
     ex_json j;
     const int *idx;
-    float *x, *z, last_g = 0;
+    float *x, *z, last_g = 0, lr_g0, lr_d0;
+    double t_start;
     int *y, k, i, grid_labels[100];
     long epoch = 0, target;
     snprintf(presets, sizeof presets, "%s|%s|%s|%s", PRESETS[0].name, PRESETS[1].name, PRESETS[2].name, PRESETS[3].name);
     o.preset = p->name; o.arch = p->arch; o.loss = p->loss; o.gp = p->gp; o.clip = 0; o.noise = 0;
     o.beta1 = 0.5f; o.beta2 = p->beta2; o.n_critic = p->n_critic; o.spectral = 0;
     o.conditional = p->conditional; o.nscore = 2000;
-    o.ema = 0; o.r1 = 0; o.lr_d = 0; o.augment = "none"; o.restat = 0;
+    o.ema = 0; o.r1 = 0; o.lr_d = 0; o.augment = "none"; o.restat = 0; o.lr_decay = "none"; o.mbstd = 0;
     apply_recipe(&o, find_recipe(argc, argv) ? find_recipe(argc, argv) : DEFAULT_RECIPE);
     a.steps = p->steps;
     snprintf(about, sizeof about, "%s --steps counts G steps.", p->about);
     ex_init(&a, argc, argv, about, extra, (int)(sizeof extra / sizeof extra[0]));
+    if (ex_given(argc, argv, "epochs")) {   /* refused rather than ignored: the budget counts G steps */
+        fprintf(stderr, "%s: --epochs: the GAN examples count generator steps; give --steps (or --minutes)\n", a.name);
+        return 2;
+    }
+    if (a.minutes > 0 && !ex_given(argc, argv, "steps")) {
+        /* --minutes without --steps: the minutes are the budget (the preset's step count is only
+           the budget when none is given), so `--preset dcgan --minutes 5` trains for 5 minutes */
+        if (o.noise > 0) {
+            fprintf(stderr, "%s: --noise anneals over --steps: give --steps with --minutes\n", a.name);
+            return 2;
+        }
+        a.steps = UNBOUNDED_STEPS;
+    }
+    if (o.mbstd && strcmp(o.arch, "conv") != 0) {
+        fprintf(stderr, "%s: --mbstd needs the conv discriminator (--arch conv)\n", a.name);
+        return 2;
+    }
     if (gm_mnist_load(&tr, &te, a.data_dir, 0, 0, -1.0f, 1.0f) != 0) { fprintf(stderr, "%s: %s\n", a.name, gm_last_error()); return 1; }
     if (build(&gan, &a, &o) != 0) {
         fprintf(stderr, "%s: %s\n", a.name, gm_last_error());
@@ -269,9 +295,17 @@ int main(int argc, char **argv) {
         for (i = 0; i < 100; i++) memcpy(z + i * ZDIM, z + (i % 10) * ZDIM, ZDIM * sizeof(float));
     gm_batcher_init(&b, tr.n, a.batch, a.seed, 1);
     target = gan.g_steps + a.steps;                                  /* --steps more G steps */
-    ex_run_begin(&run, &a, a.steps * o.n_critic, a.batch, "d_loss,g_loss,d_real,d_fake");
+    ex_run_begin(&run, &a, a.steps == UNBOUNDED_STEPS ? 0 : a.steps * o.n_critic, a.batch, "d_loss,g_loss,d_real,d_fake");
     save_grid(&a, &gan, z, grid_labels, 0);
+    lr_g0 = a.lr; lr_d0 = o.lr_d > 0 ? o.lr_d : a.lr;    /* the flags' rates (a loaded file holds decayed ones) */
+    t_start = ex_now();
     while (gan.g_steps < target && !ex_interrupted()) {
+        if (strcmp(o.lr_decay, "linear") == 0) {    /* the fraction of the budget spent: steps or minutes */
+            double done = a.steps > 0 ? (double)(gan.g_steps - (target - a.steps)) / (double)a.steps : 0;
+            if (a.minutes > 0 && (ex_now() - t_start) / (60.0 * a.minutes) > done) done = (ex_now() - t_start) / (60.0 * a.minutes);
+            gan.opt_g.lr = gm_gan_lr_linear(lr_g0, done);
+            gan.opt_d.lr = gm_gan_lr_linear(lr_d0, done);
+        }
         if ((k = gm_batcher_next(&b, &idx)) == 0) {          /* end of an epoch: a picture */
             save_grid(&a, &gan, z, grid_labels, ++epoch);
             continue;
@@ -315,6 +349,8 @@ int main(int argc, char **argv) {
     ex_json_str(&j, "loss", o.loss);
     ex_json_str(&j, "recipe", o.recipe);
     ex_json_num(&j, "ema", o.ema);
+    ex_json_str(&j, "lr_decay", o.lr_decay);
+    ex_json_num(&j, "mbstd", o.mbstd);
     ex_json_num(&j, "g_steps", (double)gan.g_steps);
     ex_json_num(&j, "d_steps", (double)gan.d_steps);
     ex_json_num(&j, "fd", sc.fd);

@@ -285,6 +285,70 @@ GM_TEST(conv_transpose2d_adjoint) {
     gm_graph_free(g);
 }
 
+/* The input gradient of a convolution (CONVT: stride 1 runs as a convolution with flipped weights,
+   other strides write patches and add them back) against a direct loop of the adjoint, for each
+   geometry: dx[ci, ih, iw] = sum over (co, ki, kj, oh, ow) with oh*s - pt + ki = ih, ow*s - pl + kj = iw
+   of v[co, oh, ow] w[co, ci, ki, kj]; and the same bits at 1 and 2 threads (sizes that split). */
+static float *conv_dx_eval(const int *q, int threads, int *count, float **ref) {
+    gm_graph *g = gm_graph_new(1);
+    gm_rng r;
+    gm_tensor *x, *w, *y, *v, *dx;
+    float *out = NULL;
+    int ho, wo;
+    gm_set_threads(threads);
+    gm_rng_seed(&r, 21);
+    ho = (q[2] + q[8] + q[9] - q[5]) / q[7] + 1;
+    wo = (q[3] + q[10] + q[11] - q[6]) / q[7] + 1;
+    x = gm_requires_grad(rnd(g, &r, q[0], q[1], q[2], q[3]));
+    w = rnd(g, &r, q[4], q[1], q[5], q[6]);
+    v = rnd(g, &r, q[0], q[4], ho, wo);
+    y = gm_conv2d_ex(g, x, w, q[7], q[8], q[9], q[10], q[11]);
+    dx = gm_grad(g, gm_sum(g, gm_mul(g, y, v)), x, 0);
+    *count = x->size;
+    if (dx && dx->size == x->size && (out = (float *)malloc((size_t)x->size * sizeof(float))))
+        memcpy(out, dx->data, (size_t)x->size * sizeof(float));
+    if (ref && (*ref = (float *)calloc((size_t)x->size, sizeof(float)))) {
+        double *acc = (double *)calloc((size_t)x->size, sizeof(double));
+        int b, o, c, i, j, u, t, k;
+        for (b = 0; acc && b < q[0]; b++)
+            for (o = 0; o < q[4]; o++)
+                for (i = 0; i < ho; i++)
+                    for (j = 0; j < wo; j++)
+                        for (c = 0; c < q[1]; c++)
+                            for (u = 0; u < q[5]; u++)
+                                for (t = 0; t < q[6]; t++) {
+                                    int ih = i * q[7] - q[8] + u, iw = j * q[7] - q[10] + t;
+                                    if (ih < 0 || ih >= q[2] || iw < 0 || iw >= q[3]) continue;
+                                    acc[((b * q[1] + c) * q[2] + ih) * q[3] + iw] +=
+                                        (double)v->data[((b * q[4] + o) * ho + i) * wo + j] * w->data[((o * q[1] + c) * q[5] + u) * q[6] + t];
+                                }
+        for (k = 0; acc && k < x->size; k++) (*ref)[k] = (float)acc[k];
+        free(acc);
+    }
+    gm_graph_free(g);
+    return out;
+}
+
+GM_TEST(conv_input_grad_vs_naive) {
+    static const int cases[][12] = { /* n, ci, h, w, co, kh, kw, stride, pad top, bottom, left, right */
+        {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, 1}, {3, 2, 5, 5, 3, 1, 1, 1, 0, 0, 0, 0}, {2, 3, 6, 7, 2, 2, 3, 1, 1, 0, 2, 1},
+        {1, 2, 5, 4, 3, 3, 3, 1, 3, 0, 0, 3}, {2, 2, 4, 6, 2, 4, 2, 1, 0, 3, 1, 0}, {2, 3, 7, 7, 2, 3, 3, 2, 1, 1, 1, 1},
+        {9, 20, 13, 11, 24, 3, 3, 1, 1, 1, 1, 1}, {5, 12, 10, 9, 7, 1, 1, 1, 0, 0, 0, 0}};
+    int c, old = gm_get_threads();
+    for (c = 0; c < (int)(sizeof cases / sizeof cases[0]); c++) {
+        int n1 = 0, n2 = 0, i, bad = 0;
+        float *ref = NULL, *a = conv_dx_eval(cases[c], 1, &n1, &ref), *b = conv_dx_eval(cases[c], 2, &n2, NULL);
+        GM_CHECK(a && b && ref && n1 == n2, "conv dx case %d: evaluated", c);
+        for (i = 0; a && ref && i < n1; i++) bad += fabsf(a[i] - ref[i]) > 1e-4f * (1.0f + fabsf(ref[i]));
+        GM_CHECK(bad == 0, "conv dx case %d: %d of %d values off the direct loop", c, bad, n1);
+        GM_CHECK(a && b && n1 == n2 && memcmp(a, b, (size_t)n1 * sizeof(float)) == 0, "conv dx case %d: 1 and 2 threads differ", c);
+        free(a);
+        free(b);
+        free(ref);
+    }
+    gm_set_threads(old);
+}
+
 GM_TEST(pool_upsample_values) {
     static const float x[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
     static const float pooled[4] = {3.5f, 5.5f, 11.5f, 13.5f};
@@ -1255,6 +1319,7 @@ int main(void) {
     GM_RUN(conv2d_vs_naive);
     GM_RUN(conv2d_ex_vs_naive);
     GM_RUN(conv_transpose2d_adjoint);
+    GM_RUN(conv_input_grad_vs_naive);
     GM_RUN(pool_upsample_values);
     GM_RUN(gather_one_hot);
     GM_RUN(slice_concat_roundtrip);

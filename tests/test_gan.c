@@ -370,6 +370,106 @@ GM_TEST(augment_gradcheck) {
     (void)i;
 }
 
+/* Minibatch standard deviation: forward against a hand computation (double), copies of one image
+   give the floor sqrt(1e-8), and its input gradient (first and second order: R1 differentiates D's
+   input gradient) against finite differences. */
+static gm_tensor *mbstd_fn(gm_graph *g, gm_tensor **in, void *ctx) {
+    gm_tensor *y = gm_gan_minibatch_stddev(g, in[0]);
+    (void)ctx;
+    return gm_sum(g, gm_mul(g, y, sin_weights(g, y)));
+}
+
+static gm_tensor *mbstd_grad_fn(gm_graph *g, gm_tensor **in, void *ctx) {
+    gm_tensor *d = gm_grad(g, mbstd_fn(g, in, ctx), in[0], 1);     /* kept on the tape: differentiable */
+    gm_tensor *u;
+    int i;
+    if (!d) return NULL;
+    u = gm_zeros(g, d->shape[0], d->shape[1], d->shape[2], d->shape[3]);
+    for (i = 0; i < u->size; i++) u->data[i] = cosf(0.61f * (float)i - 0.3f);
+    return gm_sum(g, gm_mul(g, d, u));
+}
+
+GM_TEST(minibatch_stddev) {
+    enum { N = 3, C = 2, H = 2, W = 3, P = C * H * W };
+    static const int shapes[1][4] = {{N, C, H, W}};
+    float x[N * P], *vals[1];
+    gm_graph *g = gm_graph_new(1);
+    gm_tensor *y;
+    double s = 0, err;
+    int n, c, k, bad = 0;
+    fill_plain(x, N * P, 21);
+    for (k = 0; k < P; k++) {          /* by hand: population std over the batch, per position */
+        double m = 0, v = 0;
+        for (n = 0; n < N; n++) m += x[n * P + k] / (double)N;
+        for (n = 0; n < N; n++) v += (x[n * P + k] - m) * (x[n * P + k] - m) / (double)N;
+        s += sqrt(v + 1e-8) / P;
+    }
+    y = gm_gan_minibatch_stddev(g, gm_input(g, x, N, C, H, W));
+    GM_CHECK(y && y->ndim == 4 && y->shape[0] == N && y->shape[1] == C + 1 && y->shape[2] == H && y->shape[3] == W,
+             "shape (%d, %d+1, %d, %d) expected", N, C, H, W);
+    for (n = 0; n < N; n++)
+        for (c = 0; c <= C; c++)
+            for (k = 0; k < H * W; k++) {
+                double want = c < C ? x[n * P + c * H * W + k] : s, got = y->data[(n * (C + 1) + c) * H * W + k];
+                if (fabs(got - want) > 1e-6) bad++;
+            }
+    GM_CHECK(bad == 0, "%d values off: the input channels copied, the extra one %.6f everywhere", bad, s);
+    for (n = 1; n < N; n++) memcpy(x + n * P, x, P * sizeof(float));     /* a collapsed batch */
+    y = gm_gan_minibatch_stddev(g, gm_input(g, x, N, C, H, W));
+    GM_CHECK(y && fabsf(y->data[C * H * W] - 1e-4f) < 1e-6f, "copies of one image: %g, want sqrt(1e-8)", y ? y->data[C * H * W] : -1.0f);
+    GM_CHECK(gm_gan_minibatch_stddev(g, gm_input(g, x, 1, C, H, W)) == NULL, "a batch of one refused");
+    GM_CHECK(gm_gan_minibatch_stddev(g, gm_input(g, x, N, P, 0, 0)) == NULL, "a 2-D input refused");
+    gm_graph_free(g);
+    fill_plain(x, N * P, 22);
+    vals[0] = x;
+    err = gm_gradcheck(mbstd_fn, NULL, 1, vals, shapes, 1e-2f);
+    GM_CHECK(err >= 0 && err < 1e-3, "first order: relative error %g", err);
+    printf("# minibatch_stddev: first-order relative error %.2e\n", err);
+    err = gm_gradcheck(mbstd_grad_fn, NULL, 1, vals, shapes, 1e-2f);
+    GM_CHECK(err >= 0 && err < 1e-2, "second order: relative error %g (%s)", err, err < 0 ? gm_last_error() : "");
+    printf("# minibatch_stddev: second-order relative error %.2e\n", err);
+}
+
+/* A DCGAN D with the channel: its dense layer sees one more plane, the checkpoint text names it,
+   D's output on a batch depends on the other examples (it does without the channel only through
+   batch norm, which eval mode turns off), and G or an MLP refuses it. */
+GM_TEST(minibatch_stddev_in_d) {
+    gm_gan_arch a = gm_gan_dcgan_d(0);
+    gm_gan_net d;
+    gm_rng r;
+    gm_graph *g = gm_graph_new(1);
+    float x[3 * 784];
+    gm_tensor *o1, *o2;
+    a.mbstd = 1;
+    gm_rng_seed(&r, 5);
+    GM_CHECK(gm_gan_net_init(&d, &a, &r) == 0, "%s", gm_last_error());
+    GM_CHECK(d.layers[d.nlayers - 1].lin.in == (128 + 1) * 7 * 7, "dense input %d, want 129*49", d.layers[d.nlayers - 1].lin.in);
+    fill_plain(x, 3 * 784, 4);
+    gm_graph_set_training(g, 0);
+    o1 = gm_gan_net_forward(g, &d, gm_input(g, x, 2, 1, 28, 28), NULL);
+    o2 = gm_gan_net_forward(g, &d, gm_input(g, x, 3, 1, 28, 28), NULL);   /* the same first two, one more */
+    GM_CHECK(o1 && o2 && o1->shape[0] == 2 && o2->shape[0] == 3, "outputs (2,1) and (3,1)");
+    GM_CHECK(fabsf(o1->data[0] - o2->data[0]) > 1e-6f, "D(x0) should depend on the batch: %g vs %g", o1->data[0], o2->data[0]);
+    gm_gan_net_free(&d);
+    a = gm_gan_dcgan_g(100, 0); a.mbstd = 1;
+    GM_CHECK(gm_gan_net_init(&d, &a, &r) != 0 && strstr(gm_last_error(), "mbstd"), "G with mbstd refused: %s", gm_last_error());
+    a = gm_gan_mlp_d(784, 0); a.mbstd = 1;
+    GM_CHECK(gm_gan_net_init(&d, &a, &r) != 0 && strstr(gm_last_error(), "mbstd"), "MLP D with mbstd refused: %s", gm_last_error());
+    gm_graph_free(g);
+}
+
+/* The linear decay: lr (1 - done), done clamped to [0, 1]; NaN is the start. */
+GM_TEST(lr_linear_values) {
+    /* lr 0.75: the products below are exact in float */
+    GM_CHECK(gm_gan_lr_linear(0.75f, 0.0) == 0.75f, "start: %g", gm_gan_lr_linear(0.75f, 0.0));
+    GM_CHECK(gm_gan_lr_linear(0.75f, 0.25) == 0.5625f, "a quarter: %g", gm_gan_lr_linear(0.75f, 0.25));
+    GM_CHECK(gm_gan_lr_linear(0.75f, 0.5) == 0.375f, "half-way: %g", gm_gan_lr_linear(0.75f, 0.5));
+    GM_CHECK_CLOSE(gm_gan_lr_linear(2e-4f, 2999.0 / 3000.0), 2e-4 / 3000.0, 1e-12);
+    GM_CHECK(gm_gan_lr_linear(0.75f, 1.0) == 0.0f && gm_gan_lr_linear(0.75f, 1.7) == 0.0f, "0 at and after the end");
+    GM_CHECK(gm_gan_lr_linear(0.75f, -0.5) == 0.75f, "before the start: the full rate");
+    GM_CHECK(gm_gan_lr_linear(0.75f, (double)NAN) == 0.75f, "NaN: the full rate");
+}
+
 /* The same stream gives the same transformation to two batches: translation is a shift of at most
    h/8 (rounded) with zero fill; cutout zeroes a rectangle of at most h/2 x w/2 (clipped) and keeps
    the rest; the flat (N, c*h*w) form is the image form. */
@@ -1140,6 +1240,9 @@ int main(int argc, char **argv) {
     RUN(hinge_gradcheck);
     RUN(augment_gradcheck);
     RUN(augment_is_shift_and_cutout);
+    RUN(minibatch_stddev);
+    RUN(minibatch_stddev_in_d);
+    RUN(lr_linear_values);
     RUN(ema_closed_form);
     RUN(ema_follows_training_sequence);
     RUN(ema_recalibrate_averages_batches);

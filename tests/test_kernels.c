@@ -310,7 +310,9 @@ static void vmath_specials(int p) {
 }
 
 /* The path transposes (the layout moves around convolutions) against the definition, bit-exact
-   (a transpose only moves floats): every edge shape around the vector width, padded strides. */
+   (a transpose only moves floats): every edge shape around the vector width, padded strides. The
+   strides (sld = cols + 3, dld = rows + 5) take both loop orders of the kernel: dst's rows farther
+   apart than src's (rows >= cols - 1) and the other way. */
 GM_TEST(test_transpose_paths) {
     static const int sizes[] = {1, 3, 4, 7, 8, 15, 16, 17, 31, 33, 49, 64};
     const int ns = (int)(sizeof sizes / sizeof sizes[0]);

@@ -4,6 +4,7 @@
  *
  *   cc -O2 -std=c99 -I. tools/score_samples.c -o build/score_samples -lm -lpthread
  *   ./build/score_samples --samples out/dcgan.idx [--data DIR] [--classifier FILE] [--n N]
+ *   ./build/score_samples --samples guided.idx --labels guided-labels.idx    # conditional samples
  *
  * Input: IDX uint8 images (magic 0x00000803), 28x28, 0 = background, 255 = ink. Like the
  * examples, pixels are mapped onto [-1, 1] before they reach the classifier (its training range
@@ -17,6 +18,8 @@
  *                  samples even real digits do not reach 0: the floor grows as N shrinks)
  *   label_entropy  entropy of the predicted-label histogram in nats (ln 10 = 2.303 is uniform)
  *   label_hist     how many samples the classifier calls 0, 1, ..., 9
+ *   accuracy       with --labels (IDX uint8 labels, magic 0x00000801, one per sample: the class
+ *                  each sample was asked for), the fraction the classifier calls by that label
  * Bad input (missing or malformed file, images not 28x28, too few samples) prints a message on
  * stderr and exits with 1; a bad command line exits with 2. */
 #define GENMOD_IMPLEMENTATION
@@ -36,6 +39,7 @@ typedef struct opts {
     const char *samples;             /* --samples FILE.idx (required) */
     const char *data;                /* --data DIR: where the reference test images are */
     const char *classifier;          /* --classifier FILE.safetensors */
+    const char *labels;              /* --labels FILE.idx: the class each sample was drawn for */
     int n;                           /* --n: samples to score, 0 = all in the file */
     char data_buf[PATH_CAP], classifier_buf[PATH_CAP];   /* storage for the defaults */
 } opts;
@@ -43,16 +47,18 @@ typedef struct opts {
 /* The command line into o ("--flag v" or "--flag=v"). Returns 0, 1 (--help: usage printed)
  * or 2 (bad: said on stderr). */
 static int parse_args(opts *o, int argc, char **argv) {
-    const tool_flag flags[4] = {
+    const tool_flag flags[5] = {
         {"samples", TOOL_STRING, &o->samples, "FILE.idx", "the generated images (required)", 0, NULL},
+        {"labels", TOOL_STRING, &o->labels, "FILE.idx", "the class each sample was drawn for: adds accuracy", 0, NULL},
         {"data", TOOL_STRING, &o->data, "DIR", "folder holding t10k-images-idx3-ubyte [bundled data/]", 0, NULL},
         {"classifier", TOOL_STRING, &o->classifier, "FILE",
          "classifier weights [bundled data/digit_classifier.safetensors]", 0, NULL},
         {"n", TOOL_INT, &o->n, "N", "score only the first N samples, 0 = all", 0, "a whole number (allowed: 0..)"}};
-    const tool_cli cli = {NAME, "--samples FILE.idx [--data DIR] [--classifier FILE] [--n N]",
+    const tool_cli cli = {NAME, "--samples FILE.idx [--labels FILE.idx] [--data DIR] [--classifier FILE] [--n N]",
                           "Scores generated 28x28 digits (IDX uint8, 0 background, 255 ink) against the test images\n"
-                          "of DIR with the metric classifier; prints one JSON line (fd, label_entropy in nats, label_hist).",
-                          flags, 4, 18};
+                          "of DIR with the metric classifier; prints one JSON line (fd, label_entropy in nats, label_hist,\n"
+                          "and with --labels the accuracy).",
+                          flags, 5, 18};
     int rc = tool_parse(&cli, argc, argv);
     if (rc == 0 && !o->samples) rc = tool_bad_usage(NAME, "--samples FILE.idx is required");
     return rc;
@@ -72,10 +78,11 @@ static void fill_defaults(opts *o) {
     }
 }
 
-/* Loads up to max_items images (0: all) onto [-1, 1] and checks they are 28x28 digits.
+/* Loads up to max_items images (0: all) onto [-1, 1], with their labels when labels is not
+ * NULL (the loader checks both files hold the same count), and checks they are 28x28 digits.
  * what names the file's role in the messages. Returns 0, or -1 after printing why. */
-static int load_digits(gm_dataset *d, const char *path, int max_items, const char *what) {
-    if (gm_idx_load(d, path, NULL, max_items, -1.0f, 1.0f) != 0) {
+static int load_digits(gm_dataset *d, const char *path, const char *labels, int max_items, const char *what) {
+    if (gm_idx_load(d, path, labels, max_items, -1.0f, 1.0f) != 0) {
         fprintf(stderr, "%s: %s: %s\n", NAME, what, gm_last_error());
         return -1;
     }
@@ -92,7 +99,7 @@ static int load_digits(gm_dataset *d, const char *path, int max_items, const cha
  * covariance, hence at least 2 samples; asking for more than the file holds is an error rather
  * than a silently smaller score (the FD depends on the sample count). */
 static int load_samples(gm_dataset *d, const opts *o) {
-    if (load_digits(d, o->samples, o->n, "samples") != 0) return -1;
+    if (load_digits(d, o->samples, o->labels, o->n, "samples") != 0) return -1;
     if (o->n > 0 && d->n < o->n) {
         fprintf(stderr, "%s: samples: --n %d asked for, but %s holds only %d images\n", NAME, o->n, o->samples, d->n);
         gm_dataset_free(d);
@@ -113,7 +120,7 @@ static int load_reference(gm_dataset *d, const char *dir) {
         fprintf(stderr, "%s: --data: directory name too long\n", NAME);
         return -1;
     }
-    if (load_digits(d, path, 0, "reference") != 0) return -1;
+    if (load_digits(d, path, NULL, 0, "reference") != 0) return -1;
     if (d->n < 2) {
         fprintf(stderr, "%s: reference: %s holds %d image; at least 2 are needed\n", NAME, path, d->n);
         gm_dataset_free(d);
@@ -151,6 +158,7 @@ static void print_json(const opts *o, int n, int nref, const gm_digit_scores *sc
     tool_json_key("label_hist");
     for (k = 0; k < 10; k++) printf("%c%ld", k == 0 ? '[' : ',', hist[k]);
     putchar(']');
+    if (o->labels) tool_json_num("accuracy", sc->accuracy);
     tool_json_end();
 }
 
@@ -179,7 +187,7 @@ int main(int argc, char **argv) {
     rc = g ? 0 : -1;
     if (!g) fprintf(stderr, "%s: out of memory\n", NAME);
     /* The very call examples/gan.c makes, so these numbers and the examples' agree. */
-    if (rc == 0 && gm_digit_score(&m, g, samples.x, NULL, samples.n, ref.x, ref.n, &sc) != 0) {
+    if (rc == 0 && gm_digit_score(&m, g, samples.x, samples.y, samples.n, ref.x, ref.n, &sc) != 0) {
         fprintf(stderr, "%s: scoring: %s\n", NAME, gm_last_error());
         rc = -1;
     }
