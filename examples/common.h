@@ -356,6 +356,7 @@ static inline double ex_now(void) {
  * at the first call of ex_interrupted(), i.e. when training starts (loading data is not counted). */
 static volatile sig_atomic_t ex_stop_requested;
 static double ex__budget_s, ex__budget_t0;   /* set by ex_init from --minutes; 0: no budget */
+static int ex__budget_own;   /* 1: the example stops itself (ex_take_budget); the budget only sets the ETA */
 static int ex__quiet;
 static void ex_on_interrupt(int sig) {
     ex_stop_requested = 1;
@@ -365,7 +366,7 @@ static inline int ex_interrupted(void) {
     static int told, timed_out;
     if (ex__budget_s > 0 && !timed_out) {
         if (ex__budget_t0 == 0) ex__budget_t0 = ex_now();
-        else if (ex_now() - ex__budget_t0 >= ex__budget_s) {
+        else if (!ex__budget_own && ex_now() - ex__budget_t0 >= ex__budget_s) {
             timed_out = 1;
             if (!ex__quiet) fprintf(stderr, "\ntime budget of %g minutes reached: stopping training\n", ex__budget_s / 60);
         }
@@ -379,11 +380,10 @@ static inline int ex_interrupted(void) {
 
 /* For an example that keeps the --minutes budget itself (the diffusion example does not count the
  * time its progress pictures take): returns the budget in seconds, and ex_interrupted() then only
- * reports Ctrl-C. */
+ * reports Ctrl-C (the progress line still counts its ETA down from the budget). */
 static inline double ex_take_budget(void) {
-    double s = ex__budget_s;
-    ex__budget_s = 0;
-    return s;
+    ex__budget_own = 1;
+    return ex__budget_s;
 }
 
 /* 1 if the command line sets the flag --name ("--name v" or "--name=v"): for the examples whose
@@ -551,13 +551,15 @@ static inline void ex_progress(ex_run *r, double now, int final) {
         len += snprintf(line + len, sizeof line - len, "\r[%.*s%.*s] ", fill, "====================",
                         20 - (fill > 20 ? 20 : fill), "                    ");
     }
-    len += snprintf(line + len, sizeof line - len, "%ld/%ld", r->step, r->total);
+    len += r->total > 0 ? snprintf(line + len, sizeof line - len, "%ld/%ld", r->step, r->total)
+                        : snprintf(line + len, sizeof line - len, "%ld", r->step);   /* a time budget only */
     for (i = 0; i < r->n && len < sizeof line - 40; i++)
         len += snprintf(line + len, sizeof line - len, "  %s %.4g", r->names[i], r->nsum ? r->sum[i] / r->nsum : 0.0);
-    left = r->step > 0 ? el / r->step * (r->total - r->step) : 0;
+    left = r->step > 0 && r->total > 0 ? el / r->step * (r->total - r->step) : 1e30;   /* 1e30: unknown */
     if (ex__budget_s > 0 && ex__budget_t0 > 0 && ex__budget_s - (now - ex__budget_t0) < left)
         left = ex__budget_s - (now - ex__budget_t0);   /* --minutes ends training first */
-    ex_fmt_time(eta, sizeof eta, final ? el : left);
+    if (!final && left >= 1e29) snprintf(eta, sizeof eta, "?");
+    else ex_fmt_time(eta, sizeof eta, final ? el : left);
     if (len < sizeof line - 60)
         snprintf(line + len, sizeof line - len, "  | %.0f samples/s  %s %s%s", rate, final ? "took" : "ETA", eta,
                  r->tty ? "\033[K" : "\n");

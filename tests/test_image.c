@@ -492,10 +492,14 @@ GM_TEST(test_minutes_budget) {
     GM_CHECK(parse(&a, NULL, 0, msg, "--minutes", "0.5", NULL, NULL) == 0 && fabsf(a.minutes - 0.5f) < 1e-7f, "%s", msg);
     GM_CHECK(parse(&a, NULL, 0, msg, "--minutes", "-1", NULL, NULL) == 2 && strstr(msg, "--minutes"), "negative: %s", msg);
     GM_CHECK(parse(&a, NULL, 0, msg, "--minutes=nan", NULL, NULL, NULL) == 2, "nan minutes accepted");
-    ex__budget_s = 60.0;
-    GM_CHECK(ex_take_budget() == 60.0 && ex__budget_s == 0, "take_budget hands the budget over");
     ex__quiet = 1;
     ex__budget_s = 0.05;   /* seconds */
+    GM_CHECK(ex_take_budget() == 0.05 && ex__budget_own, "take_budget hands the budget over");
+    GM_CHECK(!ex_interrupted(), "the first call starts the clock");
+    t = ex_now();
+    while (ex_now() - t < 0.06) {}
+    GM_CHECK(!ex_interrupted(), "an example that keeps its budget is not stopped by ex_interrupted()");
+    ex__budget_own = 0; ex__budget_t0 = 0;
     GM_CHECK(!ex_interrupted(), "the first call starts the clock");
     GM_CHECK(!ex_interrupted(), "not yet spent");
     t = ex_now();
