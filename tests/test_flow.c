@@ -17,14 +17,17 @@
 /* ---- helpers ---- */
 
 /* Every trained float to N(0, sd): a freshly built flow is the identity in places (zero output
-   convs, zero scales), which would make the checks below trivial. Actnorms count as initialized. */
-static void randomize(gm_flow *f, float sd, uint64_t seed) {
+   convs, zero scales), which would make the checks below trivial. Actnorms count as initialized.
+   prefix (or NULL: all) keeps it to the views whose names start with it, e.g. "deq." for the
+   variational dequantizer alone (its last conv starts at zero). */
+static void randomize(gm_flow *f, float sd, uint64_t seed, const char *prefix) {
     gm_rng r;
     int v;
     size_t i;
     gm_rng_seed(&r, seed);
     for (v = 0; v < f->params.nviews; v++) {
         float *d = gm_params_data(&f->params, v);
+        if (prefix && strncmp(f->params.views[v].name, prefix, strlen(prefix)) != 0) continue;
         if (strstr(f->params.views[v].name, "inited")) { d[0] = 1.0f; continue; }
         if (f->params.views[v].buffer) continue;
         for (i = 0; i < f->params.views[v].size; i++) d[i] += sd * gm_rng_normal(&r);
@@ -130,7 +133,7 @@ GM_TEST(test_layer_inverse) {
         float *x;
         double e;
         GM_CHECK(one_layer(&f, c->model, c->c, c->h, c->w, c->kind, c->mask, c->parity) == 0, "%s: %s", c->what, gm_last_error());
-        randomize(&f, 0.3f, 10 + k);
+        randomize(&f, 0.3f, 10 + k, NULL);
         x = rand_data(7 * f.dim, 100 + k, -2, 2);
         e = roundtrip_err(&f, x, 7);
         GM_CHECK(e < 1e-4, "%s: inverse(forward(x)) off by %g", c->what, e);
@@ -148,7 +151,7 @@ GM_TEST(test_layer_logdet) {
         float *x;
         double e, ld = 0;
         GM_CHECK(one_layer(&f, c->model, c->c, c->h, c->w, c->kind, c->mask, c->parity) == 0, "%s: %s", c->what, gm_last_error());
-        randomize(&f, 0.3f, 20 + k);
+        randomize(&f, 0.3f, 20 + k, NULL);
         x = rand_data(f.dim, 200 + k, -2, 2);
         e = logdet_err(&f, x, &ld);
         GM_CHECK(e < 1e-3, "%s: log-det off by %g", c->what, e);
@@ -203,7 +206,7 @@ GM_TEST(test_models_exact) {
         double e, el, ld = 0;
         if (k == 6) cfg.n_scales = 3;
         GM_CHECK(gm_flow_init(&f, &cfg) == 0, "%s: %s", M[k].what, gm_last_error());
-        randomize(&f, 0.2f, 30 + k);
+        randomize(&f, 0.2f, 30 + k, NULL);
         /* images go through the logit: inputs in (0,1) */
         x = rand_data(5 * f.dim, 300 + k, cfg.logit ? 0.02f : -2.0f, cfg.logit ? 0.98f : 2.0f);
         e = roundtrip_err(&f, x, 5);
@@ -768,19 +771,6 @@ static gm_flow_config vardeq_config(int c, int h, int w) {
     return cfg;
 }
 
-/* Only the dequantizer's weights to N(0, sd) (its last conv starts at zero). */
-static void randomize_deq(gm_flow *f, float sd, uint64_t seed) {
-    gm_rng r;
-    int v;
-    size_t i;
-    gm_rng_seed(&r, seed);
-    for (v = 0; v < f->params.nviews; v++) {
-        float *d = gm_params_data(&f->params, v);
-        if (strncmp(f->params.views[v].name, "deq.", 4) != 0) continue;
-        for (i = 0; i < f->params.views[v].size; i++) d[i] += sd * gm_rng_normal(&r);
-    }
-}
-
 /* y = (255 x + u)/256 and log q(u|x) of n examples; u = 256 y - 255 x (exact for x = 0). */
 static int deq_eval(gm_flow *f, const float *x, const float *eps, int n, double *u, double *logq) {
     gm_graph *g = gm_graph_new(1);
@@ -808,7 +798,7 @@ GM_TEST(test_vardeq_density) {
     int i, j, k;
     gm_rng r;
     GM_CHECK(gm_flow_init(&f, &cfg) == 0 && f.dim == 32, "%s", gm_last_error());
-    randomize_deq(&f, 0.3f, 5);
+    randomize(&f, 0.3f, 5, "deq.");
     gm_rng_seed(&r, 9);
     for (i = 0; i < N * 32; i++) { x[i] = 0; eps[i] = gm_rng_normal(&r); }
     GM_CHECK(deq_eval(&f, x, eps, N, u, lq) == 0, "%s", gm_last_error());
@@ -873,7 +863,7 @@ GM_TEST(test_vardeq_gradients) {
     elbo_ctx c;
     gm_rng r;
     GM_CHECK(gm_flow_init(&f, &cfg) == 0, "%s", gm_last_error());
-    randomize(&f, 0.1f, 21);
+    randomize(&f, 0.1f, 21, NULL);
     gm_rng_seed(&r, 4);
     for (v = 0; v < 32; v++) { x[v] = (float)((v * 53) % 256) / 255.0f; eps[v] = gm_rng_normal(&r); }
     c.f = &f; c.x = x; values[0] = eps;
