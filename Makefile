@@ -11,7 +11,7 @@ TESTS   := test_core test_grad test_kernels test_data test_image test_vae test_g
 EXAMPLES:= $(patsubst examples/%.c,%,$(wildcard examples/*.c))
 AARCH64_CC ?= aarch64-linux-gnu-gcc
 
-.PHONY: all test sanitize demo bench clean warnings fuzz data interop
+.PHONY: all test sanitize flags demo bench clean warnings fuzz data interop
 
 TOOLS   := $(patsubst tools/%.c,%,$(wildcard tools/*.c))
 
@@ -71,6 +71,12 @@ sanitize: $(addprefix build/san/,$(TESTS))
 
 warnings:
 	@sh tests/warnings.sh
+
+# Every example's every flag (tests/flags.sh): refused when malformed, and honoured (it changes
+# what the run produces) or refused when it does not apply. Tiny runs, two at a time: ~15 minutes
+# on 2 cores, so it is its own target (CI runs it after make test), not part of make test.
+flags: $(addprefix build/,$(EXAMPLES))
+	@sh tests/flags.sh
 
 demo: build/vae
 	./build/vae --out out

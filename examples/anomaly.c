@@ -131,9 +131,11 @@ int main(int argc, char **argv) {
     double t0 = ex_now(), auc;
     long total, step = 0;
     char ood_name[64];
+    a.without = "samples dump-samples";     /* a detector: it draws no samples */
     ex_init(&a, argc, argv, "Anomaly detection with a VAE: digits vs Fashion-MNIST (--ood DIR) or transformed digits.",
             extra, (int)(sizeof extra / sizeof extra[0]));
     if (gm_mnist_load(&tr, &te, a.data_dir, 0, 0, 0.0f, 1.0f) != 0) die(&a, "data");
+    ex_check_batch(&a, tr.n);
     kind = !strcmp(score_kind, "recon") ? GM_VAE_SCORE_RECON : GM_VAE_SCORE_NELBO;
     nin = te.n;
     memset(&od, 0, sizeof od);
@@ -141,11 +143,13 @@ int main(int argc, char **argv) {
         char path[EX_PATH];
         snprintf(path, sizeof path, "%s/t10k-images-idx3-ubyte", ood_dir);
         if (gm_idx_load(&od, path, NULL, n_ood, 0.0f, 1.0f) != 0) die(&a, "--ood");
+        if (od.n < n_ood) { fprintf(stderr, "anomaly: --n-ood %d: %s holds only %d images\n", n_ood, path, od.n); return 2; }
         nood = od.n;
         xood = od.x;
         snprintf(ood_name, sizeof ood_name, "%s", strstr(ood_dir, "fashion") ? "Fashion-MNIST" : "OOD images");
     } else {
-        nood = n_ood < te.n ? n_ood : te.n;
+        if (n_ood > te.n) { fprintf(stderr, "anomaly: --n-ood %d: the fallback transforms test digits, and there are %d\n", n_ood, te.n); return 2; }
+        nood = n_ood;
         xood = (float *)malloc(sizeof(float) * 784 * nood);
         if (!xood) die(&a, "out of memory");
         make_fallback(&te, nood, fallback, xood, (unsigned)a.seed);

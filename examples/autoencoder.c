@@ -119,7 +119,13 @@ int main(int argc, char **argv) {
     o.code = 128; o.noise = 0.3f; o.mask = 0.0f; o.sparse = "none"; o.sparse_target = 0.05f;
     ex_init(&a, argc, argv, "Autoencoder on MNIST: plain, --denoise, --sparse, --conv (genmod_vae.h).", extra,
             (int)(sizeof extra / sizeof extra[0]));
+    ex_requires(&a, argc, argv, "noise", o.denoise, "with --denoise");
+    ex_requires(&a, argc, argv, "mask", o.denoise, "with --denoise");
+    ex_requires(&a, argc, argv, "sparse-weight", strcmp(o.sparse, "none") != 0, "with --sparse l1|kl");
+    ex_requires(&a, argc, argv, "sparse-target", strcmp(o.sparse, "kl") == 0, "with --sparse kl");
+    ex_requires(&a, argc, argv, "samples", a.dump_samples != NULL, "with --dump-samples (how many test reconstructions it writes)");
     if (gm_mnist_load(&tr, &te, a.data_dir, 0, 0, 0.0f, 1.0f) != 0) die(&a, "data");
+    ex_check_batch(&a, tr.n);
     total = ex_total_steps(&a, (tr.n + a.batch - 1) / a.batch);
     cfg = make_config(&o, &a);
     if (gm_ae_init(&m, &cfg) != 0) die(&a, "model");

@@ -67,6 +67,8 @@ typedef struct ex_args {
     int quiet;                 /* --quiet: only errors and the final JSON line */
     float minutes;             /* --minutes: wall-clock training budget (0: none); training ends at
                                   the first of steps, epochs or minutes */
+    const char *without;       /* common flags this example does not take, e.g. "samples dump-samples"
+                                  (set before ex_init): absent from --help and refused, never ignored */
     char data_buf[EX_PATH];
 } ex_args;
 
@@ -197,7 +199,19 @@ static inline int ex_set_extra(const ex_opt *o, const char *v, char *msg, size_t
     }
 }
 
-/* The common flags as a table pointing into a (so one parser serves both). */
+/* 0 if the common flag `name` is in a->without (this example does not take it). */
+static inline int ex_takes(const ex_args *a, const char *name) {
+    const char *p = a->without;
+    size_t len = strlen(name);
+    while (p && *p) {
+        while (*p == ' ') p++;
+        if (strncmp(p, name, len) == 0 && (p[len] == ' ' || p[len] == 0)) return 0;
+        while (*p && *p != ' ') p++;
+    }
+    return 1;
+}
+
+/* The common flags as a table pointing into a (so one parser serves both), less a->without. */
 static inline int ex_builtin(ex_args *a, ex_opt *t) {
     ex_opt b[] = {
         {"data", EX_STRING, &a->data_dir, "dataset directory", NULL},
@@ -215,8 +229,9 @@ static inline int ex_builtin(ex_args *a, ex_opt *t) {
         {"quiet", EX_BOOL, &a->quiet, "print only errors and the final JSON line", NULL},
         {"minutes", EX_FLOAT, &a->minutes, "wall-clock training budget (0: none)", "0.."},
     };
-    int n = (int)(sizeof b / sizeof b[0]);
-    memcpy(t, b, sizeof b);
+    int i, n = 0;
+    for (i = 0; i < (int)(sizeof b / sizeof b[0]); i++)
+        if (ex_takes(a, b[i].name)) t[n++] = b[i];
     return n;
 }
 
@@ -262,7 +277,7 @@ static inline void ex_usage(FILE *f, const ex_args *a, const char *about, const 
     if (about && about[0]) fprintf(f, "%s\n", about);
     fprintf(f, "\nflags (default in brackets):\n");
     fprintf(f, "  --data DIR          dataset directory [$GENMOD_DATA, else data/ or ../data/]\n");
-    fprintf(f, "  --epochs N          training epochs [%d]\n", a->epochs);
+    if (ex_takes(a, "epochs")) fprintf(f, "  --epochs N          training epochs [%d]\n", a->epochs);
     fprintf(f, "  --steps N           step budget; overrides --epochs [%s]\n", a->steps >= 0 ? "set" : "off");
     fprintf(f, "  --batch N           minibatch size [%d]\n", a->batch);
     fprintf(f, "  --lr X              learning rate [%g]\n", a->lr);
@@ -270,8 +285,8 @@ static inline void ex_usage(FILE *f, const ex_args *a, const char *about, const 
     fprintf(f, "  --threads N         worker threads, 0 = library default [%d]\n", a->threads);
     fprintf(f, "  --out DIR           output directory, created if missing [%s]\n", a->out_dir);
     fprintf(f, "  --save FILE         save the trained model\n  --load FILE         load a model first\n");
-    fprintf(f, "  --samples N         samples to draw [%d]\n", a->samples);
-    fprintf(f, "  --dump-samples F    write the samples as an IDX file\n");
+    if (ex_takes(a, "samples")) fprintf(f, "  --samples N         samples to draw [%d]\n", a->samples);
+    if (ex_takes(a, "dump-samples")) fprintf(f, "  --dump-samples F    write the samples as an IDX file\n");
     fprintf(f, "  --minutes X         wall-clock training budget, 0 = none [%g]\n", a->minutes);
     fprintf(f, "  --quiet             only errors and the final JSON line\n  --help              this text\n");
     for (i = 0; i < nextra; i++) {
@@ -339,6 +354,45 @@ static inline void ex_classifier_path(const ex_args *a, char *buf, size_t size) 
     snprintf(buf, size, "%s/digit_classifier.safetensors", bundled.data_dir);
 }
 
+#ifdef GENMOD_GAN_H
+/* The metric classifier (ex_classifier_path), loaded and checked against the data it will score:
+ * on the labelled test images te (pixels in [-1, 1]) it must be right at least 80% of the time.
+ * A classifier that is not (the digit classifier on Fashion-MNIST, whose classes mean nothing to
+ * it) would give FDs and class histograms that look like numbers and mean nothing, so scoring is
+ * refused with a message saying what to do. Returns 0, or -1 with the message in gm_last_error(). */
+static inline int ex_metric_classifier(const ex_args *a, const gm_dataset *te, gm_digit_classifier *m) {
+    char path[EX_PATH];
+    gm_graph *g;
+    int *pred, i, n = te->n < 2000 ? te->n : 2000, hit = 0, rc;
+    ex_classifier_path(a, path, sizeof path);
+    if (gm_digit_classifier_load(m, path) != 0) return -1;
+    if (!te->y) return 0;                      /* no labels to check it against */
+    g = gm_graph_new(1);
+    pred = (int *)malloc((size_t)n * sizeof(int));
+    rc = g && pred ? gm_digit_classifier_run(m, g, te->x, n, NULL, pred) : gm_fail("out of memory");
+    for (i = 0; rc == 0 && i < n; i++) hit += pred[i] == te->y[i];
+    if (rc == 0 && hit < 0.8 * n)
+        rc = gm_fail("the metric classifier %s labels only %.1f%% of %s's test images right: it was not trained on "
+                     "this data. Train one (./build/train_classifier --data %s --save %s/digit_classifier.safetensors)",
+                     path, 100.0 * hit / n, a->data_dir, a->data_dir, a->data_dir);
+    free(pred);
+    gm_graph_free(g);
+    if (rc != 0) gm_digit_classifier_free(m);
+    return rc;
+}
+
+/* ex_metric_classifier before training, so that a run that cannot be scored stops at once rather
+ * than after its budget: exits 1 with the message. */
+static inline void ex_check_metric_classifier(const ex_args *a, const gm_dataset *te) {
+    gm_digit_classifier m;
+    if (ex_metric_classifier(a, te, &m) != 0) {
+        fprintf(stderr, "%s: %s\n", a->name, gm_last_error());
+        exit(1);
+    }
+    gm_digit_classifier_free(&m);
+}
+#endif
+
 /* Wall-clock seconds (for the progress line and the --minutes budget). */
 static inline double ex_now(void) {
 #ifdef _WIN32
@@ -397,6 +451,15 @@ static inline int ex_given(int argc, char **argv, const char *name) {
     return 0;
 }
 
+/* Refuses (exit 2) a flag given where it would change nothing: `applies` is 0 then, and `when`
+ * says where it does apply ("with --denoise"). Call after ex_init. */
+static inline void ex_requires(const ex_args *a, int argc, char **argv, const char *flag, int applies, const char *when) {
+    if (!applies && ex_given(argc, argv, flag)) {
+        fprintf(stderr, "%s: --%s applies only %s\n", a->name, flag, when);
+        exit(2);
+    }
+}
+
 /* Parse, or exit: --help prints the usage (exit 0), a bad flag a message (exit 2). Then finds
  * the data, creates the output directory and sets the thread count. */
 static inline void ex_init(ex_args *a, int argc, char **argv, const char *about, const ex_opt *extra, int nextra) {
@@ -413,6 +476,15 @@ static inline void ex_init(ex_args *a, int argc, char **argv, const char *about,
     ex__budget_s = 60.0 * a->minutes;
     ex__quiet = a->quiet;
     signal(SIGINT, ex_on_interrupt);
+}
+
+/* --batch against the training set, once it is loaded: a batch larger than the data is refused
+ * (exit 2) naming both sizes, before any buffer of that size is asked for. */
+static inline void ex_check_batch(const ex_args *a, long n_train) {
+    if ((long)a->batch > n_train) {
+        fprintf(stderr, "%s: --batch %d is larger than the %ld training examples\n", a->name, a->batch, n_train);
+        exit(2);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -58,6 +58,7 @@ int main(int argc, char **argv) {
         {"ema", EX_FLOAT, &ema, "decay of the moving average of both generators, which translates (0: off)", "0..0.99999"},
     };
     ex_args a = ex_defaults("cyclegan", 1, 16, 2e-4f);
+    int *idx;
     gm_dataset tr, te;
     gm_cyclegan m;
     gm_cyclegan_config c;
@@ -72,6 +73,7 @@ int main(int argc, char **argv) {
     double l1, l1_id;
     memset(&st, 0, sizeof st);
     a.steps = 400;
+    a.without = "epochs samples dump-samples";   /* a translator: --steps is its budget, it draws no samples */
     ex_init(&a, argc, argv, "CycleGAN: thin digits <-> thick (dilated) digits, unpaired. --steps counts steps.", extra,
             (int)(sizeof extra / sizeof extra[0]));
     total = a.steps;
@@ -87,13 +89,15 @@ int main(int argc, char **argv) {
         return 1;
     }
     half = tr.n / 2;
+    ex_check_batch(&a, half);               /* each domain is half of the training digits */
+    idx = (int *)malloc((size_t)a.batch * sizeof(int));
     xa = (float *)malloc((size_t)a.batch * 784 * sizeof(float));
     xb = (float *)malloc((size_t)a.batch * 784 * sizeof(float));
     tmp = (float *)malloc((size_t)a.batch * 784 * sizeof(float));
     ta = (float *)malloc(NEVAL * 784 * sizeof(float));
     tb = (float *)malloc(NEVAL * 784 * sizeof(float));
     gen = (float *)malloc(NEVAL * 784 * sizeof(float));
-    if (!xa || !xb || !tmp || !ta || !tb || !gen || te.n < NEVAL) { fprintf(stderr, "%s: out of memory / data\n", a.name); return 1; }
+    if (!idx || !xa || !xb || !tmp || !ta || !tb || !gen || te.n < NEVAL) { fprintf(stderr, "%s: out of memory / data\n", a.name); return 1; }
     memcpy(ta, te.x, NEVAL * 784 * sizeof(float));          /* test digits: A, and their true thick twins */
     gm_dilate_images(ta, NEVAL, 28, 28, tb);
     gm_batcher_init(&ba, half, a.batch, a.seed, 1);           /* A: items 0 .. half-1 */
@@ -104,8 +108,7 @@ int main(int argc, char **argv) {
         int i;
         if ((ka = gm_batcher_next(&ba, &ia)) == 0) continue;
         if ((kb = gm_batcher_next(&bb, &ib)) == 0) kb = gm_batcher_next(&bb, &ib);
-        {   int idx[1024];
-            for (i = 0; i < kb && i < ka && i < 1024; i++) idx[i] = ib[i] + half;
+        {   for (i = 0; i < kb && i < ka; i++) idx[i] = ib[i] + half;
             gm_dataset_gather(&tr, ia, ka, xa, NULL);
             gm_dataset_gather(&tr, idx, i, tmp, NULL);
             gm_dilate_images(tmp, i, 28, 28, xb);
@@ -138,7 +141,7 @@ int main(int argc, char **argv) {
     ex_run_free(&run);
     gm_batcher_free(&ba); gm_batcher_free(&bb);
     gm_cyclegan_free(&m);
-    free(xa); free(xb); free(tmp); free(ta); free(tb); free(gen);
+    free(idx); free(xa); free(xb); free(tmp); free(ta); free(tb); free(gen);
     gm_dataset_free(&tr); gm_dataset_free(&te);
     return 0;
 }

@@ -116,14 +116,12 @@ static int pictures(const ex_args *a, gm_diffusion *d, const opts *o, const floa
 /* FD, label entropy and (conditional, guided) accuracy of n DDIM samples against the test images;
    --dump-samples writes them. */
 static int score(const ex_args *a, gm_diffusion *d, const opts *o, const gm_dataset *te, int n, gm_digit_scores *sc) {
-    char path[EX_PATH];
     gm_digit_classifier m;
     gm_graph *g = gm_graph_new(1);
     float *x = (float *)malloc((size_t)n * 784 * sizeof(float));
     int *lab = (int *)malloc((size_t)n * sizeof(int)), i, rc = -1;
-    ex_classifier_path(a, path, sizeof path);
     for (i = 0; lab && i < n; i++) lab[i] = i % 10;
-    if (g && x && lab && gm_digit_classifier_load(&m, path) == 0) {
+    if (g && x && lab && ex_metric_classifier(a, te, &m) == 0) {
         rc = ddim(d, o->conditional ? lab : NULL, n, o->sample_steps, o->eta, o->guidance, NULL, x, NULL);
         if (rc == 0) rc = gm_digit_score(&m, g, x, o->conditional ? lab : NULL, n, te->x, te->n, sc);
         if (rc == 0) rc = ex_dump_samples(a, x, n, 28, 28, -1.0f, 1.0f);
@@ -184,6 +182,8 @@ int main(int argc, char **argv) {
     }
     if (a.steps < 0 && o.minutes <= 0) { fprintf(stderr, "%s: give --minutes > 0 or --steps\n", a.name); return 2; }
     if (gm_mnist_load(&tr, &te, a.data_dir, 0, 0, -1.0f, 1.0f) != 0) { fprintf(stderr, "%s: %s\n", a.name, gm_last_error()); return 1; }
+    ex_check_batch(&a, tr.n);
+    ex_check_metric_classifier(&a, &te);
     c = gm_diffusion_default_config(1, 28, 28);
     c.base = o.base; c.temb = o.base; c.attn = o.attn; c.classes = o.conditional ? 10 : 0; c.ema_decay = o.ema;
     c.schedule = strcmp(o.schedule, "cosine") == 0 ? GM_DIFF_COSINE : GM_DIFF_LINEAR;

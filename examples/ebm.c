@@ -109,12 +109,10 @@ out:
 
 /* FD and label entropy of n samples against the test images in the metric classifier */
 static int score(const ex_args *a, const float *x, int n, const gm_dataset *te, gm_digit_scores *sc) {
-    char path[EX_PATH];
     gm_digit_classifier c;
     gm_graph *g = gm_graph_new(1);   /* the classifier draws no random numbers */
     int rc = -1;
-    ex_classifier_path(a, path, sizeof path);
-    if (g && gm_digit_classifier_load(&c, path) == 0) {
+    if (g && ex_metric_classifier(a, te, &c) == 0) {
         rc = gm_digit_score(&c, g, x, NULL, n, te->x, te->n, sc);
         gm_digit_classifier_free(&c);
     }
@@ -136,6 +134,8 @@ static int run_mnist(ex_args *a, opts *o) {
 
     if (gm_mnist_load(&tr, &te, a->data_dir, 0, 0, -1.0f, 1.0f) != 0) { fprintf(stderr, "ebm: %s\n", gm_last_error()); return 1; }
     if (tr.c * tr.h * tr.w != 784) { fprintf(stderr, "ebm: %s: images are not 28x28 digits\n", a->data_dir); return 1; }
+    ex_check_batch(a, tr.n);
+    ex_check_metric_classifier(a, &te);
     set_config(&cfg, o, a, 1);
     if (gm_ebm_init(&m, &cfg) != 0) { fprintf(stderr, "ebm: %s\n", gm_last_error()); return 1; }
     if (a->load && gm_ebm_load(&m, a->load) != 0) { fprintf(stderr, "ebm: %s\n", gm_last_error()); return 1; }
@@ -339,6 +339,7 @@ int main(int argc, char **argv) {
     if (!mnist) { o.lsteps = 40; o.step_size = 0.01f; o.grad_clip = 0; o.buffer = 10000; o.sample_steps = 200; }
     ex_init(&a, argc, argv, "Deep energy-based model: a conv energy on MNIST or an MLP on a 2-D toy; Langevin dynamics with a replay buffer.",
             extra, (int)(sizeof extra / sizeof extra[0]));
+    ex_requires(&a, argc, argv, "samples", a.dump_samples != NULL, "with --dump-samples (how many samples it writes; --score sets how many are drawn)");
     if (a.steps < 0 && a.epochs == 0) a.steps = mnist ? 2000 : 2500;   /* the default budgets */
     gm_flush_denormals();
     return mnist ? run_mnist(&a, &o) : run_toy(&a, &o);

@@ -75,6 +75,7 @@ int main(int argc, char **argv) {
     gm_image panels[FRAMES], img, row[3];
     const char *name;
 
+    a.without = "samples dump-samples";   /* the pictures use a fixed sample count; 2-D points are no IDX images */
     ex_init(&a, argc, argv, "FFJORD: a continuous normalizing flow on a 2-D density.", extra,
             (int)(sizeof extra / sizeof extra[0]));
     gm_flush_denormals();

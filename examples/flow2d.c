@@ -122,6 +122,7 @@ int main(int argc, char **argv) {
     gm_image panels[4], img;
     char title[128];
 
+    a.samples = 3000;      /* the samples panel */
     ex_init(&a, argc, argv, "Normalizing flows (NICE, RealNVP, Glow) on a 2-D density.", extra,
             (int)(sizeof extra / sizeof extra[0]));
     gm_flush_denormals();   /* the L2 term shrinks the nets into float denormals: 10x slower without */
@@ -186,7 +187,7 @@ int main(int argc, char **argv) {
     for (i = 0; i < 2 * te.n; i++) { if (te.xy[i] < lo) lo = te.xy[i]; if (te.xy[i] > hi) hi = te.xy[i]; }
     lo = lo - 0.15f * (hi - lo); hi = hi + 0.15f * (hi - lo);
     if (-lo > hi) hi = -lo; else lo = -hi;
-    k = a.samples > 0 ? (a.samples < 3000 ? 3000 : a.samples) : 3000;
+    k = a.samples > 0 ? a.samples : 1;
     smp = (float *)malloc(sizeof(float) * 2 * (size_t)k);
     z = (float *)malloc(sizeof(float) * 2 * (size_t)te.n);
     memset(panels, 0, sizeof panels);

@@ -203,6 +203,7 @@ int main(int argc, char **argv) {
     };
     ex_args a = ex_defaults("gan2d", 1, 128, 2e-3f);
     ex_json j;
+    a.without = "epochs samples dump-samples";   /* --steps counts G steps per variant; the metrics use a fixed sample count */
     ex_init(&a, argc, argv, "GAN loss variants on the 8-Gaussians ring (--steps = G steps per variant; default 2000, the clipped WGAN 4000).", extra,
             (int)(sizeof extra / sizeof extra[0]));
     if ((a.save || a.load) && strcmp(loss, "all") == 0) {

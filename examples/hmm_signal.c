@@ -111,6 +111,7 @@ int main(int argc, char **argv) {
     };
     memset(&o, 0, sizeof o);
     o.states = 3; o.mixtures = 1; o.restarts = 4; o.seqs = 4; o.len = 1500;
+    a.without = "samples dump-samples";   /* it samples signals to learn from, not from the model */
     ex_init(&a, argc, argv,
             "Segmenting a synthetic sensor signal with a Gaussian hidden Markov model (genmod_hmm.h).\n"
             "--epochs / --steps: Baum-Welch iterations per restart at most; --data, --batch and --lr are not used.",

@@ -105,13 +105,14 @@ int main(int argc, char **argv) {
     float *xb, *smp, *xtr, *xte, lo = -4, hi = 4;
     double t0, train_s = 0, integral = 0;
     long steps_per_epoch;
-    int toy, ntr, nte, binarized_here = 0;
+    int toy, ntr, nte, nsmp, binarized_here = 0;
     gm_image img, panels[3];
 
     ex_init(&a, argc, argv, "MADE on binarized MNIST digits or a 2-D toy: exact likelihood, samples, completions.",
             extra, (int)(sizeof extra / sizeof extra[0]));
     gm_flush_denormals();
     toy = strcmp(dataset, "mnist") != 0;
+    if (!ex_given(argc, argv, "samples")) a.samples = toy ? 2000 : 64;   /* a scatter, or an 8-wide grid */
     memset(&train, 0, sizeof train); memset(&test, 0, sizeof test);
     if (toy) {
         ntr = n_train < 20000 ? n_train : 20000; nte = 5000; dim = 2;
@@ -167,21 +168,22 @@ int main(int argc, char **argv) {
     if (!a.quiet) printf("test: %.2f nats, %.4f bits/dim (%d examples, ensemble of %d mask set(s), %.1f s)\n", ev.nats,
                          ev.bits_per_dim, nte, ensemble, ex_now() - t0);
 
-    smp = (float *)malloc(sizeof(float) * (size_t)dim * (toy ? 2000 : 64));
+    nsmp = a.samples > 0 ? a.samples : 1;
+    smp = (float *)malloc(sizeof(float) * (size_t)dim * nsmp);
     t0 = ex_now();
     if (toy) {
         memset(panels, 0, sizeof panels);
-        if (gm_made_sample_ex(&m, 2000, temperature, 0, NULL, NULL, smp) != 0) return fail();
+        if (gm_made_sample_ex(&m, nsmp, temperature, 0, NULL, NULL, smp) != 0) return fail();
         if (scatter(&panels[0], "data", xte, nte < 2000 ? nte : 2000, lo, hi) != 0 ||
             density(&m, &panels[1], lo, hi, &integral) != 0 ||
-            scatter(&panels[2], "MADE samples", smp, 2000, lo, hi) != 0) return fail();
+            scatter(&panels[2], "MADE samples", smp, nsmp, lo, hi) != 0) return fail();
         if (gm_image_hstack(&img, panels, 3, NULL, 10) == 0) { ex_save_png(&a, "made_2d.png", &img); gm_image_free(&img); }
         for (k = 0; k < 3; k++) gm_image_free(&panels[k]);
         if (!a.quiet) printf("density on [%g,%g]^2 integrates to %.4f\n", lo, hi, integral);
     } else {
-        if (gm_made_sample_ex(&m, 64, temperature, 0, NULL, NULL, smp) != 0) return fail();
-        if (ex_digit_grid(&img, smp, 64, 8, 0, 1) == 0) { ex_save_png(&a, "made_samples.png", &img); gm_image_free(&img); }
-        ex_dump_samples(&a, smp, 64, 28, 28, 0, 1);
+        if (gm_made_sample_ex(&m, nsmp, temperature, 0, NULL, NULL, smp) != 0) return fail();
+        if (ex_digit_grid(&img, smp, nsmp, 8, 0, 1) == 0) { ex_save_png(&a, "made_samples.png", &img); gm_image_free(&img); }
+        if (ex_dump_samples(&a, smp, nsmp, 28, 28, 0, 1) != 0) return fail();
         if (completion_panel(&m, &a, xte, 8, temperature) != 0) return fail();
     }
     if (!a.quiet) printf("sampling: %.1f s\n", ex_now() - t0);

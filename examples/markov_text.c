@@ -257,6 +257,7 @@ int main(int argc, char **argv) {
     };
     memset(&o, 0, sizeof o);
     o.order = 5; o.states = 16; o.restarts = 2; o.pseudo = 0.01f; o.temperature = 0.7f; o.chars = 600;
+    a.without = "samples dump-samples";   /* it writes one text per model (--chars long) */
     ex_init(&a, argc, argv,
             "Character-level Markov chains and a hidden Markov model on a public-domain novel (genmod_hmm.h).\n"
             "--epochs / --steps: Baum-Welch iterations per restart at most (one iteration = one pass over the text);\n"

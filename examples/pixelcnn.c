@@ -96,6 +96,7 @@ int main(int argc, char **argv) {
     rowlstm = !strcmp(model, "rowlstm");
     cached = gated || rowlstm;   /* the models with a cached sampler */
     if (conditional && !cached) { fprintf(stderr, "pixelcnn: --conditional needs --model gated or rowlstm\n"); return 2; }
+    ex_requires(&a, argc, argv, "samples", !conditional, "without --conditional (which draws 4 of each digit)");
     nsamples = conditional ? 40 : a.samples;   /* conditional: 4 per digit */
     gm_flush_denormals();
     if (gm_mnist_load(&train, &test, a.data_dir, n_train, n_test, 0.0f, 1.0f) != 0) return fail();

@@ -172,6 +172,10 @@ static int demo_lines(const char *dir) {
 
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "out";
+    if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {   /* no flags: only the output directory */
+        fprintf(stderr, "usage: plot_demo [outdir]  (writes outdir/demo_*.png; default out)\n");
+        return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
+    }
     if (demo_grids(dir) || demo_rgb_grid(dir) || demo_scatter(dir) || demo_scatter2(dir) || demo_heatmap(dir) ||
         demo_lines(dir)) {
         fprintf(stderr, "plot_demo: failed: %s\n", gm_last_error());

@@ -115,6 +115,7 @@ int main(int argc, char **argv) {
 
     ex_init(&a, argc, argv, "Restricted Boltzmann machine on binarized MNIST: CD-1, CD-K or PCD; AIS test log-likelihood.",
             extra, (int)(sizeof extra / sizeof extra[0]));
+    ex_requires(&a, argc, argv, "samples", a.dump_samples != NULL, "with --dump-samples (how many samples it writes)");
     gm_flush_denormals();
     pcd = !strcmp(cd, "pcd");
     if (!pcd) {

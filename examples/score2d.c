@@ -158,6 +158,7 @@ int main(int argc, char **argv) {
     double t0, train_s = 0, sample_s;
     long target;
     a.steps = 3000;
+    a.without = "samples dump-samples";   /* the mode metrics use a fixed sample count; 2-D points are no IDX images */
     ex_init(&a, argc, argv, "Score-based model on a 2-D toy: denoising score matching, annealed Langevin sampling.", extra, 6);
     if (gm_toy2d(toy, NDATA, a.seed, -1, data, NULL) != 0) { fprintf(stderr, "%s: %s\n", a.name, gm_last_error()); return 2; }
     c = gm_score_default_config(2);
