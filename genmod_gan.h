@@ -2,7 +2,8 @@
    non-saturating), DCGAN, conditional GAN, LSGAN, WGAN (weight clipping), WGAN-GP (exact double
    backprop), hinge loss, R1 penalty (exact double backprop), spectral normalization, instance
    noise, differentiable augmentation (translation, cutout), a moving average of G's weights,
-   two time-scale learning rates, CycleGAN; and the measures that judge them
+   two time-scale learning rates, PacGAN packing, one-sided label smoothing, the minibatch
+   standard deviation, CycleGAN; and the measures that judge them
    (Frechet distance in a digit classifier's feature space, label entropy, conditional accuracy,
    mode coverage on the 8-Gaussians ring). Builds on genmod.h.
 
@@ -63,15 +64,16 @@
    CONCEPTS
      gm_gan_arch   a plain description of one network (MLP, DCGAN-style conv, image-to-image, patch
                    discriminator): sizes, conditioning classes, batch norm, dropout, activation
-                   (genmod's GM_ACT_*), spectral normalization. gm_gan_mlp_g() etc. give the standard
-                   ones; edit fields.
+                   (genmod's GM_ACT_*), spectral normalization, PacGAN packing (a D field: it scores
+                   packs of `pack` samples). gm_gan_mlp_g() etc. give the standard ones; edit fields.
      gm_gan_net    a network built from an arch; owns its gm_params (one per network, so each has
                    its own optimizer and can be frozen while the other trains).
      Losses        GM_GAN_NONSAT (-log D(G(z))), GM_GAN_MINIMAX (log(1 - D(G(z)))), GM_GAN_LSGAN
                    (least squares), GM_GAN_WASSERSTEIN (with weight clipping: opt_d.clip_value;
                    with the gradient penalty: gp = 10), GM_GAN_HINGE. D outputs logits;
                    sigmoid+BCE is computed as BCE with logits. Any loss takes the R1 penalty
-                   (cfg.r1) and differentiable augmentation (cfg.augment).
+                   (cfg.r1) and differentiable augmentation (cfg.augment); the cross-entropy ones
+                   one-sided label smoothing (cfg.label_smooth).
      Moving average cfg.ema > 0 keeps generator_ema = the average of G's weights over the G steps
                    (decay warmed up as min(ema, (1+t)/(10+t))); gm_gan_sample uses it (use_ema);
                    gm_gan_ema_recalibrate measures its own batch-norm statistics before sampling.
@@ -137,6 +139,12 @@ typedef struct gm_gan_arch {
     int out_act;            /* generator output: GM_ACT_TANH (images in [-1,1]) or GM_ACT_IDENTITY */
     int mbstd;              /* conv/patch D: 1 = a minibatch standard-deviation channel joins the last
                                conv features before the output layer (ProGAN; gm_gan_minibatch_stddev) */
+    int pack;               /* D only (0 or 1: off): PacGAN (Lin et al. 2018), D scores packs of `pack`
+                               examples, consecutive rows of the batch joined along the channels
+                               (conv: (N,C,H,W) -> (N/p,pC,H,W); MLP: (N,F) -> (N/p,pF)); a pack is all
+                               real or all fake, so D sees p samples at once and can tell a generator
+                               that drops modes. N must divide by p; not for conditional Ds or the
+                               gradient penalty (its per-example norm is not the pack's). */
 } gm_gan_arch;
 
 /* The standard networks on 28x28 digits; change fields of the result to vary them. */
@@ -191,6 +199,10 @@ GMDEF const char *gm_gan_loss_name(int loss);   /* "nonsat", "minimax", "lsgan",
 GMDEF int gm_gan_loss_parse(const char *name);  /* the reverse; -1 if unknown */
 /* Scalars, means over every element of the D outputs (any shape; patch outputs included). */
 GMDEF gm_tensor *gm_gan_d_loss(gm_graph *g, int loss, gm_tensor *d_real, gm_tensor *d_fake);
+/* The same with D's target on real data 1 - smooth (one-sided label smoothing; nonsat and minimax
+   only, others refused unless smooth is 0): mean of smooth softplus(r) + (1 - smooth) softplus(-r) over
+   the real outputs r, plus the fake term unchanged. gm_gan_d_loss is smooth = 0. */
+GMDEF gm_tensor *gm_gan_d_loss_smooth(gm_graph *g, int loss, gm_tensor *d_real, gm_tensor *d_fake, float smooth);
 GMDEF gm_tensor *gm_gan_g_loss(gm_graph *g, int loss, gm_tensor *d_fake);
 
 /* lambda * mean_i (|grad_x D(x_hat_i)| - 1)^2, x_hat = e*real + (1-e)*fake with one e ~ U[0,1)
@@ -201,7 +213,8 @@ GMDEF gm_tensor *gm_gan_gradient_penalty(gm_graph *g, gm_gan_critic_fn critic, v
                                          const gm_tensor *fake, float lambda);
 
 /* R1 (Mescheder et al. 2018): gamma/2 * mean_i |grad_x D(x_i)|^2 on real data, exact: the gradient
-   is taken with create_graph, so the penalty trains D through a second backward pass.
+   is taken with create_graph, so the penalty trains D through a second backward pass. A packing D
+   (arch.pack = p): the mean is over its inputs, the packs of p rows of real.
    real: a leaf marked with gm_requires_grad before D ran on it; d_real: D's output on it. */
 GMDEF gm_tensor *gm_gan_r1_penalty(gm_graph *g, gm_tensor *d_real, gm_tensor *real, float gamma);
 
@@ -244,6 +257,8 @@ typedef struct gm_gan_config {
     int n_critic;               /* D steps per G step (1; WGAN 5) */
     float gp;                   /* > 0: gradient penalty weight (WGAN-GP: 10) */
     float r1;                   /* > 0: R1 penalty gamma on real data, gamma/2 E|grad D(x)|^2 (0: off) */
+    float label_smooth;         /* > 0: one-sided label smoothing (Salimans et al. 2016): D's target on real
+                                   data is 1 - label_smooth (nonsat, minimax; fakes keep 0); 0: off */
     int augment;                /* GM_GAN_AUG_TRANSLATION | GM_GAN_AUG_CUTOUT on real and fake before D (0: off) */
     float ema;                  /* > 0: decay of the moving average of G's weights, which samples (0: off) */
     float noise;                /* instance noise std at the start (0: off) */
@@ -303,8 +318,8 @@ GMDEF int  gm_gan_sample_z(gm_gan *gan, const float *z, const int *labels, int n
    `batches` training-mode batches of cfg.batch noise vectors (random labels when conditional),
    drawn from the model's stream. No-op without a moving average or batch norm. 0 or -1. */
 GMDEF int  gm_gan_ema_recalibrate(gm_gan *gan, int batches);
-/* D's raw output on n inputs (eval mode: no dropout), into out: n floats (a patch D: n * h'*w').
-   With arch.mbstd the output depends on the batch the example is run in (gm_run_chunks' chunks). */
+/* D's raw output on n inputs (eval mode: no dropout), into out: n floats (a patch D: n * h'*w'; a
+   packing D: n / pack, n a multiple of the pack, consecutive examples packed). With arch.mbstd the output depends on the batch the example is run in (gm_run_chunks' chunks). */
 GMDEF int  gm_gan_discriminate(gm_gan *gan, const float *x, const int *labels, int n, float *out);
 /* G on z (N, z) in the caller's graph, for custom losses: (N, c*h*w) for MLP, (N, c, h, w) for conv. */
 GMDEF gm_tensor *gm_gan_forward(gm_graph *g, gm_gan *gan, gm_tensor *z, const int *labels);
@@ -599,6 +614,11 @@ static int gm__gan_arch_check(const gm_gan_arch *a, const char *who, const char 
     if (a->mbstd && (a->generator || (a->kind != GM_GAN_CONV && a->kind != GM_GAN_PATCH)))
         return gm_fail("%s: %s.mbstd: the minibatch standard deviation is for conv discriminators only", who, field);
     if (a->mbstd != 0 && a->mbstd != 1) return gm_fail("%s: %s.mbstd %d must be 0 or 1", who, field, a->mbstd);
+    if (a->pack < 0 || a->pack > 16) return gm_fail("%s: %s.pack %d out of 0..16", who, field, a->pack);
+    if (a->pack > 1 && (a->generator || a->kind == GM_GAN_IMG2IMG))
+        return gm_fail("%s: %s.pack: packing (PacGAN) is for discriminators only", who, field);
+    if (a->pack > 1 && a->classes > 0)
+        return gm_fail("%s: %s.pack: a conditional discriminator cannot pack (one label per example)", who, field);
     return 0;
 }
 
@@ -627,7 +647,7 @@ static int gm__gan_add(gm_gan_net *net, int type, int in, int out, int k, int st
 
 static int gm__gan_build_mlp(gm_gan_net *net, gm_rng *r) {
     const gm_gan_arch *a = &net->arch;
-    int i, in = (a->generator ? a->z : a->c * a->h * a->w) + a->classes;
+    int i, in = (a->generator ? a->z : a->c * a->h * a->w * (a->pack > 1 ? a->pack : 1)) + a->classes;
     for (i = 0; i < a->nhidden; i++) {
         if (gm__gan_add(net, GM__GAN_DENSE, in, a->hidden[i], 0, 0, 0, a->batchnorm, a->act, r) != 0) return -1;
         net->layers[net->nlayers - 1].dropout = a->dropout;
@@ -656,7 +676,7 @@ static int gm__gan_build_conv_g(gm_gan_net *net, gm_rng *r) {
    (same convs, then a 3x3 conv to one logit per patch). */
 static int gm__gan_build_conv_d(gm_gan_net *net, gm_rng *r) {
     const gm_gan_arch *a = &net->arch;
-    int i, in = a->c + a->classes, s = 1 << a->nhidden;
+    int i, in = a->c * (a->pack > 1 ? a->pack : 1) + a->classes, s = 1 << a->nhidden;
     for (i = 0; i < a->nhidden; i++) {
         if (gm__gan_add(net, GM__GAN_CONV, in, a->hidden[i], 4, 2, 1, a->batchnorm && i > 0, a->act, r) != 0) return -1;
         net->layers[net->nlayers - 1].dropout = a->dropout;
@@ -741,6 +761,15 @@ GMDEF gm_tensor *gm_gan_net_forward(gm_graph *g, gm_gan_net *net, gm_tensor *x, 
         /* data in: MLPs take (N, F), conv nets (N, C, H, W); accept either layout */
         if (a->kind == GM_GAN_MLP && x->ndim != 2) x = gm_flatten(g, x);
         else if (a->kind != GM_GAN_MLP && x->ndim == 2) x = gm_reshape(g, x, -1, a->c, a->h, a->w);
+        if (x && a->pack > 1) {     /* PacGAN: p consecutive examples -> one input (NCHW rows are contiguous) */
+            if (x->shape[0] % a->pack != 0) {
+                gm_fail("gm_gan_net_forward: a discriminator packing %d examples got a batch of %d (not a multiple)",
+                        a->pack, x->shape[0]);
+                return NULL;
+            }
+            x = a->kind == GM_GAN_MLP ? gm_reshape(g, x, x->shape[0] / a->pack, a->pack * x->shape[1], 0, 0)
+                                      : gm_reshape(g, x, x->shape[0] / a->pack, a->pack * a->c, a->h, a->w);
+        }
     }
     x = gm__gan_condition(g, x, labels, a->classes);
     for (i = 0; i < net->nlayers && x; i++) {
@@ -799,11 +828,19 @@ static gm_tensor *gm__gan_half_sq(gm_graph *g, gm_tensor *x, float target) {
 }
 
 GMDEF gm_tensor *gm_gan_d_loss(gm_graph *g, int loss, gm_tensor *d_real, gm_tensor *d_fake) {
+    return gm_gan_d_loss_smooth(g, loss, d_real, d_fake, 0.0f);
+}
+
+GMDEF gm_tensor *gm_gan_d_loss_smooth(gm_graph *g, int loss, gm_tensor *d_real, gm_tensor *d_fake, float smooth) {
     if (!g || !d_real || !d_fake) return NULL;
+    if (smooth != 0 && loss != GM_GAN_NONSAT && loss != GM_GAN_MINIMAX) {
+        gm_fail("gm_gan_d_loss_smooth: label smoothing is for the cross-entropy losses, not %s", gm_gan_loss_name(loss));
+        return NULL;
+    }
     switch (loss) {
     case GM_GAN_NONSAT:
     case GM_GAN_MINIMAX:
-        return gm_add(g, gm_bce_logits(g, d_real, gm__gan_full_like(g, d_real, 1.0f)),
+        return gm_add(g, gm_bce_logits(g, d_real, gm__gan_full_like(g, d_real, 1.0f - smooth)),
                       gm_bce_logits(g, d_fake, gm__gan_full_like(g, d_fake, 0.0f)));
     case GM_GAN_LSGAN: return gm_add(g, gm__gan_half_sq(g, d_real, 1.0f), gm__gan_half_sq(g, d_fake, 0.0f));
     case GM_GAN_WASSERSTEIN: return gm_sub(g, gm_mean(g, d_fake), gm_mean(g, d_real));
@@ -860,6 +897,10 @@ GMDEF gm_tensor *gm_gan_r1_penalty(gm_graph *g, gm_tensor *d_real, gm_tensor *re
     if (!g || !d_real || !real) return NULL;
     dx = gm_grad(g, gm_sum(g, d_real), real, 1);    /* d D / d x, itself differentiable */
     if (!dx) return NULL;
+    /* a packing D (PacGAN) has one output per p rows of x: the mean is over its inputs, the packs,
+       so the sum over rows is scaled by p = rows / outputs (1 without packing) */
+    if (d_real->shape[0] > 0 && real->shape[0] != d_real->shape[0])
+        gamma *= (float)real->shape[0] / (float)d_real->shape[0];
     return gm_scale(g, gm_mean(g, gm_sum_rows(g, gm_square(g, dx))), 0.5f * gamma);
 }
 
@@ -1053,6 +1094,14 @@ static int gm__gan_config_check(const gm_gan_config *c) {
     if (c->loss < 0 || c->loss >= GM_GAN_NLOSSES) return gm_fail("%s: loss %d is not a GM_GAN_* loss", who, c->loss);
     if (c->n_critic < 1) return gm_fail("%s: n_critic is %d, must be >= 1", who, c->n_critic);
     if (!(c->gp >= 0)) return gm_fail("%s: gp %g must be >= 0", who, c->gp);
+    if (c->gp > 0 && da->pack > 1)
+        return gm_fail("%s: gp with discriminator.pack %d: the penalty's gradient norm is per example, not per pack", who,
+                       da->pack);
+    if (!(c->label_smooth >= 0 && c->label_smooth < 1))
+        return gm_fail("%s: label_smooth %g out of [0,1)", who, c->label_smooth);
+    if (c->label_smooth > 0 && c->loss != GM_GAN_NONSAT && c->loss != GM_GAN_MINIMAX)
+        return gm_fail("%s: label_smooth is for the cross-entropy losses (nonsat, minimax), not %s", who,
+                       gm_gan_loss_name(c->loss));
     if (!(c->r1 >= 0)) return gm_fail("%s: r1 %g must be >= 0", who, c->r1);
     if (!(c->ema >= 0 && c->ema < 1)) return gm_fail("%s: ema %g out of [0,1) (0: no moving average)", who, c->ema);
     if (c->augment & ~(GM_GAN_AUG_TRANSLATION | GM_GAN_AUG_CUTOUT))
@@ -1130,8 +1179,9 @@ static void gm__gan_d_scores(gm_gan *gan, gm_graph *g, gm_tensor *xr, gm_tensor 
                              gm_tensor **df) {
     const gm_gan_arch *a = &gan->discriminator.arch;
     if (!a->batchnorm && !a->spectral && a->classes == 0 && xr && xf && xr->shape[0] == xf->shape[0]) {
-        const int n = xr->shape[0];
         gm_tensor *both = gm_gan_net_forward(g, &gan->discriminator, gm_concat(g, xr, xf, 0), NULL);
+        const int n = both ? both->shape[0] / 2 : 0;   /* packs: real packs first (n divides by the pack) */
+        if (!both) { *dr = *df = NULL; return; }
         *dr = gm_slice(g, both, 0, 0, n);
         *df = gm_slice(g, both, 0, n, n);
         return;
@@ -1172,7 +1222,7 @@ static int gm__gan_d_step(gm_gan *gan, gm_tensor *real, gm_tensor *fake, const i
     gm_tensor *leaf, *xr = gm__gan_real_input(gan, real, std, &leaf), *xf = gm__gan_d_input(gan, gm_detach(g, fake), std);
     gm_tensor *dr = NULL, *df = NULL, *loss = NULL, *gp = NULL, *r1 = NULL;
     if (xr && xf) gm__gan_d_scores(gan, g, xr, xf, labels, &dr, &df);
-    loss = gm_gan_d_loss(g, gan->cfg.loss, dr, df);
+    loss = gm_gan_d_loss_smooth(g, gan->cfg.loss, dr, df, gan->cfg.label_smooth);
     if (gan->cfg.r1 > 0 && loss) {
         r1 = gm_gan_r1_penalty(g, dr, leaf, gan->cfg.r1);
         loss = r1 ? gm_add(g, loss, r1) : NULL;
@@ -1269,7 +1319,7 @@ static int gm__gan_run_chunk(gm_graph *g, int start, int count, void *ctx) {
     const float *in = r->in ? r->in + (size_t)start * r->in_per : NULL;
     gm_tensor *x, *y;
     if (!in) x = gm_randn(g, count, r->in_per, 0, 0);
-    else if (r->image) x = gm_input(g, in, count, a->c, a->h, a->w);
+    else if (r->image) x = gm_input(g, in, count * r->in_per / (a->c * a->h * a->w), a->c, a->h, a->w);  /* packs: p rows */
     else x = gm_input(g, in, count, r->in_per, 0, 0);
     y = gm_gan_net_forward(g, r->net, x, r->labels ? r->labels + start : NULL);
     if (!y) return -1;
@@ -1341,6 +1391,13 @@ GMDEF int gm_gan_discriminate(gm_gan *gan, const float *x, const int *labels, in
     if (!gan || !gan->graph || !x || !out || n < 0) return gm_fail("gm_gan_discriminate: bad arguments");
     a = &gan->discriminator.arch;
     if (gm__gan_labels_check(a->classes, labels, n, "gm_gan_discriminate") != 0) return -1;
+    if (a->pack > 1) {      /* one item per pack, so that no chunk splits one */
+        if (n % a->pack != 0)
+            return gm_fail("gm_gan_discriminate: the discriminator scores packs of %d examples; n = %d is not a multiple",
+                           a->pack, n);
+        return gm__gan_run(gan->graph, &gan->discriminator, x, a->pack * a->c * a->h * a->w, 1, NULL, n / a->pack, out,
+                           gm__gan_d_outputs(a), "gm_gan_discriminate");
+    }
     return gm__gan_run(gan->graph, &gan->discriminator, x, a->c * a->h * a->w, 1, labels, n, out, gm__gan_d_outputs(a),
                        "gm_gan_discriminate");
 }
@@ -1362,6 +1419,7 @@ static size_t gm__gan_arch_text(const gm_gan_arch *a, char *s, size_t cap) {
     if (a->spectral) GM__GAN_PUT(" sn");
     if (a->dropout > 0) GM__GAN_PUT(" dropout%g", a->dropout);
     if (a->mbstd) GM__GAN_PUT(" mbstd");
+    if (a->pack > 1) GM__GAN_PUT(" pack%d", a->pack);
     GM__GAN_PUT(" %s", gm_act_name(a->act));
     if (a->act == GM_ACT_LEAKY_RELU) GM__GAN_PUT("%g", a->slope);
     if (a->generator) GM__GAN_PUT(" out_%s", gm_act_name(a->out_act));
@@ -1415,8 +1473,9 @@ GMDEF int gm_gan_save(const gm_gan *gan, const char *path) {
     if (!gan || !path) return gm_fail("gm_gan_save: NULL argument");
     if (!gan->graph) return gm_fail("gm_gan_save: the model is not initialized");
     if (gm__gan_arch_ema(gan, arch, sizeof arch, "gm_gan_save") != 0) return -1;
-    snprintf(train, sizeof train, "n_critic=%d gp=%g r1=%g augment=%d ema=%g noise=%g noise_steps=%ld", gan->cfg.n_critic,
-             gan->cfg.gp, gan->cfg.r1, gan->cfg.augment, gan->cfg.ema, gan->cfg.noise, gan->cfg.noise_steps);
+    snprintf(train, sizeof train, "n_critic=%d gp=%g r1=%g augment=%d ema=%g noise=%g noise_steps=%ld label_smooth=%g",
+             gan->cfg.n_critic, gan->cfg.gp, gan->cfg.r1, gan->cfg.augment, gan->cfg.ema, gan->cfg.noise,
+             gan->cfg.noise_steps, gan->cfg.label_smooth);
     if (gm__gan_extra(&extra, gan->graph, gan->g_steps, train) != 0) return gm_fail("gm_gan_save: metadata too long");
     gm__gan_parts(&parts[0], "G", &m->generator, &m->opt_g);
     gm__gan_parts(&parts[1], "D", &m->discriminator, &m->opt_d);

@@ -1223,6 +1223,214 @@ GM_TEST(ring_spectral_norm) { ring_check(&V_SN); }
 GM_TEST(ring_wgan_gp) { ring_check(&V_WGANGP); }
 GM_TEST(ring_wgan_clip) { ring_check(&V_WGAN); }
 
+/* PacGAN (arch.pack): D scores packs of consecutive examples joined along the channels. A packed D
+   is the unpacked D of p*c channels (the same weights from the same stream) on the same memory;
+   a pack's score depends on its own examples only; batches that do not divide are refused; the
+   input gradient (first order) and R1's gradient (second order, R1 trains D through it) match
+   finite differences; R1 averages over the packs (closed form); the model trains, discriminates
+   and checkpoints with it, and refuses it where it does not apply. */
+static gm_gan_arch pack_arch(int pack, int c, int bn) {
+    gm_gan_arch a = gm_gan_dcgan_d(0);
+    a.c = c; a.h = a.w = 8; a.hidden[0] = 3; a.hidden[1] = 4; a.batchnorm = bn; a.pack = pack;
+    return a;
+}
+
+static gm_gan_net g_pack_net;
+
+static gm_tensor *pack_fn(gm_graph *g, gm_tensor **in, void *ctx) {
+    gm_tensor *y = gm_gan_net_forward(g, &g_pack_net, in[0], NULL);
+    (void)ctx;
+    return y ? gm_sum(g, gm_mul(g, y, sin_weights(g, y))) : NULL;
+}
+
+static gm_tensor *pack_r1_fn(gm_graph *g, gm_tensor **in, void *ctx) {
+    gm_tensor *x = gm_requires_grad(in[0]);
+    (void)ctx;
+    return gm_gan_r1_penalty(g, gm_gan_net_forward(g, &g_pack_net, x, NULL), x, 2.0f);
+}
+
+GM_TEST(pack_in_d) {
+    enum { N = 4, C = 2, P = C * 64 };
+    static const int shapes[1][4] = {{N, C, 8, 8}};
+    gm_gan_arch a = pack_arch(2, C, 0), a2 = pack_arch(0, 2 * C, 0);
+    gm_gan_net plain;
+    a.act = a2.act = GM_ACT_TANH;       /* smooth: a piecewise-linear D has R1 gradient 0 almost everywhere */
+    gm_rng r;
+    gm_graph *g = gm_graph_new(1);
+    float x[N * P], x2[N * P], *vals[1], out[N];
+    gm_tensor *y, *y2, *y3;
+    double err;
+    gm_rng_seed(&r, 9);
+    GM_CHECK(gm_gan_net_init(&g_pack_net, &a, &r) == 0, "%s", gm_last_error());
+    gm_rng_seed(&r, 9);
+    GM_CHECK(gm_gan_net_init(&plain, &a2, &r) == 0, "%s", gm_last_error());
+    GM_CHECK(g_pack_net.layers[0].conv.cin == 2 * C, "first conv takes %d channels, want pack * c = %d",
+             g_pack_net.layers[0].conv.cin, 2 * C);
+    GM_CHECK(same_params(&g_pack_net.params, &plain.params), "packed D and a %d-channel D from one stream differ", 2 * C);
+    fill_plain(x, N * P, 31);
+    gm_graph_set_training(g, 0);
+    y = gm_gan_net_forward(g, &g_pack_net, gm_input(g, x, N, C, 8, 8), NULL);
+    y2 = gm_gan_net_forward(g, &plain, gm_input(g, x, N / 2, 2 * C, 8, 8), NULL);   /* examples 2p, 2p+1 -> pack p */
+    GM_CHECK(y && y2 && y->shape[0] == N / 2 && y->shape[1] == 1, "packed D gives (N/2, 1)");
+    GM_CHECK(y && y2 && memcmp(y->data, y2->data, (N / 2) * sizeof(float)) == 0, "packed D %g %g, by hand %g %g",
+             y ? y->data[0] : -1.0f, y ? y->data[1] : -1.0f, y2 ? y2->data[0] : -1.0f, y2 ? y2->data[1] : -1.0f);
+    memcpy(x2, x, sizeof x);
+    x2[2 * P + 5] += 0.5f;                        /* example 2: in pack 1 only */
+    y3 = gm_gan_net_forward(g, &g_pack_net, gm_input(g, x2, N, C, 8, 8), NULL);
+    GM_CHECK(y && y3 && y3->data[0] == y->data[0] && y3->data[1] != y->data[1], "a change to example 2 moved pack 0 "
+             "(%g -> %g) or not pack 1 (%g -> %g)", y ? y->data[0] : -1.0f, y3 ? y3->data[0] : -1.0f,
+             y ? y->data[1] : -1.0f, y3 ? y3->data[1] : -1.0f);
+    GM_CHECK(gm_gan_net_forward(g, &g_pack_net, gm_input(g, x, 3, C, 8, 8), NULL) == NULL &&
+             strstr(gm_last_error(), "pack") != NULL, "a batch of 3 into packs of 2 refused: %s", gm_last_error());
+    gm_graph_free(g);
+    vals[0] = x;
+    err = gm_gradcheck(pack_fn, NULL, 1, vals, shapes, 1e-2f);
+    GM_CHECK(err >= 0 && err < 1e-3, "packed D, input gradient: relative error %g", err);
+    printf("# pack_in_d: first-order relative error %.2e\n", err);
+    err = gm_gradcheck(pack_r1_fn, NULL, 1, vals, shapes, 1e-2f);
+    GM_CHECK(err >= 0 && err < 1e-2, "R1 through a packed D, its input gradient (second order): relative error %g (%s)",
+             err, err < 0 ? gm_last_error() : "");
+    printf("# pack_in_d: second-order (R1) relative error %.2e\n", err);
+    gm_gan_net_free(&g_pack_net);
+    gm_gan_net_free(&plain);
+    /* an MLP D packs features */
+    a = gm_gan_mlp_d(12, 0); a.pack = 3;
+    gm_rng_seed(&r, 9);
+    GM_CHECK(gm_gan_net_init(&plain, &a, &r) == 0 && plain.layers[0].lin.in == 36, "MLP D packing 3: dense input %d, want 36",
+             plain.layers[0].lin.in);
+    gm_gan_net_free(&plain);
+    a = gm_gan_dcgan_g(100, 0); a.pack = 2;
+    GM_CHECK(gm_gan_net_init(&plain, &a, &r) != 0 && strstr(gm_last_error(), "pack"), "G with pack: %s", gm_last_error());
+    a = gm_gan_dcgan_d(10); a.pack = 2;
+    GM_CHECK(gm_gan_net_init(&plain, &a, &r) != 0 && strstr(gm_last_error(), "pack"), "conditional D with pack: %s",
+             gm_last_error());
+    (void)out;
+}
+
+/* R1 with packs: D(pack) = sum_j a_j y_j^2 / 2 over the 8 values of a pack of two 4-value rows; the
+   penalty is gamma/2 mean over the 2 packs of |grad|^2 (not over the 4 rows). */
+GM_TEST(pack_r1_closed_form) {
+    gm_graph *g = gm_graph_new(3);
+    float x[4 * 4], a[8] = {0.5f, -1.0f, 2.0f, 0.25f, 1.5f, -0.75f, 0.3f, 1.0f};
+    double want = 0;
+    int i, j;
+    gm_tensor *xt, *d, *r1;
+    fill_plain(x, 16, 4);
+    for (i = 0; i < 4; i++)
+        for (j = 0; j < 4; j++) {
+            double gr = a[(i % 2) * 4 + j] * x[i * 4 + j];
+            want += gr * gr;
+        }
+    want = 3.0 / 2 * want / 2;
+    xt = gm_requires_grad(gm_input(g, x, 4, 4, 0, 0));
+    d = gm_reshape(g, xt, 2, 8, 0, 0);
+    d = gm_scale(g, gm_sum_axes(g, gm_mul(g, gm_square(g, d), gm_input(g, a, 1, 8, 0, 0)), GM_AXIS(1)), 0.5f);
+    r1 = gm_gan_r1_penalty(g, d, xt, 3.0f);
+    GM_CHECK(r1 && gm_test_close(r1->data[0], want, 1e-5), "R1 over packs %g, by hand %g", r1 ? r1->data[0] : -1.0f, want);
+    gm_graph_free(g);
+}
+
+GM_TEST(pack_in_training) {
+    gm_gan_config c = small_gan(1);
+    const char *path = "/tmp/gm_test_gan_pack.safetensors";
+    gm_gan m, m1;
+    gm_gan_stats st;
+    float x[8 * 64], out[8], want[4];
+    gm_graph *g;
+    gm_tensor *y;
+    int labels[8] = {0, 1, 2, 0, 1, 2, 0, 1}, bn;
+    c.generator.classes = c.discriminator.classes = 0;
+    c.discriminator.pack = 2; c.discriminator.spectral = 0; c.noise = 0; c.n_critic = 1; c.r1 = 1.0f;
+    for (bn = 0; bn <= 1; bn++) {       /* without batch norm real and fake share one D pass */
+        c.discriminator.batchnorm = bn;
+        GM_CHECK(gm_gan_init(&m, &c) == 0, "%s", gm_last_error());
+        fill(x, 8 * 64, 41);
+        GM_CHECK(gm_gan_train_step(&m, x, NULL, 8, &st) == 0 && st.g_step && isfinite(st.d_loss) && isfinite(st.r1) &&
+                 st.r1 > 0, "a step with packs of 2 (bn %d): %s", bn, gm_last_error());
+        GM_CHECK(gm_gan_train_step(&m, x, NULL, 7, &st) != 0 && strstr(gm_last_error(), "pack"), "a batch of 7: %s",
+                 gm_last_error());
+        GM_CHECK(gm_gan_discriminate(&m, x, NULL, 8, out) == 0, "%s", gm_last_error());
+        g = gm_graph_new(1);
+        gm_graph_set_training(g, 0);
+        y = gm_gan_net_forward(g, &m.discriminator, gm_input(g, x, 8, 1, 8, 8), NULL);
+        GM_CHECK(y && y->size == 4, "4 packs of 2");
+        if (y) memcpy(want, y->data, sizeof want);
+        GM_CHECK(y && memcmp(out, want, sizeof want) == 0, "gm_gan_discriminate %g, forward %g", out[0], want[0]);
+        gm_graph_free(g);
+        GM_CHECK(gm_gan_discriminate(&m, x, NULL, 5, out) != 0 && strstr(gm_last_error(), "pack"), "n = 5: %s",
+                 gm_last_error());
+        gm_gan_free(&m);
+    }
+    GM_CHECK(gm_gan_init(&m, &c) == 0 && gm_gan_save(&m, path) == 0, "%s", gm_last_error());
+    c.discriminator.pack = 0;
+    GM_CHECK(gm_gan_init(&m1, &c) == 0, "%s", gm_last_error());
+    GM_CHECK(gm_gan_load(&m1, path) != 0 && strstr(gm_last_error(), "pack2"), "a packed file into an unpacked model: %s",
+             gm_last_error());
+    gm_gan_free(&m); gm_gan_free(&m1);
+    remove(path);
+    c.discriminator.pack = 2; c.gp = 10;
+    GM_CHECK(gm_gan_init(&m, &c) != 0 && strstr(gm_last_error(), "pack"), "gp with packs: %s", gm_last_error());
+    c = small_gan(1); c.discriminator.pack = 2;         /* conditional */
+    GM_CHECK(gm_gan_init(&m, &c) != 0 && strstr(gm_last_error(), "pack"), "conditional D with packs: %s", gm_last_error());
+    (void)labels;
+}
+
+/* One-sided label smoothing: the D loss by hand, its gradient against finite differences, the real
+   logits' optimum moved from +inf to logit(1 - s), and a training step uses it: the first step's D
+   loss differs from the unsmoothed one by s * mean D(real) (softplus(r) - softplus(-r) = r). */
+static gm_tensor *smooth_fn(gm_graph *g, gm_tensor **in, void *ctx) {
+    return gm_gan_d_loss_smooth(g, GM_GAN_NONSAT, in[0], in[1], *(float *)ctx);
+}
+
+static double softplus_d(double v) { return v > 0 ? v + log1p(exp(-v)) : log1p(exp(v)); }
+
+GM_TEST(label_smoothing) {
+    float r[3] = {0.3f, -1.2f, 2.5f}, f[3] = {0.5f, -0.4f, 1.1f}, s = 0.1f, *vals[2], opt = 0;
+    static const int shapes[2][4] = {{3, 1, 0, 0}, {3, 1, 0, 0}};
+    gm_graph *g = gm_graph_new(1);
+    gm_tensor *rt, *loss, *dr;
+    gm_gan_config c = small_gan(1);
+    gm_gan m0, m1;
+    gm_gan_stats s0, s1;
+    float x[8 * 64];
+    int labels[8] = {0, 1, 2, 0, 1, 2, 0, 1}, i;
+    double want = 0, err;
+    for (i = 0; i < 3; i++) want += (s * softplus_d(r[i]) + (1 - s) * softplus_d(-r[i]) + softplus_d(f[i])) / 3;
+    loss = gm_gan_d_loss_smooth(g, GM_GAN_NONSAT, gm_input(g, r, 3, 1, 0, 0), gm_input(g, f, 3, 1, 0, 0), s);
+    GM_CHECK(loss && gm_test_close(loss->data[0], want, 1e-6), "smoothed D loss %g, by hand %g", loss ? loss->data[0] : -1.0f,
+             want);
+    GM_CHECK(gm_gan_d_loss_smooth(g, GM_GAN_NONSAT, gm_input(g, r, 3, 1, 0, 0), gm_input(g, f, 3, 1, 0, 0), 0)->data[0] ==
+             gm_gan_d_loss(g, GM_GAN_NONSAT, gm_input(g, r, 3, 1, 0, 0), gm_input(g, f, 3, 1, 0, 0))->data[0],
+             "smooth 0 is the plain loss");
+    opt = (float)log(0.9 / 0.1);                    /* logit(1 - s): where the real term's gradient vanishes */
+    rt = gm_requires_grad(gm_input(g, &opt, 1, 1, 0, 0));
+    loss = gm_gan_d_loss_smooth(g, GM_GAN_NONSAT, rt, gm_input(g, f, 1, 1, 0, 0), s);
+    dr = loss ? gm_grad(g, loss, rt, 0) : NULL;
+    GM_CHECK(dr && fabsf(dr->data[0]) < 1e-6f, "gradient at logit(0.9): %g (want 0)", dr ? dr->data[0] : -1.0f);
+    GM_CHECK(gm_gan_d_loss_smooth(g, GM_GAN_HINGE, gm_input(g, r, 3, 1, 0, 0), gm_input(g, f, 3, 1, 0, 0), s) == NULL &&
+             strstr(gm_last_error(), "smooth"), "hinge with smoothing refused: %s", gm_last_error());
+    gm_graph_free(g);
+    vals[0] = r; vals[1] = f;
+    err = gm_gradcheck(smooth_fn, &s, 2, vals, shapes, 1e-3f);
+    GM_CHECK(err >= 0 && err < 1e-2, "smoothed loss gradient vs finite differences: relative error %g", err);
+    c.noise = 0; c.discriminator.dropout = 0;
+    GM_CHECK(gm_gan_init(&m0, &c) == 0, "%s", gm_last_error());
+    c.label_smooth = s;
+    GM_CHECK(gm_gan_init(&m1, &c) == 0, "%s", gm_last_error());
+    fill(x, 8 * 64, 43);
+    GM_CHECK(gm_gan_train_step(&m0, x, labels, 8, &s0) == 0 && gm_gan_train_step(&m1, x, labels, 8, &s1) == 0, "%s",
+             gm_last_error());
+    GM_CHECK(s0.d_real == s1.d_real && gm_test_close(s1.d_loss - s0.d_loss, s * s0.d_real, 1e-5),
+             "D loss %g vs %g: difference %g, want s * mean D(real) = %g", s1.d_loss, s0.d_loss, s1.d_loss - s0.d_loss,
+             s * s0.d_real);
+    gm_gan_free(&m0); gm_gan_free(&m1);
+    c.loss = GM_GAN_HINGE;
+    GM_CHECK(gm_gan_init(&m0, &c) != 0 && strstr(gm_last_error(), "label_smooth"), "hinge with label_smooth: %s",
+             gm_last_error());
+    c.loss = GM_GAN_NONSAT; c.label_smooth = 1.0f;
+    GM_CHECK(gm_gan_init(&m0, &c) != 0 && strstr(gm_last_error(), "label_smooth"), "label_smooth 1: %s", gm_last_error());
+}
+
 int main(int argc, char **argv) {
     const char *only = argc > 1 ? argv[1] : NULL;
 #define RUN(t) do { if (!only || strstr(#t, only)) GM_RUN(t); } while (0)
@@ -1258,6 +1466,10 @@ int main(int argc, char **argv) {
     RUN(cyclegan_save_load);
     RUN(cyclegan_save_load_ema);
     RUN(gan_load_refuses_other_files);
+    RUN(pack_in_d);
+    RUN(pack_r1_closed_form);
+    RUN(pack_in_training);
+    RUN(label_smoothing);
     RUN(ring_nonsat);
     RUN(ring_minimax);
     RUN(ring_lsgan);
