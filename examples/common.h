@@ -276,11 +276,11 @@ static inline void ex_usage(FILE *f, const ex_args *a, const char *about, const 
     fprintf(f, "usage: %s [flags]\n", a->name);
     if (about && about[0]) fprintf(f, "%s\n", about);
     fprintf(f, "\nflags (default in brackets):\n");
-    fprintf(f, "  --data DIR          dataset directory [$GENMOD_DATA, else data/ or ../data/]\n");
+    if (ex_takes(a, "data")) fprintf(f, "  --data DIR          dataset directory [$GENMOD_DATA, else data/ or ../data/]\n");
     if (ex_takes(a, "epochs")) fprintf(f, "  --epochs N          training epochs [%d]\n", a->epochs);
     fprintf(f, "  --steps N           step budget; overrides --epochs [%s]\n", a->steps >= 0 ? "set" : "off");
-    fprintf(f, "  --batch N           minibatch size [%d]\n", a->batch);
-    fprintf(f, "  --lr X              learning rate [%g]\n", a->lr);
+    if (ex_takes(a, "batch")) fprintf(f, "  --batch N           minibatch size [%d]\n", a->batch);
+    if (ex_takes(a, "lr")) fprintf(f, "  --lr X              learning rate [%g]\n", a->lr);
     fprintf(f, "  --seed N            random seed [%lu]\n", a->seed);
     fprintf(f, "  --threads N         worker threads, 0 = library default [%d]\n", a->threads);
     fprintf(f, "  --out DIR           output directory, created if missing [%s]\n", a->out_dir);

@@ -169,6 +169,7 @@ int main(int argc, char **argv) {
     int *y, k, i, pic = 0, rc = 0;
     long start, nsteps = 0;
     double t0, train_s = 0, spi_ddim = -1, spi_ddpm = -1, recent = 0, cpu0, cpu_s;
+    a.without = "epochs";   /* the budget is --minutes or --steps */
     a.minutes = 10; o.base = 32; o.attn = 0; o.conditional = 1; o.guidance = 1; o.sample_steps = 50; o.eta = 0; o.ema = 0.999f;
     o.schedule = "linear"; o.vpred = 0; o.ddpm = 1; o.nscore = 1000; o.clip = !ref; o.recipe = ref ? "reference" : "fast";
     ex_init(&a, argc, argv, "DDPM/DDIM with a U-Net on MNIST, classifier-free guidance.", extra,

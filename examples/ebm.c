@@ -60,8 +60,10 @@ static void set_config(gm_ebm_config *c, const opts *o, const ex_args *a, int mn
 static int train(const ex_args *a, gm_ebm *m, const float *data, int n, int dim, ex_run *run) {
     gm_batcher b;
     const int *idx;
-    float *xb = (float *)malloc(sizeof(float) * (size_t)dim * a->batch);
+    float *xb;
     int k, i, rc = 0;
+    ex_check_batch(a, n);   /* before a buffer of that size is asked for */
+    xb = (float *)malloc(sizeof(float) * (size_t)dim * a->batch);
     if (!xb) return gm_fail("out of memory");
     gm_batcher_init(&b, n, a->batch, a->seed, 1);
     while (run->step < run->total && !ex_interrupted()) {
@@ -339,8 +341,13 @@ int main(int argc, char **argv) {
     if (!mnist) { o.lsteps = 40; o.step_size = 0.01f; o.grad_clip = 0; o.buffer = 10000; o.sample_steps = 200; }
     ex_init(&a, argc, argv, "Deep energy-based model: a conv energy on MNIST or an MLP on a 2-D toy; Langevin dynamics with a replay buffer.",
             extra, (int)(sizeof extra / sizeof extra[0]));
+    ex_requires(&a, argc, argv, "depth", !mnist, "on the 2-D toys (MNIST uses --channels)");
+    ex_requires(&a, argc, argv, "range", !mnist, "on the 2-D toys");
+    ex_requires(&a, argc, argv, "channels", mnist, "on MNIST (the toys use --depth)");
+    ex_requires(&a, argc, argv, "score", mnist, "on MNIST");
+    if (!(o.step_size > 0)) { fprintf(stderr, "ebm: --step-size %g: the Langevin step must be > 0\n", (double)o.step_size); return 2; }
     ex_requires(&a, argc, argv, "samples", a.dump_samples != NULL, "with --dump-samples (how many samples it writes; --score sets how many are drawn)");
-    if (a.steps < 0 && a.epochs == 0) a.steps = mnist ? 2000 : 2500;   /* the default budgets */
+    if (a.steps < 0 && !ex_given(argc, argv, "epochs")) a.steps = mnist ? 2000 : 2500;   /* the default budgets */
     gm_flush_denormals();
     return mnist ? run_mnist(&a, &o) : run_toy(&a, &o);
 }

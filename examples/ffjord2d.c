@@ -103,6 +103,7 @@ int main(int argc, char **argv) {
         printf("ffjord2d: %s, %s solver, %s trace, f %d x %d, %zu parameters\n", dataset, solver, trace, hidden, depth,
                gm_params_count(&m.params));
 
+    ex_check_batch(&a, n_train);   /* before the batcher, which would refuse it less clearly */
     gm_batcher_init(&b, n_train, a.batch, a.seed, 0);
     steps_per_epoch = (n_train + a.batch - 1) / a.batch;
     ex_run_begin(&run, &a, ex_total_steps(&a, steps_per_epoch), a.batch, "nll,nfe");

@@ -154,6 +154,7 @@ int main(int argc, char **argv) {
 
     /* training */
     xb = (float *)malloc(sizeof(float) * 2 * (size_t)a.batch);
+    ex_check_batch(&a, tr.n);   /* before the batcher, which would refuse it less clearly */
     gm_batcher_init(&b, tr.n, a.batch, a.seed, 0);
     steps_per_epoch = (tr.n + a.batch - 1) / a.batch;
     ex_run_begin(&run, &a, ex_total_steps(&a, steps_per_epoch), a.batch, "loss,nll,l2");

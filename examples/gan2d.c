@@ -150,6 +150,7 @@ static int run_variant(const ex_args *base, const setup *s, int spectral, float 
         gm_gan_free(&gan);
         return -1;
     }
+    ex_check_batch(&a, NDATA);   /* before the batcher, which would refuse it less clearly */
     gm_batcher_init(&b, NDATA, a.batch, a.seed, 1);
     target = gan.g_steps + steps;
     ex_run_begin(&run, &a, steps * s->n_critic, a.batch, "d_loss,g_loss");

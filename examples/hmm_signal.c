@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
     fit_log flog;
     gm_seqs d, dt;
     double t0 = ex_now(), ll_fit, ll_true, ll_fit_te, ll_true_te, acc_v, acc_p;
-    int *len, *states, *states_te, *path, *plab, *shown, map[64], order[64], s, i, k, total;
+    int *len, *states, *states_te, *path, *plab, *shown, map[64], order[64], s, i, k, total, iters;
     double level[64];
     float *x, *x_te, *post;
     char title[2][160], levels[512], names_buf[64][64];
@@ -111,10 +111,10 @@ int main(int argc, char **argv) {
     };
     memset(&o, 0, sizeof o);
     o.states = 3; o.mixtures = 1; o.restarts = 4; o.seqs = 4; o.len = 1500;
-    a.without = "samples dump-samples";   /* it samples signals to learn from, not from the model */
+    a.without = "samples dump-samples data batch lr";   /* synthetic signals, fitted by EM (no data, batch or rate) */
     ex_init(&a, argc, argv,
             "Segmenting a synthetic sensor signal with a Gaussian hidden Markov model (genmod_hmm.h).\n"
-            "--epochs / --steps: Baum-Welch iterations per restart at most; --data, --batch and --lr are not used.",
+            "--epochs / --steps: Baum-Welch iterations per restart at most (0: no fitting; with --load, evaluate the model).",
             extra, (int)(sizeof extra / sizeof extra[0]));
     total = o.seqs * o.len;
     len = (int *)malloc(sizeof(int) * (size_t)o.seqs);
@@ -136,7 +136,8 @@ int main(int argc, char **argv) {
     c = gm_hmm_default_config(o.states, GM_HMM_GAUSSIAN, 1);
     c.mixtures = o.mixtures;
     c.restarts = a.load ? 0 : o.restarts;
-    c.max_iters = (int)(a.steps > 0 ? a.steps : a.epochs);
+    iters = (int)(a.steps >= 0 ? a.steps : a.epochs);
+    c.max_iters = iters > 0 ? iters : 1;
     c.seed = a.seed + 1;
     c.on_iter = on_iter;
     c.on_iter_ctx = &flog;
@@ -146,8 +147,9 @@ int main(int argc, char **argv) {
     if (!a.quiet)
         printf("hmm_signal: %d recordings of %d steps from a %d-regime model; fitting %d states x %d Gaussians, %d restarts\n",
                o.seqs, o.len, NTRUE, o.states, o.mixtures, c.restarts);
-    ex_run_begin(&run, &a, (long)c.max_iters * (c.restarts > 0 ? c.restarts : 1), total, "train_nats_per_step,restart");
-    if (gm_hmm_fit(&m, &d, &st) != 0) die(&a, "baum-welch");
+    ex_run_begin(&run, &a, (long)iters * (c.restarts > 0 ? c.restarts : 1), total, "train_nats_per_step,restart");
+    memset(&st, 0, sizeof st);
+    if (iters > 0 && gm_hmm_fit(&m, &d, &st) != 0) die(&a, "baum-welch");   /* 0: the model as it is */
     ex_run_end(&run);
     if (a.save && gm_hmm_save(&m, a.save) != 0) die(&a, "save");
 

@@ -113,6 +113,8 @@ int main(int argc, char **argv) {
     gm_flush_denormals();
     toy = strcmp(dataset, "mnist") != 0;
     if (!ex_given(argc, argv, "samples")) a.samples = toy ? 2000 : 64;   /* a scatter, or an 8-wide grid */
+    ex_requires(&a, argc, argv, "components", toy, "on the 2-D toys (digits are Bernoulli)");
+    if (ensemble > masks) { fprintf(stderr, "made: --ensemble %d: at most --masks (%d) mask sets to average\n", ensemble, masks); return 2; }
     memset(&train, 0, sizeof train); memset(&test, 0, sizeof test);
     if (toy) {
         ntr = n_train < 20000 ? n_train : 20000; nte = 5000; dim = 2;
@@ -143,6 +145,7 @@ int main(int argc, char **argv) {
     }
 
     xb = (float *)malloc(sizeof(float) * (size_t)dim * (size_t)a.batch);
+    ex_check_batch(&a, ntr);   /* before the batcher, which would refuse it less clearly */
     gm_batcher_init(&b, ntr, a.batch, a.seed, 1);
     steps_per_epoch = ntr / a.batch > 0 ? ntr / a.batch : 1;
     ex_run_begin(&run, &a, ex_total_steps(&a, steps_per_epoch), a.batch, "nll,bpd");

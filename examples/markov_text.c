@@ -238,6 +238,7 @@ int main(int argc, char **argv) {
     gm_hmm hmm;
     gm_hmm_config hc;
     gm_hmm_stats hs;
+    int iters;
     gm_seqs tr, te;
     fit_log flog;
     char text_path[EX_PATH], path[EX_PATH], *err = NULL, *buf, bits_text[256];
@@ -257,7 +258,7 @@ int main(int argc, char **argv) {
     };
     memset(&o, 0, sizeof o);
     o.order = 5; o.states = 16; o.restarts = 2; o.pseudo = 0.01f; o.temperature = 0.7f; o.chars = 600;
-    a.without = "samples dump-samples";   /* it writes one text per model (--chars long) */
+    a.without = "samples dump-samples batch lr";   /* one text per model (--chars long); counts and EM: no batch or rate */
     ex_init(&a, argc, argv,
             "Character-level Markov chains and a hidden Markov model on a public-domain novel (genmod_hmm.h).\n"
             "--epochs / --steps: Baum-Welch iterations per restart at most (one iteration = one pass over the text);\n"
@@ -301,7 +302,8 @@ int main(int argc, char **argv) {
     /* the HMM, fitted by Baum-Welch */
     hc = gm_hmm_default_config(o.states, GM_HMM_DISCRETE, c.K);
     hc.restarts = a.load ? 0 : o.restarts;   /* a loaded model is refined, not restarted */
-    hc.max_iters = (int)(a.steps > 0 ? a.steps : a.epochs);
+    iters = (int)(a.steps >= 0 ? a.steps : a.epochs);
+    hc.max_iters = iters > 0 ? iters : 1;
     hc.pseudo = o.pseudo;
     hc.tol = 1e-6;
     hc.seed = a.seed;
@@ -314,10 +316,16 @@ int main(int argc, char **argv) {
         printf("HMM: %d states x %d characters, Baum-Welch from %d random start%s, at most %d iterations each\n", o.states, c.K,
                hc.restarts, hc.restarts == 1 ? "" : "s", hc.max_iters);
     /* one progress step per iteration; its "samples" are the training characters */
-    ex_run_begin(&run, &a, (long)hc.max_iters * (hc.restarts > 0 ? hc.restarts : 1), (int)c.train_chars,
+    ex_run_begin(&run, &a, (long)iters * (hc.restarts > 0 ? hc.restarts : 1), (int)c.train_chars,
                  "train_nats_per_char,restart");
     t1 = ex_now();
-    if (gm_hmm_fit(&hmm, &tr, &hs) != 0) die(&a, "baum-welch");
+    memset(&hs, 0, sizeof hs);
+    if (iters > 0 && gm_hmm_fit(&hmm, &tr, &hs) != 0) die(&a, "baum-welch");
+    if (iters == 0) {        /* no fitting: the model as it is (loaded, or its start) */
+        double ll_tr;
+        if (gm_hmm_log_prob(&hmm, &tr, NULL, &ll_tr) != 0) die(&a, "hmm log-likelihood");
+        hs.per_obs = ll_tr / (double)c.train_chars;
+    }
     ex_run_end(&run);
     t_hmm = ex_now() - t1;
     if (a.save && gm_hmm_save(&hmm, a.save) != 0) die(&a, "save");

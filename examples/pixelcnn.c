@@ -96,6 +96,7 @@ int main(int argc, char **argv) {
     rowlstm = !strcmp(model, "rowlstm");
     cached = gated || rowlstm;   /* the models with a cached sampler */
     if (conditional && !cached) { fprintf(stderr, "pixelcnn: --conditional needs --model gated or rowlstm\n"); return 2; }
+    if (channels % 2 != 0) { fprintf(stderr, "pixelcnn: --channels %d must be even (the gates split them in halves)\n", channels); return 2; }
     ex_requires(&a, argc, argv, "samples", !conditional, "without --conditional (which draws 4 of each digit)");
     nsamples = conditional ? 40 : a.samples;   /* conditional: 4 per digit */
     gm_flush_denormals();
@@ -120,6 +121,7 @@ int main(int argc, char **argv) {
 
     xb = (float *)malloc(sizeof(float) * 784 * (size_t)a.batch);
     yb = (int *)malloc(sizeof(int) * (size_t)a.batch);
+    ex_check_batch(&a, train.n);   /* before the batcher, which would refuse it less clearly */
     gm_batcher_init(&b, train.n, a.batch, a.seed, 1);
     steps_per_epoch = train.n / a.batch > 0 ? train.n / a.batch : 1;
     ex_run_begin(&run, &a, ex_total_steps(&a, steps_per_epoch), a.batch, "nll,bpd");

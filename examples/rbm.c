@@ -137,7 +137,7 @@ int main(int argc, char **argv) {
     }
     binarized = binarize_static(&train, 1234567) | binarize_static(&test, 7654321);
     steps_per_epoch = train.n / a.batch > 0 ? train.n / a.batch : 1;
-    if (a.epochs == 0) a.epochs = pcd ? 200 : cdk == 1 ? 5 : 30;   /* the default budgets (see the top) */
+    if (!ex_given(argc, argv, "epochs")) a.epochs = pcd ? 200 : cdk == 1 ? 5 : 30;   /* the default budgets (see the top) */
     total = ex_total_steps(&a, steps_per_epoch);
     cfg = pcd ? gm_rbm_pcd_config(784, hidden) : gm_rbm_default_config(784, hidden);
     cfg.k = cdk;
@@ -163,6 +163,7 @@ int main(int argc, char **argv) {
                binarized ? "binarized here with a fixed seed" : "binary as given", total, gm_get_threads());
 
     xb = (float *)malloc(sizeof(float) * 784 * (size_t)a.batch);
+    ex_check_batch(&a, train.n);   /* before the batcher, which would refuse it less clearly */
     gm_batcher_init(&b, train.n, a.batch, a.seed, 1);
     ex_run_begin(&run, &a, total, a.batch, "recon_error,free_energy,k");
     t0 = ex_now();

@@ -158,7 +158,7 @@ int main(int argc, char **argv) {
     double t0, train_s = 0, sample_s;
     long target;
     a.steps = 3000;
-    a.without = "samples dump-samples";   /* the mode metrics use a fixed sample count; 2-D points are no IDX images */
+    a.without = "samples dump-samples data epochs";   /* a synthetic toy, --steps its budget; the mode metrics use a fixed sample count */
     ex_init(&a, argc, argv, "Score-based model on a 2-D toy: denoising score matching, annealed Langevin sampling.", extra, 6);
     if (gm_toy2d(toy, NDATA, a.seed, -1, data, NULL) != 0) { fprintf(stderr, "%s: %s\n", a.name, gm_last_error()); return 2; }
     c = gm_score_default_config(2);
@@ -166,7 +166,8 @@ int main(int argc, char **argv) {
     c.lr = a.lr; c.batch = a.batch; c.seed = a.seed;
     if (gm_score_init(&m, &c) != 0) { fprintf(stderr, "%s: %s\n", a.name, gm_last_error()); return 2; }
     if (a.load && gm_score_load(&m, a.load) != 0) { fprintf(stderr, "%s: %s\n", a.name, gm_last_error()); gm_score_free(&m); return 1; }
-    gm_batcher_init(&b, NDATA, a.batch, a.seed, 1);
+    ex_check_batch(&a, NDATA);
+    if (gm_batcher_init(&b, NDATA, a.batch, a.seed, 1) != 0) { fprintf(stderr, "%s: %s\n", a.name, gm_last_error()); return 1; }
     target = m.step + a.steps;
     ex_run_begin(&run, &a, a.steps, a.batch, "loss");
     t0 = ex_now();

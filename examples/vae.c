@@ -180,7 +180,10 @@ int main(int argc, char **argv) {
     memset(&o, 0, sizeof o);
     o.latent = 10; o.beta = 1.0f; o.schedule = "constant"; o.likelihood = "bernoulli"; o.iw = 100; o.iw_n = 1000;
     ex_init(&a, argc, argv, "Variational autoencoder on MNIST (genmod_vae.h).", extra, (int)(sizeof extra / sizeof extra[0]));
+    ex_requires(&a, argc, argv, "beta-start", strcmp(o.schedule, "constant") != 0, "with --beta-schedule linear|cyclical");
+    ex_requires(&a, argc, argv, "beta-steps", strcmp(o.schedule, "constant") != 0, "with --beta-schedule linear|cyclical");
     if (gm_mnist_load(&tr, &te, a.data_dir, 0, 0, 0.0f, 1.0f) != 0) die(&a, "data");
+    ex_check_batch(&a, tr.n);
     total = ex_total_steps(&a, (tr.n + a.batch - 1) / a.batch);
     if (o.beta_steps == 0) o.beta_steps = (int)(total / 4 > 0 ? total / 4 : 1);
     cfg = make_config(&o, &a);
