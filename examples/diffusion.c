@@ -175,6 +175,10 @@ int main(int argc, char **argv) {
     ex_init(&a, argc, argv, "DDPM/DDIM with a U-Net on MNIST, classifier-free guidance.", extra,
             (int)(sizeof extra / sizeof extra[0]));
     o.minutes = (float)(ex_take_budget() / 60);   /* kept here: the progress pictures do not count */
+    if (ex_given(argc, argv, "samples") && ex_given(argc, argv, "score-samples")) {
+        fprintf(stderr, "%s: --samples and --score-samples both set how many samples are scored: give one\n", a.name);
+        return 2;
+    }
     if (ex_given(argc, argv, "samples")) o.nscore = a.samples;
     if (o.nscore < 2) { fprintf(stderr, "%s: --samples must be at least 2 (the FD needs a covariance)\n", a.name); return 2; }
     if (!o.conditional && o.guidance != 0 && ex_given(argc, argv, "guidance")) {

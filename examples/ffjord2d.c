@@ -75,9 +75,10 @@ int main(int argc, char **argv) {
     gm_image panels[FRAMES], img, row[3];
     const char *name;
 
-    a.without = "samples dump-samples";   /* the pictures use a fixed sample count; 2-D points are no IDX images */
+    a.without = "samples dump-samples data";   /* the pictures use a fixed sample count; 2-D points are no IDX images */
     ex_init(&a, argc, argv, "FFJORD: a continuous normalizing flow on a 2-D density.", extra,
             (int)(sizeof extra / sizeof extra[0]));
+    ex_requires(&a, argc, argv, "tol", strcmp(solver, "dopri5") == 0, "with --solver dopri5 (rk4 takes fixed steps)");
     gm_flush_denormals();
     name = !strcmp(dataset, "spirals") ? "2spirals" : dataset;
     tr = (float *)malloc(sizeof(float) * 2 * (size_t)n_train);

@@ -123,6 +123,7 @@ int main(int argc, char **argv) {
     char title[128];
 
     a.samples = 3000;      /* the samples panel */
+    a.without = "data dump-samples";   /* synthetic 2-D data (--dataset); 2-D points are no IDX images */
     ex_init(&a, argc, argv, "Normalizing flows (NICE, RealNVP, Glow) on a 2-D density.", extra,
             (int)(sizeof extra / sizeof extra[0]));
     gm_flush_denormals();   /* the L2 term shrinks the nets into float denormals: 10x slower without */

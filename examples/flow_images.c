@@ -81,10 +81,12 @@ int main(int argc, char **argv) {
     gm_flush_denormals();
     models[0] = GM_FLOW_NICE; models[1] = GM_FLOW_REALNVP; models[2] = GM_FLOW_GLOW;
     mi = !strcmp(model, "nice") ? 0 : !strcmp(model, "realnvp") ? 1 : 2;
+    ex_requires(&a, argc, argv, "hidden", mi == 0, "with --model nice (the others use conv nets: --filters)");
     if (gm_mnist_load(&train, &test, a.data_dir, n_train, n_test, 0.0f, 1.0f) != 0) {
         fprintf(stderr, "flow_images: %s\n", gm_last_error());
         return 1;
     }
+    ex_check_batch(&a, train.n);
     cfg = gm_flow_default_config(models[mi], 1, 28, 28);
     cfg.n_scales = scales; cfg.blocks = blocks; cfg.logit_alpha = alpha;
     if (fsteps > 0) cfg.steps = fsteps;
@@ -93,7 +95,11 @@ int main(int argc, char **argv) {
     if (hidden > 0) cfg.hidden = hidden;
     cfg.lr = a.lr; cfg.batch = a.batch; cfg.seed = a.seed; cfg.warmup = warmup;
     cfg.dequantize = strcmp(dequant, "variational") == 0 ? GM_FLOW_DEQ_VARIATIONAL : GM_FLOW_DEQ_UNIFORM;
-    if (gm_flow_init(&f, &cfg) != 0) { fprintf(stderr, "flow_images: %s\n", gm_last_error()); return 1; }
+    if (gm_flow_init(&f, &cfg) != 0) {     /* the model is the flags': a model that cannot be built is a bad command line */
+        fprintf(stderr, "flow_images: --model %s --scales %d --flow-steps %d --filters %d --blocks %d: %s\n", model, scales,
+                cfg.steps, cfg.filters, blocks, gm_last_error());
+        return 2;
+    }
     /* The budget: what was given, else the stated default for the data's size. --minutes alone
        trains until the time is up (the step count is then unknown, so the rate stays constant). */
     time_only = !ex_given(argc, argv, "steps") && !ex_given(argc, argv, "epochs") && a.minutes > 0;

@@ -204,9 +204,10 @@ int main(int argc, char **argv) {
     };
     ex_args a = ex_defaults("gan2d", 1, 128, 2e-3f);
     ex_json j;
-    a.without = "epochs samples dump-samples";   /* --steps counts G steps per variant; the metrics use a fixed sample count */
+    a.without = "epochs samples dump-samples data";   /* --steps counts G steps per variant; the metrics use a fixed sample count */
     ex_init(&a, argc, argv, "GAN loss variants on the 8-Gaussians ring (--steps = G steps per variant; default 2000, the clipped WGAN 4000).", extra,
             (int)(sizeof extra / sizeof extra[0]));
+    ex_requires(&a, argc, argv, "clip", strcmp(loss, "all") == 0 || strcmp(loss, "wgan") == 0, "to the clipped WGAN (--loss wgan, or all)");
     if ((a.save || a.load) && strcmp(loss, "all") == 0) {
         fprintf(stderr, "%s: --save and --load work on one variant: add --loss nonsat|minimax|lsgan|wgan|wgan-gp|hinge-r1\n", a.name);
         return 2;
