@@ -96,6 +96,8 @@ int main(int argc, char **argv) {
     rowlstm = !strcmp(model, "rowlstm");
     cached = gated || rowlstm;   /* the models with a cached sampler */
     if (conditional && !cached) { fprintf(stderr, "pixelcnn: --conditional needs --model gated or rowlstm\n"); return 2; }
+    ex_requires(&a, argc, argv, "blocks", !gated && !rowlstm, "with --model pixelcnn (the plain model's residual blocks)");
+    ex_requires(&a, argc, argv, "layers", cached, "with --model gated or rowlstm (the plain model has --blocks)");
     if (channels % 2 != 0) { fprintf(stderr, "pixelcnn: --channels %d must be even (the gates split them in halves)\n", channels); return 2; }
     ex_requires(&a, argc, argv, "samples", !conditional, "without --conditional (which draws 4 of each digit)");
     nsamples = conditional ? 40 : a.samples;   /* conditional: 4 per digit */

@@ -44,7 +44,7 @@ base() {
     hmm_signal)  echo "--steps 2" ;;
     made)        echo "--steps 2 --samples 4 --n-train 200 --n-test 50" ;;
     markov_text) echo "--steps 2 --restarts 1 --states 4" ;;
-    pixelcnn)    echo "--steps 1 --samples 1 --n-train 200 --n-test 50 --channels 8 --blocks 1" ;;
+    pixelcnn)    echo "--steps 1 --samples 1 --n-train 200 --n-test 50 --channels 8" ;;
     rbm)         echo "--steps 2 --n-train 200 --n-test 50 --ais-runs 2 --hidden 16" ;;
     score2d)     echo "--steps 2 --langevin-steps 2 --levels 2" ;;
     vae)         echo "--steps 2 --samples 4 --iw-n 20" ;;
