@@ -73,7 +73,7 @@ warnings:
 	@sh tests/warnings.sh
 
 # Every example's every flag (tests/flags.sh): refused when malformed, and honoured (it changes
-# what the run produces) or refused when it does not apply. Tiny runs, two at a time: ~15 minutes
+# what the run produces) or refused when it does not apply. Tiny runs, two at a time: 15-30 minutes
 # on 2 cores, so it is its own target (CI runs it after make test), not part of make test.
 flags: $(addprefix build/,$(EXAMPLES))
 	@sh tests/flags.sh
