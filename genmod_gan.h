@@ -1388,18 +1388,16 @@ static int gm__gan_d_outputs(const gm_gan_arch *a) {
 
 GMDEF int gm_gan_discriminate(gm_gan *gan, const float *x, const int *labels, int n, float *out) {
     const gm_gan_arch *a;
+    int p;
     if (!gan || !gan->graph || !x || !out || n < 0) return gm_fail("gm_gan_discriminate: bad arguments");
     a = &gan->discriminator.arch;
     if (gm__gan_labels_check(a->classes, labels, n, "gm_gan_discriminate") != 0) return -1;
-    if (a->pack > 1) {      /* one item per pack, so that no chunk splits one */
-        if (n % a->pack != 0)
-            return gm_fail("gm_gan_discriminate: the discriminator scores packs of %d examples; n = %d is not a multiple",
-                           a->pack, n);
-        return gm__gan_run(gan->graph, &gan->discriminator, x, a->pack * a->c * a->h * a->w, 1, NULL, n / a->pack, out,
-                           gm__gan_d_outputs(a), "gm_gan_discriminate");
-    }
-    return gm__gan_run(gan->graph, &gan->discriminator, x, a->c * a->h * a->w, 1, labels, n, out, gm__gan_d_outputs(a),
-                       "gm_gan_discriminate");
+    /* a packing D: one item per pack, so that no chunk splits one (a packing D has no labels) */
+    p = a->pack > 1 ? a->pack : 1;
+    if (n % p != 0)
+        return gm_fail("gm_gan_discriminate: the discriminator scores packs of %d examples; n = %d is not a multiple", p, n);
+    return gm__gan_run(gan->graph, &gan->discriminator, x, p * a->c * a->h * a->w, 1, labels, n / p, out,
+                       gm__gan_d_outputs(a), "gm_gan_discriminate");
 }
 
 /* ---------------------------------------------------------------------- checkpoints */

@@ -355,41 +355,34 @@ static inline void ex_classifier_path(const ex_args *a, char *buf, size_t size) 
 }
 
 #ifdef GENMOD_GAN_H
-/* The metric classifier (ex_classifier_path), loaded and checked against the data it will score:
- * on the labelled test images te (pixels in [-1, 1]) it must be right at least 80% of the time.
- * A classifier that is not (the digit classifier on Fashion-MNIST, whose classes mean nothing to
- * it) would give FDs and class histograms that look like numbers and mean nothing, so scoring is
- * refused with a message saying what to do. Returns 0, or -1 with the message in gm_last_error(). */
-static inline int ex_metric_classifier(const ex_args *a, const gm_dataset *te, gm_digit_classifier *m) {
+/* The metric classifier (ex_classifier_path), loaded once, before training, and checked against
+ * the data it will score: on the labelled test images te (pixels in [-1, 1]) it must be right at
+ * least 80% of the time. One that is not (the digit classifier on Fashion-MNIST, whose classes mean
+ * nothing to it) would give FDs and class histograms that look like numbers and mean nothing. A
+ * classifier that cannot be loaded or does not fit the data ends the run at once (exit 1, with
+ * what to do), not after its training budget. The caller frees m. */
+static inline void ex_metric_classifier(const ex_args *a, const gm_dataset *te, gm_digit_classifier *m) {
     char path[EX_PATH];
-    gm_graph *g;
-    int *pred, i, n = te->n < 2000 ? te->n : 2000, hit = 0, rc;
+    gm_graph *g = NULL;
+    int *pred = NULL, i, n = te->n < 2000 ? te->n : 2000, hit = 0, rc;
     ex_classifier_path(a, path, sizeof path);
-    if (gm_digit_classifier_load(m, path) != 0) return -1;
-    if (!te->y) return 0;                      /* no labels to check it against */
-    g = gm_graph_new(1);
-    pred = (int *)malloc((size_t)n * sizeof(int));
-    rc = g && pred ? gm_digit_classifier_run(m, g, te->x, n, NULL, pred) : gm_fail("out of memory");
-    for (i = 0; rc == 0 && i < n; i++) hit += pred[i] == te->y[i];
-    if (rc == 0 && hit < 0.8 * n)
-        rc = gm_fail("the metric classifier %s labels only %.1f%% of %s's test images right: it was not trained on "
-                     "this data. Train one (./build/train_classifier --data %s --save %s/digit_classifier.safetensors)",
-                     path, 100.0 * hit / n, a->data_dir, a->data_dir, a->data_dir);
-    free(pred);
-    gm_graph_free(g);
-    if (rc != 0) gm_digit_classifier_free(m);
-    return rc;
-}
-
-/* ex_metric_classifier before training, so that a run that cannot be scored stops at once rather
- * than after its budget: exits 1 with the message. */
-static inline void ex_check_metric_classifier(const ex_args *a, const gm_dataset *te) {
-    gm_digit_classifier m;
-    if (ex_metric_classifier(a, te, &m) != 0) {
+    rc = gm_digit_classifier_load(m, path);
+    if (rc == 0 && te->y) {                    /* without labels there is nothing to check it against */
+        g = gm_graph_new(1);
+        pred = (int *)malloc((size_t)n * sizeof(int));
+        rc = g && pred ? gm_digit_classifier_run(m, g, te->x, n, NULL, pred) : gm_fail("out of memory");
+        for (i = 0; rc == 0 && i < n; i++) hit += pred[i] == te->y[i];
+        if (rc == 0 && hit < 0.8 * n)
+            rc = gm_fail("the metric classifier %s labels only %.1f%% of %s's test images right: it was not trained on "
+                         "this data. Train one (./build/train_classifier --data %s --save %s/digit_classifier.safetensors)",
+                         path, 100.0 * hit / n, a->data_dir, a->data_dir, a->data_dir);
+        free(pred);
+        gm_graph_free(g);
+    }
+    if (rc != 0) {
         fprintf(stderr, "%s: %s\n", a->name, gm_last_error());
         exit(1);
     }
-    gm_digit_classifier_free(&m);
 }
 #endif
 

@@ -115,17 +115,16 @@ static int pictures(const ex_args *a, gm_diffusion *d, const opts *o, const floa
 
 /* FD, label entropy and (conditional, guided) accuracy of n DDIM samples against the test images;
    --dump-samples writes them. */
-static int score(const ex_args *a, gm_diffusion *d, const opts *o, const gm_dataset *te, int n, gm_digit_scores *sc) {
-    gm_digit_classifier m;
+static int score(const ex_args *a, gm_diffusion *d, const opts *o, gm_digit_classifier *m, const gm_dataset *te, int n,
+                 gm_digit_scores *sc) {
     gm_graph *g = gm_graph_new(1);
     float *x = (float *)malloc((size_t)n * 784 * sizeof(float));
     int *lab = (int *)malloc((size_t)n * sizeof(int)), i, rc = -1;
     for (i = 0; lab && i < n; i++) lab[i] = i % 10;
-    if (g && x && lab && ex_metric_classifier(a, te, &m) == 0) {
+    if (g && x && lab) {
         rc = ddim(d, o->conditional ? lab : NULL, n, o->sample_steps, o->eta, o->guidance, NULL, x, NULL);
-        if (rc == 0) rc = gm_digit_score(&m, g, x, o->conditional ? lab : NULL, n, te->x, te->n, sc);
+        if (rc == 0) rc = gm_digit_score(m, g, x, o->conditional ? lab : NULL, n, te->x, te->n, sc);
         if (rc == 0) rc = ex_dump_samples(a, x, n, 28, 28, -1.0f, 1.0f);
-        gm_digit_classifier_free(&m);
     }
     if (rc != 0) fprintf(stderr, "%s: scoring: %s\n", a->name, gm_last_error());
     gm_graph_free(g);
@@ -160,6 +159,7 @@ int main(int argc, char **argv) {
     gm_diffusion_stats st;
     gm_batcher b;
     gm_digit_scores sc;
+    gm_digit_classifier metric;
     gm_rng r;
     ex_run run;
     ex_json j;
@@ -188,7 +188,7 @@ int main(int argc, char **argv) {
     if (a.steps < 0 && o.minutes <= 0) { fprintf(stderr, "%s: give --minutes > 0 or --steps\n", a.name); return 2; }
     if (gm_mnist_load(&tr, &te, a.data_dir, 0, 0, -1.0f, 1.0f) != 0) { fprintf(stderr, "%s: %s\n", a.name, gm_last_error()); return 1; }
     ex_check_batch(&a, tr.n);
-    ex_check_metric_classifier(&a, &te);
+    ex_metric_classifier(&a, &te, &metric);   /* a run that cannot be scored stops now, not after training */
     c = gm_diffusion_default_config(1, 28, 28);
     c.base = o.base; c.temb = o.base; c.attn = o.attn; c.classes = o.conditional ? 10 : 0; c.ema_decay = o.ema;
     c.schedule = strcmp(o.schedule, "cosine") == 0 ? GM_DIFF_COSINE : GM_DIFF_LINEAR;
@@ -236,7 +236,7 @@ int main(int argc, char **argv) {
     if (nsteps > 0) ex_run_plot(&run, "diffusion_loss.png", "diffusion loss (eps MSE)", 1);
     if (rc == 0) rc = pictures(&a, &d, &o, noise, &spi_ddim, &spi_ddpm);
     memset(&sc, 0, sizeof sc);
-    if (rc == 0) rc = score(&a, &d, &o, &te, o.nscore, &sc);
+    if (rc == 0) rc = score(&a, &d, &o, &metric, &te, o.nscore, &sc);
     if (rc == 0 && !a.quiet)
         printf("%s: FD %.2f (%d DDIM-%d samples vs %d test), label entropy %.3f nats, guided accuracy %.3f\n", a.name,
                sc.fd, o.nscore, o.sample_steps, te.n, sc.entropy, sc.accuracy);
@@ -261,6 +261,7 @@ int main(int argc, char **argv) {
     ex_run_free(&run);
     gm_batcher_free(&b);
     gm_diffusion_free(&d);
+    gm_digit_classifier_free(&metric);
     free(x);
     free(y);
     gm_dataset_free(&tr);

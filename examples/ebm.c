@@ -110,14 +110,9 @@ out:
 }
 
 /* FD and label entropy of n samples against the test images in the metric classifier */
-static int score(const ex_args *a, const float *x, int n, const gm_dataset *te, gm_digit_scores *sc) {
-    gm_digit_classifier c;
+static int score(gm_digit_classifier *c, const float *x, int n, const gm_dataset *te, gm_digit_scores *sc) {
     gm_graph *g = gm_graph_new(1);   /* the classifier draws no random numbers */
-    int rc = -1;
-    if (g && ex_metric_classifier(a, te, &c) == 0) {
-        rc = gm_digit_score(&c, g, x, NULL, n, te->x, te->n, sc);
-        gm_digit_classifier_free(&c);
-    }
+    int rc = g ? gm_digit_score(c, g, x, NULL, n, te->x, te->n, sc) : gm_fail("out of memory");
     gm_graph_free(g);
     return rc;
 }
@@ -130,6 +125,7 @@ static int run_mnist(ex_args *a, opts *o) {
     ex_json j;
     gm_image img;
     gm_digit_scores s_noise, s_buf;
+    gm_digit_classifier metric;
     float *smp;
     double t0, c0, train_s, train_cpu, sample_s;
     int n = o->score > 64 ? o->score : 64;
@@ -137,7 +133,7 @@ static int run_mnist(ex_args *a, opts *o) {
     if (gm_mnist_load(&tr, &te, a->data_dir, 0, 0, -1.0f, 1.0f) != 0) { fprintf(stderr, "ebm: %s\n", gm_last_error()); return 1; }
     if (tr.c * tr.h * tr.w != 784) { fprintf(stderr, "ebm: %s: images are not 28x28 digits\n", a->data_dir); return 1; }
     ex_check_batch(a, tr.n);
-    ex_check_metric_classifier(a, &te);
+    ex_metric_classifier(a, &te, &metric);   /* a run that cannot be scored stops now, not after training */
     set_config(&cfg, o, a, 1);
     if (gm_ebm_init(&m, &cfg) != 0) { fprintf(stderr, "ebm: %s\n", gm_last_error()); return 1; }
     if (a->load && gm_ebm_load(&m, a->load) != 0) { fprintf(stderr, "ebm: %s\n", gm_last_error()); return 1; }
@@ -167,7 +163,7 @@ static int run_mnist(ex_args *a, opts *o) {
     if (ex_digit_grid(&img, smp, 64, 8, -1, 1) != 0 || ex_save_png(a, "ebm_samples.png", &img) != 0) return 1;
     if (ex_digit_grid(&img, smp + (size_t)784 * n, 64, 8, -1, 1) != 0 || ex_save_png(a, "ebm_buffer.png", &img) != 0) return 1;
     if (ex_dump_samples(a, smp, n < a->samples ? n : a->samples, 28, 28, -1, 1) != 0) return 1;
-    if (score(a, smp, n, &te, &s_noise) != 0 || score(a, smp + (size_t)784 * n, n, &te, &s_buf) != 0) {
+    if (score(&metric, smp, n, &te, &s_noise) != 0 || score(&metric, smp + (size_t)784 * n, n, &te, &s_buf) != 0) {
         fprintf(stderr, "ebm: scoring: %s\n", gm_last_error());
         return 1;
     }
@@ -189,6 +185,7 @@ static int run_mnist(ex_args *a, opts *o) {
     ex_run_free(&run);
     free(smp);
     gm_ebm_free(&m);
+    gm_digit_classifier_free(&metric);
     gm_dataset_free(&tr);
     gm_dataset_free(&te);
     return 0;

@@ -152,8 +152,8 @@ int main(int argc, char **argv) {
         printf("test: %.2f nats/image, %.4f bits/dim (%d images, %s, logit counted)\n", nll, bpd, test.n,
                cfg.dequantize == GM_FLOW_DEQ_VARIATIONAL ? "variational bound, one u per image" : "dequantized");
 
-    /* samples at several temperatures, one panel each (--samples per panel); then 100 at T = 0.7
-       in a grid of their own (the temperature the issue's "samples that read as digits" names) */
+    /* samples at several temperatures, one panel each (--samples per panel); then 100 at T = 0.7,
+       the temperature flows are usually shown at, in a grid of their own */
     nsmp = a.samples > 100 ? a.samples : 100;
     smp = (float *)malloc(sizeof(float) * 784 * (size_t)nsmp);
     memset(panels, 0, sizeof panels);
@@ -169,7 +169,7 @@ int main(int argc, char **argv) {
     if (a.samples > 0) {
         if (gm_image_hstack(&img, panels, NTEMPS, capp, 10) == 0) ex_save_png(&a, "flow_images_samples.png", &img);
         for (i = 0; i < NTEMPS; i++) gm_image_free(&panels[i]);
-        ex_dump_samples(&a, smp, a.samples, 28, 28, 0, 1);   /* the last panel's, T = 1 */
+        if (ex_dump_samples(&a, smp, a.samples, 28, 28, 0, 1) != 0) return 1;   /* the last panel's, T = 1 */
         if (gm_flow_sample_temperature(&f, NULL, 100, 0.7f, smp) != 0 || ex_digit_grid(&img, smp, 100, 10, 0, 1) != 0) {
             fprintf(stderr, "flow_images: %s\n", gm_last_error());
             return 1;

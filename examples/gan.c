@@ -3,7 +3,7 @@
  *   cc -O2 -I. examples/gan.c -o build/gan -lm -lpthread
  *   ./build/gan                          # MLP GAN (Goodfellow et al.): non-saturating loss, 1700 steps
  *   ./build/gan --preset dcgan           # DCGAN (Radford et al.), recipe tuned: D on packs of 2, lr 4e-4, EMA
- *   ./build/gan --preset dcgan --data /work/shared/data/mnist --minutes 5    # issue 16's budget
+ *   ./build/gan --preset dcgan --data data/mnist-full --minutes 5   # full MNIST (make data), 5 minutes
  *   ./build/gan --preset dcgan --recipe seed                  # the PyTorch reference's DCGAN exactly
  *   ./build/gan --preset cgan            # conditional DCGAN (Mirza & Osindero): one row per digit
  *   ./build/gan --preset wgan            # WGAN-GP (Gulrajani et al.): MLP critic, penalty 10, 5 critic steps
@@ -219,19 +219,17 @@ static int class_shares(gm_digit_classifier *m, gm_graph *g, const float *x, int
 
 /* FD, label entropy and (conditional) accuracy of n samples against the test images; the smallest
    and largest share of one class among the samples (*lo, *hi). */
-static int score(const ex_args *a, gm_gan *gan, const gm_dataset *te, int n, gm_digit_scores *sc, double *lo, double *hi,
-                 int dump) {
-    gm_digit_classifier m;
+static int score(const ex_args *a, gm_gan *gan, gm_digit_classifier *m, const gm_dataset *te, int n, gm_digit_scores *sc,
+                 double *lo, double *hi, int dump) {
     gm_graph *g = gm_graph_new(1);          /* the classifier draws no random numbers */
     float *x = (float *)malloc((size_t)n * 784 * sizeof(float));
     int *lab = (int *)malloc((size_t)n * sizeof(int)), i, rc = -1, cond = gan->cfg.generator.classes > 0;
-    if (g && x && lab && ex_metric_classifier(a, te, &m) == 0) {
+    if (g && x && lab) {
         for (i = 0; i < n; i++) lab[i] = i % 10;
         rc = gm_gan_sample(gan, cond ? lab : NULL, n, x);
-        if (rc == 0) rc = gm_digit_score(&m, g, x, cond ? lab : NULL, n, te->x, te->n, sc);
-        if (rc == 0) rc = class_shares(&m, g, x, n, lab, lo, hi);
+        if (rc == 0) rc = gm_digit_score(m, g, x, cond ? lab : NULL, n, te->x, te->n, sc);
+        if (rc == 0) rc = class_shares(m, g, x, n, lab, lo, hi);
         if (rc == 0 && dump) rc = ex_dump_samples(a, x, n, 28, 28, -1.0f, 1.0f);
-        gm_digit_classifier_free(&m);
     }
     if (rc != 0) fprintf(stderr, "%s: scoring: %s\n", a->name, gm_last_error());
     gm_graph_free(g);
@@ -283,6 +281,7 @@ int main(int argc, char **argv) {
     gm_gan_stats st;
     gm_batcher b;
     gm_digit_scores sc, sc_raw;
+    gm_digit_classifier metric;
     double lo = 0, hi = 0, lo_raw = 0, hi_raw = 0;
     char hist[128];
     gm_rng r;
@@ -339,7 +338,7 @@ int main(int argc, char **argv) {
     }
     if (gm_mnist_load(&tr, &te, a.data_dir, 0, 0, -1.0f, 1.0f) != 0) { fprintf(stderr, "%s: %s\n", a.name, gm_last_error()); return 1; }
     ex_check_batch(&a, tr.n);
-    ex_check_metric_classifier(&a, &te);    /* a run that cannot be scored stops now, not after training */
+    ex_metric_classifier(&a, &te, &metric);   /* a run that cannot be scored stops now, not after training */
     if (build(&gan, &a, &o) != 0) {
         fprintf(stderr, "%s: %s\n", a.name, gm_last_error());
         gm_dataset_free(&tr); gm_dataset_free(&te);
@@ -389,11 +388,11 @@ int main(int argc, char **argv) {
     {   char file[128];
         snprintf(file, sizeof file, "%s_loss.png", a.name);
         ex_run_plot(&run, file, a.name, 0); }
-    if (score(&a, &gan, &te, o.nscore, &sc, &lo, &hi, 1) != 0) return 1;
+    if (score(&a, &gan, &metric, &te, o.nscore, &sc, &lo, &hi, 1) != 0) return 1;
     snprintf(hist, sizeof hist, "%s", g_hist);
     if (gan.use_ema) {      /* the trained G too, for comparison with its average */
         gan.use_ema = 0;
-        if (score(&a, &gan, &te, o.nscore, &sc_raw, &lo_raw, &hi_raw, 0) != 0) return 1;
+        if (score(&a, &gan, &metric, &te, o.nscore, &sc_raw, &lo_raw, &hi_raw, 0) != 0) return 1;
         gan.use_ema = 1;
     }
     if (!a.quiet) printf("%s: FD %.2f (classifier features, %d samples vs %d test), label entropy %.3f nats%s", a.name, sc.fd,
@@ -438,6 +437,7 @@ int main(int argc, char **argv) {
     ex_run_free(&run);
     gm_batcher_free(&b);
     gm_gan_free(&gan);
+    gm_digit_classifier_free(&metric);
     free(x); free(y); free(z);
     gm_dataset_free(&tr); gm_dataset_free(&te);
     return 0;

@@ -136,7 +136,7 @@ int main(int argc, char **argv) {
     c = gm_hmm_default_config(o.states, GM_HMM_GAUSSIAN, 1);
     c.mixtures = o.mixtures;
     c.restarts = a.load ? 0 : o.restarts;
-    iters = (int)(a.steps >= 0 ? a.steps : a.epochs);
+    iters = (int)ex_total_steps(&a, 1);   /* an "epoch" is one Baum-Welch iteration */
     c.max_iters = iters > 0 ? iters : 1;
     c.seed = a.seed + 1;
     c.on_iter = on_iter;

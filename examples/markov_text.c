@@ -302,7 +302,7 @@ int main(int argc, char **argv) {
     /* the HMM, fitted by Baum-Welch */
     hc = gm_hmm_default_config(o.states, GM_HMM_DISCRETE, c.K);
     hc.restarts = a.load ? 0 : o.restarts;   /* a loaded model is refined, not restarted */
-    iters = (int)(a.steps >= 0 ? a.steps : a.epochs);
+    iters = (int)ex_total_steps(&a, 1);   /* an "epoch" is one Baum-Welch iteration */
     hc.max_iters = iters > 0 ? iters : 1;
     hc.pseudo = o.pseudo;
     hc.tol = 1e-6;
